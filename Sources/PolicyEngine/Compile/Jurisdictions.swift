@@ -1,0 +1,144 @@
+/// One element of a rule's or group's jurisdiction list, after names are resolved.
+enum JurisdictionMatcher: Hashable, Sendable, CustomStringConvertible {
+    /// `DE`: the country and every subdivision of it (`DE-BY`).
+    case country(String)
+    /// `US-CA`: exactly that subdivision.
+    case subdivision(String)
+    /// `US-*`: every subdivision of the country, not the country code alone.
+    case subdivisionsOf(String)
+
+    /// Parses a code or pattern; nil when the text is neither.
+    init?(code: String) {
+        let bytes = Array(code.utf8)
+        func isUpper(_ b: UInt8) -> Bool { b >= 65 && b <= 90 }
+        func isAlnum(_ b: UInt8) -> Bool { isUpper(b) || (b >= 48 && b <= 57) }
+        guard bytes.count >= 2, isUpper(bytes[0]), isUpper(bytes[1]) else { return nil }
+        let country = String(code.prefix(2))
+        if bytes.count == 2 { self = .country(country); return }
+        guard bytes[2] == UInt8(ascii: "-") else { return nil }
+        if bytes.count == 4, bytes[3] == UInt8(ascii: "*") { self = .subdivisionsOf(country); return }
+        guard (4...6).contains(bytes.count), bytes[3...].allSatisfy(isAlnum) else { return nil }
+        self = .subdivision(code)
+    }
+
+    var countryCode: String {
+        switch self {
+        case let .country(c), let .subdivisionsOf(c): c
+        case let .subdivision(s): String(s.prefix(2))
+        }
+    }
+
+    var description: String {
+        switch self {
+        case let .country(c): c
+        case let .subdivision(s): s
+        case let .subdivisionsOf(c): "\(c)-*"
+        }
+    }
+
+    /// Whether a request from `code` (a country or subdivision; `nil` subdivision = unlisted one) matches.
+    func matches(country: String, subdivision: String?, isCountryOnly: Bool) -> Bool {
+        switch self {
+        case let .country(c): return c == country
+        case let .subdivision(s): return !isCountryOnly && subdivision == s
+        case let .subdivisionsOf(c): return !isCountryOnly && c == country
+        }
+    }
+
+    /// Whether every code this matcher matches is also matched by `other`.
+    func isContained(in other: JurisdictionMatcher) -> Bool {
+        switch (self, other) {
+        case let (.country(a), .country(b)): a == b
+        case let (.subdivision(a), .subdivision(b)): a == b
+        case let (.subdivision(a), .country(c)), let (.subdivision(a), .subdivisionsOf(c)): a.hasPrefix(c + "-")
+        case let (.subdivisionsOf(a), .country(b)), let (.subdivisionsOf(a), .subdivisionsOf(b)): a == b
+        default: false
+        }
+    }
+}
+
+/// Request jurisdictions grouped into classes that every rule treats alike, and for each class the
+/// set of rules it satisfies, as a bit matrix. A request's code maps to its class with one
+/// dictionary lookup; a rule check is then one bit test.
+struct JurisdictionTable: Sendable {
+    /// Class 0: no jurisdiction, or a valid code that no rule or group names.
+    static let unlisted: Int32 = 0
+    /// Exact code (country or subdivision) → class.
+    let classes: [String: Int32]
+    /// Country code → class of its subdivisions that are not listed themselves.
+    let unlistedSubdivisions: [String: Int32]
+    /// `bits[class * words + rule / 64] >> (rule % 64) & 1`: the rule accepts the class.
+    let bits: [UInt64]
+    let words: Int
+    let classCount: Int
+
+    init(rules: [[JurisdictionMatcher]?]) {
+        var codes = Set<String>()
+        var countries = Set<String>()
+        for matchers in rules.compactMap({ $0 }) {
+            for matcher in matchers {
+                countries.insert(matcher.countryCode)
+                switch matcher {
+                case let .country(c): codes.insert(c)
+                case let .subdivision(s): codes.insert(s)
+                case .subdivisionsOf: break
+                }
+            }
+        }
+        for country in countries { codes.insert(country) }
+        var classes: [String: Int32] = [:]
+        var unlisted: [String: Int32] = [:]
+        // Representatives: (country, subdivision or nil for an unlisted one, country-only?)
+        var representatives: [(String, String?, Bool)] = [("", nil, true)]
+        for code in codes.sorted() {
+            classes[code] = Int32(representatives.count)
+            representatives.append((String(code.prefix(2)), code.count == 2 ? nil : code, code.count == 2))
+        }
+        for country in countries.sorted() {
+            unlisted[country] = Int32(representatives.count)
+            representatives.append((country, nil, false))
+        }
+        let words = max(1, (rules.count + 63) / 64)
+        var bits = [UInt64](repeating: 0, count: representatives.count * words)
+        for (classIndex, (country, subdivision, countryOnly)) in representatives.enumerated() {
+            for (ruleIndex, matchers) in rules.enumerated() {
+                let accepted: Bool
+                if let matchers {
+                    accepted = classIndex != 0 && matchers.contains { $0.matches(country: country, subdivision: subdivision, isCountryOnly: countryOnly) }
+                } else {
+                    accepted = true
+                }
+                if accepted { bits[classIndex * words + ruleIndex / 64] |= 1 << UInt64(ruleIndex % 64) }
+            }
+        }
+        self.classes = classes
+        self.unlistedSubdivisions = unlisted
+        self.bits = bits
+        self.words = words
+        self.classCount = representatives.count
+    }
+
+    /// The class of a request's jurisdiction, or nil when the text is not an ISO 3166 code.
+    @inline(__always)
+    func classOf(_ code: String?) -> Int32? {
+        guard let code else { return JurisdictionTable.unlisted }
+        if let found = classes[code] { return found }
+        return slowClassOf(code)
+    }
+
+    private func slowClassOf(_ raw: String) -> Int32? {
+        let code = raw.uppercased()
+        if code != raw, let found = classes[code] { return found }
+        guard let matcher = JurisdictionMatcher(code: code) else { return nil }
+        switch matcher {
+        case .subdivisionsOf: return nil
+        case .country: return JurisdictionTable.unlisted
+        case .subdivision: return unlistedSubdivisions[matcher.countryCode] ?? JurisdictionTable.unlisted
+        }
+    }
+
+    @inline(__always)
+    func accepts(class jurisdictionClass: Int32, rule: Int) -> Bool {
+        bits[Int(jurisdictionClass) * words + rule >> 6] >> UInt64(rule & 63) & 1 == 1
+    }
+}

@@ -1,0 +1,103 @@
+import ConsentModel
+
+/// Attributes of a taxonomy key that the engine or reports use.
+public struct KeyAttributes: Sendable {
+    public var description: String?
+    public var sensitive = false
+    public var saleOrSharing = false
+    public var tcfPurposes: [Int] = []
+    public var tcfSpecialFeature: Int?
+    public var labels: [String: String] = [:]
+}
+
+/// An immutable, compiled policy set: interned taxonomies with precomputed ancestry, rules
+/// indexed by purpose, and jurisdictions as a bit matrix. Built once by `PolicyCompiler`,
+/// shared by every thread, swapped whole on reload.
+public final class PolicySet: Sendable {
+    /// Content hash of every policy file in the set (16 hex digits of SHA-256).
+    public let revision: String
+    /// The vocabulary the set was compiled against; consent records must use the same one.
+    public let vocabulary: Vocabulary
+    /// The purpose tree.
+    public let purposes: KeyTree
+    /// The data-category tree.
+    public let dataCategories: KeyTree
+    /// Purpose attributes by key.
+    public let purposeAttributes: [String: KeyAttributes]
+    /// Data-category attributes by key.
+    public let dataAttributes: [String: KeyAttributes]
+    /// Jurisdiction groups by name, members as written.
+    public let jurisdictionGroups: [String: [String]]
+    /// The rules, in set order.
+    public let rules: [RuleInfo]
+    /// The effect when no rule matches.
+    public let defaultEffect: Effect
+    /// Paths of the files in the set, in path order.
+    public let files: [String]
+
+    let cores: [RuleCore]
+    let ruleData: [UInt32]
+    /// Per purpose id: range into `candidates`.
+    let candidateStart: [Int32]
+    let candidateCount: [Int32]
+    /// (rule index, depth of the deepest rule purpose key covering the purpose) in rule order.
+    let candidates: [(rule: Int32, purposeDepth: Int32)]
+    let jurisdictions: JurisdictionTable
+    let channelBits: [String: UInt64]
+    /// Per purpose id: the signal bits a `sale_or_sharing` purpose turns GPC/USP into.
+    let saleOrSharing: [Bool]
+
+    init(
+        revision: String, vocabulary: Vocabulary, purposes: KeyTree, dataCategories: KeyTree,
+        purposeAttributes: [String: KeyAttributes], dataAttributes: [String: KeyAttributes],
+        jurisdictionGroups: [String: [String]], rules: [RuleInfo], cores: [RuleCore], ruleData: [UInt32],
+        rulePurposes: [[UInt32]], jurisdictionMatchers: [[JurisdictionMatcher]?], channelBits: [String: UInt64],
+        defaultEffect: Effect, files: [String]
+    ) {
+        self.revision = revision
+        self.vocabulary = vocabulary
+        self.purposes = purposes
+        self.dataCategories = dataCategories
+        self.purposeAttributes = purposeAttributes
+        self.dataAttributes = dataAttributes
+        self.jurisdictionGroups = jurisdictionGroups
+        self.rules = rules
+        self.cores = cores
+        self.ruleData = ruleData
+        self.defaultEffect = defaultEffect
+        self.files = files
+        self.jurisdictions = JurisdictionTable(rules: jurisdictionMatchers)
+        self.channelBits = channelBits
+
+        let idCount = purposes.depths.count
+        var start = [Int32](repeating: 0, count: idCount)
+        var count = [Int32](repeating: 0, count: idCount)
+        var flat: [(rule: Int32, purposeDepth: Int32)] = []
+        var sale = [Bool](repeating: false, count: idCount)
+        for key in purposes.keys {
+            let id = purposes.id(of: key)!
+            start[Int(id)] = Int32(flat.count)
+            for (ruleIndex, keys) in rulePurposes.enumerated() {
+                if keys.isEmpty {
+                    flat.append((Int32(ruleIndex), 0))
+                    continue
+                }
+                var best = 0
+                for ruleKey in keys where purposes.covers(ruleKey, id) { best = max(best, purposes.depth(ruleKey)) }
+                if best > 0 { flat.append((Int32(ruleIndex), Int32(best))) }
+            }
+            count[Int(id)] = Int32(flat.count) - start[Int(id)]
+            // sale_or_sharing is inherited: a descendant of a sale purpose is a sale purpose too.
+            sale[Int(id)] = purposes.keys.contains { ancestor in
+                purposeAttributes[ancestor]?.saleOrSharing == true && purposes.covers(purposes.id(of: ancestor)!, id)
+            }
+        }
+        self.candidateStart = start
+        self.candidateCount = count
+        self.candidates = flat
+        self.saleOrSharing = sale
+    }
+
+    /// The rule with this id, if any.
+    public func rule(id: String) -> RuleInfo? { rules.first { $0.id == id } }
+}

@@ -1,0 +1,86 @@
+import ConsentModel
+
+/// A decision with its full trace: every rule of the set and what happened to it, every consent
+/// record of the subject and whether it covered the request and counted, and the effective one.
+public struct Explanation: Sendable {
+    /// The request as asked.
+    public var request: DecisionRequest
+    /// The instant decided at.
+    public var at: Timestamp
+    /// The decision.
+    public var decision: Decision
+    /// Its printable form.
+    public var report: DecisionReport
+    /// Every rule in set order with its outcome (nil when resolving failed before any rule ran).
+    public var rules: [(rule: RuleInfo, outcome: RuleOutcome)]
+    /// Every record of the subject: covers the request? counts at the instant?
+    public var records: [(record: RecordSummary, covers: Bool, valid: Bool)]
+    /// Index into `records` of the effective record, if one was computed and found.
+    public var effectiveRecord: Int?
+
+    /// A human-readable rendering.
+    public var text: String {
+        var lines: [String] = []
+        let r = report
+        lines.append("decision: \(r.effect) (\(r.reason))")
+        if let id = r.ruleID, let location = r.ruleLocation { lines.append("rule: \(id) at \(location)") }
+        if let record = r.record { lines.append("consent record: \(record.text)") }
+        if let basis = r.legalBasis { lines.append("legal basis: \(basis)") }
+        if !r.obligations.isEmpty { lines.append("obligations: \(r.obligations.joined(separator: ", "))") }
+        lines.append("policy revision: \(r.policyRevision)")
+        var context = "request: subject=\(request.subject) purpose=\(request.purpose) data=\(request.dataCategory)"
+        if let j = request.context.jurisdiction { context += " jurisdiction=\(j)" }
+        if request.context.gpc { context += " gpc" }
+        if request.context.uspOptOut { context += " usp_opt_out" }
+        if let channel = request.context.channel { context += " channel=\(channel)" }
+        context += " at=\(at)"
+        lines.append(context)
+        lines.append("consent records (\(records.count)):")
+        if records.isEmpty { lines.append("  (none)") }
+        for (index, entry) in records.enumerated() {
+            let state = !entry.covers ? "does not cover the request" : entry.valid ? (index == effectiveRecord ? "EFFECTIVE" : "covers, superseded") : "covers, not valid at this instant"
+            lines.append("  \(entry.record.text): \(state)")
+        }
+        lines.append("rules (\(rules.count)):")
+        for (rule, outcome) in rules {
+            lines.append("  \(rule.id) (\(rule.effect == .allow ? "permission" : "prohibition"), \(rule.location)): \(outcome)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+struct TraceRecorder: DecisionTracer {
+    var outcomes: [Int32: RuleOutcome] = [:]
+    var records: [Int: (covers: Bool, valid: Bool)] = [:]
+    var effective: Int?
+
+    mutating func rule(_ index: Int32, _ outcome: RuleOutcome) { outcomes[index] = outcome }
+    mutating func record(_ index: Int, covers: Bool, valid: Bool) { records[index] = (covers, valid) }
+    mutating func effective(_ index: Int?) { effective = index }
+}
+
+extension PolicySet {
+    /// Decides like `decide` and records why, for `explain`. Slow path: allocates freely.
+    public func explain(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp) -> Explanation {
+        let at = request.context.at ?? now
+        let summaries = consent.map(summary(of:))
+        switch resolve(request, now: now) {
+        case let .failure(failure):
+            let decision = Decision.deny(failure.reason)
+            return Explanation(request: request, at: at, decision: decision, report: report(decision), rules: [],
+                               records: summaries.map { ($0, false, false) }, effectiveRecord: nil)
+        case let .success(resolved):
+            var tracer = TraceRecorder()
+            let decision = evaluate(resolved, consent: consent, tracer: &tracer)
+            if tracer.records.isEmpty && !consent.isEmpty {
+                // No rule needed consent; still show which records would have counted.
+                _ = effectiveConsent(resolved, consent, &tracer)
+            }
+            let rules = rules.indices.map { index in (self.rules[index], tracer.outcomes[Int32(index)] ?? .purposeNotCovered) }
+            let records = summaries.indices.map { index in
+                (summaries[index], tracer.records[index]?.covers ?? false, tracer.records[index]?.valid ?? false)
+            }
+            return Explanation(request: request, at: at, decision: decision, report: report(decision), rules: rules, records: records, effectiveRecord: tracer.effective)
+        }
+    }
+}

@@ -1,0 +1,33 @@
+import ArgumentParser
+import ConsentModel
+import PolicyEngine
+
+/// Reads and compiles a policy directory for a command, turning I/O failures into exit code 66.
+struct LoadedPolicies {
+    let policies: [PolicySource]
+    let tests: [PolicySource]
+    let result: CompileResult
+
+    static func load(_ directory: String, vocabulary: Vocabulary) throws -> LoadedPolicies {
+        let files: (policies: [PolicySource], tests: [PolicySource])
+        do {
+            files = try PolicyDirectory.read(directory)
+        } catch {
+            printError("consentctl: \(error)")
+            throw ExitCode(66)
+        }
+        let result = PolicyCompiler.compile(files.policies, vocabulary: vocabulary)
+        return LoadedPolicies(policies: files.policies, tests: files.tests, result: result)
+    }
+}
+
+extension Array where Element == Diagnostic {
+    /// One diagnostic per line (hints indented under them), plus a count line.
+    var text: String {
+        var lines = map(\.description)
+        let errors = filter { $0.severity == .error }.count
+        let warnings = count - errors
+        lines.append("\(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s")")
+        return lines.joined(separator: "\n")
+    }
+}
