@@ -378,7 +378,7 @@ struct Compilation {
             for earlier in permissions[..<index] where earlier.sameScope(as: later) && earlier.requirementSignature != later.requirementSignature {
                 c.warning("conflicting-permissions", later.syntax.id.location,
                           "permissions '\(earlier.syntax.id.value)' and '\(later.syntax.id.value)' cover the same scope with different requirements",
-                          hint: "the earlier one (\(earlier.syntax.location)) wins ties; merge them or make their scopes differ")
+                          hint: "whichever holds allows, so the stricter requirement (see \(earlier.syntax.location)) is moot; merge them or make their scopes differ")
                 break
             }
         }

@@ -66,6 +66,9 @@ public enum PolicyParser {
         default: (nil, "\(error)")
         }
         let at = SourceLocation(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1)
+        if case .duplicatedKeysInMapping = error {
+            return Diagnostic(.error, "duplicate-key", at: at, "YAML: \(problem)", hint: "each key may appear once in a mapping; merge the two entries")
+        }
         return Diagnostic(.error, "yaml-syntax", at: at, "YAML: \(problem)", hint: "check indentation, quoting and that every `{`/`[` is closed")
     }
 

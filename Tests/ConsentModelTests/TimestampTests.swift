@@ -1,0 +1,72 @@
+import ConsentModel
+import Testing
+
+@Suite struct TimestampTests {
+    @Test(arguments: [
+        ("1970-01-01T00:00:00Z", Int64(0)),
+        ("2026-06-01T00:00:00Z", Int64(1_780_272_000_000_000)),
+        ("2026-06-01", Int64(1_780_272_000_000_000)),
+        ("2026-06-01T02:00:00+02:00", Int64(1_780_272_000_000_000)),
+        ("2026-05-31T23:59:59.999999Z", Int64(1_780_271_999_999_999)),
+        ("2024-02-29T12:00:00.5Z", Int64(1_709_208_000_500_000)),
+        ("1969-12-31T23:59:59Z", Int64(-1_000_000)),
+    ])
+    func parsesRFC3339(text: String, microseconds: Int64) {
+        #expect(Timestamp(rfc3339: text)?.microseconds == microseconds)
+    }
+
+    @Test(arguments: ["", "2026", "2026-13-01", "2026-02-30", "2025-02-29", "2026-06-01T25:00:00Z", "2026-06-01T00:00:00", "2026-06-01T00:00:00Zjunk", "yesterday", "2026-06-01T00:00:00.Z"])
+    func rejectsWhatIsNotRFC3339(text: String) {
+        #expect(Timestamp(rfc3339: text) == nil)
+    }
+
+    @Test func formattingRoundTrips() {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let value = Timestamp(microseconds: Int64.random(in: -2_000_000_000_000_000...7_000_000_000_000_000, using: &rng))
+            #expect(Timestamp(rfc3339: value.rfc3339) == value, "\(value.microseconds) → \(value.rfc3339)")
+        }
+        #expect(Timestamp(seconds: 0).rfc3339 == "1970-01-01T00:00:00Z")
+        #expect(Timestamp(microseconds: 1_500_000).rfc3339 == "1970-01-01T00:00:01.5Z")
+    }
+
+    @Test(arguments: [("30s", Int64(30_000_000)), ("15m", Int64(900_000_000)), ("12h", Int64(43_200_000_000)), ("395d", Int64(34_128_000_000_000))])
+    func parsesDurations(text: String, microseconds: Int64) {
+        #expect(TimeSpan(policyText: text)?.microseconds == microseconds)
+        #expect(TimeSpan(policyText: text)?.description == text)
+    }
+
+    @Test(arguments: ["", "d", "0d", "-1d", "1w", "1.5d", "13 months", "1d2h", "99999999999999999d"])
+    func rejectsBadDurations(text: String) {
+        #expect(TimeSpan(policyText: text) == nil)
+    }
+
+    @Test func aRecordIsValidFromItsRecordingUntilJustBeforeItsExpiry() {
+        let record = CompactRecord(purpose: 0, choice: .grant, recordedAt: Timestamp(seconds: 10), expiresAt: Timestamp(seconds: 20))
+        #expect(!record.isValid(at: Timestamp(seconds: 9)))
+        #expect(record.isValid(at: Timestamp(seconds: 10)))
+        #expect(record.isValid(at: Timestamp(microseconds: 19_999_999)))
+        #expect(!record.isValid(at: Timestamp(seconds: 20)))
+    }
+}
+
+@Suite struct VocabularyTests {
+    @Test func internedIdsAreDenseAndStable() {
+        let table = KeyTable()
+        #expect(table.intern("a") == 0)
+        #expect(table.intern("b") == 1)
+        #expect(table.intern("a") == 0)
+        #expect(table.name(1) == "b")
+        #expect(table.name(2) == nil)
+        #expect(table.lookup("c") == nil)
+        #expect(table.count == 2)
+    }
+
+    @Test func namesRoundTrip() {
+        for reason in ReasonCode.allCases { #expect(ReasonCode(name: reason.description) == reason) }
+        for basis in LegalBasis.allCases { #expect(LegalBasis(name: basis.description) == basis) }
+        #expect(Choice(name: "grant") == .grant)
+        #expect(Choice(name: "GRANT") == nil)
+        #expect(Set(ReasonCode.allCases.map(\.description)) == ["CONSENT_GRANTED", "NOT_OPTED_OUT", "LEGAL_BASIS", "PROHIBITED", "NO_CONSENT", "CONSENT_DENIED", "CONSENT_EXPIRED", "CONSENT_STALE", "OPTED_OUT_BY_SIGNAL", "NO_MATCHING_RULE", "UNKNOWN_PURPOSE", "UNKNOWN_DATA_CATEGORY", "INVALID_REQUEST"])
+    }
+}
