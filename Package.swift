@@ -9,12 +9,14 @@ let package = Package(
     products: [
         .library(name: "ConsentModel", targets: ["ConsentModel"]),
         .library(name: "PolicyEngine", targets: ["PolicyEngine"]),
+        .library(name: "ConsentStore", targets: ["ConsentStore"]),
         .executable(name: "consentctl", targets: ["consentctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         .target(name: "ConsentModel"),
@@ -26,11 +28,20 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .target(
+            name: "ConsentStore",
+            dependencies: [
+                "ConsentModel",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "consentctl",
             dependencies: [
                 "ConsentModel",
                 "PolicyEngine",
+                "ConsentStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -40,6 +51,7 @@ let package = Package(
             dependencies: ["PolicyEngine", "ConsentModel"],
             resources: [.copy("Fixtures")]
         ),
+        .testTarget(name: "ConsentStoreTests", dependencies: ["ConsentStore", "ConsentModel"]),
         .testTarget(
             name: "consentctlTests",
             dependencies: ["consentctl"]

@@ -1,3 +1,5 @@
+import ConsentModel
+
 /// One element of a rule's or group's jurisdiction list, after names are resolved.
 enum JurisdictionMatcher: Hashable, Sendable, CustomStringConvertible {
     /// `DE`: the country and every subdivision of it (`DE-BY`).
@@ -7,24 +9,46 @@ enum JurisdictionMatcher: Hashable, Sendable, CustomStringConvertible {
     /// `US-*`: every subdivision of the country, not the country code alone.
     case subdivisionsOf(String)
 
-    /// Parses a code or pattern; nil when the text is neither.
+    /// Parses a code or pattern; nil when the text is neither. Allocation-free for valid codes.
     init?(code: String) {
-        let bytes = Array(code.utf8)
-        func isUpper(_ b: UInt8) -> Bool { b >= 65 && b <= 90 }
-        func isAlnum(_ b: UInt8) -> Bool { isUpper(b) || (b >= 48 && b <= 57) }
-        guard bytes.count >= 2, isUpper(bytes[0]), isUpper(bytes[1]) else { return nil }
-        let country = String(code.prefix(2))
-        if bytes.count == 2 { self = .country(country); return }
-        guard bytes[2] == UInt8(ascii: "-") else { return nil }
-        if bytes.count == 4, bytes[3] == UInt8(ascii: "*") { self = .subdivisionsOf(country); return }
-        guard (4...6).contains(bytes.count), bytes[3...].allSatisfy(isAlnum) else { return nil }
-        self = .subdivision(code)
+        guard let shape = JurisdictionMatcher.shape(code) else { return nil }
+        switch shape {
+        case .country: self = .country(code)
+        case .subdivision: self = .subdivision(code)
+        case .pattern: self = .subdivisionsOf(String(code.utf8.prefix(2))!)
+        }
+    }
+
+    enum Shape { case country, subdivision, pattern }
+
+    /// `CC`, `CC-X{1,3}` (X uppercase letters or digits) or `CC-*`, checked on the UTF-8 bytes.
+    static func shape(_ code: String) -> Shape? {
+        var count = 0
+        var shape = Shape.country
+        for byte in code.utf8 {
+            let upper = byte >= 65 && byte <= 90
+            switch count {
+            case 0, 1: guard upper else { return nil }
+            case 2: guard byte == UInt8(ascii: "-") else { return nil }
+            case 3:
+                if byte == UInt8(ascii: "*") { shape = .pattern } else {
+                    guard upper || (byte >= 48 && byte <= 57) else { return nil }
+                    shape = .subdivision
+                }
+            case 4, 5:
+                guard shape == .subdivision, upper || (byte >= 48 && byte <= 57) else { return nil }
+            default: return nil
+            }
+            count += 1
+        }
+        guard count == 2 || count >= 4 else { return nil }
+        return shape
     }
 
     var countryCode: String {
         switch self {
         case let .country(c), let .subdivisionsOf(c): c
-        case let .subdivision(s): String(s.prefix(2))
+        case let .subdivision(s): String(s.utf8.prefix(2))!
         }
     }
 
@@ -64,7 +88,7 @@ struct JurisdictionTable: Sendable {
     /// Class 0: no jurisdiction, or a valid code that no rule or group names.
     static let unlisted: Int32 = 0
     /// Exact code (country or subdivision) → class.
-    let classes: [String: Int32]
+    let classes: ByteKeyTable<Int32>
     /// Country code → class of its subdivisions that are not listed themselves.
     let unlistedSubdivisions: [String: Int32]
     /// `bits[class * words + rule / 64] >> (rule % 64) & 1`: the rule accepts the class.
@@ -111,7 +135,7 @@ struct JurisdictionTable: Sendable {
                 if accepted { bits[classIndex * words + ruleIndex / 64] |= 1 << UInt64(ruleIndex % 64) }
             }
         }
-        self.classes = classes
+        self.classes = ByteKeyTable(classes.map { ($0.key, $0.value) })
         self.unlistedSubdivisions = unlisted
         self.bits = bits
         self.words = words
@@ -127,13 +151,20 @@ struct JurisdictionTable: Sendable {
     }
 
     private func slowClassOf(_ raw: String) -> Int32? {
-        let code = raw.uppercased()
-        if code != raw, let found = classes[code] { return found }
-        guard let matcher = JurisdictionMatcher(code: code) else { return nil }
-        switch matcher {
-        case .subdivisionsOf: return nil
-        case .country: return JurisdictionTable.unlisted
-        case .subdivision: return unlistedSubdivisions[matcher.countryCode] ?? JurisdictionTable.unlisted
+        if raw.utf8.contains(where: { $0 >= 97 && $0 <= 122 }) {
+            let code = raw.uppercased()
+            if let found = classes[code] { return found }
+            return classOfUnlisted(code)
+        }
+        return classOfUnlisted(raw)
+    }
+
+    /// A valid code that no rule or group names: its country's unlisted-subdivision class, or class 0.
+    private func classOfUnlisted(_ code: String) -> Int32? {
+        switch JurisdictionMatcher.shape(code) {
+        case nil, .pattern?: return nil
+        case .country?: return JurisdictionTable.unlisted
+        case .subdivision?: return unlistedSubdivisions[String(code.utf8.prefix(2))!] ?? JurisdictionTable.unlisted
         }
     }
 

@@ -4,7 +4,7 @@ import ConsentModel
 /// ancestry so that "does key A cover key B" is two array reads and a compare.
 public struct KeyTree: Sendable {
     /// Declared key → vocabulary id.
-    let ids: [String: UInt32]
+    let ids: ByteKeyTable<UInt32>
     /// Vocabulary id → depth (1 for a root key); 0 for ids that are not in this tree.
     let depths: [UInt8]
     /// `ancestors[id * stride + (d - 1)]` is the id of the ancestor at depth `d` (the key itself at its own depth).
@@ -18,6 +18,7 @@ public struct KeyTree: Sendable {
     init(keys: [String], vocabulary table: KeyTable) {
         var ids: [String: UInt32] = [:]
         for key in keys { ids[key] = table.intern(key) }
+        let idTable = ByteKeyTable(keys.map { ($0, ids[$0]!) })
         let maxID = ids.values.max().map(Int.init) ?? -1
         let stride = max(1, keys.map { $0.split(separator: ".").count }.max() ?? 1)
         var depths = [UInt8](repeating: 0, count: maxID + 1)
@@ -35,7 +36,7 @@ public struct KeyTree: Sendable {
         for key in keys {
             if let dot = key.lastIndex(of: ".") { parents.insert(String(key[..<dot])) }
         }
-        self.ids = ids
+        self.ids = idTable
         self.depths = depths
         self.ancestors = ancestors
         self.stride = stride

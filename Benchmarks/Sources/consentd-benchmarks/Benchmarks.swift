@@ -1,0 +1,185 @@
+import ArgumentParser
+import ConsentModel
+import ConsentStore
+import Foundation
+import Glibc
+import MallocInterposerSwift
+import PolicyEngine
+import Synchronization
+
+@main
+struct Benchmarks: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "consentd-benchmarks",
+        abstract: "In-process benchmarks of the decision core and the consent index.",
+        subcommands: [Decide.self],
+        defaultSubcommand: Decide.self
+    )
+}
+
+/// Decisions per second and allocations per decision on the shipped policies, over a synthetic
+/// population held in the real in-memory index; plus the index's load time and memory per record.
+struct Decide: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Benchmark in-process decisions (index lookup + resolve + decide).")
+
+    @Option(help: "Policy directory.") var policies = "../Policies"
+    @Option(help: "Synthetic subjects (1–5 records each).") var subjects = 1_000_000
+    @Option(help: "Seed of the population and request mix.") var seed: UInt64 = 1
+    @Option(help: "Seconds to measure each phase.") var duration = 5.0
+    @Option(help: "Threads for the multi-core phase.") var threads = 2
+    @Option(help: "Decisions in the allocation-counting phase.") var allocationSample = 1_000_000
+
+    func run() throws {
+        let vocabulary = Vocabulary()
+        let files = try PolicyDirectory.read(policies)
+        guard let set = PolicyCompiler.compile(files.policies, vocabulary: vocabulary).policySet else {
+            throw ValidationError("policies in \(policies) do not compile; run consentctl policy lint")
+        }
+        let now = Timestamp(rfc3339: "2026-06-01T00:00:00Z")!
+        let population = SyntheticPopulation(purposes: set.purposes.keys, dataCategories: set.dataCategories.keys, subjects: subjects, seed: seed, now: now)
+
+        let rssBefore = residentBytes()
+        let loadStart = DispatchTime.now()
+        let snapshot = buildSnapshot(population, vocabulary)
+        let loadSeconds = seconds(since: loadStart)
+        releaseFreeMemory()
+        let rssAfter = residentBytes()
+        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, load average \(loadAverage())")
+        print("policy set: \(set.rules.count) rules, revision \(set.revision)")
+        print(String(format: "index: %d subjects, %d records, built in %.2f s from generated records", snapshot.subjectCount, snapshot.recordCount, loadSeconds))
+        print(String(format: "index memory: %.1f B/record by buffer size, %.1f B/record by RSS growth",
+                     Double(snapshot.residentBytes) / Double(snapshot.recordCount),
+                     Double(rssAfter - rssBefore) / Double(snapshot.recordCount)))
+
+        // The request mix: 90 % known subjects, every purpose and data category, several places, some GPC.
+        var rng = SplitMix64(seed: seed &+ 1)
+        let jurisdictions: [String?] = ["DE", "FR", "NL", "GB", "US-CA", "US-TX", "US-ME", "US-NY", "US-WY", "JP", nil]
+        let requests: [DecisionRequest] = (0..<65_536).map { _ in
+            let known = rng.next() % 10 != 0
+            let subject = known ? SyntheticPopulation.subjectID(Int(rng.next() % UInt64(subjects))) : "unknown-\(rng.next() % 1_000_000)"
+            return DecisionRequest(
+                subject: subject,
+                purpose: set.purposes.leaves[Int(rng.next() % UInt64(set.purposes.leaves.count))],
+                dataCategory: set.dataCategories.leaves[Int(rng.next() % UInt64(set.dataCategories.leaves.count))],
+                context: RequestContext(jurisdiction: jurisdictions[Int(rng.next() % UInt64(jurisdictions.count))], gpc: rng.next() % 10 == 0)
+            )
+        }
+
+        // Index lookup alone.
+        let lookups = measure(duration: duration / 2) { i in snapshot.records(of: requests[i & 65_535].subject).count }
+        print(String(format: "index lookup: %.0f ns per subject lookup (1 thread)", 1e9 / lookups.rate))
+
+        // The evaluator alone: records looked up beforehand.
+        let prefetched = requests.map { snapshot.records(of: $0.subject) }
+        let evaluator = measure(duration: duration / 2) { i in
+            set.decide(requests[i & 65_535], consent: prefetched[i & 65_535], now: now).isAllowed ? 1 : 0
+        }
+        print(String(format: "decide (resolve + evaluate, records already looked up): %.2f M/s (%.0f ns each, 1 thread)", evaluator.rate / 1e6, 1e9 / evaluator.rate))
+
+        // Single core: full decision path.
+        var allowed = 0
+        let single = measure(duration: duration) { i in
+            let request = requests[i & 65_535]
+            let decision = set.decide(request, consent: snapshot.records(of: request.subject), now: now)
+            return decision.isAllowed ? 1 : 0
+        }
+        allowed = single.checksum
+        print(String(format: "decisions (index lookup + resolve + evaluate), 1 thread: %.2f M/s (%.0f ns each); %.1f %% allowed", single.rate / 1e6, 1e9 / single.rate, 100 * Double(allowed) / Double(single.count)))
+
+        // All threads.
+        let rates = Mutex<[Double]>([])
+        let group = DispatchGroup()
+        for thread in 0..<threads {
+            DispatchQueue.global().async(group: group) {
+                let result = measure(duration: duration) { i in
+                    let request = requests[(i &+ thread &* 7919) & 65_535]
+                    return set.decide(request, consent: snapshot.records(of: request.subject), now: now).isAllowed ? 1 : 0
+                }
+                rates.withLock { $0.append(result.rate) }
+            }
+        }
+        group.wait()
+        let total = rates.withLock { $0.reduce(0, +) }
+        print(String(format: "decisions, %d threads: %.2f M/s total, %.2f M/s per thread", threads, total / 1e6, total / 1e6 / Double(threads)))
+
+        // Allocations per decision, counted by the preloaded malloc interposer.
+        MallocInterposerSwift.initialize()
+        MallocInterposerSwift.hook()
+        let probe = [Int](repeating: 1, count: 1000)
+        MallocInterposerSwift.unhook()
+        let active = MallocInterposerSwift.getStatistics().mallocCount > 0 && probe.count == 1000
+        if active {
+            MallocInterposerSwift.initialize()
+            MallocInterposerSwift.hook()
+            var sink = 0
+            for i in 0..<allocationSample {
+                let request = requests[i & 65_535]
+                sink &+= Int(set.decide(request, consent: snapshot.records(of: request.subject), now: now).reason.rawValue)
+            }
+            MallocInterposerSwift.unhook()
+            let stats = MallocInterposerSwift.getStatistics()
+            print(String(format: "allocations: %.4f mallocs per decision (%lld mallocs in %d decisions; checksum %d)", Double(stats.mallocCount) / Double(allocationSample), stats.mallocCount, allocationSample, sink % 997))
+        } else {
+            print("allocations: not measured — run through ./run.sh so the malloc interposer is preloaded")
+        }
+    }
+}
+
+struct Measurement {
+    var count: Int
+    var rate: Double
+    var checksum: Int
+}
+
+/// Runs `body` in batches until `duration` seconds have passed (after a 10 % warm-up).
+func measure(duration: Double, _ body: (Int) -> Int) -> Measurement {
+    var checksum = 0
+    var i = 0
+    let warmEnd = DispatchTime.now().uptimeNanoseconds + UInt64(duration * 0.1 * 1e9)
+    while DispatchTime.now().uptimeNanoseconds < warmEnd {
+        for _ in 0..<4096 { checksum &+= body(i); i &+= 1 }
+    }
+    checksum = 0
+    let start = DispatchTime.now().uptimeNanoseconds
+    let end = start + UInt64(duration * 1e9)
+    var count = 0
+    var now = start
+    while now < end {
+        for _ in 0..<4096 { checksum &+= body(i); i &+= 1 }
+        count += 4096
+        now = DispatchTime.now().uptimeNanoseconds
+    }
+    return Measurement(count: count, rate: Double(count) / (Double(now - start) / 1e9), checksum: checksum)
+}
+
+func seconds(since start: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+}
+
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
+}
+
+func loadAverage() -> String {
+    (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+}
+
+/// glibc's malloc_trim(0), looked up at run time (the Glibc module does not export it), so that
+/// RSS growth counts what the index holds rather than freed build-time garbage.
+func releaseFreeMemory() {
+    typealias Trim = @convention(c) (Int) -> Int32
+    let handle = dlopen(nil, RTLD_NOW)
+    if let symbol = dlsym(handle, "malloc_trim") {
+        _ = unsafeBitCast(symbol, to: Trim.self)(0)
+    }
+}
+
+func buildSnapshot(_ population: SyntheticPopulation, _ vocabulary: Vocabulary) -> ConsentSnapshot {
+    var builder = ConsentSnapshotBuilder()
+    for record in population {
+        builder.add(subject: record.subject, record.compact(in: vocabulary))
+    }
+    return builder.build()
+}
