@@ -33,6 +33,7 @@ let package = Package(
             dependencies: [
                 "ConsentModel",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -54,7 +55,7 @@ let package = Package(
         .testTarget(name: "ConsentStoreTests", dependencies: ["ConsentStore", "ConsentModel"]),
         .testTarget(
             name: "consentctlTests",
-            dependencies: ["consentctl"]
+            dependencies: ["consentctl", "ConsentStore", "ConsentModel"]
         ),
     ],
     swiftLanguageModes: [.v6]

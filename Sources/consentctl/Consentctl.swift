@@ -5,14 +5,14 @@ import ArgumentParser
 struct Consentctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "consentctl",
-        abstract: "Work with consentd policy sets: lint, test, explain, schema.",
+        abstract: "Work with consentd policy sets and consent stores.",
         discussion: """
         A policy set is every *.yaml file under a directory (recursively); files named *_test.yaml \
         are its test suites. Exit status: 0 on success, 1 when the check failed (lint errors, failed \
         tests), 64 for a usage error, 66 when an input cannot be read.
         """,
         version: "0.1.0",
-        subcommands: [PolicyCommand.self]
+        subcommands: [PolicyCommand.self, ConsentCommand.self]
     )
 }
 

@@ -12,7 +12,7 @@ struct Benchmarks: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "consentd-benchmarks",
         abstract: "In-process benchmarks of the decision core and the consent index.",
-        subcommands: [Decide.self],
+        subcommands: [Decide.self, Load.self],
         defaultSubcommand: Decide.self
     )
 }
@@ -182,4 +182,42 @@ func buildSnapshot(_ population: SyntheticPopulation, _ vocabulary: Vocabulary) 
         builder.add(subject: record.subject, record.compact(in: vocabulary))
     }
     return builder.build()
+}
+
+/// Start-up: load a store file into the in-memory index; time, memory per record, lookups.
+struct Load: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Benchmark loading a consent store file into the index (start-up).")
+
+    @Option(help: "The store file (e.g. made with consentctl consent generate + import).") var store: String
+    @Option(help: "Times to load (the best and the median are reported).") var repeats = 3
+
+    func run() throws {
+        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, load average \(loadAverage())")
+        var times: [Double] = []
+        var feed: ConsentFeed?
+        for _ in 0..<repeats {
+            feed = nil
+            releaseFreeMemory()
+            let rssBefore = residentBytes()
+            let started = DispatchTime.now()
+            let opened = try SQLiteConsentStore(path: store)
+            let loaded = try ConsentFeed(store: opened, vocabulary: Vocabulary())
+            times.append(seconds(since: started))
+            releaseFreeMemory()
+            let snapshot = loaded.index.snapshot()
+            print(String(format: "loaded %d subjects, %d records in %.2f s; %.1f B/record by buffer size, %.1f B/record by RSS growth",
+                         snapshot.subjectCount, snapshot.recordCount, times.last!,
+                         Double(snapshot.residentBytes) / Double(max(1, snapshot.recordCount)),
+                         Double(residentBytes() - rssBefore) / Double(max(1, snapshot.recordCount))))
+            feed = loaded
+        }
+        times.sort()
+        print(String(format: "load: best %.2f s, median %.2f s", times.first!, times[times.count / 2]))
+        if let snapshot = feed?.index.snapshot(), snapshot.subjectCount > 0 {
+            var rng = SplitMix64(seed: 7)
+            let subjects = (0..<65_536).map { _ in SyntheticPopulation.subjectID(Int(rng.next() % UInt64(snapshot.subjectCount))) }
+            let lookups = measure(duration: 2) { i in snapshot.records(of: subjects[i & 65_535]).count }
+            print(String(format: "lookup: %.0f ns per subject (random over %d subjects, 1 thread)", 1e9 / lookups.rate, snapshot.subjectCount))
+        }
+    }
 }

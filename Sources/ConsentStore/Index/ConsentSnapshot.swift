@@ -1,3 +1,4 @@
+import Dispatch
 import ConsentModel
 
 /// An immutable view of every subject's current consent records, as of one store sequence.
@@ -94,7 +95,7 @@ public final class ConsentSnapshot: Sendable {
 /// records must arrive in store order. Input grouped by subject (as the store reads it) takes
 /// a fast path; nothing is allocated per subject until the shards are built.
 public struct ConsentSnapshotBuilder {
-    private struct Run {
+    struct Run {
         var keyOffset: Int
         var keyLength: Int
         var hash: UInt64
@@ -144,47 +145,79 @@ public struct ConsentSnapshotBuilder {
         self.sequence = max(self.sequence, sequence)
     }
 
-    /// The finished snapshot.
-    public consuming func build() -> ConsentSnapshot {
-        var shards: [SubjectShard] = []
-        shards.reserveCapacity(ConsentSnapshot.shardCount)
-        var subjects = 0
-        for shard in 0..<ConsentSnapshot.shardCount {
-            if runs[shard].isEmpty { shards.append(.empty); continue }
-            let shardKeys = keys[shard]
-            let shardRecords = records[shard]
-            // Group runs by subject, keeping each subject's runs (and so its records) in order.
-            var first: [ArraySlice<UInt8>: Int] = [:]
-            var order: [[Int]] = []
-            for (index, run) in runs[shard].enumerated() {
-                let key = shardKeys[run.keyOffset..<run.keyOffset + run.keyLength]
-                if let group = first[key] { order[group].append(index) } else {
-                    first[key] = order.count
-                    order.append([index])
-                }
-            }
-            var entries: [(key: ArraySlice<UInt8>, hash: UInt64, records: ArraySlice<CompactRecord>)] = []
-            entries.reserveCapacity(order.count)
-            for group in order {
-                let head = runs[shard][group[0]]
-                let key = shardKeys[head.keyOffset..<head.keyOffset + head.keyLength]
-                if group.count == 1 {
-                    entries.append((key, head.hash, shardRecords[head.recordStart..<head.recordStart + head.count]))
-                } else {
-                    var merged: [CompactRecord] = []
-                    for index in group {
-                        let run = runs[shard][index]
-                        merged += shardRecords[run.recordStart..<run.recordStart + run.count]
+    /// The finished snapshot. Shards are built on `threads` threads (they are independent).
+    public consuming func build(threads: Int = 2) -> ConsentSnapshot {
+        let count = ConsentSnapshot.shardCount
+        var shards = [SubjectShard](repeating: .empty, count: count)
+        var subjectCounts = [Int](repeating: 0, count: count)
+        let workers = max(1, min(threads, 16))
+        keys.withUnsafeMutableBufferPointer { keys in
+            runs.withUnsafeMutableBufferPointer { runs in
+                records.withUnsafeMutableBufferPointer { records in
+                    shards.withUnsafeMutableBufferPointer { shards in
+                        subjectCounts.withUnsafeMutableBufferPointer { subjectCounts in
+                            let work = ShardWork(keys: keys, runs: runs, records: records, shards: shards, subjects: subjectCounts)
+                            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                                var shard = worker
+                                while shard < count {
+                                    work.build(shard)
+                                    shard += workers
+                                }
+                            }
+                        }
                     }
-                    entries.append((key, head.hash, merged[...]))
                 }
             }
-            subjects += entries.count
-            shards.append(SubjectShard(entries: entries))
-            keys[shard] = []
-            runs[shard] = []
-            records[shard] = []
         }
+        let subjects = subjectCounts.reduce(0, +)
         return ConsentSnapshot(shards: shards, sequence: sequence, subjectCount: subjects, recordCount: recordCount)
+    }
+}
+
+/// Unsafe views of the builder's per-shard buffers, so that disjoint shards can be built on
+/// several threads; each shard index is touched by exactly one worker.
+private struct ShardWork: @unchecked Sendable {
+    let keys: UnsafeMutableBufferPointer<[UInt8]>
+    let runs: UnsafeMutableBufferPointer<[ConsentSnapshotBuilder.Run]>
+    let records: UnsafeMutableBufferPointer<[CompactRecord]>
+    let shards: UnsafeMutableBufferPointer<SubjectShard>
+    let subjects: UnsafeMutableBufferPointer<Int>
+
+    func build(_ shard: Int) {
+        guard !runs[shard].isEmpty else { return }
+        let shardKeys = keys[shard]
+        let shardRecords = records[shard]
+        let shardRuns = runs[shard]
+        // Group runs by subject, keeping each subject's runs (and so its records) in order.
+        var first: [ArraySlice<UInt8>: Int] = [:]
+        var order: [[Int]] = []
+        for (index, run) in shardRuns.enumerated() {
+            let key = shardKeys[run.keyOffset..<run.keyOffset + run.keyLength]
+            if let group = first[key] { order[group].append(index) } else {
+                first[key] = order.count
+                order.append([index])
+            }
+        }
+        var entries: [(key: ArraySlice<UInt8>, hash: UInt64, records: ArraySlice<CompactRecord>)] = []
+        entries.reserveCapacity(order.count)
+        for group in order {
+            let head = shardRuns[group[0]]
+            let key = shardKeys[head.keyOffset..<head.keyOffset + head.keyLength]
+            if group.count == 1 {
+                entries.append((key, head.hash, shardRecords[head.recordStart..<head.recordStart + head.count]))
+            } else {
+                var merged: [CompactRecord] = []
+                for index in group {
+                    let run = shardRuns[index]
+                    merged += shardRecords[run.recordStart..<run.recordStart + run.count]
+                }
+                entries.append((key, head.hash, merged[...]))
+            }
+        }
+        subjects[shard] = entries.count
+        shards[shard] = SubjectShard(entries: entries)
+        keys[shard] = []
+        runs[shard] = []
+        records[shard] = []
     }
 }

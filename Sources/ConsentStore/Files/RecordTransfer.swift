@@ -1,0 +1,180 @@
+import ConsentModel
+import Foundation
+
+/// Options for `RecordTransfer.importRecords`.
+public struct ImportOptions: Sendable {
+    /// File format; nil guesses from the extension.
+    public var format: RecordFormat?
+    /// All or nothing: the first bad line aborts the import and nothing is stored.
+    public var strict = false
+    /// Records per transaction when not strict.
+    public var batchSize = 10_000
+    /// Extra validation (e.g. taxonomy keys): a message rejects the record.
+    public var validate: (@Sendable (ConsentRecord) -> String?)?
+
+    /// Default options.
+    public init(format: RecordFormat? = nil, strict: Bool = false, batchSize: Int = 10_000, validate: (@Sendable (ConsentRecord) -> String?)? = nil) {
+        self.format = format
+        self.strict = strict
+        self.batchSize = batchSize
+        self.validate = validate
+    }
+}
+
+/// What an import did.
+public struct ImportSummary: Sendable {
+    /// Records stored.
+    public var imported = 0
+    /// Lines rejected.
+    public var rejected = 0
+    /// Lines read (excluding blank lines and a CSV header).
+    public var lines = 0
+    /// The store sequence after the last commit.
+    public var lastSequence: UInt64 = 0
+    /// Wall-clock seconds.
+    public var seconds = 0.0
+}
+
+/// Progress of a running import or export.
+public struct TransferProgress: Sendable {
+    /// Records so far.
+    public var records: Int
+    /// Bytes read so far (imports) and the file size, when known.
+    public var bytes: Int
+    public var totalBytes: Int?
+}
+
+/// Streaming import and export of consent records (JSON Lines or CSV).
+public enum RecordTransfer {
+    /// Imports a file into the store in batches (one transaction each) or, with `strict`, in one
+    /// transaction. Bad lines are reported to `onReject` and skipped (strict: the import fails).
+    /// `onCommit` is called after each durable commit with the last sequence and the batch size.
+    public static func importRecords(
+        from path: String, into store: SQLiteConsentStore, options: ImportOptions = ImportOptions(),
+        onReject: (RecordLineError) -> Void = { _ in },
+        onCommit: (UInt64, Int) -> Void = { _, _ in },
+        onProgress: (TransferProgress) -> Void = { _ in }
+    ) throws -> ImportSummary {
+        let started = DispatchTime.now()
+        let reader = try LineReader(path: path)
+        let totalBytes = LineReader.size(of: path)
+        let format = options.format ?? RecordFormat.guess(path)
+        var summary = ImportSummary()
+        var csv: CSVRecords?
+        var pendingCSV: (text: String, line: Int)?
+        var batch: [ConsentRecord] = []
+        batch.reserveCapacity(min(options.batchSize, 100_000))
+
+        func nextRecord() throws -> ConsentRecord?? {
+            // Returns nil at end of file, .some(nil) for a skipped line, .some(record) otherwise.
+            let result: ConsentRecord?? = try reader.next { bytes -> ConsentRecord? in
+                if bytes.allSatisfy({ $0 == 32 || $0 == 9 }) && pendingCSV == nil { return nil }
+                let line = reader.lineNumber
+                do {
+                    switch format {
+                    case .jsonl:
+                        summary.lines += 1
+                        return try check(JSONLines.record(from: bytes, lineNumber: line), line: line)
+                    case .csv:
+                        var text = String(decoding: bytes, as: UTF8.self)
+                        var first = line
+                        if let pending = pendingCSV { text = pending.text + "\n" + text; first = pending.line; pendingCSV = nil }
+                        if CSVRecords.isIncomplete(text) { pendingCSV = (text, first); return nil }
+                        guard let header = csv else {
+                            csv = try CSVRecords(header: text)
+                            return nil
+                        }
+                        summary.lines += 1
+                        return try check(header.record(from: text, lineNumber: first), line: first)
+                    }
+                } catch let error as RecordLineError {
+                    if csv == nil && format == .csv { throw StoreError(.file, "\(path): \(error)") }
+                    if options.strict { throw StoreError(.invalidRecord, "\(path): \(error); nothing was imported (--strict)") }
+                    summary.rejected += 1
+                    onReject(error)
+                    return nil
+                }
+            }
+            return result
+        }
+
+        func check(_ record: ConsentRecord, line: Int) throws -> ConsentRecord {
+            if let message = options.validate?(record) { throw RecordLineError(line: line, message: message) }
+            return record
+        }
+
+        func flush(_ importer: inout SQLiteConsentStore.Importer) throws {
+            guard !batch.isEmpty else { return }
+            let sequences = try importer.append(batch)
+            summary.imported += batch.count
+            summary.lastSequence = sequences.last ?? summary.lastSequence
+            batch.removeAll(keepingCapacity: true)
+        }
+
+        if options.strict {
+            try store.withTransaction { importer in
+                while let next = try nextRecord() {
+                    if let record = next { batch.append(record) }
+                    if batch.count >= 50_000 { try flush(&importer) }
+                    if reader.lineNumber % 8192 == 0 { onProgress(TransferProgress(records: summary.imported + batch.count, bytes: reader.bytesRead, totalBytes: totalBytes)) }
+                }
+                try flush(&importer)
+            }
+            if summary.imported > 0 { onCommit(summary.lastSequence, summary.imported) }
+        } else {
+            var done = false
+            while !done {
+                var committed = 0
+                try store.withTransaction { importer in
+                    while batch.count < options.batchSize {
+                        guard let next = try nextRecord() else { done = true; break }
+                        if let record = next { batch.append(record) }
+                    }
+                    committed = batch.count
+                    try flush(&importer)
+                }
+                if committed > 0 { onCommit(summary.lastSequence, committed) }
+                onProgress(TransferProgress(records: summary.imported, bytes: reader.bytesRead, totalBytes: totalBytes))
+            }
+        }
+        if let pending = pendingCSV {
+            let error = RecordLineError(line: pending.line, message: "unterminated quoted field at the end of the file")
+            if options.strict { throw StoreError(.invalidRecord, "\(path): \(error)") }
+            summary.rejected += 1
+            onReject(error)
+        }
+        if format == .csv && csv == nil { throw StoreError(.file, "\(path): empty CSV file (no header row)") }
+        summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        return summary
+    }
+
+    /// Writes every record of the store, in sequence order, to `path`; returns the count.
+    public static func exportRecords(from store: SQLiteConsentStore, to path: String, format: RecordFormat? = nil, onProgress: (TransferProgress) -> Void = { _ in }) throws -> Int {
+        let format = format ?? RecordFormat.guess(path)
+        let writer = try TextWriter(path: path)
+        var count = 0
+        if format == .csv { try writer.write(line: CSVRecords.header) }
+        try store.forEachRecord { record in
+            try writer.write(line: format == .csv ? CSVRecords.row(for: record) : JSONLines.line(for: record))
+            count += 1
+            if count % 65_536 == 0 { onProgress(TransferProgress(records: count, bytes: 0, totalBytes: nil)) }
+        }
+        try writer.close()
+        return count
+    }
+
+    /// Writes records from any sequence (e.g. a synthetic population) to `path`; returns the count.
+    public static func write(_ records: some Sequence<ConsentRecord>, to path: String, format: RecordFormat? = nil, onProgress: (TransferProgress) -> Void = { _ in }) throws -> Int {
+        let format = format ?? RecordFormat.guess(path)
+        let writer = try TextWriter(path: path)
+        var count = 0
+        if format == .csv { try writer.write(line: CSVRecords.header) }
+        for record in records {
+            try writer.write(line: format == .csv ? CSVRecords.row(for: record) : JSONLines.line(for: record))
+            count += 1
+            if count % 65_536 == 0 { onProgress(TransferProgress(records: count, bytes: 0, totalBytes: nil)) }
+        }
+        try writer.close()
+        return count
+    }
+}

@@ -1,0 +1,66 @@
+import GRDB
+
+/// The store's migrations. A migration that has shipped is never edited: changes are new migrations.
+enum StoreSchema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-consent-history") { db in
+            try db.execute(sql: """
+                CREATE TABLE store_meta (
+                    key TEXT PRIMARY KEY NOT NULL,
+                    value ANY NOT NULL
+                ) STRICT, WITHOUT ROWID;
+
+                -- Interned purpose (kind 1), data-category (2) and source (3) names.
+                CREATE TABLE keys (
+                    id INTEGER PRIMARY KEY,
+                    kind INTEGER NOT NULL,
+                    name TEXT NOT NULL,
+                    UNIQUE (kind, name)
+                ) STRICT;
+
+                -- Append-only consent history, clustered by subject so that loading the index
+                -- reads each subject's records together, in store order.
+                CREATE TABLE consent_records (
+                    subject TEXT NOT NULL,
+                    sequence INTEGER NOT NULL,
+                    purpose_id INTEGER NOT NULL REFERENCES keys (id),
+                    data_id INTEGER REFERENCES keys (id),
+                    choice INTEGER NOT NULL CHECK (choice IN (1, 2)),
+                    recorded_at INTEGER NOT NULL,
+                    expires_at INTEGER,
+                    legal_basis INTEGER NOT NULL DEFAULT 0,
+                    source_id INTEGER NOT NULL REFERENCES keys (id),
+                    notice_version INTEGER,
+                    jurisdiction TEXT,
+                    evidence TEXT,
+                    stored_at INTEGER NOT NULL,
+                    PRIMARY KEY (subject, sequence)
+                ) STRICT, WITHOUT ROWID;
+                CREATE UNIQUE INDEX consent_records_by_sequence ON consent_records (sequence);
+
+                -- The first result of every write made with an idempotency key.
+                CREATE TABLE idempotency_keys (
+                    key TEXT PRIMARY KEY NOT NULL,
+                    first_sequence INTEGER NOT NULL,
+                    count INTEGER NOT NULL,
+                    stored_at INTEGER NOT NULL
+                ) STRICT, WITHOUT ROWID;
+
+                -- Erasure tombstones: a keyed hash of the subject id, when, how many records, and
+                -- the smallest erased sequence (so other processes' indexes can find the subject).
+                CREATE TABLE erasures (
+                    sequence INTEGER PRIMARY KEY,
+                    subject_hash TEXT NOT NULL,
+                    erased_at INTEGER NOT NULL,
+                    record_count INTEGER NOT NULL,
+                    anchor_sequence INTEGER
+                ) STRICT;
+                CREATE INDEX erasures_by_hash ON erasures (subject_hash);
+
+                INSERT INTO store_meta (key, value) VALUES ('last_sequence', 0);
+                """)
+        }
+        return migrator
+    }
+}

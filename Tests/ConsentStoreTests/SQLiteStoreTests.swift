@@ -1,0 +1,188 @@
+import ConsentModel
+@testable import ConsentStore
+import Foundation
+import Testing
+
+/// A fresh store file in a temporary directory, removed afterwards.
+final class TemporaryStore {
+    let directory: URL
+    let path: String
+
+    init() {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("consentd-store-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        path = directory.appendingPathComponent("consentd.sqlite").path
+    }
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
+
+    func open() throws -> SQLiteConsentStore { try SQLiteConsentStore(path: path) }
+}
+
+func at(_ text: String) -> Timestamp { Timestamp(rfc3339: text)! }
+
+func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, data: String? = nil, time: String = "2026-01-01T00:00:00Z", expires: String? = nil) -> ConsentRecord {
+    ConsentRecord(subject: subject, purpose: purpose, dataCategory: data, choice: choice, recordedAt: at(time), expiresAt: expires.map(at), source: "web", noticeVersion: 2, jurisdiction: "DE", evidence: "form-17")
+}
+
+@Suite struct SQLiteStoreTests {
+    @Test func appendsGetIncreasingSequencesAndHistoryIsInSequenceOrder() throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        let first = try store.append([record("alice", "marketing"), record("bob", "analytics")])
+        let second = try store.append([record("alice", "marketing.email", .deny, data: "user.contact.email", time: "2025-12-01T00:00:00Z", expires: "2027-01-01T00:00:00Z")])
+        #expect(first.sequences == [1, 2])
+        #expect(second.sequences == [3])
+        let history = try store.history(of: "alice")
+        #expect(history.map(\.sequence) == [1, 3])
+        #expect(history[1].dataCategory == "user.contact.email")
+        #expect(history[1].choice == .deny)
+        #expect(history[1].expiresAt == at("2027-01-01T00:00:00Z"))
+        #expect(history[1].recordedAt == at("2025-12-01T00:00:00Z"))
+        #expect(history[0].noticeVersion == 2)
+        #expect(history[0].source == "web")
+        #expect(history[0].jurisdiction == "DE")
+        #expect(history[0].evidence == "form-17")
+        #expect(try store.lastSequence() == 3)
+        #expect(try store.history(of: "nobody").isEmpty)
+    }
+
+    @Test func theSameIdempotencyKeyStoresOnceAndReturnsTheFirstResult() throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        let first = try store.append([record("alice", "marketing"), record("alice", "analytics")], idempotencyKey: "req-1")
+        let again = try store.append([record("alice", "marketing", .deny)], idempotencyKey: "req-1")
+        let other = try store.append([record("alice", "marketing", .deny)], idempotencyKey: "req-2")
+        #expect(first == AppendResult(sequences: [1, 2], replayed: false))
+        #expect(again == AppendResult(sequences: [1, 2], replayed: true))
+        #expect(other.sequences == [3])
+        #expect(try store.history(of: "alice").count == 3)
+        // The key survives reopening: idempotency is durable, not a cache.
+        let reopened = try temporary.open()
+        #expect(try reopened.append([record("alice", "x")], idempotencyKey: "req-1").replayed)
+    }
+
+    @Test func asOfQueriesShowWhatWasKnownAndMadeByThen() throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        _ = try store.append([record("alice", "marketing", time: "2026-01-01T00:00:00Z")], now: at("2026-01-01T00:00:01Z"))
+        _ = try store.append([record("alice", "marketing", .deny, time: "2026-02-01T00:00:00Z")], now: at("2026-02-01T00:00:01Z"))
+        // A back-dated import stored later does not belong to the earlier state.
+        _ = try store.append([record("alice", "analytics", time: "2025-06-01T00:00:00Z")], now: at("2026-03-01T00:00:00Z"))
+        #expect(try store.history(of: "alice", asOf: at("2025-12-31T00:00:00Z")).isEmpty)
+        #expect(try store.history(of: "alice", asOf: at("2026-01-15T00:00:00Z")).map(\.sequence) == [1])
+        #expect(try store.history(of: "alice", asOf: at("2026-02-15T00:00:00Z")).map(\.sequence) == [1, 2])
+        #expect(try store.history(of: "alice", asOf: at("2026-03-02T00:00:00Z")).map(\.sequence) == [1, 2, 3])
+    }
+
+    @Test func erasureDeletesEverythingAndLeavesOnlyAKeyedHashTombstone() throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        _ = try store.append([record("alice", "marketing"), record("bob", "marketing"), record("alice", "analytics")], idempotencyKey: "alice-signup")
+        let tombstone = try store.erase(subject: "alice", now: at("2026-05-01T00:00:00Z"))
+        #expect(tombstone.recordCount == 2)
+        #expect(tombstone.sequence == 4)
+        #expect(tombstone.erasedAt == at("2026-05-01T00:00:00Z"))
+        #expect(tombstone.subjectHash.count == 64)
+        #expect(tombstone.subjectHash == store.subjectHash("alice"))
+        #expect(tombstone.subjectHash != store.subjectHash("bob"))
+        #expect(try store.history(of: "alice").isEmpty)
+        #expect(try store.history(of: "bob").count == 1)
+        #expect(try store.erasures(of: "alice") == [tombstone])
+        #expect(try store.erasures(of: "bob").isEmpty)
+        // Nothing in the file names alice any more (secure_delete overwrites freed content).
+        try store.pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+        for suffix in ["", "-wal"] {
+            let bytes = (try? Data(contentsOf: URL(fileURLWithPath: temporary.path + suffix))) ?? Data()
+            #expect(bytes.range(of: Data("alice".utf8)) == nil, "the subject id survives in \(temporary.path + suffix)")
+        }
+        #expect(try store.history(of: "bob").count == 1)
+        // Erasing an unknown subject still leaves proof of the request.
+        #expect(try store.erase(subject: "nobody").recordCount == 0)
+    }
+
+    @Test(arguments: [
+        ("", "marketing", nil as String?, "subject id"),
+        (String(repeating: "x", count: 257), "marketing", nil, "subject id"),
+        ("alice", "", nil, "purpose"),
+        ("alice", "marketing", "2025-01-01T00:00:00Z", "expires"),
+    ])
+    func invalidRecordsAreRejectedAndNothingIsStored(subject: String, purpose: String, expires: String?, message: String) throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        #expect {
+            try store.append([record("ok", "marketing"), record(subject, purpose, expires: expires)])
+        } throws: { error in
+            (error as? StoreError)?.code == .invalidRecord && "\(error)".contains(message)
+        }
+        #expect(try store.lastSequence() == 0)
+        #expect(try store.recordCount() == 0)
+    }
+
+    @Test func aFeedLoadsTheStoreAndSeesItsOwnWritesAtOnce() throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        _ = try store.append([record("alice", "marketing"), record("bob", "analytics", data: "user.behavior")])
+        let vocabulary = Vocabulary()
+        let feed = try ConsentFeed(store: store, vocabulary: vocabulary)
+        #expect(feed.appliedSequence == 2)
+        let snapshot = feed.index.snapshot()
+        #expect(snapshot.records(of: "alice").map(\.sequence) == [1])
+        #expect(snapshot.records(of: "bob").first?.dataCategory == vocabulary.dataCategories.lookup("user.behavior"))
+        #expect(snapshot.records(of: "alice").first?.purpose == vocabulary.purposes.lookup("marketing"))
+        _ = try feed.record([record("alice", "marketing", .deny, time: "2026-02-01T00:00:00Z")])
+        #expect(feed.index.snapshot().records(of: "alice").map(\.choice) == [.grant, .deny])
+        _ = try feed.erase(subject: "bob")
+        #expect(feed.index.snapshot().records(of: "bob").isEmpty)
+        #expect(feed.appliedSequence == 4)
+    }
+
+    @Test func aFeedFollowsWritesMadeThroughAnotherConnection() throws {
+        let temporary = TemporaryStore()
+        let feed = try ConsentFeed(store: try temporary.open(), vocabulary: Vocabulary())
+        let other = try temporary.open()  // a second pool on the same file, as another process has
+        _ = try other.append([record("carol", "marketing"), record("dave", "marketing")])
+        _ = try other.erase(subject: "dave")
+        #expect(feed.index.snapshot().records(of: "carol").isEmpty)
+        #expect(try feed.catchUp() == 2)  // carol's record and the erasure; dave's record is already gone
+        #expect(feed.index.snapshot().records(of: "carol").count == 1)
+        #expect(feed.index.snapshot().records(of: "dave").isEmpty)
+        // Erasure of a subject the follower already holds, by the other connection.
+        _ = try other.erase(subject: "carol")
+        try feed.catchUp()
+        #expect(feed.index.snapshot().records(of: "carol").isEmpty)
+        #expect(feed.index.snapshot().subjectCount == 0)
+    }
+
+    @Test func reloadingGivesTheSameIndexAsFollowing() throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        let feed = try ConsentFeed(store: store, vocabulary: Vocabulary())
+        var rng = SplitMix64(seed: 5)
+        for round in 0..<30 {
+            let subject = "s\(rng.next() % 12)"
+            if rng.next() % 7 == 0 {
+                _ = try feed.erase(subject: subject)
+            } else {
+                _ = try feed.record([record(subject, ["marketing", "analytics", "marketing.email"][Int(rng.next() % 3)], rng.next() % 2 == 0 ? .grant : .deny, time: "2026-01-01T00:00:\(10 + round)Z")])
+            }
+        }
+        let reloaded = try ConsentFeed(store: try temporary.open(), vocabulary: Vocabulary())
+        #expect(reloaded.appliedSequence == feed.appliedSequence)
+        for index in 0..<12 {
+            let subject = "s\(index)"
+            #expect(reloaded.index.snapshot().records(of: subject).map(\.sequence) == feed.index.snapshot().records(of: subject).map(\.sequence))
+            #expect(try store.history(of: subject).map(\.sequence) == feed.index.snapshot().records(of: subject).map(\.sequence))
+        }
+    }
+
+    @Test func aFileThatIsNotADatabaseIsAClearError() throws {
+        let temporary = TemporaryStore()
+        try Data("this is not sqlite".utf8).write(to: URL(fileURLWithPath: temporary.path))
+        #expect {
+            _ = try temporary.open()
+        } throws: { error in
+            (error as? StoreError)?.code == .unavailable && "\(error)".contains("cannot open consent store")
+        }
+    }
+}
