@@ -10,6 +10,10 @@ let package = Package(
         .library(name: "ConsentModel", targets: ["ConsentModel"]),
         .library(name: "PolicyEngine", targets: ["PolicyEngine"]),
         .library(name: "ConsentStore", targets: ["ConsentStore"]),
+        .library(name: "ConsentWire", targets: ["ConsentWire"]),
+        .library(name: "ConsentServer", targets: ["ConsentServer"]),
+        .library(name: "ConsentClient", targets: ["ConsentClient"]),
+        .executable(name: "consentd", targets: ["consentd"]),
         .executable(name: "consentctl", targets: ["consentctl"]),
     ],
     dependencies: [
@@ -17,6 +21,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0", traits: []),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         .target(name: "ConsentModel"),
@@ -37,12 +45,48 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .target(
+            name: "ConsentWire",
+            dependencies: [
+                "ConsentModel",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Generated/README.md"]
+        ),
+        .target(
+            name: "ConsentServer",
+            dependencies: [
+                "ConsentModel", "PolicyEngine", "ConsentStore", "ConsentWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "ConsentClient",
+            dependencies: ["ConsentModel", "ConsentWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        .executableTarget(
+            name: "consentd",
+            dependencies: [
+                "ConsentServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         .executableTarget(
             name: "consentctl",
             dependencies: [
                 "ConsentModel",
                 "PolicyEngine",
                 "ConsentStore",
+                "ConsentClient",
+                "ConsentWire",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -53,6 +97,11 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "ConsentStoreTests", dependencies: ["ConsentStore", "ConsentModel"]),
+        .testTarget(name: "ConsentWireTests", dependencies: ["ConsentWire", "ConsentModel"]),
+        .testTarget(
+            name: "ConsentServerTests",
+            dependencies: ["ConsentServer", "ConsentClient", "ConsentWire", "ConsentModel", "ConsentStore", "PolicyEngine"]
+        ),
         .testTarget(
             name: "consentctlTests",
             dependencies: ["consentctl", "ConsentStore", "ConsentModel"]

@@ -7,12 +7,15 @@ struct Consentctl: ParsableCommand {
         commandName: "consentctl",
         abstract: "Work with consentd policy sets and consent stores.",
         discussion: """
-        A policy set is every *.yaml file under a directory (recursively); files named *_test.yaml \
-        are its test suites. Exit status: 0 on success, 1 when the check failed (lint errors, failed \
-        tests), 64 for a usage error, 66 when an input cannot be read.
+        `check` and `status` talk to a running consentd over its socket; `consent` works on the \
+        store file (or, with --socket, through the daemon); `policy` works on a policy directory \
+        (every *.yaml file under it; *_test.yaml files are its test suites). Exit status: 0 on \
+        success, 1 when the check failed (lint errors, failed tests, a refused request), 64 for \
+        a usage error, 66 when an input cannot be read, 69 when the daemon cannot be reached, \
+        74 when the store cannot be opened, 77 when the daemon denies permission.
         """,
         version: "0.1.0",
-        subcommands: [PolicyCommand.self, ConsentCommand.self]
+        subcommands: [CheckCommand.self, StatusCommand.self, ConsentCommand.self, PolicyCommand.self]
     )
 }
 

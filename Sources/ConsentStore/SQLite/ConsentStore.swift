@@ -23,6 +23,14 @@ public struct ErasureTombstone: Sendable, Equatable {
     public var erasedAt: Timestamp
     /// How many records were deleted.
     public var recordCount: Int
+
+    /// Creates a tombstone value.
+    public init(sequence: UInt64, subjectHash: String, erasedAt: Timestamp, recordCount: Int) {
+        self.sequence = sequence
+        self.subjectHash = subjectHash
+        self.erasedAt = erasedAt
+        self.recordCount = recordCount
+    }
 }
 
 /// The durable consent store: append-only history in SQLite (WAL, synchronous=FULL) through GRDB.

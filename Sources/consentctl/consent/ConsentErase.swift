@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConsentStore
+import ConsentWire
 
 /// `consentctl consent erase SUBJECT`
 struct ConsentErase: ParsableCommand {
@@ -19,6 +20,11 @@ struct ConsentErase: ParsableCommand {
     @OptionGroup var storeOptions: StoreOptions
 
     func run() throws {
+        if let client = try storeOptions.client() {
+            let tombstone = try daemonCall { try client.erase(subject: subject) }.tombstone
+            print("erased \(tombstone.recordCount) records of \(subject) at \(tombstone.erasedAt.model) (#\(tombstone.sequence), tombstone \(tombstone.subjectHash.prefix(16))…)")
+            return
+        }
         let store = try storeOptions.open()
         do {
             let tombstone = try store.erase(subject: subject)

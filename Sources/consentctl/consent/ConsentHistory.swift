@@ -1,6 +1,7 @@
 import ArgumentParser
 import ConsentModel
 import ConsentStore
+import ConsentWire
 import Foundation
 
 /// `consentctl consent history SUBJECT`
@@ -31,9 +32,21 @@ struct ConsentHistory: ParsableCommand {
             guard let parsed = Timestamp(rfc3339: at) else { throw ValidationError("--at '\(at)' is not an RFC 3339 time") }
             instant = parsed
         }
-        let store = try storeOptions.open()
-        let records = try instant.map { try store.history(of: subject, asOf: $0) } ?? store.history(of: subject)
-        let erasures = try store.erasures(of: subject)
+        let records: [ConsentRecord]
+        let erasures: [ErasureTombstone]
+        if let client = try storeOptions.client() {
+            let history = try daemonCall { try client.history(subject: subject, at: instant) }
+            records = history.records.map { wire in
+                var record = (try? wire.model(now: .now())) ?? ConsentRecord(subject: subject, purpose: wire.purpose, choice: .deny, recordedAt: wire.recordedAt.model)
+                record.sequence = wire.sequence
+                return record
+            }
+            erasures = history.erasures.map { ErasureTombstone(sequence: $0.sequence, subjectHash: $0.subjectHash, erasedAt: $0.erasedAt.model, recordCount: Int($0.recordCount)) }
+        } else {
+            let store = try storeOptions.open()
+            records = try instant.map { try store.history(of: subject, asOf: $0) } ?? store.history(of: subject)
+            erasures = try store.erasures(of: subject)
+        }
         switch format {
         case .json:
             let lines = records.map { record -> String in

@@ -57,6 +57,13 @@ struct RecordOptions: ParsableArguments {
 
     func run(_ choice: Choice) throws {
         let record = try record(choice)
+        if let client = try storeOptions.client() {
+            let result = try daemonCall { try client.record([record], idempotencyKey: idempotencyKey) }
+            let sequence = result.sequences.first.map { "#\($0)" } ?? "-"
+            let scope = record.dataCategory.map { " [\($0)]" } ?? ""
+            print("\(result.replayed ? "already recorded" : "recorded") \(sequence): \(choice) \(record.purpose)\(scope) for \(record.subject) at \(record.recordedAt) (through \(storeOptions.socket!))")
+            return
+        }
         if let check = try storeOptions.taxonomyCheck(), let problem = check(record) {
             printError("consentctl: \(problem)")
             throw ExitCode(1)

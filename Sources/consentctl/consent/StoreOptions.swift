@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConsentClient
 import ConsentModel
 import ConsentStore
 import PolicyEngine
@@ -13,6 +14,15 @@ struct StoreOptions: ParsableArguments {
 
     @Flag(help: "Do not check keys against a taxonomy.")
     var noTaxonomyCheck = false
+
+    @Option(help: ArgumentHelp("Go through the running daemon on this socket instead of opening the store file (grant, deny, withdraw, history, erase); the daemon checks keys against its own policies.", valueName: "path"))
+    var socket: String?
+
+    /// A client when --socket was given.
+    func client() throws -> ConsentClient? {
+        guard let socket else { return nil }
+        return try SocketOptions.parse(["--socket", socket]).connect()
+    }
 
     func open() throws -> SQLiteConsentStore {
         do {

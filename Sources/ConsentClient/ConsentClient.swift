@@ -1,0 +1,296 @@
+import ConsentModel
+import ConsentWire
+import SwiftProtobuf
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A client for one connection to consentd's Unix socket.
+///
+/// Blocking, with a timeout on every wait; one connection per instance and one thread at a time
+/// per instance (open one client per thread). Requests can be pipelined: `send` many, `flush`,
+/// then `receive` responses and match them by id — the daemon answers decisions in order but
+/// consent writes may overtake them.
+public final class ConsentClient {
+    private var fd: Int32
+    private var outbound: [UInt8] = []
+    private var inbound: [UInt8] = []
+    private var inboundStart = 0
+    private var nextID: UInt64 = 1
+    private let timeoutMilliseconds: Int32
+    /// The socket path this client is connected to.
+    public let socketPath: String
+    /// Largest response frame accepted.
+    public var maximumFrameSize = 64 << 20
+
+    /// Connects to the daemon at `socketPath`, waiting at most `timeout` seconds for each answer.
+    public init(socketPath: String, timeout: Double = 5) throws {
+        self.socketPath = socketPath
+        self.timeoutMilliseconds = Int32(max(1, min(timeout * 1000, Double(Int32.max))))
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ConsentClientError(.connect, "cannot create a socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(socketPath.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            _ = closeSocket(fd)
+            throw ConsentClientError(.connect, "socket path \(socketPath) is too long")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else {
+            let error = errno
+            _ = closeSocket(fd)
+            let hint = error == ENOENT || error == ECONNREFUSED ? " (is consentd running? start it with `consentd`)" : ""
+            throw ConsentClientError(.connect, "cannot connect to \(socketPath): \(String(cString: strerror(error)))\(hint)")
+        }
+        var noSigPipe: Int32 = 1
+        #if os(macOS)
+        setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &noSigPipe, socklen_t(MemoryLayout<Int32>.size))
+        #endif
+        _ = noSigPipe
+        outbound.reserveCapacity(4096)
+        inbound.reserveCapacity(65536)
+    }
+
+    deinit { if fd >= 0 { _ = closeSocket(fd) } }
+
+    /// Closes the connection.
+    public func close() {
+        if fd >= 0 { _ = closeSocket(fd) }
+        fd = -1
+    }
+
+    /// Whether the connection is open.
+    public var isConnected: Bool { fd >= 0 }
+
+    /// A fresh request id.
+    public func makeID() -> UInt64 {
+        defer { nextID &+= 1 }
+        return nextID
+    }
+
+    // MARK: pipelining
+
+    /// Queues a request (assigning an id if it has none); returns its id. Call `flush` to send.
+    @discardableResult
+    public func send(_ request: Consentd_V1_Request) throws -> UInt64 {
+        var request = request
+        if request.id == 0 { request.id = makeID() }
+        let payload: [UInt8] = try request.serializedBytes()
+        FrameCodec.appendVarint(UInt64(payload.count), to: &outbound)
+        outbound.append(contentsOf: payload)
+        return request.id
+    }
+
+    /// Queues raw bytes (for tests of the daemon's error handling).
+    public func sendRaw(_ bytes: [UInt8]) { outbound.append(contentsOf: bytes) }
+
+    /// Writes every queued request.
+    public func flush() throws {
+        guard fd >= 0 else { throw ConsentClientError(.disconnected, "the connection is closed") }
+        var offset = 0
+        while offset < outbound.count {
+            let written = outbound.withUnsafeBytes { buffer in
+                sendBytes(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN { try wait(for: Int16(POLLOUT)); continue }
+                let message = String(cString: strerror(errno))
+                close()
+                throw ConsentClientError(.disconnected, "the daemon closed the connection (\(message))")
+            }
+            offset += written
+        }
+        outbound.removeAll(keepingCapacity: true)
+    }
+
+    /// The next response.
+    public func receive() throws -> Consentd_V1_Response {
+        while true {
+            let available = inbound.count - inboundStart
+            if available > 0 {
+                let prefix = inbound.withUnsafeBytes { FrameCodec.readPrefix(UnsafeRawBufferPointer(rebasing: $0[inboundStart...])) }
+                switch prefix {
+                case .malformed:
+                    close()
+                    throw ConsentClientError(.protocolViolation, "the daemon sent an invalid length prefix")
+                case let .length(length, prefixBytes):
+                    guard length <= UInt64(maximumFrameSize) else {
+                        close()
+                        throw ConsentClientError(.protocolViolation, "the daemon sent a \(length)-byte frame, over the client's limit")
+                    }
+                    if available >= prefixBytes + Int(length) {
+                        let start = inboundStart + prefixBytes
+                        inboundStart = start + Int(length)
+                        do {
+                            let response = try inbound.withUnsafeBytes {
+                                try Consentd_V1_Response(serializedBytes: RawBytes(UnsafeRawBufferPointer(rebasing: $0[start..<start + Int(length)])))
+                            }
+                            if inboundStart == inbound.count { inbound.removeAll(keepingCapacity: true); inboundStart = 0 }
+                            return response
+                        } catch {
+                            close()
+                            throw ConsentClientError(.protocolViolation, "the daemon sent a frame that is not a consentd.v1.Response: \(error)")
+                        }
+                    }
+                case .incomplete:
+                    break
+                }
+            }
+            try fill()
+        }
+    }
+
+    private func fill() throws {
+        guard fd >= 0 else { throw ConsentClientError(.disconnected, "the connection is closed") }
+        if inboundStart > 0 && inboundStart > inbound.count / 2 {
+            inbound.removeFirst(inboundStart)
+            inboundStart = 0
+        }
+        try wait(for: Int16(POLLIN))
+        let oldCount = inbound.count
+        let chunk = 65536
+        inbound.append(contentsOf: repeatElement(0, count: chunk))
+        let received = inbound.withUnsafeMutableBytes { buffer in
+            recv(fd, buffer.baseAddress! + oldCount, chunk, 0)
+        }
+        if received <= 0 {
+            inbound.removeLast(chunk)
+            if received < 0 && (errno == EINTR || errno == EAGAIN) { return }
+            let reason = received == 0 ? "the daemon closed the connection" : "connection error: \(String(cString: strerror(errno)))"
+            close()
+            throw ConsentClientError(.disconnected, reason)
+        }
+        inbound.removeLast(chunk - received)
+    }
+
+    private func wait(for events: Int16) throws {
+        var descriptor = pollfd(fd: fd, events: events, revents: 0)
+        while true {
+            let ready = poll(&descriptor, 1, timeoutMilliseconds)
+            if ready > 0 { return }
+            if ready == 0 { throw ConsentClientError(.timeout, "no answer from \(socketPath) within \(timeoutMilliseconds) ms") }
+            if errno != EINTR { throw ConsentClientError(.disconnected, "poll failed: \(String(cString: strerror(errno)))") }
+        }
+    }
+
+    /// Sends one request and waits for its response (others received meanwhile are discarded;
+    /// use `send`/`receive` to pipeline).
+    public func call(_ request: Consentd_V1_Request) throws -> Consentd_V1_Response {
+        let id = try send(request)
+        try flush()
+        while true {
+            let response = try receive()
+            if response.id == id { return response }
+        }
+    }
+
+    // MARK: typed calls
+
+    func expect<T>(_ response: Consentd_V1_Response, _ extract: (Consentd_V1_Response.OneOf_Result) -> T?) throws -> T {
+        if case let .error(error)? = response.result {
+            throw ConsentClientError(.server(error.code), error.message)
+        }
+        guard let result = response.result, let value = extract(result) else {
+            throw ConsentClientError(.unexpectedResponse, "the daemon answered with a different method's response")
+        }
+        return value
+    }
+
+    /// May `purpose` use `dataCategory` for `subject`?
+    public func check(subject: String, purpose: String, dataCategory: String, context: RequestContext = RequestContext(), explain: Bool = false) throws -> Consentd_V1_CheckResponse {
+        var request = Consentd_V1_Request()
+        request.check = Consentd_V1_CheckRequest.with {
+            $0.subjectID = subject
+            $0.purpose = purpose
+            $0.dataCategory = dataCategory
+            $0.context = Consentd_V1_Context(context)
+            $0.explain = explain
+        }
+        return try expect(call(request)) { if case let .check(value) = $0 { value } else { nil } }
+    }
+
+    /// Many questions sharing one context, answered in order.
+    public func checkBatch(_ items: [(subject: String, purpose: String, dataCategory: String)], context: RequestContext = RequestContext()) throws -> Consentd_V1_CheckBatchResponse {
+        var request = Consentd_V1_Request()
+        request.checkBatch = Consentd_V1_CheckBatchRequest.with {
+            $0.items = items.map { item in Consentd_V1_CheckItem.with { $0.subjectID = item.subject; $0.purpose = item.purpose; $0.dataCategory = item.dataCategory } }
+            $0.context = Consentd_V1_Context(context)
+        }
+        return try expect(call(request)) { if case let .checkBatch(value) = $0 { value } else { nil } }
+    }
+
+    /// Every allowed (purpose, data category) pair for a subject.
+    public func listUses(subject: String, context: RequestContext = RequestContext()) throws -> Consentd_V1_ListUsesResponse {
+        var request = Consentd_V1_Request()
+        request.listUses = Consentd_V1_ListUsesRequest.with {
+            $0.subjectID = subject
+            $0.context = Consentd_V1_Context(context)
+        }
+        return try expect(call(request)) { if case let .listUses(value) = $0 { value } else { nil } }
+    }
+
+    /// Appends consent records; returns once they are durable and visible to the next Check.
+    public func record(_ records: [ConsentRecord], idempotencyKey: String? = nil) throws -> Consentd_V1_RecordConsentResponse {
+        var request = Consentd_V1_Request()
+        request.recordConsent = Consentd_V1_RecordConsentRequest.with {
+            $0.records = records.map { record in
+                var wire = Consentd_V1_ConsentRecord(record)
+                wire.sequence = 0
+                return wire
+            }
+            $0.idempotencyKey = idempotencyKey ?? ""
+        }
+        return try expect(call(request)) { if case let .recordConsent(value) = $0 { value } else { nil } }
+    }
+
+    /// A subject's records (or its state as of `at`) and erasure tombstones.
+    public func history(subject: String, at: Timestamp? = nil) throws -> Consentd_V1_HistoryResponse {
+        var request = Consentd_V1_Request()
+        request.history = Consentd_V1_HistoryRequest.with {
+            $0.subjectID = subject
+            if let at { $0.at = Google_Protobuf_Timestamp(at) }
+        }
+        return try expect(call(request)) { if case let .history(value) = $0 { value } else { nil } }
+    }
+
+    /// Erases a subject.
+    public func erase(subject: String) throws -> Consentd_V1_EraseSubjectResponse {
+        var request = Consentd_V1_Request()
+        request.eraseSubject = Consentd_V1_EraseSubjectRequest.with { $0.subjectID = subject }
+        return try expect(call(request)) { if case let .eraseSubject(value) = $0 { value } else { nil } }
+    }
+
+    /// The daemon's status.
+    public func status() throws -> Consentd_V1_StatusResponse {
+        var request = Consentd_V1_Request()
+        request.status = Consentd_V1_StatusRequest()
+        return try expect(call(request)) { if case let .status(value) = $0 { value } else { nil } }
+    }
+}
+
+private func closeSocket(_ fd: Int32) -> Int32 {
+    #if canImport(Glibc)
+    Glibc.close(fd)
+    #else
+    Darwin.close(fd)
+    #endif
+}
+
+private func sendBytes(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
+    #if os(Linux)
+    send(fd, pointer, count, Int32(MSG_NOSIGNAL))
+    #else
+    send(fd, pointer, count, 0)
+    #endif
+}

@@ -1,0 +1,95 @@
+import ConsentModel
+import ConsentStore
+import Logging
+import NIOCore
+import NIOPosix
+import PolicyEngine
+import ServiceLifecycle
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why the daemon cannot start.
+public struct StartupError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+}
+
+/// consentd assembled: policies compiled, consent store loaded into the index, and the services
+/// (socket listener, policy reloader, store follower) ready to run in one ServiceGroup.
+public final class ConsentDaemon: Sendable {
+    /// Reported by Status.
+    public static let version = "0.1.0"
+
+    /// Shared state (for tests and embedding).
+    public let state: ServerState
+    /// The socket server.
+    public let listener: SocketListener
+    /// The policy reloader (call `reload()` or `requestReload()` to force one).
+    public let reloader: PolicyReloader
+    let follower: ConsentFollower
+    let group: MultiThreadedEventLoopGroup
+    let threadPool: NIOThreadPool
+
+    /// Validates the configuration, compiles the policies (refusing to start on any error: the
+    /// daemon never serves without a valid set) and loads the consent store.
+    public init(configuration: ServerConfiguration, logger: Logger) throws {
+        let problems = configuration.problems()
+        guard problems.isEmpty else { throw StartupError(description: "invalid configuration:\n  " + problems.joined(separator: "\n  ")) }
+        let vocabulary = Vocabulary()
+        let files: (policies: [PolicySource], tests: [PolicySource])
+        do { files = try PolicyDirectory.read(configuration.policies) } catch {
+            throw StartupError(description: "\(error)")
+        }
+        let compiled = PolicyCompiler.compile(files.policies, vocabulary: vocabulary)
+        guard let set = compiled.policySet else {
+            throw StartupError(description: "the policies in \(configuration.policies) do not compile; not starting:\n" + compiled.diagnostics.map(\.description).joined(separator: "\n"))
+        }
+        for warning in compiled.diagnostics { logger.warning("policy: \(warning.description)") }
+        let store: SQLiteConsentStore
+        let feed: ConsentFeed
+        do {
+            store = try SQLiteConsentStore(path: configuration.store)
+            feed = try ConsentFeed(store: store, vocabulary: vocabulary)
+        } catch {
+            throw StartupError(description: "\(error)")
+        }
+        let loops = configuration.eventLoops > 0 ? configuration.eventLoops : System.coreCount
+        group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
+        threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        state = ServerState(configuration: configuration, vocabulary: vocabulary, policies: PolicyHolder(set, at: .now()), feed: feed, ownUID: UInt32(getuid()), logger: logger)
+        listener = SocketListener(state: state, group: group, threadPool: threadPool)
+        reloader = PolicyReloader(state: state)
+        follower = ConsentFollower(state: state)
+        let snapshot = feed.index.snapshot()
+        logger.info("ready", metadata: [
+            "policies": "\(configuration.policies)", "revision": "\(set.revision)", "rules": "\(set.rules.count)",
+            "store": "\(configuration.store)", "subjects": "\(snapshot.subjectCount)", "records": "\(snapshot.recordCount)",
+            "sequence": "\(snapshot.sequence)", "event_loops": "\(loops)",
+        ])
+    }
+
+    /// The services, in start order.
+    public var services: [any Service] { [listener, reloader, follower] }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    public func run() async throws {
+        let group = makeServiceGroup(signals: [.sigterm, .sigint])
+        defer { shutdownResources() }
+        try await group.run()
+    }
+
+    /// The services in a group that shuts down gracefully on `signals` (none for embedding and
+    /// tests, which call `triggerGracefulShutdown()` on the group).
+    public func makeServiceGroup(signals: [UnixSignal]) -> ServiceGroup {
+        ServiceGroup(services: services, gracefulShutdownSignals: signals, logger: state.logger)
+    }
+
+    /// Stops the event loops and the blocking pool (after `run` returns).
+    public func shutdownResources() {
+        try? threadPool.syncShutdownGracefully()
+        try? group.syncShutdownGracefully()
+    }
+}

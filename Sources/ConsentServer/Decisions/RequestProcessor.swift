@@ -1,0 +1,256 @@
+import ConsentModel
+import ConsentStore
+import ConsentWire
+import Logging
+import PolicyEngine
+import SwiftProtobuf
+
+/// Answers decoded requests for one connection. Decisions are answered inline from snapshots;
+/// consent administration is returned as work for a blocking thread pool.
+///
+/// No I/O of its own and no NIO: the channel handler feeds it requests and writes what it returns.
+struct RequestProcessor {
+    let state: ServerState
+    private var policies: PolicyReader
+    private var consent: SnapshotReader
+    /// The peer's user id from SO_PEERCRED, if known.
+    var peerUID: UInt32?
+
+    init(state: ServerState) {
+        self.state = state
+        self.policies = PolicyReader(state.policies)
+        self.consent = SnapshotReader(state.feed.index)
+    }
+
+    /// What to do with a request.
+    enum Outcome {
+        /// The response, ready now.
+        case respond(Consentd_V1_Response)
+        /// Work that blocks (SQLite); run it off the event loop, then send its response.
+        case offload(@Sendable () -> Consentd_V1_Response)
+    }
+
+    mutating func process(_ request: Consentd_V1_Request) -> Outcome {
+        ServerCounters.bump(state.counters.requests)
+        let id = request.id
+        if request.hasUnknownFields {
+            return .respond(error(id, .unknownField, "the request carries fields this daemon does not know; upgrade consentd or drop them"))
+        }
+        switch request.method {
+        case let .check(check)?:
+            return .respond(self.check(id, check))
+        case let .checkBatch(batch)?:
+            return .respond(self.checkBatch(id, batch))
+        case let .listUses(list)?:
+            return .respond(self.listUses(id, list))
+        case .status?:
+            return .respond(status(id))
+        case let .recordConsent(record)?:
+            guard mayAdminister else { return .respond(permissionDenied(id, "RecordConsent")) }
+            return offload(id) { state in try recordConsent(id, record, state: state) }
+        case let .history(history)?:
+            guard mayAdminister else { return .respond(permissionDenied(id, "History")) }
+            return offload(id) { state in try subjectHistory(id, history, state: state) }
+        case let .eraseSubject(erase)?:
+            guard mayAdminister else { return .respond(permissionDenied(id, "EraseSubject")) }
+            return offload(id) { state in try eraseSubject(id, erase, state: state) }
+        case nil:
+            return .respond(error(id, .unknownMethod, "the request names no method this daemon knows (an empty or newer `method`)"))
+        }
+    }
+
+    var mayAdminister: Bool { state.mayAdminister(uid: peerUID) }
+
+    func error(_ id: UInt64, _ code: Consentd_V1_ErrorCode, _ message: String) -> Consentd_V1_Response {
+        ServerCounters.bump(state.counters.errors)
+        return .error(id: id, code, message)
+    }
+
+    func permissionDenied(_ id: UInt64, _ method: String) -> Consentd_V1_Response {
+        ServerCounters.bump(state.counters.permissionDenied)
+        return error(id, .permissionDenied, "\(method) is for administrators; uid \(peerUID.map(String.init) ?? "unknown") may only check")
+    }
+
+    func offload(_ id: UInt64, _ work: @escaping @Sendable (ServerState) throws -> Consentd_V1_Response) -> Outcome {
+        let state = self.state
+        return .offload {
+            do {
+                return try work(state)
+            } catch let error as StoreError {
+                ServerCounters.bump(state.counters.errors)
+                let code: Consentd_V1_ErrorCode = error.code == .invalidRecord ? .invalidArgument : .unavailable
+                return .error(id: id, code, error.message)
+            } catch let error as WireRecordError {
+                ServerCounters.bump(state.counters.errors)
+                return .error(id: id, .invalidArgument, error.message)
+            } catch {
+                ServerCounters.bump(state.counters.errors)
+                state.logger.error("internal error", metadata: ["error": "\(error)"])
+                return .error(id: id, .internal, "internal error: \(error)")
+            }
+        }
+    }
+
+    // MARK: decisions (inline)
+
+    @inline(__always)
+    mutating func count(_ decision: Decision) {
+        ServerCounters.bump(state.counters.decisions)
+        if decision.isAllowed { ServerCounters.bump(state.counters.allowed) } else { ServerCounters.bump(state.counters.denied) }
+    }
+
+    mutating func check(_ id: UInt64, _ check: Consentd_V1_CheckRequest) -> Consentd_V1_Response {
+        let set = policies.current()
+        let snapshot = consent.current()
+        let request = DecisionRequest(subject: check.subjectID, purpose: check.purpose, dataCategory: check.dataCategory, context: check.context.model)
+        let records = snapshot.records(of: request.subject)
+        let now = Timestamp.now()
+        var response = Consentd_V1_Response()
+        response.id = id
+        if check.explain {
+            let explanation = set.explain(request, consent: records, now: now)
+            count(explanation.decision)
+            var result = set.checkResponse(explanation.decision, sequence: snapshot.sequence)
+            result.explanation = set.wireExplanation(explanation)
+            response.check = result
+        } else {
+            let decision = set.decide(request, consent: records, now: now)
+            count(decision)
+            response.check = set.checkResponse(decision, sequence: snapshot.sequence)
+        }
+        return response
+    }
+
+    mutating func checkBatch(_ id: UInt64, _ batch: Consentd_V1_CheckBatchRequest) -> Consentd_V1_Response {
+        guard batch.items.count <= state.configuration.maximumBatchItems else {
+            return error(id, .invalidArgument, "\(batch.items.count) items in one CheckBatch; the limit is \(state.configuration.maximumBatchItems)")
+        }
+        let set = policies.current()
+        let snapshot = consent.current()
+        let context = batch.context.model
+        let now = Timestamp.now()
+        var result = Consentd_V1_CheckBatchResponse()
+        result.policyRevision = set.revision
+        result.consentSequence = snapshot.sequence
+        result.results.reserveCapacity(batch.items.count)
+        for item in batch.items {
+            let request = DecisionRequest(subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context)
+            let decision = set.decide(request, consent: snapshot.records(of: item.subjectID), now: now)
+            count(decision)
+            result.results.append(set.checkResult(decision))
+        }
+        var response = Consentd_V1_Response()
+        response.id = id
+        response.checkBatch = result
+        return response
+    }
+
+    mutating func listUses(_ id: UInt64, _ list: Consentd_V1_ListUsesRequest) -> Consentd_V1_Response {
+        guard DecisionRequest.isValidSubject(list.subjectID) else {
+            return error(id, .invalidArgument, "subject_id must be 1 to 256 bytes of UTF-8")
+        }
+        let set = policies.current()
+        let snapshot = consent.current()
+        let records = snapshot.records(of: list.subjectID)
+        let context = list.context.model
+        let now = Timestamp.now()
+        var result = Consentd_V1_ListUsesResponse()
+        result.policyRevision = set.revision
+        result.consentSequence = snapshot.sequence
+        for purpose in set.purposes.leaves {
+            for data in set.dataCategories.leaves {
+                let decision = set.decide(DecisionRequest(subject: list.subjectID, purpose: purpose, dataCategory: data, context: context), consent: records, now: now)
+                guard decision.isAllowed else { continue }
+                result.uses.append(Consentd_V1_Use.with {
+                    $0.purpose = purpose
+                    $0.dataCategory = data
+                    $0.reason = Consentd_V1_Reason(decision.reason)
+                    if decision.ruleIndex >= 0 {
+                        $0.ruleID = set.rules[Int(decision.ruleIndex)].id
+                        $0.obligations = set.rules[Int(decision.ruleIndex)].obligations
+                    }
+                    if let basis = decision.legalBasis { $0.legalBasis = Consentd_V1_LegalBasis(basis) }
+                })
+            }
+        }
+        var response = Consentd_V1_Response()
+        response.id = id
+        response.listUses = result
+        return response
+    }
+
+    func status(_ id: UInt64) -> Consentd_V1_Response {
+        let policyState = state.policies.current
+        let snapshot = state.feed.index.snapshot()
+        var status = Consentd_V1_StatusResponse()
+        status.version = ConsentDaemon.version
+        status.policyRevision = policyState.set.revision
+        status.policyLoadedAt = Google_Protobuf_Timestamp(policyState.loadedAt)
+        status.policyErrors = policyState.lastErrors.map(\.wire)
+        status.rules = UInt32(clamping: policyState.set.rules.count)
+        status.consentSequence = snapshot.sequence
+        status.subjects = UInt64(snapshot.subjectCount)
+        status.records = UInt64(snapshot.recordCount)
+        status.counters = state.counters.wire
+        status.startedAt = Google_Protobuf_Timestamp(state.startedAt)
+        status.policyDirectory = state.configuration.policies
+        status.storePath = state.configuration.store
+        var response = Consentd_V1_Response()
+        response.id = id
+        response.status = status
+        return response
+    }
+}
+
+// MARK: administration (blocking; run on the thread pool)
+
+private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentRequest, state: ServerState) throws -> Consentd_V1_Response {
+    guard !request.records.isEmpty else { return .error(id: id, .invalidArgument, "RecordConsent needs at least one record") }
+    guard request.records.count <= 10_000 else { return .error(id: id, .invalidArgument, "at most 10000 records per RecordConsent") }
+    let now = Timestamp.now()
+    let records = try request.records.enumerated().map { index, wire in
+        do { return try wire.model(now: now) } catch let error as WireRecordError {
+            throw WireRecordError(message: "records[\(index)]: \(error.message)")
+        }
+    }
+    let set = state.policies.set
+    for (index, record) in records.enumerated() {
+        if !set.purposes.contains(record.purpose) {
+            return .error(id: id, .invalidArgument, "records[\(index)]: purpose '\(record.purpose)' is not in the policy taxonomy")
+        }
+        if let data = record.dataCategory, !set.dataCategories.contains(data) {
+            return .error(id: id, .invalidArgument, "records[\(index)]: data category '\(data)' is not in the policy taxonomy")
+        }
+    }
+    let result = try state.feed.record(records, idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey, now: now)
+    var response = Consentd_V1_Response()
+    response.id = id
+    response.recordConsent = Consentd_V1_RecordConsentResponse.with {
+        $0.sequences = result.sequences
+        $0.replayed = result.replayed
+        $0.consentSequence = state.feed.appliedSequence
+    }
+    return response
+}
+
+private func subjectHistory(_ id: UInt64, _ request: Consentd_V1_HistoryRequest, state: ServerState) throws -> Consentd_V1_Response {
+        guard DecisionRequest.isValidSubject(request.subjectID) else { return .error(id: id, .invalidArgument, "subject_id must be 1 to 256 bytes of UTF-8") }
+        let store = state.feed.store
+        let records = try request.hasAt ? store.history(of: request.subjectID, asOf: request.at.model) : store.history(of: request.subjectID)
+        var response = Consentd_V1_Response()
+        response.id = id
+        response.history = Consentd_V1_HistoryResponse.with {
+            $0.records = records.map(Consentd_V1_ConsentRecord.init)
+            $0.erasures = ((try? store.erasures(of: request.subjectID)) ?? []).map(\.wire)
+        }
+        return response
+}
+
+private func eraseSubject(_ id: UInt64, _ request: Consentd_V1_EraseSubjectRequest, state: ServerState) throws -> Consentd_V1_Response {
+    guard DecisionRequest.isValidSubject(request.subjectID) else { return .error(id: id, .invalidArgument, "subject_id must be 1 to 256 bytes of UTF-8") }
+    let tombstone = try state.feed.erase(subject: request.subjectID)
+    var response = Consentd_V1_Response()
+    response.id = id
+    response.eraseSubject = Consentd_V1_EraseSubjectResponse.with { $0.tombstone = tombstone.wire }
+    return response
+}

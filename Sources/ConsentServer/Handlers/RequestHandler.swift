@@ -1,0 +1,181 @@
+import ConsentWire
+import Logging
+import NIOCore
+import NIOPosix
+import SwiftProtobuf
+
+/// Asks a connection's handler to finish what is in flight and close (graceful shutdown).
+struct QuiesceEvent: Sendable {}
+
+/// The peer's credentials as SO_PEERCRED reports them (the layout of Linux `struct ucred`).
+struct PeerCredentials: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}
+
+/// The hot path: decodes each frame, answers decisions inline from snapshots, sends consent
+/// administration to the blocking pool, and flushes once per read burst.
+///
+/// Backpressure: while `maximumInFlight` offloaded requests are outstanding, or the peer is not
+/// reading its responses (the channel is not writable), the handler withholds `read()`, so the
+/// daemon stops reading from that connection instead of buffering without bound.
+final class RequestHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var processor: RequestProcessor
+    private let threadPool: NIOThreadPool
+    private let state: ServerState
+    private var inFlight = 0
+    private var readPending = false
+    private var needsFlush = false
+    private var quiescing = false
+    private var closing = false
+    private var scratch: [UInt8] = []
+
+    init(state: ServerState, threadPool: NIOThreadPool) {
+        self.state = state
+        self.processor = RequestProcessor(state: state)
+        self.threadPool = threadPool
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { readCredentials(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        readCredentials(context: context)
+        context.fireChannelActive()
+    }
+
+    private func readCredentials(context: ChannelHandlerContext) {
+        guard let provider = context.channel as? SocketOptionProvider else { return }
+        #if os(Linux)
+        let future: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        future.assumeIsolated().whenSuccess { credentials in
+            self.processor.peerUID = credentials.uid
+        }
+        #endif
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        let frame = unwrapInboundIn(data)
+        let request: Consentd_V1_Request
+        do {
+            request = try frame.withUnsafeReadableBytes { try Consentd_V1_Request(serializedBytes: RawBytes($0)) }
+        } catch {
+            reject(context: context, FrameError.malformedMessage("\(error)"))
+            return
+        }
+        switch processor.process(request) {
+        case let .respond(response):
+            write(context: context, response)
+        case let .offload(work):
+            inFlight += 1
+            threadPool.runIfActive(eventLoop: context.eventLoop, work).assumeIsolated().whenComplete { result in
+                self.inFlight -= 1
+                switch result {
+                case let .success(response): self.write(context: context, response)
+                case let .failure(error): self.write(context: context, .error(id: request.id, .unavailable, "could not run the request: \(error)"))
+                }
+                self.flushIfNeeded(context: context)
+                self.resumeReadingIfPossible(context: context)
+                if self.quiescing && self.inFlight == 0 { context.close(promise: nil) }
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded(context: context)
+        if quiescing && inFlight == 0 { context.close(promise: nil) }
+        context.fireChannelReadComplete()
+    }
+
+    private func write(context: ChannelHandlerContext, _ response: Consentd_V1_Response) {
+        do {
+            scratch.removeAll(keepingCapacity: true)
+            let payload: [UInt8] = try response.serializedBytes()
+            FrameCodec.appendVarint(UInt64(payload.count), to: &scratch)
+            var buffer = context.channel.allocator.buffer(capacity: scratch.count + payload.count)
+            buffer.writeBytes(scratch)
+            buffer.writeBytes(payload)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            needsFlush = true
+        } catch {
+            state.logger.error("cannot encode a response", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func flushIfNeeded(context: ChannelHandlerContext) {
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+    }
+
+    /// Answers a broken frame with an error and closes this connection only.
+    private func reject(context: ChannelHandlerContext, _ error: FrameError) {
+        guard !closing else { return }
+        closing = true
+        ServerCounters.bump(state.counters.framesRejected)
+        write(context: context, .error(id: 0, error.code, "\(error); closing the connection"))
+        flushIfNeeded(context: context)
+        context.close(promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let frameError = error as? FrameError {
+            reject(context: context, frameError)
+        } else {
+            if !(error is ChannelError) && !(error is IOError) {
+                state.logger.debug("connection error", metadata: ["error": "\(error)"])
+            }
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: backpressure
+
+    func read(context: ChannelHandlerContext) {
+        if inFlight >= state.configuration.maximumInFlight || !context.channel.isWritable {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        resumeReadingIfPossible(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func resumeReadingIfPossible(context: ChannelHandlerContext) {
+        if readPending && inFlight < state.configuration.maximumInFlight && context.channel.isWritable {
+            readPending = false
+            context.read()
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is QuiesceEvent {
+            // Answer what the peer has already sent (one more read burst), then close; a peer
+            // that keeps sending is closed after a grace period.
+            quiescing = true
+            flushIfNeeded(context: context)
+            context.read()
+            context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(100)) {
+                if self.inFlight == 0 { context.close(promise: nil) }
+            }
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(5)) {
+                context.close(promise: nil)
+            }
+        } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import ConsentModel
+import SwiftProtobuf
+
+extension Google_Protobuf_Timestamp {
+    /// The wire form of a model timestamp.
+    public init(_ timestamp: Timestamp) {
+        let seconds = timestamp.microseconds >= 0 ? timestamp.microseconds / 1_000_000 : (timestamp.microseconds - 999_999) / 1_000_000
+        self.init(seconds: seconds, nanos: Int32((timestamp.microseconds - seconds * 1_000_000) * 1000))
+    }
+
+    /// The model form (microsecond precision).
+    public var model: Timestamp {
+        Timestamp(microseconds: seconds &* 1_000_000 &+ Int64(nanos / 1000))
+    }
+}
+
+extension Consentd_V1_Reason {
+    /// The wire form of a reason code (same numbers).
+    public init(_ code: ReasonCode) { self = Consentd_V1_Reason(rawValue: Int(code.rawValue)) ?? .unspecified }
+
+    /// The model form, or nil for UNSPECIFIED or an unknown value.
+    public var model: ReasonCode? { ReasonCode(rawValue: UInt8(clamping: rawValue)) }
+}
+
+extension Consentd_V1_Decision {
+    /// The wire form of an effect.
+    public init(_ effect: Effect) { self = effect == .allow ? .allow : .deny }
+}
+
+extension Consentd_V1_LegalBasis {
+    /// The wire form of a legal basis.
+    public init(_ basis: LegalBasis) { self = Consentd_V1_LegalBasis(rawValue: Int(basis.rawValue) + 1) ?? .unspecified }
+
+    /// The model form; UNSPECIFIED means consent.
+    public var model: LegalBasis? {
+        self == .unspecified ? .consent : LegalBasis(rawValue: UInt8(clamping: rawValue - 1))
+    }
+}
+
+extension Consentd_V1_Choice {
+    /// The wire form of a choice.
+    public init(_ choice: Choice) { self = choice == .grant ? .grant : .deny }
+
+    /// The model form, or nil for UNSPECIFIED.
+    public var model: Choice? {
+        switch self {
+        case .grant: .grant
+        case .deny: .deny
+        default: nil
+        }
+    }
+}
+
+extension Consentd_V1_Context {
+    /// The model form; `at` unset means "now".
+    public var model: RequestContext {
+        RequestContext(
+            jurisdiction: jurisdiction.isEmpty ? nil : jurisdiction, gpc: gpc, uspOptOut: uspOptOut,
+            channel: channel.isEmpty ? nil : channel, at: hasAt ? at.model : nil
+        )
+    }
+
+    /// The wire form of a model context.
+    public init(_ context: RequestContext) {
+        self.init()
+        jurisdiction = context.jurisdiction ?? ""
+        gpc = context.gpc
+        uspOptOut = context.uspOptOut
+        channel = context.channel ?? ""
+        if let at = context.at { self.at = Google_Protobuf_Timestamp(at) }
+    }
+}
+
+/// A wire record that cannot become a model record.
+public struct WireRecordError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(message: String) { self.message = message }
+    public var description: String { message }
+}
+
+extension Consentd_V1_ConsentRecord {
+    /// The wire form of a stored record.
+    public init(_ record: ConsentRecord) {
+        self.init()
+        subjectID = record.subject
+        purpose = record.purpose
+        dataCategory = record.dataCategory ?? ""
+        choice = Consentd_V1_Choice(record.choice)
+        recordedAt = Google_Protobuf_Timestamp(record.recordedAt)
+        if let expires = record.expiresAt { expiresAt = Google_Protobuf_Timestamp(expires) }
+        legalBasis = Consentd_V1_LegalBasis(record.legalBasis)
+        source = record.source
+        if let notice = record.noticeVersion { noticeVersion = notice }
+        jurisdiction = record.jurisdiction ?? ""
+        evidence = record.evidence ?? ""
+        sequence = record.sequence
+    }
+
+    /// The model form for storing; `recorded_at` unset means `now`, an empty source means "api".
+    public func model(now: Timestamp) throws -> ConsentRecord {
+        guard let choice = choice.model else { throw WireRecordError(message: "choice must be CHOICE_GRANT or CHOICE_DENY") }
+        guard let basis = legalBasis.model else { throw WireRecordError(message: "unknown legal basis \(legalBasis.rawValue)") }
+        return ConsentRecord(
+            subject: subjectID, purpose: purpose, dataCategory: dataCategory.isEmpty ? nil : dataCategory, choice: choice,
+            recordedAt: hasRecordedAt ? recordedAt.model : now, expiresAt: hasExpiresAt ? expiresAt.model : nil,
+            legalBasis: basis, source: source.isEmpty ? "api" : source, noticeVersion: hasNoticeVersion ? noticeVersion : nil,
+            jurisdiction: jurisdiction.isEmpty ? nil : jurisdiction, evidence: evidence.isEmpty ? nil : evidence
+        )
+    }
+}
+
+extension Consentd_V1_Response {
+    /// An error response.
+    public static func error(id: UInt64, _ code: Consentd_V1_ErrorCode, _ message: String) -> Consentd_V1_Response {
+        var response = Consentd_V1_Response()
+        response.id = id
+        response.error = Consentd_V1_Error.with {
+            $0.code = code
+            $0.message = message
+        }
+        return response
+    }
+}

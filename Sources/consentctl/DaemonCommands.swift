@@ -1,0 +1,140 @@
+import ArgumentParser
+import ConsentClient
+import ConsentModel
+import ConsentWire
+import Foundation
+import SwiftProtobuf
+
+/// `--socket` for commands that talk to a running daemon.
+struct SocketOptions: ParsableArguments {
+    @Option(help: "The daemon's socket.")
+    var socket = "consentd.sock"
+
+    @Option(help: "Seconds to wait for the daemon's answer.")
+    var timeout: Double = 5
+
+    func connect() throws -> ConsentClient {
+        do {
+            return try ConsentClient(socketPath: socket, timeout: timeout)
+        } catch {
+            printError("consentctl: \(error)")
+            throw ExitCode(69)
+        }
+    }
+}
+
+/// Runs a client call, turning client errors into a message and an exit code.
+func daemonCall<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as ConsentClientError {
+        printError("consentctl: \(error)")
+        if case .server(.permissionDenied) = error.kind { throw ExitCode(77) }
+        if case .server = error.kind { throw ExitCode(1) }
+        throw ExitCode(69)
+    }
+}
+
+extension Consentd_V1_Reason {
+    /// The contract spelling (`CONSENT_GRANTED`).
+    var name: String { model?.description ?? "UNSPECIFIED" }
+}
+
+extension Consentd_V1_LegalBasis {
+    var name: String { model?.description ?? "unspecified" }
+}
+
+/// `consentctl check SUBJECT PURPOSE DATA`
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Ask the running daemon one question: may PURPOSE use DATA for SUBJECT?",
+        discussion: """
+        Prints the decision, its reason, the deciding rule, the consent record relied on, \
+        obligations, the policy revision and the consent sequence. --format json prints the \
+        proto3 JSON mapping of consentd.v1.CheckResponse. Exit status 0 whatever the decision \
+        (3 for a deny with --fail-on-deny), 69 when the daemon cannot be reached.
+        """
+    )
+
+    @Argument(help: "The data subject's id.") var subject: String
+    @Argument(help: "The purpose key.") var purpose: String
+    @Argument(help: "The data category key.") var data: String
+    @Option(help: "ISO 3166 code of where the use happens.") var jurisdiction: String?
+    @Flag(help: "A Global Privacy Control signal accompanies the request.") var gpc = false
+    @Flag(help: "A US Privacy opt-out of sale accompanies the request.") var uspOptOut = false
+    @Option(help: "The channel of the use.") var channel: String?
+    @Option(help: "Decide at this RFC 3339 instant instead of now.") var at: String?
+    @Flag(help: "Include the full trace.") var explain = false
+    @Flag(help: "Exit with status 3 when the decision is deny.") var failOnDeny = false
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+    @OptionGroup var socketOptions: SocketOptions
+
+    func validate() throws {
+        if let at, Timestamp(rfc3339: at) == nil { throw ValidationError("--at '\(at)' is not an RFC 3339 time") }
+    }
+
+    func run() throws {
+        let client = try socketOptions.connect()
+        let context = RequestContext(jurisdiction: jurisdiction, gpc: gpc, uspOptOut: uspOptOut, channel: channel, at: at.flatMap { Timestamp(rfc3339: $0) })
+        let response = try daemonCall { try client.check(subject: subject, purpose: purpose, dataCategory: data, context: context, explain: explain) }
+        switch format {
+        case .json:
+            var options = JSONEncodingOptions()
+            options.preserveProtoFieldNames = false
+            print(try response.jsonString(options: options))
+        case .text:
+            var line = "\(response.decision == .allow ? "allow" : "deny") \(response.reason.name)"
+            if !response.ruleID.isEmpty { line += " by \(response.ruleID) (\(response.ruleLocation))" }
+            print(line)
+            if response.hasConsentRecord {
+                let record = response.consentRecord
+                var text = "  consent record #\(record.sequence): \(record.choice == .grant ? "grant" : "deny") \(record.purpose)"
+                if !record.dataCategory.isEmpty { text += " [\(record.dataCategory)]" }
+                text += " at \(record.recordedAt.model) via \(record.source)"
+                if record.hasNoticeVersion { text += ", notice \(record.noticeVersion)" }
+                print(text)
+            }
+            if response.decision == .allow { print("  legal basis: \(response.legalBasis.name)") }
+            if !response.obligations.isEmpty { print("  obligations: \(response.obligations.joined(separator: ", "))") }
+            print("  policy revision \(response.policyRevision), consent sequence \(response.consentSequence)")
+            if response.hasExplanation { print(response.explanation.text) }
+        }
+        if failOnDeny && response.decision != .allow { throw ExitCode(3) }
+    }
+}
+
+/// `consentctl status`
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the running daemon's policy revision, load errors, store sequence and counters."
+    )
+
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+    @OptionGroup var socketOptions: SocketOptions
+
+    func run() throws {
+        let client = try socketOptions.connect()
+        let status = try daemonCall { try client.status() }
+        if format == .json {
+            print(try status.jsonString())
+            return
+        }
+        let counters = status.counters
+        print("consentd \(status.version), up since \(status.startedAt.model)")
+        print("policies: revision \(status.policyRevision), \(status.rules) rules from \(status.policyDirectory), loaded \(status.policyLoadedAt.model)")
+        if status.policyErrors.isEmpty {
+            print("  last reload: ok")
+        } else {
+            print("  last reload FAILED (the revision above keeps serving):")
+            for error in status.policyErrors {
+                print("    \(error.file):\(error.line):\(error.column): \(error.severity): \(error.message) [\(error.code)]")
+            }
+        }
+        print("consent store: \(status.storePath), sequence \(status.consentSequence), \(status.subjects) subjects, \(status.records) records")
+        print("requests \(counters.requests), decisions \(counters.decisions) (\(counters.allowed) allowed, \(counters.denied) denied), errors \(counters.errors)")
+        print("connections: \(counters.connectionsOpen) open, \(counters.connectionsAccepted) accepted, \(counters.connectionsRefused) refused; frames rejected \(counters.framesRejected); permission denied \(counters.permissionDenied)")
+        print("reloads: \(counters.reloadsOk) ok, \(counters.reloadsFailed) failed")
+    }
+}

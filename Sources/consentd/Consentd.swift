@@ -1,0 +1,172 @@
+import ArgumentParser
+import ConsentServer
+import Foundation
+import Logging
+import Yams
+
+/// `consentd`: the consent-aware policy decision point.
+@main
+struct Consentd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "consentd",
+        abstract: "The consent-aware policy decision point: answers Check over a Unix socket.",
+        discussion: """
+        With no options it serves ./Policies and ./consentd.sqlite on ./consentd.sock. Every option \
+        can also be set in a YAML file given with --config (keys as the option names without the \
+        dashes, e.g. `max-connections: 512`); options on the command line win over the file.
+
+        Signals: SIGTERM or SIGINT stops accepting connections, answers every request already \
+        read, removes the socket and exits 0. SIGHUP reloads the policies now (they are also \
+        reloaded when a file changes). A reload that does not compile is reported in the log \
+        and in `consentctl status`, and the last good policy set keeps serving.
+
+        Who may do what: anyone who can open the socket (see --socket-mode) may Check, \
+        CheckBatch, ListUses and Status; RecordConsent, History and EraseSubject are for the \
+        daemon's own user, root and --admin-uid users (peer credentials via SO_PEERCRED).
+        """,
+        version: ConsentDaemon.version
+    )
+
+    @Option(help: "Policy directory.") var policies: String?
+    @Option(help: "Consent store file (SQLite; created if missing).") var store: String?
+    @Option(help: "Unix socket path.") var socket: String?
+    @Option(help: "Socket file permissions, octal.") var socketMode: String?
+    @Option(help: "Largest request frame in bytes (default 1048576).") var maxFrameSize: Int?
+    @Option(help: "Most connections at once (default 1024).") var maxConnections: Int?
+    @Option(help: "Most requests in flight per connection before reading pauses (default 256).") var maxInFlight: Int?
+    @Option(help: "Most items in one CheckBatch (default 10000).") var maxBatchItems: Int?
+    @Option(help: "Close connections idle this many seconds; 0 = never (default 300).") var idleTimeout: Double?
+    @Option(help: "Event loop threads; 0 = one per core (default 0).") var eventLoops: Int?
+    @Option(help: "Seconds between checks of the policy directory; 0 = only on SIGHUP (default 0.5).") var policyPollInterval: Double?
+    @Option(help: "Seconds between checks for other processes' consent writes (default 0.01).") var storePollInterval: Double?
+    @Option(name: .customLong("admin-uid"), help: "A user id that may administer consent (repeatable).") var adminUIDs: [UInt32] = []
+    @Flag(help: "Let every peer administer consent (single-user machines and tests only).") var allowAnyAdmin = false
+    @Option(help: "YAML configuration file.") var config: String?
+    @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String = "info"
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("unknown --log-level '\(logLevel)'")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "consentd")
+        let configuration: ServerConfiguration
+        do {
+            configuration = try makeConfiguration()
+        } catch let error as ConfigurationError {
+            FileHandle.standardError.write(Data("consentd: \(error.message)\n".utf8))
+            throw ExitCode(64)
+        }
+        let daemon: ConsentDaemon
+        do {
+            daemon = try ConsentDaemon(configuration: configuration, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("consentd: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        do {
+            try await daemon.run()
+        } catch {
+            FileHandle.standardError.write(Data("consentd: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    struct ConfigurationError: Error {
+        let message: String
+    }
+
+    static let fileKeys = [
+        "policies", "store", "socket", "socket-mode", "max-frame-size", "max-connections", "max-in-flight", "max-batch-items",
+        "idle-timeout", "event-loops", "policy-poll-interval", "store-poll-interval", "admin-uids", "allow-any-admin",
+    ]
+
+    func makeConfiguration() throws -> ServerConfiguration {
+        var configuration = ServerConfiguration()
+        if let config {
+            guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
+                throw ConfigurationError(message: "cannot read configuration file \(config)")
+            }
+            try apply(file: text, path: config, to: &configuration)
+        }
+        if let policies { configuration.policies = policies }
+        if let store { configuration.store = store }
+        if let socket { configuration.socket = socket }
+        if let socketMode { configuration.socketMode = try Self.mode(socketMode) }
+        if let maxFrameSize { configuration.maximumFrameSize = maxFrameSize }
+        if let maxConnections { configuration.maximumConnections = maxConnections }
+        if let maxInFlight { configuration.maximumInFlight = maxInFlight }
+        if let maxBatchItems { configuration.maximumBatchItems = maxBatchItems }
+        if let idleTimeout { configuration.idleTimeout = idleTimeout }
+        if let eventLoops { configuration.eventLoops = eventLoops }
+        if let policyPollInterval { configuration.policyPollInterval = policyPollInterval }
+        if let storePollInterval { configuration.storePollInterval = storePollInterval }
+        if !adminUIDs.isEmpty { configuration.adminUIDs = adminUIDs }
+        if allowAnyAdmin { configuration.allowAnyAdmin = true }
+        let problems = configuration.problems()
+        if !problems.isEmpty { throw ConfigurationError(message: "invalid configuration:\n  " + problems.joined(separator: "\n  ")) }
+        return configuration
+    }
+
+    static func mode(_ text: String) throws -> UInt16 {
+        guard let value = UInt16(text, radix: 8), value <= 0o777 else {
+            throw ConfigurationError(message: "socket-mode '\(text)' is not an octal permission like 660")
+        }
+        return value
+    }
+
+    func apply(file text: String, path: String, to configuration: inout ServerConfiguration) throws {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch {
+            throw ConfigurationError(message: "\(path): not valid YAML: \(error)")
+        }
+        guard let node else { return }
+        guard case let .mapping(mapping) = node else { throw ConfigurationError(message: "\(path): expected `key: value` lines") }
+        for (keyNode, value) in mapping {
+            let key = keyNode.string ?? ""
+            let line = keyNode.mark?.line ?? 0
+            func fail(_ message: String) -> ConfigurationError { ConfigurationError(message: "\(path):\(line): \(key): \(message)") }
+            func string() throws -> String {
+                guard let text = value.string else { throw fail("expected a string") }
+                return text
+            }
+            func int() throws -> Int {
+                guard let number = value.int else { throw fail("expected a whole number") }
+                return number
+            }
+            func double() throws -> Double {
+                guard let number = value.float else { throw fail("expected a number") }
+                return number
+            }
+            switch key {
+            case "policies": configuration.policies = try string()
+            case "store": configuration.store = try string()
+            case "socket": configuration.socket = try string()
+            case "socket-mode": configuration.socketMode = try Self.mode(value.string ?? "")
+            case "max-frame-size": configuration.maximumFrameSize = try int()
+            case "max-connections": configuration.maximumConnections = try int()
+            case "max-in-flight": configuration.maximumInFlight = try int()
+            case "max-batch-items": configuration.maximumBatchItems = try int()
+            case "idle-timeout": configuration.idleTimeout = try double()
+            case "event-loops": configuration.eventLoops = try int()
+            case "policy-poll-interval": configuration.policyPollInterval = try double()
+            case "store-poll-interval": configuration.storePollInterval = try double()
+            case "admin-uids":
+                guard let list = value.sequence else { throw fail("expected a list of user ids") }
+                configuration.adminUIDs = try list.map { item in
+                    guard let uid = item.int, uid >= 0, uid <= Int(UInt32.max) else { throw fail("expected user ids") }
+                    return UInt32(uid)
+                }
+            case "allow-any-admin":
+                guard let flag = value.bool else { throw fail("expected true or false") }
+                configuration.allowAnyAdmin = flag
+            default:
+                throw ConfigurationError(message: "\(path):\(line): unknown key '\(key)'; known keys: \(Self.fileKeys.joined(separator: ", "))")
+            }
+        }
+    }
+}
