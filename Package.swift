@@ -97,10 +97,15 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "ConsentStoreTests", dependencies: ["ConsentStore", "ConsentModel"]),
-        .testTarget(name: "ConsentWireTests", dependencies: ["ConsentWire", "ConsentModel"]),
+        .testTarget(name: "ConsentWireTests", dependencies: ["ConsentWire", "ConsentModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .testTarget(
             name: "ConsentServerTests",
-            dependencies: ["ConsentServer", "ConsentClient", "ConsentWire", "ConsentModel", "ConsentStore", "PolicyEngine"]
+            dependencies: [
+                "ConsentServer", "ConsentClient", "ConsentWire", "ConsentModel", "ConsentStore", "PolicyEngine",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .testTarget(
             name: "consentctlTests",

@@ -10,15 +10,18 @@ import Darwin
 
 /// A client for one connection to consentd's Unix socket.
 ///
-/// Blocking, with a timeout on every wait; one connection per instance and one thread at a time
-/// per instance (open one client per thread). Requests can be pipelined: `send` many, `flush`,
-/// then `receive` responses and match them by id — the daemon answers decisions in order but
-/// consent writes may overtake them.
-public final class ConsentClient {
+/// Blocking, with a timeout on every wait; one connection per instance. Requests can be
+/// pipelined: `send` many, `flush`, and `receive` responses, matching them by id — the daemon
+/// answers decisions in order but consent writes may overtake them. For deep pipelines, one
+/// thread may `send`/`flush` while another `receive`s (the daemon stops reading from a peer that
+/// does not read its answers); otherwise use an instance from one thread at a time.
+public final class ConsentClient: @unchecked Sendable {
     private var fd: Int32
     private var outbound: [UInt8] = []
-    private var inbound: [UInt8] = []
+    /// Received bytes live in `inbound[inboundStart..<inboundEnd]`; the rest is free space.
+    private var inbound = [UInt8](repeating: 0, count: 65536)
     private var inboundStart = 0
+    private var inboundEnd = 0
     private var nextID: UInt64 = 1
     private let timeoutMilliseconds: Int32
     /// The socket path this client is connected to.
@@ -58,7 +61,6 @@ public final class ConsentClient {
         #endif
         _ = noSigPipe
         outbound.reserveCapacity(4096)
-        inbound.reserveCapacity(65536)
     }
 
     deinit { if fd >= 0 { _ = closeSocket(fd) } }
@@ -117,9 +119,9 @@ public final class ConsentClient {
     /// The next response.
     public func receive() throws -> Consentd_V1_Response {
         while true {
-            let available = inbound.count - inboundStart
+            let available = inboundEnd - inboundStart
             if available > 0 {
-                let prefix = inbound.withUnsafeBytes { FrameCodec.readPrefix(UnsafeRawBufferPointer(rebasing: $0[inboundStart...])) }
+                let prefix = inbound.withUnsafeBytes { FrameCodec.readPrefix(UnsafeRawBufferPointer(rebasing: $0[inboundStart..<inboundEnd])) }
                 switch prefix {
                 case .malformed:
                     close()
@@ -129,49 +131,62 @@ public final class ConsentClient {
                         close()
                         throw ConsentClientError(.protocolViolation, "the daemon sent a \(length)-byte frame, over the client's limit")
                     }
-                    if available >= prefixBytes + Int(length) {
+                    let needed = prefixBytes + Int(length)
+                    if available >= needed {
                         let start = inboundStart + prefixBytes
-                        inboundStart = start + Int(length)
+                        inboundStart += needed
+                        if inboundStart == inboundEnd { inboundStart = 0; inboundEnd = 0 }
                         do {
-                            let response = try inbound.withUnsafeBytes {
+                            return try inbound.withUnsafeBytes {
                                 try Consentd_V1_Response(serializedBytes: RawBytes(UnsafeRawBufferPointer(rebasing: $0[start..<start + Int(length)])))
                             }
-                            if inboundStart == inbound.count { inbound.removeAll(keepingCapacity: true); inboundStart = 0 }
-                            return response
                         } catch {
                             close()
                             throw ConsentClientError(.protocolViolation, "the daemon sent a frame that is not a consentd.v1.Response: \(error)")
                         }
                     }
+                    try makeRoom(for: needed)
                 case .incomplete:
-                    break
+                    try makeRoom(for: 16)
                 }
             }
             try fill()
         }
     }
 
+    /// Ensures `needed` bytes fit from `inboundStart`: moves pending bytes to the front, then grows.
+    private func makeRoom(for needed: Int) throws {
+        if inboundStart + needed <= inbound.count { return }
+        if inboundStart > 0 {
+            let pending = inboundEnd - inboundStart
+            inbound.withUnsafeMutableBytes { buffer in
+                buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + inboundStart, byteCount: pending)
+            }
+            inboundStart = 0
+            inboundEnd = pending
+        }
+        if needed > inbound.count {
+            var capacity = inbound.count
+            while capacity < needed { capacity *= 2 }
+            inbound += [UInt8](repeating: 0, count: capacity - inbound.count)
+        }
+    }
+
     private func fill() throws {
         guard fd >= 0 else { throw ConsentClientError(.disconnected, "the connection is closed") }
-        if inboundStart > 0 && inboundStart > inbound.count / 2 {
-            inbound.removeFirst(inboundStart)
-            inboundStart = 0
-        }
+        if inboundEnd == inbound.count { try makeRoom(for: inboundEnd - inboundStart + 4096) }
         try wait(for: Int16(POLLIN))
-        let oldCount = inbound.count
-        let chunk = 65536
-        inbound.append(contentsOf: repeatElement(0, count: chunk))
+        let end = inboundEnd
         let received = inbound.withUnsafeMutableBytes { buffer in
-            recv(fd, buffer.baseAddress! + oldCount, chunk, 0)
+            recv(fd, buffer.baseAddress! + end, buffer.count - end, 0)
         }
         if received <= 0 {
-            inbound.removeLast(chunk)
             if received < 0 && (errno == EINTR || errno == EAGAIN) { return }
             let reason = received == 0 ? "the daemon closed the connection" : "connection error: \(String(cString: strerror(errno)))"
             close()
             throw ConsentClientError(.disconnected, reason)
         }
-        inbound.removeLast(chunk - received)
+        inboundEnd += received
     }
 
     private func wait(for events: Int16) throws {

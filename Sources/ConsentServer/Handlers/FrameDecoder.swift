@@ -6,10 +6,11 @@ enum FrameError: Error, CustomStringConvertible {
     case malformedLength
     case tooLarge(UInt64, limit: Int)
     case malformedMessage(String)
+    case truncated(Int)
 
     var code: Consentd_V1_ErrorCode {
         switch self {
-        case .malformedLength, .malformedMessage: .malformedFrame
+        case .malformedLength, .malformedMessage, .truncated: .malformedFrame
         case .tooLarge: .frameTooLarge
         }
     }
@@ -19,6 +20,7 @@ enum FrameError: Error, CustomStringConvertible {
         case .malformedLength: "the length prefix is not a valid base-128 varint"
         case let .tooLarge(length, limit): "a frame of \(length) bytes exceeds the limit of \(limit) bytes"
         case let .malformedMessage(reason): "the frame is not a consentd.v1.Request: \(reason)"
+        case let .truncated(bytes): "the connection ended inside a frame (\(bytes) bytes of it received)"
         }
     }
 }
@@ -48,8 +50,12 @@ struct FrameDecoder: ByteToMessageDecoder {
 
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
-        // A truncated frame at end of input is dropped: the peer is gone.
-        buffer.moveReaderIndex(to: buffer.writerIndex)
+        if buffer.readableBytes > 0 {
+            // The peer stopped sending in the middle of a frame; it may still be reading.
+            let received = buffer.readableBytes
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            throw FrameError.truncated(received)
+        }
         return .needMoreData
     }
 }

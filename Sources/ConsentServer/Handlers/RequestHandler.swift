@@ -32,6 +32,8 @@ final class RequestHandler: ChannelDuplexHandler {
     private var readPending = false
     private var needsFlush = false
     private var quiescing = false
+    private var readsSinceCheck = 0
+    private var inputClosed = false
     private var closing = false
     private var scratch: [UInt8] = []
 
@@ -62,6 +64,7 @@ final class RequestHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
+        readsSinceCheck += 1
         let frame = unwrapInboundIn(data)
         let request: Consentd_V1_Request
         do {
@@ -83,14 +86,13 @@ final class RequestHandler: ChannelDuplexHandler {
                 }
                 self.flushIfNeeded(context: context)
                 self.resumeReadingIfPossible(context: context)
-                if self.quiescing && self.inFlight == 0 { context.close(promise: nil) }
+                if self.inputClosed && self.inFlight == 0 { context.close(promise: nil) }
             }
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         flushIfNeeded(context: context)
-        if quiescing && inFlight == 0 { context.close(promise: nil) }
         context.fireChannelReadComplete()
     }
 
@@ -159,19 +161,33 @@ final class RequestHandler: ChannelDuplexHandler {
         }
     }
 
+    private func scheduleQuietCheck(context: ChannelHandlerContext, deadline: NIODeadline) {
+        readsSinceCheck = 0
+        context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(30)) {
+            guard context.channel.isActive else { return }
+            if (self.readsSinceCheck == 0 && self.inFlight == 0) || NIODeadline.now() > deadline {
+                self.flushIfNeeded(context: context)
+                context.close(promise: nil)
+            } else {
+                self.scheduleQuietCheck(context: context, deadline: deadline)
+            }
+        }
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is QuiesceEvent {
-            // Answer what the peer has already sent (one more read burst), then close; a peer
-            // that keeps sending is closed after a grace period.
+        if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
+            // The peer finished sending (half-close): answer what is in flight, then close.
+            inputClosed = true
+            flushIfNeeded(context: context)
+            if inFlight == 0 { context.close(promise: nil) }
+        } else if event is QuiesceEvent {
+            // Answer everything the peer has already sent: keep reading until the connection has
+            // been quiet (nothing read, nothing in flight) for one check interval, then close. A
+            // peer that keeps sending is closed after a grace period.
             quiescing = true
             flushIfNeeded(context: context)
             context.read()
-            context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(100)) {
-                if self.inFlight == 0 { context.close(promise: nil) }
-            }
-            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(5)) {
-                context.close(promise: nil)
-            }
+            scheduleQuietCheck(context: context, deadline: NIODeadline.now() + .seconds(5))
         } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
             context.close(promise: nil)
         } else {

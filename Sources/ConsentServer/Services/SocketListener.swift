@@ -47,25 +47,26 @@ public final class SocketListener: Service, Sendable {
         let configuration = state.configuration
         let path = configuration.socket
         let channel: Channel
-        let limiter: ConnectionLimiter
+        let registry = ConnectionRegistry(state: state)
         do {
             try SocketPath.prepare(path)
             let state = self.state
             let threadPool = self.threadPool
-            let limiterBox = Mutex<ConnectionLimiter?>(nil)
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
-                .serverChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let limiter = ConnectionLimiter(state: state)
-                        limiterBox.withLock { $0 = limiter }
-                        try channel.pipeline.syncOperations.addHandler(limiter)
-                    }
-                }
                 .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let handlers = channel.pipeline.syncOperations
+                        guard registry.admit(channel) else {
+                            let shuttingDown = registry.isShuttingDown
+                            try handlers.addHandler(RefuseHandler(
+                                code: shuttingDown ? .shuttingDown : .resourceExhausted,
+                                message: shuttingDown ? "the daemon is shutting down" : "too many connections (limit \(configuration.maximumConnections)); retry later"
+                            ))
+                            return
+                        }
                         if configuration.idleTimeout > 0 {
                             try handlers.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000))))
                         }
@@ -75,8 +76,6 @@ public final class SocketListener: Service, Sendable {
                 }
                 .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false)
                 .get()
-            guard let bound = limiterBox.withLock({ $0 }) else { throw SocketPathError(description: "the server channel did not initialise") }
-            limiter = bound
             guard chmod(path, mode_t(configuration.socketMode)) == 0 else {
                 throw SocketPathError(description: "cannot set mode \(String(configuration.socketMode, radix: 8)) on \(path): \(String(cString: strerror(errno)))")
             }
@@ -92,10 +91,9 @@ public final class SocketListener: Service, Sendable {
 
         state.logger.info("shutting down: no new connections; finishing requests in flight")
         try? await channel.close()
-        try? await channel.eventLoop.flatSubmit { limiter.quiesce(context: channel.eventLoop) }.get()
+        await registry.quiesce()
         SocketPath.remove(path)
         state.logger.info("socket removed", metadata: ["socket": "\(path)"])
     }
 }
 
-extension ConnectionLimiter: @unchecked Sendable {}
