@@ -1,0 +1,140 @@
+import ConsentModel
+import ConsentStore
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real `consentd` binary, as an operator runs it.
+final class DaemonProcess {
+    let process = Process()
+    let directory: Scratch
+    let log: String
+    var socket: String { directory.path("consentd.sock") }
+
+    /// Starts `consentd` in a scratch directory holding a copy of Policies/, with its defaults.
+    init(arguments: [String] = []) throws {
+        directory = Scratch()
+        try FileManager.default.copyItem(at: CLI.repository.appendingPathComponent("Policies"), to: directory.url.appendingPathComponent("Policies"))
+        log = directory.path("consentd.log")
+        FileManager.default.createFile(atPath: log, contents: nil)
+        process.executableURL = CLI.binary.deletingLastPathComponent().appendingPathComponent("consentd")
+        process.arguments = arguments
+        process.currentDirectoryURL = directory.url
+        process.standardOutput = FileHandle(forWritingAtPath: log)
+        process.standardError = FileHandle(forWritingAtPath: log)
+        try process.run()
+        let deadline = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: socket) {
+            guard process.isRunning, Date() < deadline else {
+                throw CocoaError(.fileNoSuchFile, userInfo: [NSLocalizedDescriptionKey: "consentd did not start: \(logText)"])
+            }
+            usleep(20_000)
+        }
+    }
+
+    var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    func ctl(_ arguments: [String]) throws -> CLI.Output { try CLI.run(arguments, in: directory.url) }
+
+    /// SIGTERM, then waits; returns the exit status.
+    func terminate() -> Int32 {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+}
+
+@Suite(.serialized) struct DaemonProcessTests {
+    /// The README's quick start, as written: start the daemon with its defaults, grant, check, withdraw, check.
+    @Test func theQuickStartWorksAsWritten() throws {
+        let daemon = try DaemonProcess()
+        var output = try daemon.ctl(["consent", "grant", "alice", "marketing.advertising.targeted", "--notice-version", "3", "--socket", "consentd.sock"])
+        #expect(output.status == 0, "\(output.stderr)")
+        output = try daemon.ctl(["check", "alice", "marketing.advertising.targeted", "user.behavior.browsing", "--jurisdiction", "DE"])
+        #expect(output.status == 0, "\(output.stderr)")
+        #expect(output.stdout.hasPrefix("allow CONSENT_GRANTED by eea-targeted-ads (eea.yaml:"))
+        output = try daemon.ctl(["consent", "withdraw", "alice", "marketing", "--socket", "consentd.sock"])
+        #expect(output.status == 0, "\(output.stderr)")
+        output = try daemon.ctl(["check", "alice", "marketing.advertising.targeted", "user.behavior.browsing", "--jurisdiction", "DE", "--fail-on-deny"])
+        #expect(output.status == 3)
+        #expect(output.stdout.hasPrefix("deny CONSENT_DENIED by eea-targeted-ads"))
+        output = try daemon.ctl(["status"])
+        #expect(output.stdout.contains("consent store: consentd.sqlite, sequence 2"))
+        #expect(daemon.terminate() == 0)
+        #expect(!FileManager.default.fileExists(atPath: daemon.socket))
+        #expect(daemon.logText.contains("socket removed"))
+    }
+
+    @Test func sighupReloadsAndABadEditIsReportedByStatus() throws {
+        let daemon = try DaemonProcess(arguments: ["--policy-poll-interval", "0"])
+        try "apiVersion: consentd/v1\nkind: Policy\nrules: [{id: x, effect: allow}]\n".write(toFile: daemon.directory.path("Policies/broken.yaml"), atomically: true, encoding: .utf8)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        var output = try daemon.ctl(["status"])
+        let deadline = Date().addingTimeInterval(10)
+        while !output.stdout.contains("last reload FAILED") && Date() < deadline {
+            usleep(50_000)
+            output = try daemon.ctl(["status"])
+        }
+        #expect(output.stdout.contains("last reload FAILED"))
+        #expect(output.stdout.contains("broken.yaml:3:"))
+        #expect(try daemon.ctl(["check", "a", "service.essential", "user"]).stdout.hasPrefix("allow LEGAL_BASIS"))
+        #expect(daemon.terminate() == 0)
+    }
+
+    @Test func aDaemonThatCannotLoadItsPoliciesRefusesToStart() throws {
+        let scratch = Scratch()
+        try FileManager.default.createDirectory(atPath: scratch.path("Policies"), withIntermediateDirectories: true)
+        try "apiVersion: consentd/v1\nkind: Taxonomy\npurposes: {a.b: {}}\n".write(toFile: scratch.path("Policies/t.yaml"), atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = CLI.binary.deletingLastPathComponent().appendingPathComponent("consentd")
+        process.currentDirectoryURL = scratch.url
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 1)
+        #expect(text.contains("do not compile; not starting"))
+        #expect(text.contains("t.yaml:3:"))
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("consentd.sock")))
+    }
+
+    @Test func anotherUserMayCheckButNotAdminister() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return }
+        let daemon = try DaemonProcess(arguments: ["--socket-mode", "666"])
+        // The scratch directory and the binary must be reachable by the other user.
+        chmod(daemon.directory.url.path, 0o755)
+        func asNobody(_ arguments: [String]) throws -> CLI.Output {
+            try CLI.run(["--reuid=65534", "--regid=65534", "--clear-groups", CLI.binary.path] + arguments, in: daemon.directory.url, executable: "/usr/bin/setpriv")
+        }
+        var output = try asNobody(["check", "bob", "service.essential", "user", "--socket", daemon.socket])
+        #expect(output.status == 0, "\(output.stderr)")
+        #expect(output.stdout.hasPrefix("allow LEGAL_BASIS"))
+        output = try asNobody(["consent", "grant", "bob", "marketing", "--socket", daemon.socket, "--no-taxonomy-check"])
+        #expect(output.status == 77)
+        #expect(output.stderr.contains("RecordConsent is for administrators; uid 65534 may only check"))
+        output = try daemon.ctl(["status"])
+        #expect(output.stdout.contains("permission denied 1"))
+        #expect(daemon.terminate() == 0)
+    }
+
+    @Test func configurationErrorsAreClear() throws {
+        let scratch = Scratch()
+        let config = try scratch.write("consentd.yaml", "max-connections: 10\nmax-conections: 5\n")
+        let process = Process()
+        process.executableURL = CLI.binary.deletingLastPathComponent().appendingPathComponent("consentd")
+        process.arguments = ["--config", config]
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 64)
+        #expect(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("consentd.yaml:2: unknown key 'max-conections'"))
+    }
+}
