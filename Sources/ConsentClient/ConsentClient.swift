@@ -118,6 +118,28 @@ public final class ConsentClient: @unchecked Sendable {
 
     /// The next response.
     public func receive() throws -> Consentd_V1_Response {
+        try receiveFrame { payload in
+            do {
+                return try Consentd_V1_Response(serializedBytes: RawBytes(payload))
+            } catch {
+                close()
+                throw ConsentClientError(.protocolViolation, "the daemon sent a frame that is not a consentd.v1.Response: \(error)")
+            }
+        }
+    }
+
+    /// Whether a whole frame is already buffered (so `receive` would not block).
+    public var hasBufferedFrame: Bool {
+        let available = inboundEnd - inboundStart
+        guard available > 0 else { return false }
+        let prefix = inbound.withUnsafeBytes { FrameCodec.readPrefix(UnsafeRawBufferPointer(rebasing: $0[inboundStart..<inboundEnd])) }
+        if case let .length(length, prefixBytes) = prefix { return available >= prefixBytes + Int(length) }
+        return false
+    }
+
+    /// Waits for the next frame and hands its payload to `body` without copying (for callers
+    /// that parse responses themselves, like load generators).
+    public func receiveFrame<T>(_ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
         while true {
             let available = inboundEnd - inboundStart
             if available > 0 {
@@ -135,15 +157,8 @@ public final class ConsentClient: @unchecked Sendable {
                     if available >= needed {
                         let start = inboundStart + prefixBytes
                         inboundStart += needed
-                        if inboundStart == inboundEnd { inboundStart = 0; inboundEnd = 0 }
-                        do {
-                            return try inbound.withUnsafeBytes {
-                                try Consentd_V1_Response(serializedBytes: RawBytes(UnsafeRawBufferPointer(rebasing: $0[start..<start + Int(length)])))
-                            }
-                        } catch {
-                            close()
-                            throw ConsentClientError(.protocolViolation, "the daemon sent a frame that is not a consentd.v1.Response: \(error)")
-                        }
+                        defer { if inboundStart == inboundEnd { inboundStart = 0; inboundEnd = 0 } }
+                        return try inbound.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<start + Int(length)])) }
                     }
                     try makeRoom(for: needed)
                 case .incomplete:
@@ -153,6 +168,19 @@ public final class ConsentClient: @unchecked Sendable {
             try fill()
         }
     }
+
+    /// Queues a request given as its serialized body without the id: the id field is prepended
+    /// (protobuf fields may come in any order), so a load generator can reuse encoded requests.
+    public func send(id: UInt64, encodedBody body: [UInt8]) {
+        let length = 1 + FrameCodec.varintSize(id) + body.count
+        FrameCodec.appendVarint(UInt64(length), to: &outbound)
+        outbound.append(0x08)
+        FrameCodec.appendVarint(id, to: &outbound)
+        outbound.append(contentsOf: body)
+    }
+
+    /// Bytes queued and not yet flushed.
+    public var pendingBytes: Int { outbound.count }
 
     /// Ensures `needed` bytes fit from `inboundStart`: moves pending bytes to the front, then grows.
     private func makeRoom(for needed: Int) throws {

@@ -42,6 +42,13 @@ public struct TransferProgress: Sendable {
     /// Bytes read so far (imports) and the file size, when known.
     public var bytes: Int
     public var totalBytes: Int?
+
+    /// Creates a progress value.
+    public init(records: Int, bytes: Int, totalBytes: Int?) {
+        self.records = records
+        self.bytes = bytes
+        self.totalBytes = totalBytes
+    }
 }
 
 /// Streaming import and export of consent records (JSON Lines or CSV).

@@ -1,0 +1,280 @@
+import ArgumentParser
+import ConsentClient
+import ConsentModel
+import ConsentServer
+import ConsentStore
+import ConsentWire
+import Foundation
+import Histogram
+import PolicyEngine
+import Synchronization
+
+/// `consentctl bench`
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Load-test a running consentd (or the decision core in process) and report latency percentiles.",
+        discussion: """
+        Closed loop (default): --connections N, each keeping --depth D requests in flight. Open \
+        loop: --rate R requests per second in total on a fixed schedule; latency is measured from \
+        each request's intended send time, so a stalled daemon cannot hide queueing delay \
+        (coordinated omission corrected, as wrk2 does). --batch K sends CheckBatch requests of K \
+        items instead of single Checks; --mix weighs request kinds (check, batch, list_uses, record).
+
+        Before the load, the same loop runs against a plain echo server on a Unix socket on this \
+        machine (same framing, same client path, no decode/decide/encode) and the daemon's \
+        figures are printed as ratios to that floor: on a shared, noisy machine the ratio is the \
+        honest figure. --in-process runs the workload against the decision core with no socket.
+
+        Subjects: --subjects N generates N synthetic subjects (consent generate's population) and \
+        records them through the daemon first; --population FILE uses the subjects of a \
+        `consent generate` file that is already imported.
+        """
+    )
+
+    @Option(help: "The daemon's socket.") var socket = "consentd.sock"
+    @Option(help: "Connections (threads, for --in-process).") var connections = 1
+    @Option(help: "Closed loop: requests in flight per connection.") var depth = 1
+    @Option(help: "Open loop: total requests per second.") var rate: Double?
+    @Option(help: "Seconds to measure.") var duration = 10.0
+    @Option(help: "Seconds to run before measuring.") var warmup = 2.0
+    @Option(help: "Items per CheckBatch (implies --mix batch=1 unless --mix is given).") var batch = 1
+    @Option(help: "Request mix, e.g. check=90,batch=5,list_uses=4,record=1.") var mix: String?
+    @Option(help: "Generate and record this many subjects first.") var subjects: Int?
+    @Option(help: "Use the subjects of this `consent generate` file (already imported).") var population: String?
+    @Option(help: "Seed of the population and the request mix.") var seed: UInt64 = 1
+    @Option(help: "Policy directory whose taxonomy the requests use.") var policies = "Policies"
+    @Option(help: "Write the report as JSON to this file.") var json: String?
+    @Option(help: "Write the latency distribution in HdrHistogram text format to this file.") var hdr: String?
+    @Flag(help: "Skip the echo floor.") var noFloor = false
+    @Flag(help: "Run against the decision core in this process, without a socket.") var inProcess = false
+    @Option(help: "With --in-process: load consent from this store file instead of generating subjects.") var store: String?
+
+    func validate() throws {
+        guard connections >= 1, connections <= 4096 else { throw ValidationError("--connections must be between 1 and 4096") }
+        guard depth >= 1, depth <= 65_536 else { throw ValidationError("--depth must be between 1 and 65536") }
+        if let rate { guard rate > 0 else { throw ValidationError("--rate must be positive") } }
+        guard duration > 0 else { throw ValidationError("--duration must be positive") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        guard batch >= 1, batch <= 10_000 else { throw ValidationError("--batch must be between 1 and 10000") }
+        if let subjects { guard subjects >= 0 else { throw ValidationError("--subjects must not be negative") } }
+        if subjects != nil && population != nil { throw ValidationError("give --subjects or --population, not both") }
+        if let mix { do { _ = try WorkloadMix(parsing: mix) } catch { throw ValidationError("\(error)") } }
+        if rate != nil && depth != 1 { throw ValidationError("--depth is for the closed loop; with --rate the schedule decides what is in flight") }
+    }
+
+    var workloadMix: WorkloadMix {
+        if let mix, let parsed = try? WorkloadMix(parsing: mix) { return parsed }
+        return batch > 1 ? WorkloadMix(weights: [.batch: 1]) : .checksOnly
+    }
+
+    func run() throws {
+        let loaded = try LoadedPolicies.load(policies, vocabulary: Vocabulary())
+        guard let set = loaded.result.policySet else {
+            print(loaded.result.diagnostics.text)
+            throw ExitCode(1)
+        }
+        let subjectIDs = try subjectList(set)
+        let mix = workloadMix
+        let pool = try RequestPool(
+            mix: mix, subjects: subjectIDs, purposes: set.purposes.leaves, dataCategories: set.dataCategories.leaves,
+            batchSize: batch, listUsesDecisions: set.purposes.leaves.count * set.dataCategories.leaves.count, seed: seed
+        )
+        let shape = LoadShape(connections: connections, depth: depth, rate: rate, warmup: warmup, duration: duration)
+        let machine = ["cores": String(ProcessInfo.processInfo.activeProcessorCount), "load_average": loadAverage()]
+
+        if inProcess {
+            let result = try runInProcess(set: set, pool: pool, subjects: subjectIDs)
+            try finish(BenchReport(target: "in-process", mode: "closed", connections: connections, depth: nil, rate: nil, batch: batch, mix: mix.description,
+                                   subjects: subjectIDs.count, warmupSeconds: warmup, durationSeconds: duration, machine: machine, floor: nil,
+                                   daemon: .init(result, errorName: errorName), throughputRatioToFloor: nil, p99RatioToFloor: nil), histogram: result.histogram)
+            return
+        }
+
+        if let subjects, subjects > 0 { try recordPopulation(set: set, count: subjects) }
+
+        var floor: LoadResult?
+        if !noFloor {
+            let echoPath = NSTemporaryDirectory() + "consentd-echo-\(getpid()).sock"
+            let echo = try EchoServer(path: echoPath)
+            defer { echo.stop() }
+            var floorShape = shape
+            floorShape.duration = min(duration, 5)
+            floorShape.warmup = min(warmup, 1)
+            floor = try runWithProgress("echo floor", socket: echoPath, pool: pool, shape: floorShape)
+        }
+        let result = try runWithProgress("consentd", socket: socket, pool: pool, shape: shape)
+        let daemonFigures = BenchReport.Figures(result, errorName: errorName)
+        let floorFigures = floor.map { BenchReport.Figures($0, errorName: errorName) }
+        let report = BenchReport(
+            target: "consentd at \(socket)", mode: rate == nil ? "closed" : "open", connections: connections, depth: rate == nil ? depth : nil, rate: rate,
+            batch: batch, mix: mix.description, subjects: subjectIDs.count, warmupSeconds: warmup, durationSeconds: duration, machine: machine,
+            floor: floorFigures, daemon: daemonFigures,
+            throughputRatioToFloor: floorFigures.map { (daemonFigures.requestsPerSecond / max($0.requestsPerSecond, 1) * 1000).rounded() / 1000 },
+            p99RatioToFloor: floorFigures.map { (daemonFigures.latencyMicroseconds.p99 / max($0.latencyMicroseconds.p99, 0.001) * 1000).rounded() / 1000 }
+        )
+        try finish(report, histogram: result.histogram)
+    }
+
+    func finish(_ report: BenchReport, histogram: Histogram<UInt64>) throws {
+        print(report.text)
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            try encoder.encode(report).write(to: URL(fileURLWithPath: json))
+        }
+        if let hdr { try hdrText(histogram).write(toFile: hdr, atomically: true, encoding: .utf8) }
+    }
+
+    func errorName(_ code: Int) -> String {
+        switch code {
+        case -2: "UNREADABLE_RESPONSE"
+        case -1: "ERROR_CODE_UNSPECIFIED"
+        default: Consentd_V1_ErrorCode(rawValue: code).map { "\($0)" } ?? "ERROR_\(code)"
+        }
+    }
+
+    func subjectList(_ set: PolicySet) throws -> [String] {
+        if let population {
+            let reader = try String(contentsOfFile: population, encoding: .utf8)
+            var seen = Set<String>()
+            var list: [String] = []
+            for line in reader.split(separator: "\n") {
+                guard let record = try? JSONLines.record(from: String(line), lineNumber: 0) else { continue }
+                if seen.insert(record.subject).inserted { list.append(record.subject) }
+            }
+            guard !list.isEmpty else { throw ValidationError("no subjects found in \(population)") }
+            return list
+        }
+        let count = subjects ?? 0
+        return (0..<count).map(SyntheticPopulation.subjectID)
+    }
+
+    /// Records the synthetic population through the daemon, 1 000 records per RecordConsent.
+    func recordPopulation(set: PolicySet, count: Int) throws {
+        let client = try SocketOptions.parse(["--socket", socket]).connect()
+        let population = SyntheticPopulation(purposes: set.purposes.keys, dataCategories: set.dataCategories.keys, subjects: count, seed: seed, now: .now())
+        var batch: [ConsentRecord] = []
+        var recorded = 0
+        var progress = ProgressLine()
+        for record in population {
+            var record = record
+            record.sequence = 0
+            record.jurisdiction = nil
+            batch.append(record)
+            if batch.count == 1000 {
+                _ = try daemonCall { try client.record(batch) }
+                recorded += batch.count
+                batch.removeAll(keepingCapacity: true)
+                progress.draw("recording population:", TransferProgress(records: recorded, bytes: 0, totalBytes: nil))
+            }
+        }
+        if !batch.isEmpty { _ = try daemonCall { try client.record(batch) }; recorded += batch.count }
+        progress.clear()
+        printError("recorded \(recorded) consent records for \(count) subjects")
+    }
+
+    func runWithProgress(_ name: String, socket: String, pool: RequestPool, shape: LoadShape) throws -> LoadResult {
+        let progress = LoadRunner.Progress()
+        let done = Atomic<Bool>(false)
+        let showProgress = isatty(2) == 1
+        let reporter = Thread {
+            var last = 0
+            var elapsed = 0
+            while !done.load(ordering: .relaxed) {
+                usleep(250_000)
+                elapsed += 250
+                guard showProgress, elapsed % 1000 == 0 else { continue }
+                let now = progress.requests.load(ordering: .relaxed)
+                let phase = progress.measuring.load(ordering: .relaxed) ? "measuring" : "warming up"
+                FileHandleWriter.write("\r\(name): \(phase), \(elapsed / 1000) s, \(now - last) requests/s\u{1B}[K", fd: 2)
+                last = now
+            }
+            if showProgress { FileHandleWriter.write("\r\u{1B}[K", fd: 2) }
+        }
+        reporter.start()
+        defer {
+            done.store(true, ordering: .relaxed)
+            while !reporter.isFinished { usleep(10_000) }
+        }
+        do {
+            return try LoadRunner.run(socket: socket, pool: pool, shape: shape, progress: progress)
+        } catch let error as ConsentClientError {
+            printError("consentctl: \(name): \(error)")
+            throw ExitCode(69)
+        }
+    }
+
+    /// The same request pool against the decision core: decode the pre-encoded requests once,
+    /// then decide on `connections` threads with the index in memory.
+    func runInProcess(set: PolicySet, pool: RequestPool, subjects: [String]) throws -> LoadResult {
+        let snapshot: ConsentSnapshot
+        if let store {
+            let opened = try SQLiteConsentStore(path: store)
+            snapshot = try ConsentFeed(store: opened, vocabulary: set.vocabulary).index.snapshot()
+        } else {
+            var builder = ConsentSnapshotBuilder()
+            let population = SyntheticPopulation(purposes: set.purposes.keys, dataCategories: set.dataCategories.keys, subjects: subjects.count, seed: seed, now: .now())
+            for record in population { builder.add(subject: record.subject, record.compact(in: set.vocabulary)) }
+            snapshot = builder.build()
+        }
+        // Decode the wire requests into model requests (checks and batch items).
+        var questions: [[DecisionRequest]] = []
+        for encoded in pool.requests {
+            let request = try Consentd_V1_Request(serializedBytes: encoded.body)
+            switch request.method {
+            case let .check(check)?:
+                questions.append([DecisionRequest(subject: check.subjectID, purpose: check.purpose, dataCategory: check.dataCategory, context: check.context.model)])
+            case let .checkBatch(batch)?:
+                questions.append(batch.items.map { DecisionRequest(subject: $0.subjectID, purpose: $0.purpose, dataCategory: $0.dataCategory, context: batch.context.model) })
+            default:
+                continue
+            }
+        }
+        guard !questions.isEmpty else { throw ValidationError("--in-process runs check and batch requests only") }
+        let allQuestions = questions
+        let results = Mutex<[LoadResult]>([])
+        let group = DispatchGroup()
+        let now = Timestamp.now()
+        let start = monotonicNanoseconds()
+        let measureFrom = start + UInt64(warmup * 1e9)
+        let end = measureFrom + UInt64(duration * 1e9)
+        for thread in 0..<connections {
+            group.enter()
+            Thread {
+                var result = LoadResult()
+                var index = thread * 7919
+                var measuring = false
+                while true {
+                    let batch = allQuestions[index % allQuestions.count]
+                    index += 1
+                    let started = monotonicNanoseconds()
+                    var allowed = 0
+                    for question in batch where set.decide(question, consent: snapshot.records(of: question.subject), now: now).isAllowed { allowed += 1 }
+                    let finished = monotonicNanoseconds()
+                    if finished >= end { break }
+                    if !measuring { measuring = finished >= measureFrom }
+                    if measuring {
+                        _ = result.histogram.record(finished - started)
+                        result.requests += 1
+                        result.decisions += batch.count
+                        result.allowed += allowed
+                        result.denied += batch.count - allowed
+                    }
+                }
+                results.withLock { $0.append(result) }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        var total = LoadResult()
+        for result in results.withLock({ $0 }) { total.merge(result) }
+        total.seconds = duration
+        return total
+    }
+}
+
+func loadAverage() -> String {
+    (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+}

@@ -1,0 +1,99 @@
+import Foundation
+import ConsentModel
+import ConsentWire
+@testable import consentctl
+import Testing
+
+/// `consentctl bench`: argument handling, the open-loop schedule, the wire scan and the
+/// histogram output on a tiny real run. No timing assertions.
+@Suite struct BenchTests {
+    @Test func mixesParseAndRejectNonsense() throws {
+        let mix = try WorkloadMix(parsing: "check=90,batch=5,list_uses=4,record=1")
+        #expect(mix.weights == [.check: 90, .batch: 5, .listUses: 4, .record: 1])
+        #expect(mix.description == "check=90,batch=5,list_uses=4,record=1")
+        for bad in ["check", "checks=1", "check=-1", "check=0", "check=1,check=2", "check=x"] {
+            #expect(throws: BenchUsageError.self, "\(bad)") { try WorkloadMix(parsing: bad) }
+        }
+        var rng = ConsentModelRNG(seed: 3)
+        var counts: [RequestKind: Int] = [:]
+        for _ in 0..<10_000 { counts[mix.pick(&rng.generator), default: 0] += 1 }
+        #expect((8_500...9_500).contains(counts[.check] ?? 0))
+        #expect((counts[.record] ?? 0) > 0)
+    }
+
+    @Test func theOpenLoopScheduleIsFixedInAdvance() {
+        let schedule = OpenLoopSchedule(start: 1_000, ratePerSecond: 4_000)
+        #expect(schedule.intendedTime(of: 0) == 1_000)
+        #expect(schedule.intendedTime(of: 1) == 251_000)
+        #expect(schedule.intendedTime(of: 4_000) == 1_000_001_000)
+        let odd = OpenLoopSchedule(start: 0, ratePerSecond: 3)
+        #expect(odd.intendedTime(of: 3) == 1_000_000_000)
+        #expect(odd.intendedTime(of: 1) == 333_333_333)
+    }
+
+    @Test func theResponseScanReadsIdsDecisionsAndErrors() throws {
+        var response = Consentd_V1_Response()
+        response.id = 300
+        response.check = Consentd_V1_CheckResponse.with { $0.decision = .allow; $0.ruleID = "r"; $0.policyRevision = "x" }
+        var bytes: [UInt8] = try response.serializedBytes()
+        var summary = bytes.withUnsafeBytes { ResponseSummary.scan($0) }
+        #expect(summary?.id == 300)
+        #expect(summary?.allowed == 1)
+        response.checkBatch = Consentd_V1_CheckBatchResponse.with {
+            $0.results = [.with { $0.decision = .deny }, .with { $0.decision = .allow }, .with { $0.decision = .deny }]
+        }
+        bytes = try response.serializedBytes()
+        summary = bytes.withUnsafeBytes { ResponseSummary.scan($0) }
+        #expect(summary?.allowed == 1)
+        #expect(summary?.denied == 2)
+        bytes = try Consentd_V1_Response.error(id: 5, .permissionDenied, "no").serializedBytes()
+        summary = bytes.withUnsafeBytes { ResponseSummary.scan($0) }
+        #expect(summary?.id == 5)
+        #expect(summary?.errorCode == Consentd_V1_ErrorCode.permissionDenied.rawValue)
+        #expect([UInt8]([0x08, 0xFF]).withUnsafeBytes { ResponseSummary.scan($0) } == nil)
+    }
+
+    @Test func badArgumentsAreUsageErrors() throws {
+        for arguments in [["--connections", "0"], ["--depth", "0"], ["--rate", "-5"], ["--rate", "100", "--depth", "8"], ["--mix", "check=0"], ["--subjects", "5", "--population", "x"]] {
+            let output = try CLI.run(["bench"] + arguments)
+            #expect(output.status == 64, "\(arguments): \(output.stderr)")
+        }
+    }
+
+    @Test func aTinyRunWritesJSONAndAnHdrHistogram() throws {
+        let daemon = try DaemonProcess()
+        let json = daemon.directory.path("bench.json")
+        let hdr = daemon.directory.path("bench.hdr")
+        let output = try daemon.ctl(["bench", "--duration", "0.4", "--warmup", "0.1", "--connections", "2", "--depth", "4", "--subjects", "50", "--json", json, "--hdr", hdr, "--mix", "check=80,batch=10,list_uses=5,record=5", "--batch", "8"])
+        #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
+        #expect(output.stdout.contains("echo floor"))
+        #expect(output.stdout.contains("ratio to floor"))
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+        let figures = report?["daemon"] as? [String: Any]
+        #expect((figures?["requests"] as? Int ?? 0) > 0)
+        #expect((figures?["latency_microseconds"] as? [String: Any])?["p99.99"] != nil)
+        #expect(report?["throughput_ratio_to_floor"] is Double)
+        #expect((figures?["errors"] as? [String: Any])?.isEmpty == true)
+        let distribution = try String(contentsOfFile: hdr, encoding: .utf8)
+        #expect(distribution.contains("Value"))
+        #expect(distribution.contains("Percentile"))
+        #expect(distribution.contains("#[Max"))
+        // Open loop too.
+        let open = try daemon.ctl(["bench", "--duration", "0.3", "--warmup", "0", "--rate", "2000", "--no-floor"])
+        #expect(open.status == 0, "\(open.stderr)")
+        #expect(open.stdout.contains("open loop at 2000 requests/s"))
+        #expect(daemon.terminate() == 0)
+    }
+
+    @Test func inProcessRunsTheSameWorkloadWithoutASocket() throws {
+        let output = try CLI.run(["bench", "--in-process", "--duration", "0.3", "--warmup", "0.05", "--subjects", "200", "--batch", "16"])
+        #expect(output.status == 0, "\(output.stderr)")
+        #expect(output.stdout.hasPrefix("in-process:"))
+    }
+}
+
+/// SplitMix64 from ConsentModel, wrapped so the test can pass it inout.
+struct ConsentModelRNG {
+    var generator: ConsentModel.SplitMix64
+    init(seed: UInt64) { generator = ConsentModel.SplitMix64(seed: seed) }
+}
