@@ -14,6 +14,7 @@ let package = Package(
         .package(path: parent.path),
         .package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0", traits: []),
     ],
     targets: [
         .executableTarget(
@@ -22,8 +23,10 @@ let package = Package(
                 .product(name: "ConsentModel", package: parent.lastPathComponent),
                 .product(name: "PolicyEngine", package: parent.lastPathComponent),
                 .product(name: "ConsentStore", package: parent.lastPathComponent),
+                .product(name: "ConsentWire", package: parent.lastPathComponent),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
     ],

@@ -38,6 +38,7 @@ public final class ConsentDaemon: Sendable {
         let problems = configuration.problems()
         guard problems.isEmpty else { throw StartupError(description: "invalid configuration:\n  " + problems.joined(separator: "\n  ")) }
         let vocabulary = Vocabulary()
+        let loadStarted = ContinuousClock.now
         let files: (policies: [PolicySource], tests: [PolicySource])
         do { files = try PolicyDirectory.read(configuration.policies) } catch {
             throw StartupError(description: "\(error)")
@@ -47,6 +48,8 @@ public final class ConsentDaemon: Sendable {
             throw StartupError(description: "the policies in \(configuration.policies) do not compile; not starting:\n" + compiled.diagnostics.map(\.description).joined(separator: "\n"))
         }
         for warning in compiled.diagnostics { logger.warning("policy: \(warning.description)") }
+        let loadTime = ContinuousClock.now - loadStarted
+        let loadMilliseconds = Double(loadTime.components.seconds) * 1000 + Double(loadTime.components.attoseconds) / 1e15
         let store: SQLiteConsentStore
         let feed: ConsentFeed
         do {
@@ -59,7 +62,7 @@ public final class ConsentDaemon: Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
         threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
-        state = ServerState(configuration: configuration, vocabulary: vocabulary, policies: PolicyHolder(set, at: .now()), feed: feed, ownUID: UInt32(getuid()), logger: logger)
+        state = ServerState(configuration: configuration, vocabulary: vocabulary, policies: PolicyHolder(set, at: .now(), milliseconds: loadMilliseconds), feed: feed, ownUID: UInt32(getuid()), logger: logger)
         listener = SocketListener(state: state, group: group, threadPool: threadPool)
         reloader = PolicyReloader(state: state)
         follower = ConsentFollower(state: state)

@@ -1,4 +1,5 @@
 import ConsentModel
+import Foundation
 import PolicyEngine
 import Synchronization
 
@@ -18,13 +19,15 @@ public final class PolicyHolder: Sendable {
         public var lastErrors: [Diagnostic]
         /// When the last reload failed, if it did.
         public var lastFailureAt: Timestamp?
+        /// Milliseconds the last successful load took (read + compile + swap).
+        public var loadMilliseconds: Double = 0
     }
 
     private let state: Mutex<State>
     private let versionCounter = Atomic<UInt64>(0)
 
-    init(_ set: PolicySet, at instant: Timestamp) {
-        state = Mutex(State(set: set, loadedAt: instant, lastErrors: []))
+    init(_ set: PolicySet, at instant: Timestamp, milliseconds: Double) {
+        state = Mutex(State(set: set, loadedAt: instant, lastErrors: [], loadMilliseconds: milliseconds))
     }
 
     /// The current state.
@@ -36,8 +39,8 @@ public final class PolicyHolder: Sendable {
     var version: UInt64 { versionCounter.load(ordering: .acquiring) }
 
     /// Installs a new set (a successful reload).
-    func install(_ set: PolicySet, at instant: Timestamp) {
-        state.withLock { $0 = State(set: set, loadedAt: instant, lastErrors: []) }
+    func install(_ set: PolicySet, at instant: Timestamp, milliseconds: Double) {
+        state.withLock { $0 = State(set: set, loadedAt: instant, lastErrors: [], loadMilliseconds: milliseconds) }
         versionCounter.add(1, ordering: .releasing)
     }
 

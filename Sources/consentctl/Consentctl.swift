@@ -24,6 +24,6 @@ struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
         abstract: "Lint, test and explain policy sets; print the policy JSON Schema.",
-        subcommands: [PolicyLint.self, PolicyTest.self, PolicyExplain.self, PolicySchemaCommand.self]
+        subcommands: [PolicyLint.self, PolicyTest.self, PolicyExplain.self, PolicySchemaCommand.self, PolicyGenerate.self]
     )
 }

@@ -123,7 +123,7 @@ struct StatusCommand: ParsableCommand {
         }
         let counters = status.counters
         print("consentd \(status.version), up since \(status.startedAt.model)")
-        print("policies: revision \(status.policyRevision), \(status.rules) rules from \(status.policyDirectory), loaded \(status.policyLoadedAt.model)")
+        print("policies: revision \(status.policyRevision), \(status.rules) rules from \(status.policyDirectory), loaded \(status.policyLoadedAt.model) in \(String(format: "%.1f", status.lastReloadMilliseconds)) ms")
         if status.policyErrors.isEmpty {
             print("  last reload: ok")
         } else {

@@ -136,3 +136,17 @@ enum CLI {
         #expect(output.stdout.contains("N passed, M failed"))
     }
 }
+
+@Suite struct PolicyGenerateTests {
+    @Test func generatedSetsCompileAndLintWithoutErrors() throws {
+        let scratch = Scratch()
+        let directory = scratch.path("generated")
+        var output = try CLI.run(["policy", "generate", "--rules", "400", "--purposes", "80", "--data-categories", "30", "--seed", "9", "--out", directory])
+        #expect(output.status == 0, "\(output.stderr)")
+        output = try CLI.run(["policy", "lint", directory])
+        #expect(output.status == 0, "\(output.stdout)")
+        let again = scratch.path("again")
+        _ = try CLI.run(["policy", "generate", "--rules", "400", "--purposes", "80", "--data-categories", "30", "--seed", "9", "--out", again])
+        #expect(try String(contentsOfFile: directory + "/rules.yaml", encoding: .utf8) == (try String(contentsOfFile: again + "/rules.yaml", encoding: .utf8)))
+    }
+}

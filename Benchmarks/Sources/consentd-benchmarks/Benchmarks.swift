@@ -1,6 +1,8 @@
 import ArgumentParser
 import ConsentModel
 import ConsentStore
+import ConsentWire
+import SwiftProtobuf
 import Foundation
 import Glibc
 import MallocInterposerSwift
@@ -12,7 +14,7 @@ struct Benchmarks: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "consentd-benchmarks",
         abstract: "In-process benchmarks of the decision core and the consent index.",
-        subcommands: [Decide.self, Load.self],
+        subcommands: [Decide.self, Load.self, Allocations.self],
         defaultSubcommand: Decide.self
     )
 }
@@ -219,5 +221,84 @@ struct Load: ParsableCommand {
             let lookups = measure(duration: 2) { i in snapshot.records(of: subjects[i & 65_535]).count }
             print(String(format: "lookup: %.0f ns per subject (random over %d subjects, 1 thread)", 1e9 / lookups.rate, snapshot.subjectCount))
         }
+    }
+}
+
+/// Allocations per operation on the hot path, counted by the malloc interposer, compared with
+/// the checked-in thresholds (allocation counts are deterministic; wall-clock figures are not).
+struct Allocations: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Count allocations per hot-path operation and check them against Thresholds/allocations.json.")
+
+    @Option(help: "Policy directory.") var policies = "../Policies"
+    @Option(help: "Thresholds file (operation → most mallocs per operation).") var thresholds = "Thresholds/allocations.json"
+    @Flag(help: "Exit 1 when an operation allocates more than its threshold.") var check = false
+    @Option(help: "Operations per measurement.") var iterations = 100_000
+
+    func run() throws {
+        MallocInterposerSwift.initialize()
+        MallocInterposerSwift.hook()
+        let probe = [Int](repeating: 1, count: 1000)
+        MallocInterposerSwift.unhook()
+        guard MallocInterposerSwift.getStatistics().mallocCount > 0, probe.count == 1000 else {
+            print("the malloc interposer is not loaded: run through ./run.sh")
+            throw ExitCode(2)
+        }
+        let vocabulary = Vocabulary()
+        let files = try PolicyDirectory.read(policies)
+        guard let set = PolicyCompiler.compile(files.policies, vocabulary: vocabulary).policySet else { throw ValidationError("policies do not compile") }
+        let now = Timestamp(rfc3339: "2026-06-01T00:00:00Z")!
+        let population = SyntheticPopulation(purposes: set.purposes.keys, dataCategories: set.dataCategories.keys, subjects: 10_000, seed: 1, now: now)
+        let snapshot = buildSnapshot(population, vocabulary)
+        let request = DecisionRequest(subject: SyntheticPopulation.subjectID(42), purpose: "marketing.advertising.targeted", dataCategory: "user.behavior.browsing", context: RequestContext(jurisdiction: "DE"))
+        let records = snapshot.records(of: request.subject)
+        var wireRequest = Consentd_V1_Request()
+        wireRequest.id = 7
+        wireRequest.check = Consentd_V1_CheckRequest.with {
+            $0.subjectID = request.subject
+            $0.purpose = request.purpose
+            $0.dataCategory = request.dataCategory
+            $0.context.jurisdiction = "DE"
+        }
+        let encodedRequest: [UInt8] = try wireRequest.serializedBytes()
+        var wireResponse = Consentd_V1_Response()
+        wireResponse.id = 7
+        wireResponse.check = Consentd_V1_CheckResponse.with {
+            $0.decision = .allow
+            $0.reason = .consentGranted
+            $0.ruleID = "eea-targeted-ads"
+            $0.policyRevision = set.revision
+            $0.consentSequence = 1234
+            $0.ruleLocation = "eea.yaml:9:5"
+            $0.obligations = ["pseudonymize"]
+        }
+
+        func count(_ name: String, _ body: () throws -> Int) rethrows -> (String, Double) {
+            var sink = 0
+            for _ in 0..<1000 { sink &+= try body() }  // warm caches and lazy initialisers
+            MallocInterposerSwift.initialize()
+            MallocInterposerSwift.hook()
+            for _ in 0..<iterations { sink &+= try body() }
+            MallocInterposerSwift.unhook()
+            let perOperation = Double(MallocInterposerSwift.getStatistics().mallocCount) / Double(iterations)
+            if sink == 42 { print("") }
+            return (name, perOperation)
+        }
+        let measured = try [
+            count("evaluate") { Int(set.decide(request, consent: records, now: now).reason.rawValue) },
+            count("index_lookup") { snapshot.records(of: request.subject).count },
+            count("frame_decode_check_request") {
+                try encodedRequest.withUnsafeBytes { try Consentd_V1_Request(serializedBytes: RawBytes($0)).id == 7 ? 1 : 0 }
+            },
+            count("frame_encode_check_response") { (try wireResponse.serializedBytes() as [UInt8]).count },
+        ]
+        let limits = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: thresholds)))) as? [String: Double] ?? [:]
+        var failed = false
+        for (name, value) in measured {
+            let limit = limits[name]
+            let verdict = limit.map { value <= $0 + 1e-9 ? "ok (threshold \($0))" : "OVER threshold \($0)" } ?? "no threshold"
+            if let limit, value > limit + 1e-9 { failed = true }
+            print(String(format: "%-30@ %8.3f mallocs/op  %@", name as NSString, value, verdict as NSString))
+        }
+        if check && failed { throw ExitCode(1) }
     }
 }

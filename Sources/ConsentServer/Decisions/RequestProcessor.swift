@@ -2,6 +2,7 @@ import ConsentModel
 import ConsentStore
 import ConsentWire
 import Logging
+import NIOCore
 import PolicyEngine
 import SwiftProtobuf
 
@@ -15,6 +16,8 @@ struct RequestProcessor {
     private var consent: SnapshotReader
     /// The peer's user id from SO_PEERCRED, if known.
     var peerUID: UInt32?
+    /// Pre-encoded response parts for the serving policy set (rebuilt after a reload).
+    private var parts: CheckResponseParts?
 
     init(state: ServerState) {
         self.state = state
@@ -28,6 +31,30 @@ struct RequestProcessor {
         case respond(Consentd_V1_Response)
         /// Work that blocks (SQLite); run it off the event loop, then send its response.
         case offload(@Sendable () -> Consentd_V1_Response)
+    }
+
+    /// Answers a plain Check straight from the frame's bytes into `buffer` (see `ParsedCheck`).
+    /// Returns false, having written nothing, when the general path must answer.
+    mutating func fastCheck(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
+        guard let check = ParsedCheck.parse(bytes) else { return false }
+        let subject = UnsafeRawBufferPointer(rebasing: bytes[check.subject])
+        guard subject.count >= 1, subject.count <= 256, !subject.contains(where: { $0 >= 0x80 }) else { return false }
+        let set = policies.current()
+        let at = check.at ?? .now()
+        guard let resolved = set.resolve(
+            purposeBytes: UnsafeRawBufferPointer(rebasing: bytes[check.purpose]),
+            dataBytes: UnsafeRawBufferPointer(rebasing: bytes[check.data]),
+            jurisdictionBytes: check.jurisdiction.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
+            channelBytes: check.channel.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
+            gpc: check.gpc, uspOptOut: check.uspOptOut, at: at
+        ) else { return false }
+        let snapshot = consent.current()
+        let decision = set.decide(resolved, consent: snapshot.records(ofSubjectBytes: subject))
+        ServerCounters.bump(state.counters.requests)
+        count(decision)
+        if parts?.set !== set { parts = CheckResponseParts(set: set) }
+        parts!.writeFrame(id: check.id, decision: decision, sequence: snapshot.sequence, into: &buffer)
+        return true
     }
 
     mutating func process(_ request: Consentd_V1_Request) -> Outcome {
@@ -195,6 +222,7 @@ struct RequestProcessor {
         status.startedAt = Google_Protobuf_Timestamp(state.startedAt)
         status.policyDirectory = state.configuration.policies
         status.storePath = state.configuration.store
+        status.lastReloadMilliseconds = policyState.loadMilliseconds
         var response = Consentd_V1_Response()
         response.id = id
         response.status = status

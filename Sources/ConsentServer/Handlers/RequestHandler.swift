@@ -36,6 +36,8 @@ final class RequestHandler: ChannelDuplexHandler {
     private var inputClosed = false
     private var closing = false
     private var scratch: [UInt8] = []
+    /// Responses of the current read burst, written as one buffer.
+    private var pending: ByteBuffer?
 
     init(state: ServerState, threadPool: NIOThreadPool) {
         self.state = state
@@ -66,6 +68,12 @@ final class RequestHandler: ChannelDuplexHandler {
         guard !closing else { return }
         readsSinceCheck += 1
         let frame = unwrapInboundIn(data)
+        if pending == nil { pending = context.channel.allocator.buffer(capacity: 4096) }
+        let answered = frame.withUnsafeReadableBytes { bytes in processor.fastCheck(bytes, into: &pending!) }
+        if answered {
+            needsFlush = true
+            return
+        }
         let request: Consentd_V1_Request
         do {
             request = try frame.withUnsafeReadableBytes { try Consentd_V1_Request(serializedBytes: RawBytes($0)) }
@@ -98,13 +106,12 @@ final class RequestHandler: ChannelDuplexHandler {
 
     private func write(context: ChannelHandlerContext, _ response: Consentd_V1_Response) {
         do {
-            scratch.removeAll(keepingCapacity: true)
             let payload: [UInt8] = try response.serializedBytes()
+            scratch.removeAll(keepingCapacity: true)
             FrameCodec.appendVarint(UInt64(payload.count), to: &scratch)
-            var buffer = context.channel.allocator.buffer(capacity: scratch.count + payload.count)
-            buffer.writeBytes(scratch)
-            buffer.writeBytes(payload)
-            context.write(wrapOutboundOut(buffer), promise: nil)
+            if pending == nil { pending = context.channel.allocator.buffer(capacity: scratch.count + payload.count) }
+            pending!.writeBytes(scratch)
+            pending!.writeBytes(payload)
             needsFlush = true
         } catch {
             state.logger.error("cannot encode a response", metadata: ["error": "\(error)"])
@@ -114,6 +121,10 @@ final class RequestHandler: ChannelDuplexHandler {
     private func flushIfNeeded(context: ChannelHandlerContext) {
         if needsFlush {
             needsFlush = false
+            if let buffer = pending, buffer.readableBytes > 0 {
+                pending = nil
+                context.write(wrapOutboundOut(buffer), promise: nil)
+            }
             context.flush()
         }
     }

@@ -58,15 +58,21 @@ public final class PolicyReloader: Service, Sendable {
     public func reload() -> Bool {
         let directory = state.configuration.policies
         let now = Timestamp.now()
+        let started = ContinuousClock.now
         let diagnostics: [Diagnostic]
         do {
             let files = try PolicyDirectory.read(directory)
             let result = PolicyCompiler.compile(files.policies, vocabulary: state.vocabulary)
             if let set = result.policySet {
                 let previous = state.policies.set.revision
-                state.policies.install(set, at: now)
+                let elapsed = ContinuousClock.now - started
+                let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+                state.policies.install(set, at: now, milliseconds: milliseconds)
                 ServerCounters.bump(state.counters.reloadsOK)
-                state.logger.info("policies reloaded", metadata: ["revision": "\(set.revision)", "previous": "\(previous)", "rules": "\(set.rules.count)", "warnings": "\(result.diagnostics.count)"])
+                state.logger.info("policies reloaded", metadata: [
+                    "revision": "\(set.revision)", "previous": "\(previous)", "rules": "\(set.rules.count)",
+                    "warnings": "\(result.diagnostics.count)", "milliseconds": "\(String(format: "%.1f", milliseconds))",
+                ])
                 return true
             }
             diagnostics = result.diagnostics.filter { $0.severity == .error }

@@ -45,6 +45,15 @@ public final class ConsentSnapshot: Sendable {
         }
     }
 
+    /// The records of the subject whose id is given as UTF-8 bytes (allocation-free).
+    @inline(__always)
+    public func records(ofSubjectBytes bytes: UnsafeRawBufferPointer) -> ArraySlice<CompactRecord> {
+        let hash = ByteHash.hash(bytes)
+        let shard = shards[ConsentSnapshot.shardIndex(hash)]
+        guard let slot = shard.find(bytes, hash: hash) else { return [] }
+        return shard.records(at: slot)
+    }
+
     /// Approximate resident bytes of the index's buffers (shard tables, id arena, records).
     public var residentBytes: Int {
         var seen = Set<ObjectIdentifier>()

@@ -1210,6 +1210,12 @@ public nonisolated struct Consentd_V1_StatusResponse: @unchecked Sendable {
     set {_uniqueStorage()._storePath = newValue}
   }
 
+  /// How long the last successful load took to read, compile and swap in, in milliseconds.
+  public var lastReloadMilliseconds: Double {
+    get {_storage._lastReloadMilliseconds}
+    set {_uniqueStorage()._lastReloadMilliseconds = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2808,7 +2814,7 @@ nonisolated extension Consentd_V1_Counters: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{3}policy_revision\0\u{3}policy_loaded_at\0\u{3}policy_errors\0\u{3}consent_sequence\0\u{1}subjects\0\u{1}records\0\u{1}counters\0\u{3}started_at\0\u{1}rules\0\u{3}policy_directory\0\u{3}store_path\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{3}policy_revision\0\u{3}policy_loaded_at\0\u{3}policy_errors\0\u{3}consent_sequence\0\u{1}subjects\0\u{1}records\0\u{1}counters\0\u{3}started_at\0\u{1}rules\0\u{3}policy_directory\0\u{3}store_path\0\u{3}last_reload_milliseconds\0")
 
   fileprivate class _StorageClass {
     var _version: String = String()
@@ -2823,6 +2829,7 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
     var _rules: UInt32 = 0
     var _policyDirectory: String = String()
     var _storePath: String = String()
+    var _lastReloadMilliseconds: Double = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2845,6 +2852,7 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
       _rules = source._rules
       _policyDirectory = source._policyDirectory
       _storePath = source._storePath
+      _lastReloadMilliseconds = source._lastReloadMilliseconds
     }
   }
 
@@ -2875,6 +2883,7 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
         case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._rules) }()
         case 11: try { try decoder.decodeSingularStringField(value: &_storage._policyDirectory) }()
         case 12: try { try decoder.decodeSingularStringField(value: &_storage._storePath) }()
+        case 13: try { try decoder.decodeSingularDoubleField(value: &_storage._lastReloadMilliseconds) }()
         default: break
         }
       }
@@ -2923,6 +2932,9 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
       if !_storage._storePath.isEmpty {
         try visitor.visitSingularStringField(value: _storage._storePath, fieldNumber: 12)
       }
+      if _storage._lastReloadMilliseconds.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._lastReloadMilliseconds, fieldNumber: 13)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2944,6 +2956,7 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
         if _storage._rules != rhs_storage._rules {return false}
         if _storage._policyDirectory != rhs_storage._policyDirectory {return false}
         if _storage._storePath != rhs_storage._storePath {return false}
+        if _storage._lastReloadMilliseconds != rhs_storage._lastReloadMilliseconds {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -168,6 +168,10 @@ struct JurisdictionTable: Sendable {
         }
     }
 
+    /// The class of a code given as bytes, when it is listed exactly (no normalisation).
+    @inline(__always)
+    func listedClass(ofBytes code: UnsafeRawBufferPointer) -> Int32? { classes.lookup(code) }
+
     @inline(__always)
     func accepts(class jurisdictionClass: Int32, rule: Int) -> Bool {
         bits[Int(jurisdictionClass) * words + rule >> 6] >> UInt64(rule & 63) & 1 == 1

@@ -48,6 +48,10 @@ public struct KeyTree: Sendable {
     @inline(__always)
     public func id(of key: String) -> UInt32? { ids[key] }
 
+    /// The vocabulary id of a declared key given as UTF-8 bytes.
+    @inline(__always)
+    public func id(ofBytes key: UnsafeRawBufferPointer) -> UInt32? { ids.lookup(key) }
+
     /// Depth of a key (1 for a root), 0 when the id is not in this tree.
     @inline(__always)
     public func depth(_ id: UInt32) -> Int {

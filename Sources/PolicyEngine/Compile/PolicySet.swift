@@ -44,6 +44,7 @@ public final class PolicySet: Sendable {
     let candidates: [(rule: Int32, purposeDepth: Int32)]
     let jurisdictions: JurisdictionTable
     let channelBits: [String: UInt64]
+    let channelTable: ByteKeyTable<UInt64>
     /// Per purpose id: the signal bits a `sale_or_sharing` purpose turns GPC/USP into.
     let saleOrSharing: [Bool]
 
@@ -68,6 +69,7 @@ public final class PolicySet: Sendable {
         self.files = files
         self.jurisdictions = JurisdictionTable(rules: jurisdictionMatchers)
         self.channelBits = channelBits
+        self.channelTable = ByteKeyTable(channelBits.map { ($0.key, $0.value) })
 
         let idCount = purposes.depths.count
         var start = [Int32](repeating: 0, count: idCount)

@@ -78,6 +78,29 @@ extension PolicySet {
         ))
     }
 
+    /// Resolves a request whose names are given as UTF-8 bytes (straight from a wire frame), for
+    /// the allocation-free path. Returns nil whenever the general path must decide: an unknown
+    /// or unlisted key or jurisdiction (so that every error and normalisation stays in one place).
+    @inline(__always)
+    public func resolve(
+        purposeBytes: UnsafeRawBufferPointer, dataBytes: UnsafeRawBufferPointer, jurisdictionBytes: UnsafeRawBufferPointer?,
+        channelBytes: UnsafeRawBufferPointer?, gpc: Bool, uspOptOut: Bool, at: Timestamp
+    ) -> ResolvedRequest? {
+        guard let purpose = purposes.id(ofBytes: purposeBytes), let data = dataCategories.id(ofBytes: dataBytes) else { return nil }
+        var jurisdictionClass = JurisdictionTable.unlisted
+        if let jurisdictionBytes, jurisdictionBytes.count > 0 {
+            guard let listed = jurisdictions.listedClass(ofBytes: jurisdictionBytes) else { return nil }
+            jurisdictionClass = listed
+        }
+        var channelBit: UInt64 = 1 << 63
+        if let channelBytes, channelBytes.count > 0, let bit = channelTable.lookup(channelBytes) { channelBit = bit }
+        var signals: UInt8 = 0
+        if gpc { signals |= RequestSignal.gpc.bit }
+        if uspOptOut { signals |= RequestSignal.uspOptOut.bit }
+        if signals != 0, saleOrSharing[Int(purpose)] { signals |= RequestSignal.saleOptOut.bit }
+        return ResolvedRequest(purpose: purpose, dataCategory: data, jurisdictionClass: jurisdictionClass, channelBit: channelBit, signals: signals, at: at)
+    }
+
     /// Decides a request for a subject whose records are `consent` (compact records in this set's
     /// vocabulary, any order). Pure: the same inputs give the same decision.
     public func decide(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp) -> Decision {

@@ -42,6 +42,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Request mix, e.g. check=90,batch=5,list_uses=4,record=1.") var mix: String?
     @Option(help: "Generate and record this many subjects first.") var subjects: Int?
     @Option(help: "Use the subjects of this `consent generate` file (already imported).") var population: String?
+    @Flag(help: "With --subjects: the population is already in the daemon (same --seed); do not record it again.") var skipLoad = false
     @Option(help: "Seed of the population and the request mix.") var seed: UInt64 = 1
     @Option(help: "Policy directory whose taxonomy the requests use.") var policies = "Policies"
     @Option(help: "Write the report as JSON to this file.") var json: String?
@@ -91,7 +92,7 @@ struct BenchCommand: ParsableCommand {
             return
         }
 
-        if let subjects, subjects > 0 { try recordPopulation(set: set, count: subjects) }
+        if let subjects, subjects > 0, !skipLoad { try recordPopulation(set: set, count: subjects) }
 
         var floor: LoadResult?
         if !noFloor {

@@ -72,7 +72,7 @@ struct BenchReport: Encodable {
         lines.append("")
         func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : String(repeating: " ", count: width - text.count) + text }
         func row(_ name: String, _ values: [String]) -> String {
-            name.padding(toLength: 16, withPad: " ", startingAt: 0) + values.map { pad($0, 11) }.joined()
+            name.padding(toLength: 15, withPad: " ", startingAt: 0) + values.map { pad($0, 12) }.joined()
         }
         lines.append(row("", ["req/s", "decisions/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "p99.99 µs", "max µs"]))
         func figures(_ name: String, _ f: Figures) -> String {

@@ -1,0 +1,81 @@
+import ConsentModel
+@testable import ConsentServer
+import ConsentWire
+import Foundation
+import NIOCore
+import SwiftProtobuf
+import Testing
+
+/// The allocation-free Check path must answer exactly — byte for byte — what the general path
+/// (SwiftProtobuf + RequestProcessor.process) answers, and decline whatever it does not handle.
+@Suite struct FastPathTests {
+    @Test func fastAndGeneralPathsGiveIdenticalBytes() async throws {
+        let harness = try await DaemonHarness()
+        let client = try harness.client()
+        _ = try client.record([
+            grant("alice", "marketing.advertising.targeted"),
+            ConsentRecord(subject: "bob", purpose: "marketing", dataCategory: "user.behavior", choice: .deny, recordedAt: Timestamp(rfc3339: "2026-01-01T00:00:00Z")!, expiresAt: Timestamp(rfc3339: "2030-01-01T00:00:00Z")!, source: "web", noticeVersion: 0),
+            grant("carol", "analytics", notice: 1),
+        ])
+        var processor = RequestProcessor(state: harness.daemon.state)
+        var rng = SplitMix64(seed: 77)
+        let subjects = ["alice", "bob", "carol", "nobody", "", "ünïcode", String(repeating: "x", count: 300)]
+        let purposes = ["marketing.advertising.targeted", "marketing.email", "service.essential", "analytics.product", "marketing.sale_or_sharing", "nope", "MARKETING"]
+        let data = ["user.behavior.browsing", "user.contact.email", "user.health", "user.location.precise", "nope"]
+        let places = ["DE", "de", "US-CA", "US-ME", "US-WY", "JP", "", "Germany", "US-*"]
+        var fast = 0
+        var general = 0
+        for index in 0..<3000 {
+            var request = Consentd_V1_Request()
+            request.id = UInt64(index) * 7919
+            request.check = Consentd_V1_CheckRequest.with {
+                $0.subjectID = subjects[Int(rng.next() % UInt64(subjects.count))]
+                $0.purpose = purposes[Int(rng.next() % UInt64(purposes.count))]
+                $0.dataCategory = data[Int(rng.next() % UInt64(data.count))]
+                $0.context.jurisdiction = places[Int(rng.next() % UInt64(places.count))]
+                $0.context.gpc = rng.next() % 3 == 0
+                $0.context.uspOptOut = rng.next() % 5 == 0
+                if rng.next() % 4 != 0 { $0.context.at = Google_Protobuf_Timestamp(Timestamp(rfc3339: "2026-06-01T00:00:00Z")!) }
+                if rng.next() % 6 == 0 { $0.context.channel = ["web", "app"][Int(rng.next() % 2)] }
+                $0.explain = rng.next() % 20 == 0
+            }
+            let bytes: [UInt8] = try request.serializedBytes()
+            var buffer = ByteBufferAllocator().buffer(capacity: 256)
+            let tookFastPath = bytes.withUnsafeBytes { processor.fastCheck($0, into: &buffer) }
+            guard tookFastPath else {
+                #expect(buffer.readableBytes == 0)
+                general += 1
+                continue
+            }
+            fast += 1
+            guard case let .respond(response) = processor.process(request) else { Issue.record("not answered inline"); continue }
+            let expected = FrameCodec.frame(try response.serializedBytes())
+            let actual = Array(buffer.readableBytesView)
+            #expect(actual == expected, "request \(request)")
+            if actual != expected { break }
+        }
+        #expect(fast > 300)
+        #expect(general > 200)
+        try await harness.stop()
+    }
+
+    @Test func theParserDeclinesWhatItDoesNotHandle() throws {
+        func parse(_ request: Consentd_V1_Request, extra: [UInt8] = []) throws -> ParsedCheck? {
+            let bytes: [UInt8] = try request.serializedBytes() + extra
+            return bytes.withUnsafeBytes { ParsedCheck.parse($0) }
+        }
+        var check = Consentd_V1_Request()
+        check.id = 3
+        check.check = Consentd_V1_CheckRequest.with { $0.subjectID = "a"; $0.purpose = "p"; $0.dataCategory = "d" }
+        #expect(try parse(check)?.id == 3)
+        #expect(try parse(check, extra: [0xA8, 0x06, 0x01]) == nil)  // unknown field
+        var status = Consentd_V1_Request()
+        status.status = Consentd_V1_StatusRequest()
+        #expect(try parse(status) == nil)
+        var explain = check
+        explain.check.explain = true
+        #expect(try parse(explain) == nil)
+        #expect([UInt8]([0x08]).withUnsafeBytes { ParsedCheck.parse($0) } == nil)  // truncated varint
+        #expect([UInt8]([0x12, 0x05, 0x0A]).withUnsafeBytes { ParsedCheck.parse($0) } == nil)  // length past the end
+    }
+}
