@@ -59,6 +59,44 @@ import Testing
         try await harness.stop()
     }
 
+    @Test func batchFastAndGeneralPathsGiveIdenticalBytes() async throws {
+        let harness = try await DaemonHarness()
+        let client = try harness.client()
+        _ = try client.record([grant("alice", "marketing"), grant("bob", "analytics", .deny)])
+        var processor = RequestProcessor(state: harness.daemon.state)
+        var rng = SplitMix64(seed: 5)
+        let subjects = ["alice", "bob", "nobody", "ü"]
+        let purposes = ["marketing.email", "marketing.advertising.targeted", "service.essential", "analytics.product", "nope"]
+        let data = ["user.contact.email", "user.behavior", "user.health"]
+        var fast = 0
+        for index in 0..<400 {
+            var request = Consentd_V1_Request()
+            request.id = UInt64(index)
+            request.checkBatch = Consentd_V1_CheckBatchRequest.with {
+                $0.items = (0..<Int(rng.next() % 20)).map { _ in
+                    Consentd_V1_CheckItem.with {
+                        $0.subjectID = subjects[Int(rng.next() % UInt64(subjects.count))]
+                        $0.purpose = purposes[Int(rng.next() % UInt64(purposes.count))]
+                        $0.dataCategory = data[Int(rng.next() % UInt64(data.count))]
+                    }
+                }
+                $0.context.jurisdiction = ["DE", "US-CA", "JP", "us-ca"][Int(rng.next() % 4)]
+                $0.context.at = Google_Protobuf_Timestamp(Timestamp(rfc3339: "2026-06-01T00:00:00Z")!)
+            }
+            let bytes: [UInt8] = try request.serializedBytes()
+            var buffer = ByteBufferAllocator().buffer(capacity: 256)
+            guard bytes.withUnsafeBytes({ processor.fastBatch($0, into: &buffer) }) else {
+                #expect(buffer.readableBytes == 0)
+                continue
+            }
+            fast += 1
+            guard case let .respond(response) = processor.process(request) else { Issue.record("not inline"); continue }
+            #expect(Array(buffer.readableBytesView) == FrameCodec.frame(try response.serializedBytes()), "request \(request)")
+        }
+        #expect(fast > 50)
+        try await harness.stop()
+    }
+
     @Test func theParserDeclinesWhatItDoesNotHandle() throws {
         func parse(_ request: Consentd_V1_Request, extra: [UInt8] = []) throws -> ParsedCheck? {
             let bytes: [UInt8] = try request.serializedBytes() + extra

@@ -213,6 +213,11 @@ final class CheckResponseParts {
     /// Per rule: fields 3 (rule_id) and 9 (rule_location) for a deny; plus 8 (obligations) for an allow.
     let denyRuleFields: [[UInt8]]
     let allowRuleFields: [[UInt8]]
+    /// For CheckResult: field 3 (rule_id), plus 5 (obligations) for an allow; and field 2 of the batch.
+    let batchDenyRuleFields: [[UInt8]]
+    let batchAllowRuleFields: [[UInt8]]
+    let batchRuleIDLength: [Int]
+    let batchRevision: [UInt8]
 
     init(set: PolicySet) {
         self.set = set
@@ -229,6 +234,10 @@ final class CheckResponseParts {
         allowRuleFields = set.rules.map { rule in
             field(3, rule.id) + rule.obligations.flatMap { field(8, $0) } + field(9, rule.location.description)
         }
+        batchDenyRuleFields = set.rules.map { field(3, $0.id) }
+        batchAllowRuleFields = set.rules.map { rule in field(3, rule.id) + rule.obligations.flatMap { field(5, $0) } }
+        batchRuleIDLength = set.rules.map { field(3, $0.id).count }
+        batchRevision = field(2, set.revision)
     }
 
     /// Appends the frame of `Response{id, check: …}` for `decision` to `buffer`.

@@ -18,6 +18,10 @@ struct RequestProcessor {
     var peerUID: UInt32?
     /// Pre-encoded response parts for the serving policy set (rebuilt after a reload).
     private var parts: CheckResponseParts?
+    /// Reused buffers of the batch fast path.
+    private var batch = ParsedBatch()
+    private var batchResolved: [(ResolvedRequest, Range<Int>)] = []
+    private var batchDecisions: [Decision] = []
 
     init(state: ServerState) {
         self.state = state
@@ -54,6 +58,38 @@ struct RequestProcessor {
         count(decision)
         if parts?.set !== set { parts = CheckResponseParts(set: set) }
         parts!.writeFrame(id: check.id, decision: decision, sequence: snapshot.sequence, into: &buffer)
+        return true
+    }
+
+    /// Answers a plain CheckBatch straight from the frame's bytes (see `fastCheck`); all items
+    /// are resolved before anything is written, so a decline leaves `buffer` untouched.
+    mutating func fastBatch(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
+        guard batch.parse(bytes), batch.items.count <= state.configuration.maximumBatchItems else { return false }
+        let set = policies.current()
+        let context = batch.context
+        let at = context.at ?? .now()
+        let jurisdiction = context.jurisdiction.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
+        let channel = context.channel.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
+        batchResolved.removeAll(keepingCapacity: true)
+        for item in batch.items {
+            let subject = UnsafeRawBufferPointer(rebasing: bytes[item.subject])
+            guard subject.count >= 1, subject.count <= 256, !subject.contains(where: { $0 >= 0x80 }) else { return false }
+            guard let resolved = set.resolve(
+                purposeBytes: UnsafeRawBufferPointer(rebasing: bytes[item.purpose]), dataBytes: UnsafeRawBufferPointer(rebasing: bytes[item.data]),
+                jurisdictionBytes: jurisdiction, channelBytes: channel, gpc: context.gpc, uspOptOut: context.uspOptOut, at: at
+            ) else { return false }
+            batchResolved.append((resolved, item.subject))
+        }
+        let snapshot = consent.current()
+        batchDecisions.removeAll(keepingCapacity: true)
+        for (resolved, subject) in batchResolved {
+            let decision = set.decide(resolved, consent: snapshot.records(ofSubjectBytes: UnsafeRawBufferPointer(rebasing: bytes[subject])))
+            count(decision)
+            batchDecisions.append(decision)
+        }
+        ServerCounters.bump(state.counters.requests)
+        if parts?.set !== set { parts = CheckResponseParts(set: set) }
+        parts!.writeBatchFrame(id: batch.id, decisions: batchDecisions, sequence: snapshot.sequence, into: &buffer)
         return true
     }
 

@@ -69,7 +69,9 @@ final class RequestHandler: ChannelDuplexHandler {
         readsSinceCheck += 1
         let frame = unwrapInboundIn(data)
         if pending == nil { pending = context.channel.allocator.buffer(capacity: 4096) }
-        let answered = frame.withUnsafeReadableBytes { bytes in processor.fastCheck(bytes, into: &pending!) }
+        let answered = frame.withUnsafeReadableBytes { bytes in
+            processor.fastCheck(bytes, into: &pending!) || processor.fastBatch(bytes, into: &pending!)
+        }
         if answered {
             needsFlush = true
             return

@@ -91,6 +91,7 @@ struct JurisdictionTable: Sendable {
     let classes: ByteKeyTable<Int32>
     /// Country code → class of its subdivisions that are not listed themselves.
     let unlistedSubdivisions: [String: Int32]
+    let unlistedSubdivisionTable: ByteKeyTable<Int32>
     /// `bits[class * words + rule / 64] >> (rule % 64) & 1`: the rule accepts the class.
     let bits: [UInt64]
     let words: Int
@@ -137,6 +138,7 @@ struct JurisdictionTable: Sendable {
         }
         self.classes = ByteKeyTable(classes.map { ($0.key, $0.value) })
         self.unlistedSubdivisions = unlisted
+        self.unlistedSubdivisionTable = ByteKeyTable(unlisted.map { ($0.key, $0.value) })
         self.bits = bits
         self.words = words
         self.classCount = representatives.count
@@ -168,9 +170,22 @@ struct JurisdictionTable: Sendable {
         }
     }
 
-    /// The class of a code given as bytes, when it is listed exactly (no normalisation).
+    /// The class of an upper-case code given as bytes; nil for anything that needs the general
+    /// path (lower case, or not an ISO 3166 code at all).
     @inline(__always)
-    func listedClass(ofBytes code: UnsafeRawBufferPointer) -> Int32? { classes.lookup(code) }
+    func classOf(bytes code: UnsafeRawBufferPointer) -> Int32? {
+        if let listed = classes.lookup(code) { return listed }
+        let count = code.count
+        guard count == 2 || (count >= 4 && count <= 6) else { return nil }
+        for index in 0..<count {
+            let byte = code[index]
+            let upper = byte >= 65 && byte <= 90
+            let ok = index < 2 ? upper : index == 2 ? byte == UInt8(ascii: "-") : (upper || (byte >= 48 && byte <= 57))
+            guard ok else { return nil }
+        }
+        if count == 2 { return JurisdictionTable.unlisted }
+        return unlistedSubdivisionTable.lookup(UnsafeRawBufferPointer(rebasing: code[0..<2])) ?? JurisdictionTable.unlisted
+    }
 
     @inline(__always)
     func accepts(class jurisdictionClass: Int32, rule: Int) -> Bool {

@@ -89,7 +89,7 @@ extension PolicySet {
         guard let purpose = purposes.id(ofBytes: purposeBytes), let data = dataCategories.id(ofBytes: dataBytes) else { return nil }
         var jurisdictionClass = JurisdictionTable.unlisted
         if let jurisdictionBytes, jurisdictionBytes.count > 0 {
-            guard let listed = jurisdictions.listedClass(ofBytes: jurisdictionBytes) else { return nil }
+            guard let listed = jurisdictions.classOf(bytes: jurisdictionBytes) else { return nil }
             jurisdictionClass = listed
         }
         var channelBit: UInt64 = 1 << 63
