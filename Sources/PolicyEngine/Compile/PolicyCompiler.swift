@@ -365,22 +365,27 @@ struct Compilation {
         if channels.count > 63, let rule = c.rules.first(where: { $0.syntax.channels != nil }) {
             c.error("too-many-channels", rule.syntax.location, "the set names \(channels.count) channels; at most 63 are supported")
         }
-        let prohibitions = c.rules.filter { $0.syntax.effect.value == .deny && $0.syntax.unless == nil }
-        let permissions = c.rules.filter { $0.syntax.effect.value == .allow }
+        let rules = c.rules
+        let prohibitions = rules.indices.filter { rules[$0].syntax.effect.value == .deny && rules[$0].syntax.unless == nil }
+        let permissions = rules.indices.filter { rules[$0].syntax.effect.value == .allow }
         for permission in permissions {
-            if let shadow = prohibitions.first(where: { $0.shadows(permission, purposes: purposes, data: data) }) {
-                c.warning("shadowed-permission", permission.syntax.id.location,
-                          "permission '\(permission.syntax.id.value)' can never allow: prohibition '\(shadow.syntax.id.value)' matches every request it matches",
-                          hint: "narrow the prohibition (\(shadow.syntax.location)), give it an `unless`, or remove the permission")
+            if let shadow = prohibitions.first(where: { rules[$0].shadows(rules[permission], purposes: purposes, data: data) }) {
+                c.warning("shadowed-permission", rules[permission].syntax.id.location,
+                          "permission '\(rules[permission].syntax.id.value)' can never allow: prohibition '\(rules[shadow].syntax.id.value)' matches every request it matches",
+                          hint: "narrow the prohibition (\(rules[shadow].syntax.location)), give it an `unless`, or remove the permission")
             }
         }
-        for (index, later) in permissions.enumerated() {
-            for earlier in permissions[..<index] where earlier.sameScope(as: later) && earlier.requirementSignature != later.requirementSignature {
-                c.warning("conflicting-permissions", later.syntax.id.location,
-                          "permissions '\(earlier.syntax.id.value)' and '\(later.syntax.id.value)' cover the same scope with different requirements",
-                          hint: "whichever holds allows, so the stricter requirement (see \(earlier.syntax.location)) is moot; merge them or make their scopes differ")
-                break
+        // Permissions grouped by scope: a later one whose requirement differs from an earlier one's.
+        var byScope: [ScopeKey: [Int]] = [:]
+        for permission in permissions {
+            let key = rules[permission].scopeKey
+            let signature = rules[permission].requirementSignature
+            if let earlier = byScope[key]?.first(where: { rules[$0].requirementSignature != signature }) {
+                c.warning("conflicting-permissions", rules[permission].syntax.id.location,
+                          "permissions '\(rules[earlier].syntax.id.value)' and '\(rules[permission].syntax.id.value)' cover the same scope with different requirements",
+                          hint: "whichever holds allows, so the stricter requirement (see \(rules[earlier].syntax.location)) is moot; merge them or make their scopes differ")
             }
+            byScope[key, default: []].append(permission)
         }
     }
 
@@ -475,14 +480,21 @@ struct ResolvedRule {
         return true
     }
 
-    /// Same purposes, data, jurisdictions and channels, as sets.
-    func sameScope(as other: ResolvedRule) -> Bool {
-        Set(purposeIDs) == Set(other.purposeIDs) && Set(dataIDs) == Set(other.dataIDs)
-            && matchers.map(Set.init) == other.matchers.map(Set.init)
-            && syntax.channels.map { Set($0.map(\.value)) } == other.syntax.channels.map { Set($0.map(\.value)) }
+    /// Purposes, data, jurisdictions and channels as sets: equal keys, same scope.
+    var scopeKey: ScopeKey {
+        ScopeKey(purposes: Set(purposeIDs), data: Set(dataIDs), jurisdictions: matchers.map(Set.init),
+                 channels: syntax.channels.map { Set($0.map(\.value)) })
     }
 
     var requirementSignature: String {
         "\(requirement.map(String.init(describing:)) ?? "-")|\(maxAge?.microseconds ?? 0)|\(syntax.minNoticeVersion?.value ?? 0)|\(unlessSignalsTrue)|\(unlessSignalsFalse)"
     }
+}
+
+/// A rule's scope as sets, for finding permissions over the same scope in one pass.
+struct ScopeKey: Hashable {
+    var purposes: Set<UInt32>
+    var data: Set<UInt32>
+    var jurisdictions: Set<JurisdictionMatcher>?
+    var channels: Set<String>?
 }

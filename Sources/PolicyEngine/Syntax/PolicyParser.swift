@@ -16,7 +16,7 @@ public enum PolicyParser {
         var reader = NodeReader(file: file)
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
             reader.diagnostics.append(yamlDiagnostic(error, file: file))
             return (nil, reader.diagnostics)
@@ -257,7 +257,7 @@ public enum PolicyParser {
     public static func parseRecords(text: String, file: String) -> (records: [TestRecordSyntax], diagnostics: [Diagnostic]) {
         var reader = NodeReader(file: file)
         do {
-            guard let root = try Yams.compose(yaml: text) else { return ([], []) }
+            guard let root = try Yams.compose(yaml: text, .basic) else { return ([], []) }
             var node = root
             if case let .mapping(mapping) = root, let list = mapping["consent"] { node = list }
             return (parseRecords(node, &reader), reader.diagnostics)
