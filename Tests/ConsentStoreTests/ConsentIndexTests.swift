@@ -43,7 +43,10 @@ import Testing
         #expect(snapshot.sequence == sequence)
         for (id, records) in expected {
             #expect(Array(snapshot.records(of: id)) == records, "subject \(id)")
+            let viaBytes = Array(id.utf8).withUnsafeBytes { bytes in snapshot.withRecords(ofSubjectBytes: bytes) { Array($0) } }
+            #expect(viaBytes == records, "subject \(id) by bytes")
         }
+        #expect(Array("nobody".utf8).withUnsafeBytes { bytes in snapshot.withRecords(ofSubjectBytes: bytes) { $0.count } } == 0)
         #expect(snapshot.records(of: "nobody").isEmpty)
         #expect(snapshot.records(of: "").isEmpty)
         if let some = expected.keys.first {

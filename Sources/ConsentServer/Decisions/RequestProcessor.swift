@@ -53,7 +53,7 @@ struct RequestProcessor {
             gpc: check.gpc, uspOptOut: check.uspOptOut, at: at
         ) else { return false }
         let snapshot = consent.current()
-        let decision = set.decide(resolved, consent: snapshot.records(ofSubjectBytes: subject))
+        let decision = snapshot.withRecords(ofSubjectBytes: subject) { set.decide(resolved, records: $0) }
         ServerCounters.bump(state.counters.requests)
         count(decision)
         if parts?.set !== set { parts = CheckResponseParts(set: set) }
@@ -83,7 +83,7 @@ struct RequestProcessor {
         let snapshot = consent.current()
         batchDecisions.removeAll(keepingCapacity: true)
         for (resolved, subject) in batchResolved {
-            let decision = set.decide(resolved, consent: snapshot.records(ofSubjectBytes: UnsafeRawBufferPointer(rebasing: bytes[subject])))
+            let decision = snapshot.withRecords(ofSubjectBytes: UnsafeRawBufferPointer(rebasing: bytes[subject])) { set.decide(resolved, records: $0) }
             count(decision)
             batchDecisions.append(decision)
         }

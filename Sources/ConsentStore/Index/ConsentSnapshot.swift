@@ -18,8 +18,13 @@ public final class ConsentSnapshot: Sendable {
     /// Records held.
     public let recordCount: Int
 
+    /// Per shard: raw views of its immutable buffers, so that a lookup goes straight from this
+    /// array to the slot and the entry (no hop through the shard object, no reference counting).
+    let views: [SubjectShard.View]
+
     init(shards: [SubjectShard], sequence: UInt64, subjectCount: Int, recordCount: Int) {
         self.shards = shards
+        self.views = shards.map(\.view)
         self.sequence = sequence
         self.subjectCount = subjectCount
         self.recordCount = recordCount
@@ -52,6 +57,15 @@ public final class ConsentSnapshot: Sendable {
         let shard = shards[ConsentSnapshot.shardIndex(hash)]
         guard let slot = shard.find(bytes, hash: hash) else { return [] }
         return shard.records(at: slot)
+    }
+
+    /// Calls `body` with the records of the subject whose id is given as UTF-8 bytes, as a buffer
+    /// valid only inside `body` (the snapshot keeps it alive). Allocation- and retain-free.
+    @inline(__always)
+    public func withRecords<T>(ofSubjectBytes bytes: UnsafeRawBufferPointer, _ body: (UnsafeBufferPointer<CompactRecord>) throws -> T) rethrows -> T {
+        let hash = ByteHash.hash(bytes)
+        let records = views.withUnsafeBufferPointer { $0[ConsentSnapshot.shardIndex(hash)].records(of: bytes, hash: hash) }
+        return try withExtendedLifetime(self) { try body(records) }
     }
 
     /// Approximate resident bytes of the index's buffers (shard tables, id arena, records).

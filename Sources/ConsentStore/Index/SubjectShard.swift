@@ -29,6 +29,36 @@ final class SubjectShard: Sendable {
 
     static let empty = SubjectShard(entries: [])
 
+    /// Raw pointers into this shard's buffers. Valid while the shard lives: `slots` and
+    /// `storage` are immutable arrays that are never mutated after `init`, so their buffers
+    /// never move.
+    struct View: @unchecked Sendable {
+        let slots: UnsafePointer<Slot>
+        let mask: Int
+        let storage: UnsafePointer<CompactRecord>
+
+        @inline(__always)
+        func records(of key: UnsafeRawBufferPointer, hash: UInt64) -> UnsafeBufferPointer<CompactRecord> {
+            let tag = UInt32(truncatingIfNeeded: hash >> 32)
+            var position = Int(truncatingIfNeeded: hash) & mask
+            while true {
+                let slot = slots[position]
+                if slot.keyLength == 0 { return UnsafeBufferPointer(start: nil, count: 0) }
+                let entry = storage + Int(slot.entryStart)
+                if slot.tag == tag && Int(slot.keyLength) == key.count
+                    && bytesEqual(UnsafeRawPointer(entry), key.baseAddress!, key.count) {
+                    return UnsafeBufferPointer(start: entry + SubjectShard.keyChunks(Int(slot.keyLength)), count: Int(slot.count))
+                }
+                position = (position + 1) & mask
+            }
+        }
+    }
+
+    var view: View {
+        View(slots: slots.withUnsafeBufferPointer { $0.baseAddress! }, mask: mask,
+             storage: storage.withUnsafeBufferPointer { $0.baseAddress ?? UnsafePointer(bitPattern: 8)! })
+    }
+
     /// Builds a shard from (subject bytes, hash, records) entries with distinct subjects;
     /// entries with no records are left out.
     init(entries: [(key: ArraySlice<UInt8>, hash: UInt64, records: ArraySlice<CompactRecord>)]) {
@@ -120,7 +150,7 @@ final class SubjectShard: Sendable {
 }
 
 @inline(__always)
-private func bytesEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ count: Int) -> Bool {
+func bytesEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ count: Int) -> Bool {
     var index = 0
     while index + 8 <= count {
         if a.loadUnaligned(fromByteOffset: index, as: UInt64.self) != b.loadUnaligned(fromByteOffset: index, as: UInt64.self) { return false }

@@ -116,9 +116,17 @@ extension PolicySet {
         return evaluate(request, consent: consent, tracer: &tracer)
     }
 
+    /// Decides an already resolved request over records held in a buffer (the index's
+    /// retain-free lookup). No allocation, no string work.
+    public func decide(_ request: ResolvedRequest, records: UnsafeBufferPointer<CompactRecord>) -> Decision {
+        var tracer = NoTrace()
+        return evaluate(request, consent: records, tracer: &tracer)
+    }
+
     /// The effective consent for the request's purpose, data category and instant.
     @inline(__always)
-    func effectiveConsent<T: DecisionTracer>(_ request: ResolvedRequest, _ consent: ArraySlice<CompactRecord>, _ tracer: inout T) -> EffectiveConsent {
+    func effectiveConsent<T: DecisionTracer, Records: RandomAccessCollection>(_ request: ResolvedRequest, _ consent: Records, _ tracer: inout T) -> EffectiveConsent
+        where Records.Element == CompactRecord, Records.Index == Int {
         var result = EffectiveConsent()
         var bestIndex: Int?
         for index in consent.indices {
@@ -153,7 +161,8 @@ extension PolicySet {
         return result
     }
 
-    func evaluate<T: DecisionTracer>(_ request: ResolvedRequest, consent: ArraySlice<CompactRecord>, tracer: inout T) -> Decision {
+    func evaluate<T: DecisionTracer, Records: RandomAccessCollection>(_ request: ResolvedRequest, consent: Records, tracer: inout T) -> Decision
+        where Records.Element == CompactRecord, Records.Index == Int {
         let purposeIndex = Int(request.purpose)
         let start = Int(candidateStart[purposeIndex])
         let end = start + Int(candidateCount[purposeIndex])
