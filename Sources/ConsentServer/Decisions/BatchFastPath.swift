@@ -47,8 +47,7 @@ struct ParsedBatch {
                     case (2, 2):
                         guard !sawContext, let contextRange = batch.lengthDelimited() else { return false }
                         sawContext = true
-                        // Reuse the Check parser on a synthetic CheckRequest{context} view.
-                        guard context.parseContextRange(bytes, contextRange) else { return false }
+                        guard context.parseContext(bytes, contextRange) else { return false }
                     default:
                         return false
                     }
@@ -58,43 +57,6 @@ struct ParsedBatch {
             }
         }
         return sawBatch
-    }
-}
-
-extension ParsedCheck {
-    mutating func parseContextRange(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
-        // parseContext is private to ParsedCheck's file; route through a tiny CheckRequest view.
-        var probe = ParsedCheck()
-        var reader = FastWireReader(bytes: bytes, start: range.lowerBound, end: range.upperBound)
-        var sawAt = false
-        while reader.hasMore {
-            guard let (field, wire) = reader.tag() else { return false }
-            switch (field, wire) {
-            case (1, 2): guard let r = reader.lengthDelimited() else { return false }; probe.jurisdiction = r
-            case (2, 0): guard let v = reader.varint() else { return false }; probe.gpc = v != 0
-            case (3, 2):
-                guard !sawAt, let r = reader.lengthDelimited() else { return false }
-                sawAt = true
-                var inner = FastWireReader(bytes: bytes, start: r.lowerBound, end: r.upperBound)
-                var seconds: Int64 = 0
-                var nanos: Int64 = 0
-                while inner.hasMore {
-                    guard let (f, w) = inner.tag(), w == 0, let v = inner.varint() else { return false }
-                    if f == 1 { seconds = Int64(bitPattern: v) } else if f == 2 { nanos = Int64(Int32(truncatingIfNeeded: v)) } else { return false }
-                }
-                guard nanos >= 0, nanos < 1_000_000_000 else { return false }
-                probe.at = Timestamp(microseconds: seconds &* 1_000_000 &+ nanos / 1000)
-            case (4, 0): guard let v = reader.varint() else { return false }; probe.uspOptOut = v != 0
-            case (5, 2): guard let r = reader.lengthDelimited() else { return false }; probe.channel = r
-            default: return false
-            }
-        }
-        jurisdiction = probe.jurisdiction
-        gpc = probe.gpc
-        at = probe.at
-        uspOptOut = probe.uspOptOut
-        channel = probe.channel
-        return true
     }
 }
 

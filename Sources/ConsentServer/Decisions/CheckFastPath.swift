@@ -66,7 +66,8 @@ struct ParsedCheck {
         return true
     }
 
-    private mutating func parseContext(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+    /// Reads a `Context` message at `range` into this value's context fields.
+    mutating func parseContext(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
         var reader = FastWireReader(bytes: bytes, start: range.lowerBound, end: range.upperBound)
         var sawAt = false
         while reader.hasMore {

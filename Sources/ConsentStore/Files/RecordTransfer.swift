@@ -157,29 +157,27 @@ public enum RecordTransfer {
 
     /// Writes every record of the store, in sequence order, to `path`; returns the count.
     public static func exportRecords(from store: SQLiteConsentStore, to path: String, format: RecordFormat? = nil, onProgress: (TransferProgress) -> Void = { _ in }) throws -> Int {
-        let format = format ?? RecordFormat.guess(path)
-        let writer = try TextWriter(path: path)
-        var count = 0
-        if format == .csv { try writer.write(line: CSVRecords.header) }
-        try store.forEachRecord { record in
-            try writer.write(line: format == .csv ? CSVRecords.row(for: record) : JSONLines.line(for: record))
-            count += 1
-            if count % 65_536 == 0 { onProgress(TransferProgress(records: count, bytes: 0, totalBytes: nil)) }
-        }
-        try writer.close()
-        return count
+        try writeRecords(to: path, format: format, onProgress: onProgress) { emit in try store.forEachRecord(emit) }
     }
 
     /// Writes records from any sequence (e.g. a synthetic population) to `path`; returns the count.
     public static func write(_ records: some Sequence<ConsentRecord>, to path: String, format: RecordFormat? = nil, onProgress: (TransferProgress) -> Void = { _ in }) throws -> Int {
+        try writeRecords(to: path, format: format, onProgress: onProgress) { emit in
+            for record in records { try emit(record) }
+        }
+    }
+
+    private static func writeRecords(to path: String, format: RecordFormat?, onProgress: (TransferProgress) -> Void, _ produce: ((ConsentRecord) throws -> Void) throws -> Void) throws -> Int {
         let format = format ?? RecordFormat.guess(path)
         let writer = try TextWriter(path: path)
         var count = 0
         if format == .csv { try writer.write(line: CSVRecords.header) }
-        for record in records {
-            try writer.write(line: format == .csv ? CSVRecords.row(for: record) : JSONLines.line(for: record))
-            count += 1
-            if count % 65_536 == 0 { onProgress(TransferProgress(records: count, bytes: 0, totalBytes: nil)) }
+        try withoutActuallyEscaping(onProgress) { onProgress in
+            try produce { record in
+                try writer.write(line: format == .csv ? CSVRecords.row(for: record) : JSONLines.line(for: record))
+                count += 1
+                if count % 65_536 == 0 { onProgress(TransferProgress(records: count, bytes: 0, totalBytes: nil)) }
+            }
         }
         try writer.close()
         return count

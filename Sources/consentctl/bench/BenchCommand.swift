@@ -252,7 +252,19 @@ struct BenchCommand: ParsableCommand {
                     index += 1
                     let started = monotonicNanoseconds()
                     var allowed = 0
-                    for question in batch where set.decide(question, consent: snapshot.records(of: question.subject), now: now).isAllowed { allowed += 1 }
+                    for question in batch {
+                        let decision: Decision
+                        switch set.resolve(question, now: now) {
+                        case let .success(resolved):
+                            var subject = question.subject
+                            decision = subject.withUTF8 { bytes in
+                                snapshot.withRecords(ofSubjectBytes: UnsafeRawBufferPointer(bytes)) { set.decide(resolved, records: $0) }
+                            }
+                        case let .failure(failure):
+                            decision = .deny(failure.reason)
+                        }
+                        if decision.isAllowed { allowed += 1 }
+                    }
                     let finished = monotonicNanoseconds()
                     if finished >= end { break }
                     if !measuring { measuring = finished >= measureFrom }
