@@ -70,6 +70,27 @@ final class DaemonProcess {
         #expect(daemon.logText.contains("socket removed"))
     }
 
+    @Test func importThroughTheDaemonIsVisibleToTheNextCheck() throws {
+        let daemon = try DaemonProcess()
+        let file = daemon.directory.path("in.jsonl")
+        try """
+            {"subject":"ivy","purpose":"marketing.email","choice":"grant","at":"2026-01-01T00:00:00Z"}
+            {"subject":"ivy","purpose":"marketing.nope","choice":"grant","at":"2026-01-01T00:00:00Z"}
+            {"subject":"jay","purpose":"analytics","choice":"deny","at":"2026-01-01T00:00:00Z"}
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        var output = try daemon.ctl(["consent", "import", "in.jsonl", "--socket", "consentd.sock", "--batch-size", "1"])
+        #expect(output.status == 2, "\(output.stderr)")
+        #expect(output.stderr.contains("in.jsonl:2: error: purpose 'marketing.nope' is not in the taxonomy"))
+        #expect(output.stdout.hasPrefix("imported 2 records, rejected 1 of 3 lines"))
+        output = try daemon.ctl(["check", "ivy", "marketing.email", "user.contact.email", "--jurisdiction", "DE"])
+        #expect(output.stdout.hasPrefix("allow CONSENT_GRANTED"))
+        // --strict over the socket sends nothing when a line is bad.
+        output = try daemon.ctl(["consent", "import", "in.jsonl", "--socket", "consentd.sock", "--strict"])
+        #expect(output.status == 1)
+        #expect(try daemon.ctl(["status"]).stdout.contains("sequence 2,"))
+        #expect(daemon.terminate() == 0)
+    }
+
     @Test func sighupReloadsAndABadEditIsReportedByStatus() throws {
         let daemon = try DaemonProcess(arguments: ["--policy-poll-interval", "0"])
         try "apiVersion: consentd/v1\nkind: Policy\nrules: [{id: x, effect: allow}]\n".write(toFile: daemon.directory.path("Policies/broken.yaml"), atomically: true, encoding: .utf8)

@@ -58,101 +58,80 @@ public enum RecordTransfer {
     /// `onCommit` is called after each durable commit with the last sequence and the batch size.
     public static func importRecords(
         from path: String, into store: SQLiteConsentStore, options: ImportOptions = ImportOptions(),
-        onReject: (RecordLineError) -> Void = { _ in },
+        onReject: @escaping (RecordLineError) -> Void = { _ in },
         onCommit: (UInt64, Int) -> Void = { _, _ in },
         onProgress: (TransferProgress) -> Void = { _ in }
     ) throws -> ImportSummary {
-        let started = DispatchTime.now()
-        let reader = try LineReader(path: path)
-        let totalBytes = LineReader.size(of: path)
-        let format = options.format ?? RecordFormat.guess(path)
-        var summary = ImportSummary()
-        var csv: CSVRecords?
-        var pendingCSV: (text: String, line: Int)?
+        let file = try RecordFileReader(path: path, options: options, onReject: onReject)
         var batch: [ConsentRecord] = []
         batch.reserveCapacity(min(options.batchSize, 100_000))
-
-        func nextRecord() throws -> ConsentRecord?? {
-            // Returns nil at end of file, .some(nil) for a skipped line, .some(record) otherwise.
-            let result: ConsentRecord?? = try reader.next { bytes -> ConsentRecord? in
-                if bytes.allSatisfy({ $0 == 32 || $0 == 9 }) && pendingCSV == nil { return nil }
-                let line = reader.lineNumber
-                do {
-                    switch format {
-                    case .jsonl:
-                        summary.lines += 1
-                        return try check(JSONLines.record(from: bytes, lineNumber: line), line: line)
-                    case .csv:
-                        var text = String(decoding: bytes, as: UTF8.self)
-                        var first = line
-                        if let pending = pendingCSV { text = pending.text + "\n" + text; first = pending.line; pendingCSV = nil }
-                        if CSVRecords.isIncomplete(text) { pendingCSV = (text, first); return nil }
-                        guard let header = csv else {
-                            csv = try CSVRecords(header: text)
-                            return nil
-                        }
-                        summary.lines += 1
-                        return try check(header.record(from: text, lineNumber: first), line: first)
-                    }
-                } catch let error as RecordLineError {
-                    if csv == nil && format == .csv { throw StoreError(.file, "\(path): \(error)") }
-                    if options.strict { throw StoreError(.invalidRecord, "\(path): \(error); nothing was imported (--strict)") }
-                    summary.rejected += 1
-                    onReject(error)
-                    return nil
-                }
-            }
-            return result
-        }
-
-        func check(_ record: ConsentRecord, line: Int) throws -> ConsentRecord {
-            if let message = options.validate?(record) { throw RecordLineError(line: line, message: message) }
-            return record
-        }
-
         func flush(_ importer: inout SQLiteConsentStore.Importer) throws {
             guard !batch.isEmpty else { return }
             let sequences = try importer.append(batch)
-            summary.imported += batch.count
-            summary.lastSequence = sequences.last ?? summary.lastSequence
+            file.summary.imported += batch.count
+            file.summary.lastSequence = sequences.last ?? file.summary.lastSequence
             batch.removeAll(keepingCapacity: true)
         }
-
         if options.strict {
             try store.withTransaction { importer in
-                while let next = try nextRecord() {
+                while let next = try file.next() {
                     if let record = next { batch.append(record) }
                     if batch.count >= 50_000 { try flush(&importer) }
-                    if reader.lineNumber % 8192 == 0 { onProgress(TransferProgress(records: summary.imported + batch.count, bytes: reader.bytesRead, totalBytes: totalBytes)) }
+                    if file.lineNumber % 8192 == 0 { onProgress(file.progress(pending: batch.count)) }
                 }
                 try flush(&importer)
             }
-            if summary.imported > 0 { onCommit(summary.lastSequence, summary.imported) }
+            if file.summary.imported > 0 { onCommit(file.summary.lastSequence, file.summary.imported) }
         } else {
             var done = false
             while !done {
                 var committed = 0
                 try store.withTransaction { importer in
                     while batch.count < options.batchSize {
-                        guard let next = try nextRecord() else { done = true; break }
+                        guard let next = try file.next() else { done = true; break }
                         if let record = next { batch.append(record) }
                     }
                     committed = batch.count
                     try flush(&importer)
                 }
-                if committed > 0 { onCommit(summary.lastSequence, committed) }
-                onProgress(TransferProgress(records: summary.imported, bytes: reader.bytesRead, totalBytes: totalBytes))
+                if committed > 0 { onCommit(file.summary.lastSequence, committed) }
+                onProgress(file.progress(pending: 0))
             }
         }
-        if let pending = pendingCSV {
-            let error = RecordLineError(line: pending.line, message: "unterminated quoted field at the end of the file")
-            if options.strict { throw StoreError(.invalidRecord, "\(path): \(error)") }
-            summary.rejected += 1
-            onReject(error)
+        return try file.finish()
+    }
+
+    /// Imports a file through `send` (e.g. RecordConsent requests to the daemon), one batch per
+    /// call; `send` returns the last sequence it stored. With `strict`, the whole file is checked
+    /// first and nothing is sent if any line is bad (the batches are then not one transaction).
+    public static func importRecords(
+        from path: String, options: ImportOptions = ImportOptions(), send: ([ConsentRecord]) throws -> UInt64,
+        onReject: @escaping (RecordLineError) -> Void = { _ in },
+        onCommit: (UInt64, Int) -> Void = { _, _ in },
+        onProgress: (TransferProgress) -> Void = { _ in }
+    ) throws -> ImportSummary {
+        if options.strict {
+            let check = try RecordFileReader(path: path, options: options, onReject: onReject)
+            while try check.next() != nil {}
+            _ = try check.finish()
         }
-        if format == .csv && csv == nil { throw StoreError(.file, "\(path): empty CSV file (no header row)") }
-        summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-        return summary
+        let file = try RecordFileReader(path: path, options: options, onReject: onReject)
+        var batch: [ConsentRecord] = []
+        var done = false
+        while !done {
+            while batch.count < options.batchSize {
+                guard let next = try file.next() else { done = true; break }
+                if let record = next { batch.append(record) }
+            }
+            if !batch.isEmpty {
+                file.summary.lastSequence = try send(batch)
+                file.summary.imported += batch.count
+                onCommit(file.summary.lastSequence, batch.count)
+                batch.removeAll(keepingCapacity: true)
+            }
+            onProgress(file.progress(pending: 0))
+        }
+        return try file.finish()
     }
 
     /// Writes every record of the store, in sequence order, to `path`; returns the count.
@@ -181,5 +160,85 @@ public enum RecordTransfer {
         }
         try writer.close()
         return count
+    }
+}
+
+/// Reads consent records from a JSON Lines or CSV file, one at a time, reporting bad lines.
+final class RecordFileReader {
+    let path: String
+    let options: ImportOptions
+    let reader: LineReader
+    let totalBytes: Int?
+    let format: RecordFormat
+    let onReject: (RecordLineError) -> Void
+    let started = DispatchTime.now()
+    var summary = ImportSummary()
+    private var csv: CSVRecords?
+    private var pendingCSV: (text: String, line: Int)?
+
+    init(path: String, options: ImportOptions, onReject: @escaping (RecordLineError) -> Void) throws {
+        self.path = path
+        self.options = options
+        self.reader = try LineReader(path: path)
+        self.totalBytes = LineReader.size(of: path)
+        self.format = options.format ?? RecordFormat.guess(path)
+        self.onReject = onReject
+    }
+
+    var lineNumber: Int { reader.lineNumber }
+
+    func progress(pending: Int) -> TransferProgress {
+        TransferProgress(records: summary.imported + pending, bytes: reader.bytesRead, totalBytes: totalBytes)
+    }
+
+    /// nil at the end of the file; `.some(nil)` for a skipped line; `.some(record)` otherwise.
+    func next() throws -> ConsentRecord?? {
+        try reader.next { bytes -> ConsentRecord? in
+            if bytes.allSatisfy({ $0 == 32 || $0 == 9 }) && pendingCSV == nil { return nil }
+            let line = reader.lineNumber
+            do {
+                switch format {
+                case .jsonl:
+                    summary.lines += 1
+                    return try check(JSONLines.record(from: bytes, lineNumber: line), line: line)
+                case .csv:
+                    var text = String(decoding: bytes, as: UTF8.self)
+                    var first = line
+                    if let pending = pendingCSV { text = pending.text + "\n" + text; first = pending.line; pendingCSV = nil }
+                    if CSVRecords.isIncomplete(text) { pendingCSV = (text, first); return nil }
+                    guard let header = csv else {
+                        csv = try CSVRecords(header: text)
+                        return nil
+                    }
+                    summary.lines += 1
+                    return try check(header.record(from: text, lineNumber: first), line: first)
+                }
+            } catch let error as RecordLineError {
+                if csv == nil && format == .csv { throw StoreError(.file, "\(path): \(error)") }
+                if options.strict { throw StoreError(.invalidRecord, "\(path): \(error); nothing was imported (--strict)") }
+                summary.rejected += 1
+                onReject(error)
+                return nil
+            }
+        }
+    }
+
+    private func check(_ record: ConsentRecord, line: Int) throws -> ConsentRecord {
+        if let message = options.validate?(record) { throw RecordLineError(line: line, message: message) }
+        return record
+    }
+
+    /// Reports a dangling quoted CSV field and fills in the timing.
+    func finish() throws -> ImportSummary {
+        if let pending = pendingCSV {
+            let error = RecordLineError(line: pending.line, message: "unterminated quoted field at the end of the file")
+            if options.strict { throw StoreError(.invalidRecord, "\(path): \(error)") }
+            summary.rejected += 1
+            onReject(error)
+            pendingCSV = nil
+        }
+        if format == .csv && csv == nil { throw StoreError(.file, "\(path): empty CSV file (no header row)") }
+        summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        return summary
     }
 }

@@ -26,6 +26,10 @@ struct ProgressLine {
     func clear() {
         if enabled { FileHandleWriter.write("\r\u{1B}[K", fd: 2) }
     }
+
+    static func clearLine() {
+        if isatty(2) == 1 { FileHandleWriter.write("\r\u{1B}[K", fd: 2) }
+    }
 }
 
 /// `consentctl consent import FILE`
@@ -39,8 +43,10 @@ struct ConsentImport: ParsableCommand {
         writes, is ignored: the store assigns sequences). CSV: a header row naming those columns. \
         A malformed line is reported with its line number and skipped; the rest is imported in \
         batches, each committed durably. With --strict the whole file is one transaction and the \
-        first bad line aborts it, storing nothing. Exit status: 0 all imported, 2 some lines \
-        rejected, 1 nothing imported because of an error.
+        first bad line aborts it, storing nothing. With --socket the records go through the \
+        daemon, one RecordConsent per batch (the daemon checks keys against its policies; with \
+        --strict the file is checked completely before anything is sent). Exit status: 0 all \
+        imported, 2 some lines rejected, 1 nothing imported because of an error.
         """
     )
 
@@ -66,21 +72,32 @@ struct ConsentImport: ParsableCommand {
     }
 
     func run() throws {
+        let client = try storeOptions.client()
         let check = try storeOptions.taxonomyCheck()
-        let store = try storeOptions.open()
         var progress = ProgressLine()
+        let options = ImportOptions(format: format, strict: strict, batchSize: batchSize, validate: check)
+        let onReject: (RecordLineError) -> Void = { error in
+            ProgressLine.clearLine()
+            printError("\(file):\(error.line): error: \(error.message)")
+        }
+        let onCommit: (UInt64, Int) -> Void = { sequence, count in
+            if printCommits { FileHandleWriter.write("committed \(count) records through sequence \(sequence)\n", fd: 1) }
+        }
         do {
-            let summary = try RecordTransfer.importRecords(
-                from: file, into: store, options: ImportOptions(format: format, strict: strict, batchSize: batchSize, validate: check),
-                onReject: { error in
-                    progress.clear()
-                    printError("\(file):\(error.line): error: \(error.message)")
-                },
-                onCommit: { sequence, count in
-                    if printCommits { FileHandleWriter.write("committed \(count) records through sequence \(sequence)\n", fd: 1) }
-                },
-                onProgress: { progress.draw("importing", $0) }
-            )
+            let summary: ImportSummary
+            if let client {
+                // Through the daemon: one RecordConsent per batch; the daemon checks keys against its taxonomy.
+                summary = try RecordTransfer.importRecords(
+                    from: file, options: options,
+                    send: { batch in try daemonCall { try client.record(batch) }.sequences.last ?? 0 },
+                    onReject: onReject, onCommit: onCommit, onProgress: { progress.draw("importing", $0) }
+                )
+            } else {
+                summary = try RecordTransfer.importRecords(
+                    from: file, into: try storeOptions.open(), options: options,
+                    onReject: onReject, onCommit: onCommit, onProgress: { progress.draw("importing", $0) }
+                )
+            }
             progress.clear()
             let rate = Double(summary.imported) / max(summary.seconds, 0.000_001)
             print("imported \(summary.imported) records, rejected \(summary.rejected) of \(summary.lines) lines in \(String(format: "%.2f", summary.seconds)) s (\(Int(rate)) records/s); store sequence \(summary.lastSequence)")

@@ -15,7 +15,7 @@ struct StoreOptions: ParsableArguments {
     @Flag(help: "Do not check keys against a taxonomy.")
     var noTaxonomyCheck = false
 
-    @Option(help: ArgumentHelp("Go through the running daemon on this socket instead of opening the store file (grant, deny, withdraw, history, erase); the daemon checks keys against its own policies.", valueName: "path"))
+    @Option(help: ArgumentHelp("Go through the running daemon on this socket instead of opening the store file (grant, deny, withdraw, history, erase, import); the daemon checks keys against its own policies too.", valueName: "path"))
     var socket: String?
 
     /// A client when --socket was given.
