@@ -29,6 +29,10 @@ public final class ConsentDaemon: Sendable {
     /// The policy reloader (call `reload()` or `requestReload()` to force one).
     public let reloader: PolicyReloader
     let follower: ConsentFollower
+    /// The receipts writer, when receipts are on.
+    public let receiptWriter: ReceiptWriter?
+    /// The Prometheus listener, when metrics are on.
+    public let metricsServer: MetricsServer?
     let group: MultiThreadedEventLoopGroup
     let threadPool: NIOThreadPool
 
@@ -58,14 +62,42 @@ public final class ConsentDaemon: Sendable {
         } catch {
             throw StartupError(description: "\(error)")
         }
+        var receiptQueue: ReceiptQueue?
+        var receiptWriter: ReceiptWriter?
+        if let directory = configuration.receipts.directory {
+            let instance = String(UInt64(Timestamp.now().microseconds), radix: 36)
+            var hasher: (@Sendable (String) -> String)?
+            if configuration.receipts.subject == .hash {
+                let keyed = store
+                hasher = { subject in keyed.subjectHash(subject) }
+            }
+            let queue = ReceiptQueue(configuration: configuration.receipts, instance: instance, hasher: hasher)
+            receiptWriter = try ReceiptWriter(queue: queue, directory: directory, logger: logger)
+            do {
+                try PolicyArchive.save(files.policies, revision: set.revision, receipts: directory)
+            } catch {
+                throw StartupError(description: "cannot keep the policy sources beside the receipts: \(error)")
+            }
+            receiptQueue = queue
+        }
+        let metrics = configuration.metricsAddress != nil ? DaemonMetrics() : nil
         let loops = configuration.eventLoops > 0 ? configuration.eventLoops : System.coreCount
         group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
         threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
-        state = ServerState(configuration: configuration, vocabulary: vocabulary, policies: PolicyHolder(set, at: .now(), milliseconds: loadMilliseconds), feed: feed, ownUID: UInt32(getuid()), logger: logger)
+        state = ServerState(
+            configuration: configuration, vocabulary: vocabulary, policies: PolicyHolder(set, at: .now(), milliseconds: loadMilliseconds),
+            feed: feed, ownUID: UInt32(getuid()), metrics: metrics, receipts: receiptQueue, logger: logger
+        )
         listener = SocketListener(state: state, group: group, threadPool: threadPool)
         reloader = PolicyReloader(state: state)
         follower = ConsentFollower(state: state)
+        self.receiptWriter = receiptWriter
+        if let metrics, let text = configuration.metricsAddress, let address = MetricsAddress(text) {
+            metricsServer = MetricsServer(state: state, metrics: metrics, address: address, group: group)
+        } else {
+            metricsServer = nil
+        }
         let snapshot = feed.index.snapshot()
         logger.info("ready", metadata: [
             "policies": "\(configuration.policies)", "revision": "\(set.revision)", "rules": "\(set.rules.count)",
@@ -74,8 +106,15 @@ public final class ConsentDaemon: Sendable {
         ])
     }
 
-    /// The services, in start order.
-    public var services: [any Service] { [listener, reloader, follower] }
+    /// The services, in start order; a graceful shutdown stops them in reverse, so the receipts
+    /// writer stops last, after the listener has answered everything it read.
+    public var services: [any Service] {
+        var services: [any Service] = []
+        if let receiptWriter { services.append(receiptWriter) }
+        services += [listener, reloader, follower] as [any Service]
+        if let metricsServer { services.append(metricsServer) }
+        return services
+    }
 
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
     public func run() async throws {

@@ -26,8 +26,19 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var storePollInterval: Double = 0.01
     /// User ids that may administer consent (RecordConsent, History, EraseSubject) besides the daemon's own uid and root.
     public var adminUIDs: [UInt32] = []
+    /// Group ids (the peer's primary group) whose members may administer consent.
+    public var adminGIDs: [UInt32] = []
+    /// User ids that may check (Check, CheckBatch, ListUses, Status). Empty, with `checkGIDs`
+    /// empty too: every peer that can open the socket may check.
+    public var checkUIDs: [UInt32] = []
+    /// Group ids (the peer's primary group) whose members may check.
+    public var checkGIDs: [UInt32] = []
     /// Let every peer administer consent (for tests and single-user machines).
     public var allowAnyAdmin = false
+    /// Decision receipts (off unless `receipts.directory` is set).
+    public var receipts = ReceiptConfiguration()
+    /// `host:port` of the Prometheus listener (e.g. `127.0.0.1:9464`); nil: no metrics listener.
+    public var metricsAddress: String?
 
     /// The defaults: `./Policies`, `./consentd.sqlite`, `./consentd.sock`.
     public init() {}
@@ -48,6 +59,77 @@ public struct ServerConfiguration: Sendable, Equatable {
         if eventLoops < 0 || eventLoops > 256 { problems.append("event-loops: must be between 0 (one per core) and 256") }
         if policyPollInterval < 0 { problems.append("policy-poll-interval: must not be negative") }
         if storePollInterval <= 0 { problems.append("store-poll-interval: must be positive") }
+        problems += receipts.problems()
+        if let metricsAddress, MetricsAddress(metricsAddress) == nil {
+            problems.append("metrics: '\(metricsAddress)' is not host:port (e.g. 127.0.0.1:9464)")
+        }
         return problems
     }
+}
+
+/// Where decision receipts go and how.
+public struct ReceiptConfiguration: Sendable, Equatable {
+    /// How a receipt names the subject.
+    public enum SubjectMode: String, Sendable, CaseIterable {
+        /// The subject id as asked.
+        case raw
+        /// HMAC-SHA256 of the subject id under the consent store's erasure key (hex), the same
+        /// keyed hash erasure tombstones carry: pseudonymous, and replayable with the store.
+        case hash
+        /// No subject at all.
+        case omit
+    }
+
+    /// What happens when the writer falls behind and the queue is full.
+    public enum FullPolicy: String, Sendable, CaseIterable {
+        /// Drop the receipt, count it, and mark the gap in the receipts file.
+        case drop
+        /// Stop reading requests until the queue drains (backpressure); receipts of requests
+        /// already read may exceed the queue up to twice its capacity, beyond which they drop.
+        case block
+    }
+
+    /// The receipts directory; nil: no receipts.
+    public var directory: String?
+    /// Fraction of decisions that get a receipt (1: every one).
+    public var sampleRate: Double = 1
+    /// How receipts name the subject.
+    public var subject: SubjectMode = .raw
+    /// What to do when the queue is full.
+    public var whenFull: FullPolicy = .drop
+    /// Receipts the queue holds before `whenFull` applies.
+    public var queueCapacity = 65_536
+    /// A receipts file is closed and a new one started past this many bytes.
+    public var maximumFileSize = 64 << 20
+
+    /// Receipts off.
+    public init() {}
+
+    func problems() -> [String] {
+        var problems: [String] = []
+        if let directory, directory.isEmpty { problems.append("receipts: the receipts directory must not be empty") }
+        if !(sampleRate > 0 && sampleRate <= 1) { problems.append("receipt-sample-rate: must be greater than 0 and at most 1") }
+        if queueCapacity < 16 || queueCapacity > 1 << 24 { problems.append("receipt-queue: must be between 16 and 16777216 receipts") }
+        if maximumFileSize < 4096 { problems.append("receipt-file-size: must be at least 4096 bytes") }
+        return problems
+    }
+}
+
+/// A parsed `host:port`.
+public struct MetricsAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    /// Parses `host:port` (`[::1]:9464` for IPv6); nil when malformed.
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        var host = String(text[..<colon])
+        guard let port = Int(text[text.index(after: colon)...]), port >= 0, port <= 65_535 else { return nil }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

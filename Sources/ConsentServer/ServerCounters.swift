@@ -15,6 +15,11 @@ public final class ServerCounters: Sendable {
     let reloadsOK = Atomic<UInt64>(0)
     let reloadsFailed = Atomic<UInt64>(0)
     let permissionDenied = Atomic<UInt64>(0)
+    let framesMalformed = Atomic<UInt64>(0)
+    let framesTooLarge = Atomic<UInt64>(0)
+    let connectionsIdleClosed = Atomic<UInt64>(0)
+    /// Requests handed to the blocking pool and not answered yet.
+    let inFlight = Atomic<Int>(0)
 
     init() {}
 
@@ -37,6 +42,8 @@ public final class ServerCounters: Sendable {
         counters.reloadsOk = reloadsOK.load(ordering: .relaxed)
         counters.reloadsFailed = reloadsFailed.load(ordering: .relaxed)
         counters.permissionDenied = permissionDenied.load(ordering: .relaxed)
+        counters.connectionsIdleClosed = connectionsIdleClosed.load(ordering: .relaxed)
+        counters.inFlight = UInt64(max(0, inFlight.load(ordering: .relaxed)))
         return counters
     }
 }

@@ -15,7 +15,7 @@ struct Consentctl: ParsableCommand {
         74 when the store cannot be opened, 77 when the daemon denies permission.
         """,
         version: "0.1.0",
-        subcommands: [CheckCommand.self, StatusCommand.self, BenchCommand.self, ConsentCommand.self, PolicyCommand.self]
+        subcommands: [CheckCommand.self, StatusCommand.self, BenchCommand.self, ConsentCommand.self, PolicyCommand.self, ReceiptsCommand.self]
     )
 }
 

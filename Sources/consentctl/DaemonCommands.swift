@@ -134,7 +134,18 @@ struct StatusCommand: ParsableCommand {
         }
         print("consent store: \(status.storePath), sequence \(status.consentSequence), \(status.subjects) subjects, \(status.records) records")
         print("requests \(counters.requests), decisions \(counters.decisions) (\(counters.allowed) allowed, \(counters.denied) denied), errors \(counters.errors)")
-        print("connections: \(counters.connectionsOpen) open, \(counters.connectionsAccepted) accepted, \(counters.connectionsRefused) refused; frames rejected \(counters.framesRejected); permission denied \(counters.permissionDenied)")
+        print("in flight: \(counters.inFlight) (consent writes and history on the blocking pool)")
+        print("connections: \(counters.connectionsOpen) open, \(counters.connectionsAccepted) accepted, \(counters.connectionsRefused) refused (limit), \(counters.connectionsIdleClosed) closed idle; frames rejected \(counters.framesRejected); permission denied \(counters.permissionDenied)")
         print("reloads: \(counters.reloadsOk) ok, \(counters.reloadsFailed) failed")
+        if status.receiptsDirectory.isEmpty {
+            print("receipts: off")
+        } else {
+            var line = "receipts: \(counters.receiptsWritten) written to \(status.receiptsDirectory), \(status.receiptsQueued) queued, \(counters.receiptsDropped) dropped"
+            if counters.receiptsDropped > 0 { line += " (LOST: see the gap markers in the receipts files)" }
+            print(line)
+            if !status.receiptsError.isEmpty { print("  last receipts error: \(status.receiptsError)") }
+        }
+        print("metrics: \(status.metricsAddress.isEmpty ? "off" : "http://\(status.metricsAddress)/metrics")")
+        print("you (this connection): \(status.callerRoles.isEmpty ? "no role" : status.callerRoles.joined(separator: " + "))")
     }
 }

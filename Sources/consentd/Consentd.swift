@@ -20,9 +20,22 @@ struct Consentd: AsyncParsableCommand {
         reloaded when a file changes). A reload that does not compile is reported in the log \
         and in `consentctl status`, and the last good policy set keeps serving.
 
-        Who may do what: anyone who can open the socket (see --socket-mode) may Check, \
-        CheckBatch, ListUses and Status; RecordConsent, History and EraseSubject are for the \
-        daemon's own user, root and --admin-uid users (peer credentials via SO_PEERCRED).
+        Who may do what (peer credentials via SO_PEERCRED): the daemon's own user and root may do \
+        everything, and so may --admin-uid users and members of --admin-gid groups (the peer's \
+        primary group). The check role (Check, CheckBatch, ListUses, Status) is open to anyone who \
+        can open the socket (see --socket-mode) unless --check-uid or --check-gid are given; then \
+        only those peers and administrators may check. A refused call is answered \
+        PERMISSION_DENIED and counted.
+
+        Receipts: with --receipts DIR, every decision (or --receipt-sample-rate of them) is \
+        appended to DIR/receipts-NNNNNN.jsonl by a background writer; the policy sources of each \
+        revision are kept in DIR/policies/<revision>, so `consentctl receipts replay DIR` can \
+        re-decide every receipt. The hot path never waits on the disk: receipts go through a \
+        bounded queue (--receipt-queue); when it is full, `drop` loses receipts (counted, \
+        reported by status and metrics, and marked as a gap in the file) and `block` stops \
+        reading requests until the writer catches up. SIGTERM writes everything queued first.
+
+        Metrics: --metrics 127.0.0.1:9464 serves Prometheus text at http://127.0.0.1:9464/metrics.
         """,
         version: ConsentDaemon.version
     )
@@ -40,7 +53,17 @@ struct Consentd: AsyncParsableCommand {
     @Option(help: "Seconds between checks of the policy directory; 0 = only on SIGHUP (default 0.5).") var policyPollInterval: Double?
     @Option(help: "Seconds between checks for other processes' consent writes (default 0.01).") var storePollInterval: Double?
     @Option(name: .customLong("admin-uid"), help: "A user id that may administer consent (repeatable).") var adminUIDs: [UInt32] = []
+    @Option(name: .customLong("admin-gid"), help: "A group id whose members may administer consent (repeatable).") var adminGIDs: [UInt32] = []
+    @Option(name: .customLong("check-uid"), help: "A user id that may check (repeatable; given any, other non-admins may not).") var checkUIDs: [UInt32] = []
+    @Option(name: .customLong("check-gid"), help: "A group id whose members may check (repeatable).") var checkGIDs: [UInt32] = []
     @Flag(help: "Let every peer administer consent (single-user machines and tests only).") var allowAnyAdmin = false
+    @Option(help: ArgumentHelp("Write decision receipts to this directory.", valueName: "dir")) var receipts: String?
+    @Option(help: "Fraction of decisions that get a receipt, in (0, 1] (default 1).") var receiptSampleRate: Double?
+    @Option(help: "How receipts name the subject: raw, hash (keyed with the store's erasure key) or omit (default raw).") var receiptSubject: String?
+    @Option(help: "When the receipt queue is full: drop (count and mark the gap) or block (stop reading requests) (default drop).") var receiptWhenFull: String?
+    @Option(help: "Receipts the queue holds (default 65536).") var receiptQueue: Int?
+    @Option(help: "Start a new receipts file past this many bytes (default 67108864).") var receiptFileSize: Int?
+    @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP on this address.", valueName: "host:port")) var metrics: String?
     @Option(help: "YAML configuration file.") var config: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String = "info"
 
@@ -82,8 +105,24 @@ struct Consentd: AsyncParsableCommand {
 
     static let fileKeys = [
         "policies", "store", "socket", "socket-mode", "max-frame-size", "max-connections", "max-in-flight", "max-batch-items",
-        "idle-timeout", "event-loops", "policy-poll-interval", "store-poll-interval", "admin-uids", "allow-any-admin",
+        "idle-timeout", "event-loops", "policy-poll-interval", "store-poll-interval", "admin-uids", "admin-gids", "check-uids",
+        "check-gids", "allow-any-admin", "receipts", "receipt-sample-rate", "receipt-subject", "receipt-when-full", "receipt-queue",
+        "receipt-file-size", "metrics",
     ]
+
+    static func subjectMode(_ text: String) throws -> ReceiptConfiguration.SubjectMode {
+        guard let mode = ReceiptConfiguration.SubjectMode(rawValue: text) else {
+            throw ConfigurationError(message: "receipt-subject '\(text)' is not raw, hash or omit")
+        }
+        return mode
+    }
+
+    static func fullPolicy(_ text: String) throws -> ReceiptConfiguration.FullPolicy {
+        guard let policy = ReceiptConfiguration.FullPolicy(rawValue: text) else {
+            throw ConfigurationError(message: "receipt-when-full '\(text)' is not drop or block")
+        }
+        return policy
+    }
 
     func makeConfiguration() throws -> ServerConfiguration {
         var configuration = ServerConfiguration()
@@ -106,7 +145,17 @@ struct Consentd: AsyncParsableCommand {
         if let policyPollInterval { configuration.policyPollInterval = policyPollInterval }
         if let storePollInterval { configuration.storePollInterval = storePollInterval }
         if !adminUIDs.isEmpty { configuration.adminUIDs = adminUIDs }
+        if !adminGIDs.isEmpty { configuration.adminGIDs = adminGIDs }
+        if !checkUIDs.isEmpty { configuration.checkUIDs = checkUIDs }
+        if !checkGIDs.isEmpty { configuration.checkGIDs = checkGIDs }
         if allowAnyAdmin { configuration.allowAnyAdmin = true }
+        if let receipts { configuration.receipts.directory = receipts }
+        if let receiptSampleRate { configuration.receipts.sampleRate = receiptSampleRate }
+        if let receiptSubject { configuration.receipts.subject = try Self.subjectMode(receiptSubject) }
+        if let receiptWhenFull { configuration.receipts.whenFull = try Self.fullPolicy(receiptWhenFull) }
+        if let receiptQueue { configuration.receipts.queueCapacity = receiptQueue }
+        if let receiptFileSize { configuration.receipts.maximumFileSize = receiptFileSize }
+        if let metrics { configuration.metricsAddress = metrics }
         let problems = configuration.problems()
         if !problems.isEmpty { throw ConfigurationError(message: "invalid configuration:\n  " + problems.joined(separator: "\n  ")) }
         return configuration
@@ -155,12 +204,25 @@ struct Consentd: AsyncParsableCommand {
             case "event-loops": configuration.eventLoops = try int()
             case "policy-poll-interval": configuration.policyPollInterval = try double()
             case "store-poll-interval": configuration.storePollInterval = try double()
-            case "admin-uids":
-                guard let list = value.sequence else { throw fail("expected a list of user ids") }
-                configuration.adminUIDs = try list.map { item in
-                    guard let uid = item.int, uid >= 0, uid <= Int(UInt32.max) else { throw fail("expected user ids") }
-                    return UInt32(uid)
+            case "admin-uids", "admin-gids", "check-uids", "check-gids":
+                guard let list = value.sequence else { throw fail("expected a list of ids") }
+                let ids = try list.map { item in
+                    guard let id = item.int, id >= 0, id <= Int(UInt32.max) else { throw fail("expected numeric ids") }
+                    return UInt32(id)
                 }
+                switch key {
+                case "admin-uids": configuration.adminUIDs = ids
+                case "admin-gids": configuration.adminGIDs = ids
+                case "check-uids": configuration.checkUIDs = ids
+                default: configuration.checkGIDs = ids
+                }
+            case "receipts": configuration.receipts.directory = try string()
+            case "receipt-sample-rate": configuration.receipts.sampleRate = try double()
+            case "receipt-subject": configuration.receipts.subject = try Self.subjectMode(try string())
+            case "receipt-when-full": configuration.receipts.whenFull = try Self.fullPolicy(try string())
+            case "receipt-queue": configuration.receipts.queueCapacity = try int()
+            case "receipt-file-size": configuration.receipts.maximumFileSize = try int()
+            case "metrics": configuration.metricsAddress = try string()
             case "allow-any-admin":
                 guard let flag = value.bool else { throw fail("expected true or false") }
                 configuration.allowAnyAdmin = flag

@@ -14,8 +14,15 @@ struct RequestProcessor {
     let state: ServerState
     private var policies: PolicyReader
     private var consent: SnapshotReader
-    /// The peer's user id from SO_PEERCRED, if known.
-    var peerUID: UInt32?
+    /// The peer's credentials from SO_PEERCRED, if known.
+    var peer: PeerCredentials? {
+        didSet { roles = state.roles(of: peer) }
+    }
+    /// What the peer may do.
+    private(set) var roles: PeerRoles
+    /// This connection's receipts, when receipts are on.
+    private var receipts: ConnectionReceipts?
+    private let metrics: DaemonMetrics?
     /// Pre-encoded response parts for the serving policy set (rebuilt after a reload).
     private var parts: CheckResponseParts?
     /// Reused buffers of the batch fast path.
@@ -27,6 +34,16 @@ struct RequestProcessor {
         self.state = state
         self.policies = PolicyReader(state.policies)
         self.consent = SnapshotReader(state.feed.index)
+        self.roles = state.roles(of: nil)
+        self.metrics = state.metrics
+        if let queue = state.receipts {
+            receipts = ConnectionReceipts(queue: queue, connection: state.nextConnectionNumber())
+        }
+    }
+
+    /// Hands this frame's receipts to the writer's queue.
+    mutating func flushReceipts() {
+        receipts?.flush()
     }
 
     /// What to do with a request.
@@ -40,7 +57,7 @@ struct RequestProcessor {
     /// Answers a plain Check straight from the frame's bytes into `buffer` (see `ParsedCheck`).
     /// Returns false, having written nothing, when the general path must answer.
     mutating func fastCheck(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
-        guard let check = ParsedCheck.parse(bytes) else { return false }
+        guard roles.check, let check = ParsedCheck.parse(bytes) else { return false }
         let subject = UnsafeRawBufferPointer(rebasing: bytes[check.subject])
         guard subject.count >= 1, subject.count <= 256, !subject.contains(where: { $0 >= 0x80 }) else { return false }
         let set = policies.current()
@@ -56,6 +73,16 @@ struct RequestProcessor {
         let decision = snapshot.withRecords(ofSubjectBytes: subject) { set.decide(resolved, records: $0) }
         ServerCounters.bump(state.counters.requests)
         count(decision)
+        if receipts != nil && receipts!.sample() {
+            receipts!.append(ReceiptInput(
+                subject: subject, purpose: UnsafeRawBufferPointer(rebasing: bytes[check.purpose]),
+                dataCategory: UnsafeRawBufferPointer(rebasing: bytes[check.data]),
+                jurisdiction: check.jurisdiction.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
+                channel: check.channel.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
+                gpc: check.gpc, uspOptOut: check.uspOptOut, requestedAt: check.at, time: check.at == nil ? at : .now(),
+                decision: decision, sequence: snapshot.sequence, kind: "check"
+            ), set: set)
+        }
         if parts?.set !== set { parts = CheckResponseParts(set: set) }
         parts!.writeFrame(id: check.id, decision: decision, sequence: snapshot.sequence, into: &buffer)
         return true
@@ -64,7 +91,7 @@ struct RequestProcessor {
     /// Answers a plain CheckBatch straight from the frame's bytes (see `fastCheck`); all items
     /// are resolved before anything is written, so a decline leaves `buffer` untouched.
     mutating func fastBatch(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
-        guard batch.parse(bytes), batch.items.count <= state.configuration.maximumBatchItems else { return false }
+        guard roles.check, batch.parse(bytes), batch.items.count <= state.configuration.maximumBatchItems else { return false }
         let set = policies.current()
         let context = batch.context
         let at = context.at ?? .now()
@@ -87,6 +114,17 @@ struct RequestProcessor {
             count(decision)
             batchDecisions.append(decision)
         }
+        if receipts != nil {
+            let time = context.at == nil ? at : Timestamp.now()
+            for (index, item) in batch.items.enumerated() where receipts!.sample() {
+                receipts!.append(ReceiptInput(
+                    subject: UnsafeRawBufferPointer(rebasing: bytes[item.subject]), purpose: UnsafeRawBufferPointer(rebasing: bytes[item.purpose]),
+                    dataCategory: UnsafeRawBufferPointer(rebasing: bytes[item.data]), jurisdiction: jurisdiction, channel: channel,
+                    gpc: context.gpc, uspOptOut: context.uspOptOut, requestedAt: context.at, time: time,
+                    decision: batchDecisions[index], sequence: snapshot.sequence, kind: "batch"
+                ), set: set)
+            }
+        }
         ServerCounters.bump(state.counters.requests)
         if parts?.set !== set { parts = CheckResponseParts(set: set) }
         parts!.writeBatchFrame(id: batch.id, decisions: batchDecisions, sequence: snapshot.sequence, into: &buffer)
@@ -101,37 +139,42 @@ struct RequestProcessor {
         }
         switch request.method {
         case let .check(check)?:
+            guard roles.check else { return .respond(permissionDenied(id, "Check")) }
             return .respond(self.check(id, check))
         case let .checkBatch(batch)?:
+            guard roles.check else { return .respond(permissionDenied(id, "CheckBatch")) }
             return .respond(self.checkBatch(id, batch))
         case let .listUses(list)?:
+            guard roles.check else { return .respond(permissionDenied(id, "ListUses")) }
             return .respond(self.listUses(id, list))
         case .status?:
+            guard roles.check else { return .respond(permissionDenied(id, "Status")) }
             return .respond(status(id))
         case let .recordConsent(record)?:
-            guard mayAdminister else { return .respond(permissionDenied(id, "RecordConsent")) }
+            guard roles.admin else { return .respond(permissionDenied(id, "RecordConsent")) }
             return offload(id) { state in try recordConsent(id, record, state: state) }
         case let .history(history)?:
-            guard mayAdminister else { return .respond(permissionDenied(id, "History")) }
+            guard roles.admin else { return .respond(permissionDenied(id, "History")) }
             return offload(id) { state in try subjectHistory(id, history, state: state) }
         case let .eraseSubject(erase)?:
-            guard mayAdminister else { return .respond(permissionDenied(id, "EraseSubject")) }
+            guard roles.admin else { return .respond(permissionDenied(id, "EraseSubject")) }
             return offload(id) { state in try eraseSubject(id, erase, state: state) }
         case nil:
             return .respond(error(id, .unknownMethod, "the request names no method this daemon knows (an empty or newer `method`)"))
         }
     }
 
-    var mayAdminister: Bool { state.mayAdminister(uid: peerUID) }
-
     func error(_ id: UInt64, _ code: Consentd_V1_ErrorCode, _ message: String) -> Consentd_V1_Response {
         ServerCounters.bump(state.counters.errors)
+        metrics?.refusedRequest(code)
         return .error(id: id, code, message)
     }
 
     func permissionDenied(_ id: UInt64, _ method: String) -> Consentd_V1_Response {
         ServerCounters.bump(state.counters.permissionDenied)
-        return error(id, .permissionDenied, "\(method) is for administrators; uid \(peerUID.map(String.init) ?? "unknown") may only check")
+        let who = peer.map { "uid \($0.uid) (gid \($0.gid), pid \($0.pid))" } ?? "a peer with unknown credentials"
+        let role = roles.check ? "may only check" : "has no role in this daemon's role map"
+        return error(id, .permissionDenied, "\(method) is not allowed: \(who) \(role)")
     }
 
     func offload(_ id: UInt64, _ work: @escaping @Sendable (ServerState) throws -> Consentd_V1_Response) -> Outcome {
@@ -142,12 +185,15 @@ struct RequestProcessor {
             } catch let error as StoreError {
                 ServerCounters.bump(state.counters.errors)
                 let code: Consentd_V1_ErrorCode = error.code == .invalidRecord ? .invalidArgument : .unavailable
+                state.metrics?.refusedRequest(code)
                 return .error(id: id, code, error.message)
             } catch let error as WireRecordError {
                 ServerCounters.bump(state.counters.errors)
+                state.metrics?.refusedRequest(.invalidArgument)
                 return .error(id: id, .invalidArgument, error.message)
             } catch {
                 ServerCounters.bump(state.counters.errors)
+                state.metrics?.refusedRequest(.internal)
                 state.logger.error("internal error", metadata: ["error": "\(error)"])
                 return .error(id: id, .internal, "internal error: \(error)")
             }
@@ -160,6 +206,30 @@ struct RequestProcessor {
     mutating func count(_ decision: Decision) {
         ServerCounters.bump(state.counters.decisions)
         if decision.isAllowed { ServerCounters.bump(state.counters.allowed) } else { ServerCounters.bump(state.counters.denied) }
+        metrics?.count(decision)
+    }
+
+    /// A receipt for a decision of the general (decoded) path.
+    mutating func receipt(
+        subject: String, purpose: String, dataCategory: String, context: RequestContext, time: Timestamp,
+        decision: Decision, sequence: UInt64, set: PolicySet, kind: StaticString
+    ) {
+        guard receipts != nil, receipts!.sample() else { return }
+        var joined: [UInt8] = []
+        var ends: [Int] = []
+        for field in [subject, purpose, dataCategory, context.jurisdiction ?? "", context.channel ?? ""] {
+            joined.append(contentsOf: field.utf8)
+            ends.append(joined.count)
+        }
+        joined.withUnsafeBytes { raw in
+            func field(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: raw[(i == 0 ? 0 : ends[i - 1])..<ends[i]]) }
+            receipts!.append(ReceiptInput(
+                subject: field(0), purpose: field(1), dataCategory: field(2),
+                jurisdiction: context.jurisdiction == nil ? nil : field(3), channel: context.channel == nil ? nil : field(4),
+                gpc: context.gpc, uspOptOut: context.uspOptOut, requestedAt: context.at, time: time,
+                decision: decision, sequence: sequence, kind: kind
+            ), set: set)
+        }
     }
 
     mutating func check(_ id: UInt64, _ check: Consentd_V1_CheckRequest) -> Consentd_V1_Response {
@@ -170,17 +240,20 @@ struct RequestProcessor {
         let now = Timestamp.now()
         var response = Consentd_V1_Response()
         response.id = id
+        let decision: Decision
         if check.explain {
             let explanation = set.explain(request, consent: records, now: now)
-            count(explanation.decision)
+            decision = explanation.decision
             var result = set.checkResponse(explanation.decision, sequence: snapshot.sequence)
             result.explanation = set.wireExplanation(explanation)
             response.check = result
         } else {
-            let decision = set.decide(request, consent: records, now: now)
-            count(decision)
+            decision = set.decide(request, consent: records, now: now)
             response.check = set.checkResponse(decision, sequence: snapshot.sequence)
         }
+        count(decision)
+        receipt(subject: request.subject, purpose: request.purpose, dataCategory: request.dataCategory, context: request.context,
+                time: now, decision: decision, sequence: snapshot.sequence, set: set, kind: "check")
         return response
     }
 
@@ -200,6 +273,8 @@ struct RequestProcessor {
             let request = DecisionRequest(subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context)
             let decision = set.decide(request, consent: snapshot.records(of: item.subjectID), now: now)
             count(decision)
+            receipt(subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context,
+                    time: now, decision: decision, sequence: snapshot.sequence, set: set, kind: "batch")
             result.results.append(set.checkResult(decision))
         }
         var response = Consentd_V1_Response()
@@ -224,6 +299,8 @@ struct RequestProcessor {
             for data in set.dataCategories.leaves {
                 let decision = set.decide(DecisionRequest(subject: list.subjectID, purpose: purpose, dataCategory: data, context: context), consent: records, now: now)
                 guard decision.isAllowed else { continue }
+                receipt(subject: list.subjectID, purpose: purpose, dataCategory: data, context: context,
+                        time: now, decision: decision, sequence: snapshot.sequence, set: set, kind: "list_uses")
                 result.uses.append(Consentd_V1_Use.with {
                     $0.purpose = purpose
                     $0.dataCategory = data
@@ -259,6 +336,15 @@ struct RequestProcessor {
         status.policyDirectory = state.configuration.policies
         status.storePath = state.configuration.store
         status.lastReloadMilliseconds = policyState.loadMilliseconds
+        if let receipts = state.receipts {
+            status.receiptsDirectory = receipts.configuration.directory ?? ""
+            status.receiptsError = receipts.lastError
+            status.receiptsQueued = UInt64(receipts.queued)
+            status.counters.receiptsWritten = receipts.writtenCount
+            status.counters.receiptsDropped = receipts.droppedCount
+        }
+        status.metricsAddress = state.metricsAddress
+        status.callerRoles = roles.names
         var response = Consentd_V1_Response()
         response.id = id
         response.status = status

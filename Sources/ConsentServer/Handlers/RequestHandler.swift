@@ -39,8 +39,12 @@ final class RequestHandler: ChannelDuplexHandler {
     /// Responses of the current read burst, written as one buffer.
     private var pending: ByteBuffer?
 
+    private let metrics: DaemonMetrics?
+    private var receiptWaitScheduled = false
+
     init(state: ServerState, threadPool: NIOThreadPool) {
         self.state = state
+        self.metrics = state.metrics
         self.processor = RequestProcessor(state: state)
         self.threadPool = threadPool
     }
@@ -59,7 +63,7 @@ final class RequestHandler: ChannelDuplexHandler {
         #if os(Linux)
         let future: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
         future.assumeIsolated().whenSuccess { credentials in
-            self.processor.peerUID = credentials.uid
+            self.processor.peer = credentials
         }
         #endif
     }
@@ -67,6 +71,8 @@ final class RequestHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         readsSinceCheck += 1
+        let started = metrics != nil ? DaemonMetrics.now() : 0
+        defer { processor.flushReceipts() }
         let frame = unwrapInboundIn(data)
         if pending == nil { pending = context.channel.allocator.buffer(capacity: 4096) }
         let answered = frame.withUnsafeReadableBytes { bytes in
@@ -74,6 +80,7 @@ final class RequestHandler: ChannelDuplexHandler {
         }
         if answered {
             needsFlush = true
+            metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
             return
         }
         let request: Consentd_V1_Request
@@ -86,10 +93,14 @@ final class RequestHandler: ChannelDuplexHandler {
         switch processor.process(request) {
         case let .respond(response):
             write(context: context, response)
+            metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
         case let .offload(work):
             inFlight += 1
+            state.counters.inFlight.add(1, ordering: .relaxed)
             threadPool.runIfActive(eventLoop: context.eventLoop, work).assumeIsolated().whenComplete { result in
                 self.inFlight -= 1
+                self.state.counters.inFlight.subtract(1, ordering: .relaxed)
+                self.metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
                 switch result {
                 case let .success(response): self.write(context: context, response)
                 case let .failure(error): self.write(context: context, .error(id: request.id, .unavailable, "could not run the request: \(error)"))
@@ -136,6 +147,7 @@ final class RequestHandler: ChannelDuplexHandler {
         guard !closing else { return }
         closing = true
         ServerCounters.bump(state.counters.framesRejected)
+        if case .tooLarge = error { ServerCounters.bump(state.counters.framesTooLarge) } else { ServerCounters.bump(state.counters.framesMalformed) }
         write(context: context, .error(id: 0, error.code, "\(error); closing the connection"))
         flushIfNeeded(context: context)
         context.close(promise: nil)
@@ -157,8 +169,26 @@ final class RequestHandler: ChannelDuplexHandler {
     func read(context: ChannelHandlerContext) {
         if inFlight >= state.configuration.maximumInFlight || !context.channel.isWritable {
             readPending = true
+        } else if state.receipts?.isCongested == true {
+            // `block` receipts: the writer is behind; read nothing more until its queue drains.
+            readPending = true
+            waitForReceipts(context: context)
         } else {
             context.read()
+        }
+    }
+
+    private func waitForReceipts(context: ChannelHandlerContext) {
+        guard !receiptWaitScheduled else { return }
+        receiptWaitScheduled = true
+        context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(1)) {
+            self.receiptWaitScheduled = false
+            guard context.channel.isActive, self.readPending else { return }
+            if self.state.receipts?.hasRoom == true {
+                self.resumeReadingIfPossible(context: context)
+            } else {
+                self.waitForReceipts(context: context)
+            }
         }
     }
 
@@ -169,6 +199,10 @@ final class RequestHandler: ChannelDuplexHandler {
 
     private func resumeReadingIfPossible(context: ChannelHandlerContext) {
         if readPending && inFlight < state.configuration.maximumInFlight && context.channel.isWritable {
+            if state.receipts?.isCongested == true && state.receipts?.hasRoom == false {
+                waitForReceipts(context: context)
+                return
+            }
             readPending = false
             context.read()
         }
@@ -202,6 +236,7 @@ final class RequestHandler: ChannelDuplexHandler {
             context.read()
             scheduleQuietCheck(context: context, deadline: NIODeadline.now() + .seconds(5))
         } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            ServerCounters.bump(state.counters.connectionsIdleClosed)
             context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)

@@ -64,6 +64,13 @@ public final class PolicyReloader: Service, Sendable {
             let files = try PolicyDirectory.read(directory)
             let result = PolicyCompiler.compile(files.policies, vocabulary: state.vocabulary)
             if let set = result.policySet {
+                if let directory = state.configuration.receipts.directory {
+                    // Receipts name the revision; keep its sources before any receipt can name it.
+                    do { try PolicyArchive.save(files.policies, revision: set.revision, receipts: directory) } catch {
+                        state.receipts?.recordWriteFailure(lost: 0, error: "\(error)")
+                        state.logger.error("cannot archive the policy sources for receipts", metadata: ["revision": "\(set.revision)", "error": "\(error)"])
+                    }
+                }
                 let previous = state.policies.set.revision
                 let elapsed = ContinuousClock.now - started
                 let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15

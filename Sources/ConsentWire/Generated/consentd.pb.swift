@@ -1126,6 +1126,19 @@ public nonisolated struct Consentd_V1_Counters: Sendable {
 
   public var connectionsRefused: UInt64 = 0
 
+  /// Decision receipts appended to the receipts files.
+  public var receiptsWritten: UInt64 = 0
+
+  /// Decision receipts lost (queue full in `drop` mode, over the bound in `block` mode, or a
+  /// failed write); each loss is also marked in the receipts files.
+  public var receiptsDropped: UInt64 = 0
+
+  /// Requests being worked on off the event loops (consent writes, history).
+  public var inFlight: UInt64 = 0
+
+  /// Connections closed for sending nothing within the idle timeout.
+  public var connectionsIdleClosed: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1214,6 +1227,36 @@ public nonisolated struct Consentd_V1_StatusResponse: @unchecked Sendable {
   public var lastReloadMilliseconds: Double {
     get {_storage._lastReloadMilliseconds}
     set {_uniqueStorage()._lastReloadMilliseconds = newValue}
+  }
+
+  /// Where decision receipts go; empty when receipts are off.
+  public var receiptsDirectory: String {
+    get {_storage._receiptsDirectory}
+    set {_uniqueStorage()._receiptsDirectory = newValue}
+  }
+
+  /// The last error writing receipts (e.g. a full disk); empty when the last write succeeded.
+  public var receiptsError: String {
+    get {_storage._receiptsError}
+    set {_uniqueStorage()._receiptsError = newValue}
+  }
+
+  /// Receipts waiting in the queue for the writer.
+  public var receiptsQueued: UInt64 {
+    get {_storage._receiptsQueued}
+    set {_uniqueStorage()._receiptsQueued = newValue}
+  }
+
+  /// The Prometheus listener ("127.0.0.1:9464"); empty when metrics are off.
+  public var metricsAddress: String {
+    get {_storage._metricsAddress}
+    set {_uniqueStorage()._metricsAddress = newValue}
+  }
+
+  /// The caller's roles as the daemon sees them: "check", "admin".
+  public var callerRoles: [String] {
+    get {_storage._callerRoles}
+    set {_uniqueStorage()._callerRoles = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -2729,7 +2772,7 @@ nonisolated extension Consentd_V1_Diagnostic: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Consentd_V1_Counters: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Counters"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}requests\0\u{1}decisions\0\u{1}allowed\0\u{1}denied\0\u{1}errors\0\u{3}connections_accepted\0\u{3}connections_open\0\u{3}frames_rejected\0\u{3}reloads_ok\0\u{3}reloads_failed\0\u{3}permission_denied\0\u{3}connections_refused\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}requests\0\u{1}decisions\0\u{1}allowed\0\u{1}denied\0\u{1}errors\0\u{3}connections_accepted\0\u{3}connections_open\0\u{3}frames_rejected\0\u{3}reloads_ok\0\u{3}reloads_failed\0\u{3}permission_denied\0\u{3}connections_refused\0\u{3}receipts_written\0\u{3}receipts_dropped\0\u{3}in_flight\0\u{3}connections_idle_closed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2749,6 +2792,10 @@ nonisolated extension Consentd_V1_Counters: SwiftProtobuf.Message, SwiftProtobuf
       case 10: try { try decoder.decodeSingularUInt64Field(value: &self.reloadsFailed) }()
       case 11: try { try decoder.decodeSingularUInt64Field(value: &self.permissionDenied) }()
       case 12: try { try decoder.decodeSingularUInt64Field(value: &self.connectionsRefused) }()
+      case 13: try { try decoder.decodeSingularUInt64Field(value: &self.receiptsWritten) }()
+      case 14: try { try decoder.decodeSingularUInt64Field(value: &self.receiptsDropped) }()
+      case 15: try { try decoder.decodeSingularUInt64Field(value: &self.inFlight) }()
+      case 16: try { try decoder.decodeSingularUInt64Field(value: &self.connectionsIdleClosed) }()
       default: break
       }
     }
@@ -2791,6 +2838,18 @@ nonisolated extension Consentd_V1_Counters: SwiftProtobuf.Message, SwiftProtobuf
     if self.connectionsRefused != 0 {
       try visitor.visitSingularUInt64Field(value: self.connectionsRefused, fieldNumber: 12)
     }
+    if self.receiptsWritten != 0 {
+      try visitor.visitSingularUInt64Field(value: self.receiptsWritten, fieldNumber: 13)
+    }
+    if self.receiptsDropped != 0 {
+      try visitor.visitSingularUInt64Field(value: self.receiptsDropped, fieldNumber: 14)
+    }
+    if self.inFlight != 0 {
+      try visitor.visitSingularUInt64Field(value: self.inFlight, fieldNumber: 15)
+    }
+    if self.connectionsIdleClosed != 0 {
+      try visitor.visitSingularUInt64Field(value: self.connectionsIdleClosed, fieldNumber: 16)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2807,6 +2866,10 @@ nonisolated extension Consentd_V1_Counters: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.reloadsFailed != rhs.reloadsFailed {return false}
     if lhs.permissionDenied != rhs.permissionDenied {return false}
     if lhs.connectionsRefused != rhs.connectionsRefused {return false}
+    if lhs.receiptsWritten != rhs.receiptsWritten {return false}
+    if lhs.receiptsDropped != rhs.receiptsDropped {return false}
+    if lhs.inFlight != rhs.inFlight {return false}
+    if lhs.connectionsIdleClosed != rhs.connectionsIdleClosed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2814,7 +2877,7 @@ nonisolated extension Consentd_V1_Counters: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{3}policy_revision\0\u{3}policy_loaded_at\0\u{3}policy_errors\0\u{3}consent_sequence\0\u{1}subjects\0\u{1}records\0\u{1}counters\0\u{3}started_at\0\u{1}rules\0\u{3}policy_directory\0\u{3}store_path\0\u{3}last_reload_milliseconds\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{3}policy_revision\0\u{3}policy_loaded_at\0\u{3}policy_errors\0\u{3}consent_sequence\0\u{1}subjects\0\u{1}records\0\u{1}counters\0\u{3}started_at\0\u{1}rules\0\u{3}policy_directory\0\u{3}store_path\0\u{3}last_reload_milliseconds\0\u{3}receipts_directory\0\u{3}receipts_error\0\u{3}receipts_queued\0\u{3}metrics_address\0\u{3}caller_roles\0")
 
   fileprivate class _StorageClass {
     var _version: String = String()
@@ -2830,6 +2893,11 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
     var _policyDirectory: String = String()
     var _storePath: String = String()
     var _lastReloadMilliseconds: Double = 0
+    var _receiptsDirectory: String = String()
+    var _receiptsError: String = String()
+    var _receiptsQueued: UInt64 = 0
+    var _metricsAddress: String = String()
+    var _callerRoles: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2853,6 +2921,11 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
       _policyDirectory = source._policyDirectory
       _storePath = source._storePath
       _lastReloadMilliseconds = source._lastReloadMilliseconds
+      _receiptsDirectory = source._receiptsDirectory
+      _receiptsError = source._receiptsError
+      _receiptsQueued = source._receiptsQueued
+      _metricsAddress = source._metricsAddress
+      _callerRoles = source._callerRoles
     }
   }
 
@@ -2884,6 +2957,11 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
         case 11: try { try decoder.decodeSingularStringField(value: &_storage._policyDirectory) }()
         case 12: try { try decoder.decodeSingularStringField(value: &_storage._storePath) }()
         case 13: try { try decoder.decodeSingularDoubleField(value: &_storage._lastReloadMilliseconds) }()
+        case 14: try { try decoder.decodeSingularStringField(value: &_storage._receiptsDirectory) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._receiptsError) }()
+        case 16: try { try decoder.decodeSingularUInt64Field(value: &_storage._receiptsQueued) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._metricsAddress) }()
+        case 18: try { try decoder.decodeRepeatedStringField(value: &_storage._callerRoles) }()
         default: break
         }
       }
@@ -2935,6 +3013,21 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
       if _storage._lastReloadMilliseconds.bitPattern != 0 {
         try visitor.visitSingularDoubleField(value: _storage._lastReloadMilliseconds, fieldNumber: 13)
       }
+      if !_storage._receiptsDirectory.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._receiptsDirectory, fieldNumber: 14)
+      }
+      if !_storage._receiptsError.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._receiptsError, fieldNumber: 15)
+      }
+      if _storage._receiptsQueued != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._receiptsQueued, fieldNumber: 16)
+      }
+      if !_storage._metricsAddress.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._metricsAddress, fieldNumber: 17)
+      }
+      if !_storage._callerRoles.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._callerRoles, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2957,6 +3050,11 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
         if _storage._policyDirectory != rhs_storage._policyDirectory {return false}
         if _storage._storePath != rhs_storage._storePath {return false}
         if _storage._lastReloadMilliseconds != rhs_storage._lastReloadMilliseconds {return false}
+        if _storage._receiptsDirectory != rhs_storage._receiptsDirectory {return false}
+        if _storage._receiptsError != rhs_storage._receiptsError {return false}
+        if _storage._receiptsQueued != rhs_storage._receiptsQueued {return false}
+        if _storage._metricsAddress != rhs_storage._metricsAddress {return false}
+        if _storage._callerRoles != rhs_storage._callerRoles {return false}
         return true
       }
       if !storagesAreEqual {return false}

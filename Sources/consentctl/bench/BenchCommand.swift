@@ -50,6 +50,7 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Skip the echo floor.") var noFloor = false
     @Flag(help: "Run against the decision core in this process, without a socket.") var inProcess = false
     @Option(help: "With --in-process: load consent from this store file instead of generating subjects.") var store: String?
+    @Option(help: ArgumentHelp("Write the request pool as varint-delimited consentd.v1.Request frames to this file and exit (after recording the population unless --skip-load), for other load generators such as the C client's consentd-load.", valueName: "file")) var writeRequests: String?
 
     func validate() throws {
         guard connections >= 1, connections <= 4096 else { throw ValidationError("--connections must be between 1 and 4096") }
@@ -93,6 +94,13 @@ struct BenchCommand: ParsableCommand {
         }
 
         if let subjects, subjects > 0, !skipLoad { try recordPopulation(set: set, count: subjects) }
+        if let writeRequests {
+            var bytes: [UInt8] = []
+            for request in pool.requests { bytes += FrameCodec.frame(request.body) }
+            try Data(bytes).write(to: URL(fileURLWithPath: writeRequests))
+            print("wrote \(pool.requests.count) requests (\(workloadMix.description)) to \(writeRequests)")
+            return
+        }
 
         var floor: LoadResult?
         if !noFloor {

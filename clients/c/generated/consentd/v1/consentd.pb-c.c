@@ -3341,7 +3341,7 @@ const ProtobufCMessageDescriptor consentd__v1__diagnostic__descriptor =
   (ProtobufCMessageInit) consentd__v1__diagnostic__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor consentd__v1__counters__field_descriptors[12] =
+static const ProtobufCFieldDescriptor consentd__v1__counters__field_descriptors[16] =
 {
   {
     "requests",
@@ -3487,17 +3487,69 @@ static const ProtobufCFieldDescriptor consentd__v1__counters__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "receipts_written",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__Counters, receipts_written),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "receipts_dropped",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__Counters, receipts_dropped),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "in_flight",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__Counters, in_flight),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "connections_idle_closed",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__Counters, connections_idle_closed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned consentd__v1__counters__field_indices_by_name[] = {
   2,   /* field[2] = allowed */
   5,   /* field[5] = connections_accepted */
+  15,   /* field[15] = connections_idle_closed */
   6,   /* field[6] = connections_open */
   11,   /* field[11] = connections_refused */
   1,   /* field[1] = decisions */
   3,   /* field[3] = denied */
   4,   /* field[4] = errors */
   7,   /* field[7] = frames_rejected */
+  14,   /* field[14] = in_flight */
   10,   /* field[10] = permission_denied */
+  13,   /* field[13] = receipts_dropped */
+  12,   /* field[12] = receipts_written */
   9,   /* field[9] = reloads_failed */
   8,   /* field[8] = reloads_ok */
   0,   /* field[0] = requests */
@@ -3505,7 +3557,7 @@ static const unsigned consentd__v1__counters__field_indices_by_name[] = {
 static const ProtobufCIntRange consentd__v1__counters__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor consentd__v1__counters__descriptor =
 {
@@ -3515,14 +3567,14 @@ const ProtobufCMessageDescriptor consentd__v1__counters__descriptor =
   "Consentd__V1__Counters",
   "consentd.v1",
   sizeof(Consentd__V1__Counters),
-  12,
+  16,
   consentd__v1__counters__field_descriptors,
   consentd__v1__counters__field_indices_by_name,
   1,  consentd__v1__counters__number_ranges,
   (ProtobufCMessageInit) consentd__v1__counters__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor consentd__v1__status_response__field_descriptors[13] =
+static const ProtobufCFieldDescriptor consentd__v1__status_response__field_descriptors[18] =
 {
   {
     "version",
@@ -3680,15 +3732,80 @@ static const ProtobufCFieldDescriptor consentd__v1__status_response__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "receipts_directory",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__StatusResponse, receipts_directory),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "receipts_error",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__StatusResponse, receipts_error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "receipts_queued",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__StatusResponse, receipts_queued),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "metrics_address",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__StatusResponse, metrics_address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "caller_roles",
+    18,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Consentd__V1__StatusResponse, n_caller_roles),
+    offsetof(Consentd__V1__StatusResponse, caller_roles),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned consentd__v1__status_response__field_indices_by_name[] = {
+  17,   /* field[17] = caller_roles */
   4,   /* field[4] = consent_sequence */
   7,   /* field[7] = counters */
   12,   /* field[12] = last_reload_milliseconds */
+  16,   /* field[16] = metrics_address */
   10,   /* field[10] = policy_directory */
   3,   /* field[3] = policy_errors */
   2,   /* field[2] = policy_loaded_at */
   1,   /* field[1] = policy_revision */
+  13,   /* field[13] = receipts_directory */
+  14,   /* field[14] = receipts_error */
+  15,   /* field[15] = receipts_queued */
   6,   /* field[6] = records */
   9,   /* field[9] = rules */
   8,   /* field[8] = started_at */
@@ -3699,7 +3816,7 @@ static const unsigned consentd__v1__status_response__field_indices_by_name[] = {
 static const ProtobufCIntRange consentd__v1__status_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 13 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor consentd__v1__status_response__descriptor =
 {
@@ -3709,7 +3826,7 @@ const ProtobufCMessageDescriptor consentd__v1__status_response__descriptor =
   "Consentd__V1__StatusResponse",
   "consentd.v1",
   sizeof(Consentd__V1__StatusResponse),
-  13,
+  18,
   consentd__v1__status_response__field_descriptors,
   consentd__v1__status_response__field_indices_by_name,
   1,  consentd__v1__status_response__number_ranges,

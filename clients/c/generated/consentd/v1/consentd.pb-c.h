@@ -659,10 +659,27 @@ struct  Consentd__V1__Counters
   uint64_t reloads_failed;
   uint64_t permission_denied;
   uint64_t connections_refused;
+  /*
+   * Decision receipts appended to the receipts files.
+   */
+  uint64_t receipts_written;
+  /*
+   * Decision receipts lost (queue full in `drop` mode, over the bound in `block` mode, or a
+   * failed write); each loss is also marked in the receipts files.
+   */
+  uint64_t receipts_dropped;
+  /*
+   * Requests being worked on off the event loops (consent writes, history).
+   */
+  uint64_t in_flight;
+  /*
+   * Connections closed for sending nothing within the idle timeout.
+   */
+  uint64_t connections_idle_closed;
 };
 #define CONSENTD__V1__COUNTERS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&consentd__v1__counters__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Consentd__V1__StatusResponse
@@ -691,10 +708,31 @@ struct  Consentd__V1__StatusResponse
    * How long the last successful load took to read, compile and swap in, in milliseconds.
    */
   double last_reload_milliseconds;
+  /*
+   * Where decision receipts go; empty when receipts are off.
+   */
+  char *receipts_directory;
+  /*
+   * The last error writing receipts (e.g. a full disk); empty when the last write succeeded.
+   */
+  char *receipts_error;
+  /*
+   * Receipts waiting in the queue for the writer.
+   */
+  uint64_t receipts_queued;
+  /*
+   * The Prometheus listener ("127.0.0.1:9464"); empty when metrics are off.
+   */
+  char *metrics_address;
+  /*
+   * The caller's roles as the daemon sees them: "check", "admin".
+   */
+  size_t n_caller_roles;
+  char **caller_roles;
 };
 #define CONSENTD__V1__STATUS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&consentd__v1__status_response__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0, 0, 0, NULL, NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0, 0, 0, NULL, NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 /* Consentd__V1__Request methods */

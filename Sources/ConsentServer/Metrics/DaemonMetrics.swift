@@ -1,0 +1,162 @@
+import ConsentModel
+import ConsentWire
+import CoreMetrics
+import PolicyEngine
+import Prometheus
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The daemon's Prometheus metrics, made through the swift-metrics API on a registry of this
+/// daemon's own (no process-global bootstrap, so several daemons can live in one process).
+///
+/// On the hot path: one counter per (decision, reason) and the request latency histogram, both
+/// touched only when metrics are on. Everything the daemon already counts for Status (connections,
+/// rejected frames, reloads, receipts) is read from those relaxed atomics when a scrape comes,
+/// and the swift-metrics counters are advanced by the difference, so the event loops pay nothing
+/// extra for them.
+public final class DaemonMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
+
+    /// `consentd_decisions_total{decision, reason}`, indexed by `ReasonCode.rawValue`.
+    private let decisions: [CoreMetrics.Counter]
+    /// `consentd_request_duration_seconds`: from a frame's arrival at the handler to its answer
+    /// being encoded (decode + decide + encode; consent writes until their answer is ready).
+    private let latency: CoreMetrics.Timer
+    /// `consentd_requests_refused_total{code}`, indexed by error code.
+    private let refused: [Int: CoreMetrics.Counter]
+
+    private struct Synced {
+        var last: [String: UInt64] = [:]
+        var revision: (String, CoreMetrics.Gauge)?
+    }
+    private let synced = Mutex(Synced())
+    private let counters: [(name: String, dimensions: [(String, String)], read: @Sendable (ServerState) -> UInt64)]
+    private let syncedCounters: [String: CoreMetrics.Counter]
+    private let gauges: [(name: String, gauge: CoreMetrics.Gauge, read: @Sendable (ServerState) -> Double)]
+
+    public init() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // Decisions take microseconds; the default buckets start at 5 ms.
+        factory.durationHistogramBuckets["consentd_request_duration_seconds"] = [
+            .microseconds(2), .microseconds(5), .microseconds(10), .microseconds(25), .microseconds(50), .microseconds(100),
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+            .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1),
+        ]
+        self.factory = factory
+        var decisions: [CoreMetrics.Counter] = []
+        for raw in 0...UInt8(ReasonCode.allCases.map(\.rawValue).max()!) {
+            let reason = ReasonCode(rawValue: raw)
+            let dimensions = reason.map { [("decision", $0.isAllow ? "allow" : "deny"), ("reason", $0.description)] } ?? [("decision", "deny"), ("reason", "UNSPECIFIED")]
+            decisions.append(CoreMetrics.Counter(label: "consentd_decisions_total", dimensions: dimensions, factory: factory))
+        }
+        self.decisions = decisions
+        latency = CoreMetrics.Timer(label: "consentd_request_duration_seconds", dimensions: [], factory: factory)
+        var refused: [Int: CoreMetrics.Counter] = [:]
+        for code in Consentd_V1_ErrorCode.allCases where code != .unspecified {
+            if case .UNRECOGNIZED = code { continue }
+            refused[code.rawValue] = CoreMetrics.Counter(label: "consentd_requests_refused_total", dimensions: [("code", DaemonMetrics.name(of: code))], factory: factory)
+        }
+        self.refused = refused
+
+        let c: [(String, [(String, String)], @Sendable (ServerState) -> UInt64)] = [
+            ("consentd_requests_total", [], { $0.counters.requests.load(ordering: .relaxed) }),
+            ("consentd_connections_accepted_total", [], { $0.counters.connectionsAccepted.load(ordering: .relaxed) }),
+            ("consentd_connections_refused_total", [], { $0.counters.connectionsRefused.load(ordering: .relaxed) }),
+            ("consentd_connections_idle_closed_total", [], { $0.counters.connectionsIdleClosed.load(ordering: .relaxed) }),
+            ("consentd_frames_rejected_total", [("cause", "malformed")], { $0.counters.framesMalformed.load(ordering: .relaxed) }),
+            ("consentd_frames_rejected_total", [("cause", "too_large")], { $0.counters.framesTooLarge.load(ordering: .relaxed) }),
+            ("consentd_policy_reloads_total", [("result", "ok")], { $0.counters.reloadsOK.load(ordering: .relaxed) }),
+            ("consentd_policy_reloads_total", [("result", "failed")], { $0.counters.reloadsFailed.load(ordering: .relaxed) }),
+            ("consentd_receipts_written_total", [], { $0.receipts?.writtenCount ?? 0 }),
+            ("consentd_receipts_dropped_total", [], { $0.receipts?.droppedCount ?? 0 }),
+        ]
+        counters = c.map { (name: $0.0, dimensions: $0.1, read: $0.2) }
+        var synced: [String: CoreMetrics.Counter] = [:]
+        for entry in c {
+            synced[DaemonMetrics.key(entry.0, entry.1)] = CoreMetrics.Counter(label: entry.0, dimensions: entry.1, factory: factory)
+        }
+        syncedCounters = synced
+        let g: [(String, @Sendable (ServerState) -> Double)] = [
+            ("consentd_requests_in_flight", { Double($0.counters.inFlight.load(ordering: .relaxed)) }),
+            ("consentd_connections_open", { Double($0.counters.connectionsOpen.load(ordering: .relaxed)) }),
+            ("consentd_consent_index_subjects", { Double($0.feed.index.snapshot().subjectCount) }),
+            ("consentd_consent_index_records", { Double($0.feed.index.snapshot().recordCount) }),
+            ("consentd_consent_sequence", { Double($0.feed.index.snapshot().sequence) }),
+            ("consentd_policy_rules", { Double($0.policies.set.rules.count) }),
+            ("consentd_policy_last_load_seconds", { $0.policies.current.loadMilliseconds / 1000 }),
+            ("consentd_receipts_queued", { Double($0.receipts?.queued ?? 0) }),
+        ]
+        gauges = g.map { (name: $0.0, gauge: CoreMetrics.Gauge(label: $0.0, dimensions: [], factory: factory), read: $0.1) }
+    }
+
+    private static func key(_ name: String, _ dimensions: [(String, String)]) -> String {
+        name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+    }
+
+    static func name(of code: Consentd_V1_ErrorCode) -> String {
+        switch code {
+        case .malformedFrame: "malformed_frame"
+        case .frameTooLarge: "frame_too_large"
+        case .unknownMethod: "unknown_method"
+        case .unknownField: "unknown_field"
+        case .invalidArgument: "invalid_argument"
+        case .permissionDenied: "permission_denied"
+        case .unavailable: "unavailable"
+        case .internal: "internal"
+        case .resourceExhausted: "resource_exhausted"
+        case .shuttingDown: "shutting_down"
+        default: "other"
+        }
+    }
+
+    @inline(__always)
+    func count(_ decision: Decision) {
+        decisions[Int(decision.reason.rawValue)].increment()
+    }
+
+    func refusedRequest(_ code: Consentd_V1_ErrorCode) {
+        refused[code.rawValue]?.increment()
+    }
+
+    @inline(__always)
+    func recordLatency(nanoseconds: Int64) {
+        latency.recordNanoseconds(nanoseconds)
+    }
+
+    /// Monotonic nanoseconds, for latency.
+    @inline(__always)
+    static func now() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
+
+    /// The Prometheus text exposition of everything, after bringing the counters read from the
+    /// daemon's atomics up to date.
+    public func scrape(_ state: ServerState) -> [UInt8] {
+        synced.withLock { synced in
+            for entry in counters {
+                let key = DaemonMetrics.key(entry.name, entry.dimensions)
+                let value = entry.read(state)
+                let last = synced.last[key] ?? 0
+                if value > last { syncedCounters[key]?.increment(by: Int64(value - last)) }
+                synced.last[key] = max(value, last)
+            }
+            for entry in gauges { entry.gauge.record(entry.read(state)) }
+            let revision = state.policies.set.revision
+            if synced.revision?.0 != revision {
+                synced.revision?.1.destroy()
+                let gauge = CoreMetrics.Gauge(label: "consentd_policy_revision_info", dimensions: [("revision", revision)], factory: factory)
+                gauge.record(1)
+                synced.revision = (revision, gauge)
+            }
+        }
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}

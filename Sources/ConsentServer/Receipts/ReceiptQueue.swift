@@ -1,0 +1,121 @@
+import ConsentModel
+import ConsentStore
+import Foundation
+import Synchronization
+
+/// The bounded queue between the event loops, which encode receipts, and the writer thread,
+/// which appends them to disk. The hot path takes one short lock per frame and never waits on
+/// the disk; what happens when the queue is full is the configured policy, and every receipt
+/// that is lost is counted and marked in the files.
+public final class ReceiptQueue: Sendable {
+    private struct State {
+        var bytes: [UInt8] = []
+        var count = 0
+        /// Receipts dropped since the last line in `bytes` (marked as a gap before the next one).
+        var gap: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+    let configuration: ReceiptConfiguration
+    /// Names this daemon run in decision ids.
+    let instance: String
+    let sampleRate: Double
+    let subjectMode: ReceiptConfiguration.SubjectMode
+    private let hasher: (@Sendable (String) -> String)?
+    /// Receipts the queue holds before the full policy applies.
+    let capacity: Int
+    /// The most the queue ever holds (`block` mode admits receipts of requests already read past
+    /// `capacity` up to here).
+    let hardLimit: Int
+
+    private let queuedCount = Atomic<Int>(0)
+    let written = Atomic<UInt64>(0)
+    let dropped = Atomic<UInt64>(0)
+    private let lastErrorText = Mutex<String>("")
+
+    /// - Parameter hasher: the consent store's keyed subject hash, for `subject: hash`.
+    init(configuration: ReceiptConfiguration, instance: String, hasher: (@Sendable (String) -> String)?) {
+        self.configuration = configuration
+        self.instance = instance
+        sampleRate = configuration.sampleRate
+        subjectMode = configuration.subject
+        self.hasher = hasher
+        capacity = configuration.queueCapacity
+        hardLimit = configuration.whenFull == .block ? configuration.queueCapacity * 2 : configuration.queueCapacity
+    }
+
+    /// Receipts waiting for the writer.
+    public var queued: Int { queuedCount.load(ordering: .relaxed) }
+    /// Receipts appended to the files.
+    public var writtenCount: UInt64 { written.load(ordering: .relaxed) }
+    /// Receipts lost.
+    public var droppedCount: UInt64 { dropped.load(ordering: .relaxed) }
+    /// The last write error, or "" when the last write succeeded.
+    public var lastError: String { lastErrorText.withLock { $0 } }
+
+    /// In `block` mode: the connections should stop reading until the queue drains.
+    var isCongested: Bool { configuration.whenFull == .block && queued >= capacity }
+    /// In `block` mode: reading may resume.
+    var hasRoom: Bool { queued < capacity / 2 }
+
+    func subjectHash(_ subject: UnsafeRawBufferPointer) -> String {
+        hasher?(String(decoding: subject, as: UTF8.self)) ?? ""
+    }
+
+    /// Moves the lines of one frame into the queue: as many as fit, the rest dropped and counted.
+    func enqueue(_ lines: inout ReceiptLines) {
+        let (accepted, lost) = state.withLock { state -> (Int, Int) in
+            let room = max(0, hardLimit - state.count)
+            let take = min(room, lines.count)
+            if take > 0 {
+                if state.gap > 0 {
+                    ReceiptQueue.appendGap(state.gap, reason: "queue full", to: &state.bytes)
+                    state.gap = 0
+                }
+                let end = take == lines.count ? lines.bytes.count : lines.ends[take - 1]
+                state.bytes.append(contentsOf: lines.bytes[0..<end])
+                state.count += take
+            }
+            state.gap += UInt64(lines.count - take)
+            return (take, lines.count - take)
+        }
+        if accepted > 0 { queuedCount.add(accepted, ordering: .relaxed) }
+        if lost > 0 { dropped.add(UInt64(lost), ordering: .relaxed) }
+        lines.removeAll()
+    }
+
+    /// Takes everything queued (swapping in `spare`, which must be empty) for the writer.
+    func take(swapping spare: inout [UInt8]) -> Int {
+        let count = state.withLock { state -> Int in
+            if state.gap > 0 {
+                ReceiptQueue.appendGap(state.gap, reason: "queue full", to: &state.bytes)
+                state.gap = 0
+            }
+            swap(&state.bytes, &spare)
+            defer { state.count = 0 }
+            return state.count
+        }
+        if count > 0 { queuedCount.subtract(count, ordering: .relaxed) }
+        return count
+    }
+
+    func recordWritten(_ count: Int) {
+        written.add(UInt64(count), ordering: .relaxed)
+        lastErrorText.withLock { if !$0.isEmpty { $0 = "" } }
+    }
+
+    func recordWriteFailure(lost count: Int, error: String) {
+        dropped.add(UInt64(count), ordering: .relaxed)
+        lastErrorText.withLock { $0 = error }
+    }
+
+    /// `{"gap":{"dropped":N,"reason":"…"}}`: receipts that should be here and are not.
+    static func appendGap(_ count: UInt64, reason: String, to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"gap":{"dropped":"#.utf8)
+        ReceiptJSON.appendDecimal(count, to: &out)
+        out.append(contentsOf: #","reason":"#.utf8)
+        var text = reason
+        text.withUTF8 { ReceiptJSON.appendString(UnsafeRawBufferPointer($0), to: &out) }
+        out.append(contentsOf: "}}\n".utf8)
+    }
+}

@@ -1,0 +1,282 @@
+import ConsentModel
+import ConsentStore
+import Foundation
+import PolicyEngine
+
+/// One receipt line as written by the daemon.
+public struct Receipt: Decodable, Sendable {
+    public struct Context: Decodable, Sendable {
+        public var jurisdiction: String?
+        public var gpc: Bool?
+        public var usp_opt_out: Bool?
+        public var channel: String?
+        public var at: String?
+    }
+
+    public var id: String
+    public var time: String
+    public var subject: String?
+    public var subject_hash: String?
+    public var purpose: String
+    public var data_category: String
+    public var context: Context
+    public var decision: String
+    public var reason: String
+    public var rule: String?
+    public var record: UInt64
+    public var revision: String
+    public var sequence: UInt64
+    public var kind: String?
+}
+
+private struct GapLine: Decodable {
+    struct Gap: Decodable {
+        var dropped: UInt64
+        var reason: String
+    }
+    var gap: Gap
+}
+
+/// What a replay found.
+public struct ReceiptReplayReport: Sendable {
+    /// A receipt whose replayed decision differs, or a line or revision that cannot be checked
+    /// and should be checkable.
+    public struct Finding: Sendable, CustomStringConvertible {
+        /// `file:line`.
+        public var location: String
+        public var id: String
+        public var message: String
+        public var description: String { "\(location): \(id.isEmpty ? "" : id + ": ")\(message)" }
+    }
+
+    /// Receipt lines read.
+    public var receipts = 0
+    /// Receipts re-decided with the same outcome.
+    public var matched = 0
+    /// Receipts whose replay differs (decision, reason, rule or relied-on record), unreadable
+    /// lines, and receipts naming a revision whose sources are missing or altered.
+    public var mismatches: [Finding] = []
+    /// Receipts that cannot be re-decided by design: the subject was erased after the decision,
+    /// or the receipts omit or hash a subject the store no longer has.
+    public var unverifiable: [Finding] = []
+    /// Receipts the daemon reported as lost (gap markers), by reason.
+    public var dropped: [String: UInt64] = [:]
+    /// Revisions used.
+    public var revisions: Set<String> = []
+    /// Files read.
+    public var files: [String] = []
+
+    /// No mismatch (the proof holds for every receipt that was written).
+    public var isClean: Bool { mismatches.isEmpty }
+    /// Total receipts the daemon reported lost.
+    public var droppedTotal: UInt64 { dropped.values.reduce(0, +) }
+}
+
+/// Re-decides receipts: each with the policy set of its revision (compiled from the sources kept
+/// in the receipts directory) and the subject's consent records up to the receipt's store
+/// sequence, at the receipt's instant.
+public final class ReceiptReplayer {
+    let directory: String
+    let store: SQLiteConsentStore
+    let fallbackPolicies: String?
+    private var sets: [String: Result<PolicySet, ReplayProblem>] = [:]
+    private var histories: [String: [ConsentRecord]] = [:]
+    private var erasures: [String: [ErasureTombstone]] = [:]
+    private var subjectsByHash: [String: String]?
+
+    struct ReplayProblem: Error {
+        let message: String
+    }
+
+    /// - Parameters:
+    ///   - directory: the receipts directory.
+    ///   - store: the consent store the daemon served.
+    ///   - fallbackPolicies: a policy directory to use for a revision whose sources are not in the
+    ///     receipts directory (used only when it compiles to that very revision).
+    public init(directory: String, store: SQLiteConsentStore, fallbackPolicies: String? = nil) {
+        self.directory = directory
+        self.store = store
+        self.fallbackPolicies = fallbackPolicies
+    }
+
+    /// Replays every receipts file in order; `progress` sees each finding as it is made.
+    public func run(progress: (ReceiptReplayReport.Finding, Bool) -> Void = { _, _ in }) throws -> ReceiptReplayReport {
+        var report = ReceiptReplayReport()
+        let files = ReceiptFiles.list(directory)
+        guard !files.isEmpty else {
+            throw ReplayProblem(message: "no receipts files (receipts-NNNNNN.jsonl) in \(directory)")
+        }
+        let decoder = JSONDecoder()
+        for file in files {
+            report.files.append(file.path)
+            let name = (file.path as NSString).lastPathComponent
+            guard let data = FileManager.default.contents(atPath: file.path) else {
+                throw ReplayProblem(message: "cannot read \(file.path)")
+            }
+            var lineNumber = 0
+            for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+                lineNumber += 1
+                guard !line.isEmpty else { continue }
+                let location = "\(name):\(lineNumber)"
+                let lineData = Data(line)
+                if line.starts(with: Array(#"{"gap""#.utf8)), let gap = try? decoder.decode(GapLine.self, from: lineData) {
+                    report.dropped[gap.gap.reason, default: 0] += gap.gap.dropped
+                    continue
+                }
+                report.receipts += 1
+                let receipt: Receipt
+                do { receipt = try decoder.decode(Receipt.self, from: lineData) } catch {
+                    let finding = ReceiptReplayReport.Finding(location: location, id: "", message: "not a readable receipt: \(Self.describe(error))")
+                    report.mismatches.append(finding)
+                    progress(finding, true)
+                    continue
+                }
+                switch replay(receipt) {
+                case .matched(let revision):
+                    report.matched += 1
+                    report.revisions.insert(revision)
+                case .mismatch(let message):
+                    let finding = ReceiptReplayReport.Finding(location: location, id: receipt.id, message: message)
+                    report.mismatches.append(finding)
+                    progress(finding, true)
+                case .unverifiable(let message):
+                    let finding = ReceiptReplayReport.Finding(location: location, id: receipt.id, message: message)
+                    report.unverifiable.append(finding)
+                    progress(finding, false)
+                }
+            }
+        }
+        return report
+    }
+
+    enum Outcome {
+        case matched(String)
+        case mismatch(String)
+        case unverifiable(String)
+    }
+
+    func replay(_ receipt: Receipt) -> Outcome {
+        let set: PolicySet
+        switch policySet(receipt.revision) {
+        case .success(let found): set = found
+        case .failure(let problem): return .mismatch(problem.message)
+        }
+        guard let time = Timestamp(rfc3339: receipt.time) else { return .mismatch("time '\(receipt.time)' is not RFC 3339") }
+        var at: Timestamp?
+        if let text = receipt.context.at {
+            guard let parsed = Timestamp(rfc3339: text) else { return .mismatch("context.at '\(text)' is not RFC 3339") }
+            at = parsed
+        }
+        let subject: String
+        if let raw = receipt.subject {
+            subject = raw
+        } else if let hash = receipt.subject_hash {
+            guard let found = self.subject(hashed: hash) else {
+                return .unverifiable("no subject in the store has the keyed hash \(hash.prefix(16))… (erased, or a different store)")
+            }
+            subject = found
+        } else {
+            return .unverifiable("the receipt omits the subject")
+        }
+        let records: [ConsentRecord]
+        let tombstones: [ErasureTombstone]
+        do {
+            records = try history(subject)
+            tombstones = try erasures(subject)
+        } catch {
+            return .mismatch("cannot read the store: \(error)")
+        }
+        if let erasure = tombstones.first(where: { $0.sequence > receipt.sequence }), DecisionRequest.isValidSubject(subject) {
+            return .unverifiable("the subject was erased after the decision (erasure at sequence \(erasure.sequence))")
+        }
+        let visible = records.filter { $0.sequence <= receipt.sequence }.sorted { $0.sequence < $1.sequence }
+        let compact = visible.map { $0.compact(in: set.vocabulary) }
+        let context = RequestContext(
+            jurisdiction: receipt.context.jurisdiction, gpc: receipt.context.gpc ?? false, uspOptOut: receipt.context.usp_opt_out ?? false,
+            channel: receipt.context.channel, at: at
+        )
+        let request = DecisionRequest(subject: subject, purpose: receipt.purpose, dataCategory: receipt.data_category, context: context)
+        let decision = set.decide(request, consent: compact[...], now: time)
+        let replayedDecision = decision.isAllowed ? "allow" : "deny"
+        let replayedRule = decision.ruleIndex >= 0 ? set.rules[Int(decision.ruleIndex)].id : nil
+        let replayedRecord = decision.record?.sequence ?? 0
+        var differences: [String] = []
+        if replayedDecision != receipt.decision { differences.append("decision \(receipt.decision), replay \(replayedDecision)") }
+        if decision.reason.description != receipt.reason { differences.append("reason \(receipt.reason), replay \(decision.reason)") }
+        if replayedRule != receipt.rule { differences.append("rule \(receipt.rule ?? "none"), replay \(replayedRule ?? "none")") }
+        if replayedRecord != receipt.record { differences.append("record \(receipt.record), replay \(replayedRecord)") }
+        if differences.isEmpty { return .matched(receipt.revision) }
+        return .mismatch(differences.joined(separator: "; ") + " (revision \(receipt.revision), store sequence \(receipt.sequence))")
+    }
+
+    private func policySet(_ revision: String) -> Result<PolicySet, ReplayProblem> {
+        if let cached = sets[revision] { return cached }
+        let result = compile(revision)
+        sets[revision] = result
+        return result
+    }
+
+    private func compile(_ revision: String) -> Result<PolicySet, ReplayProblem> {
+        var candidates: [(String, String)] = []
+        if let archived = PolicyArchive.directory(of: revision, receipts: directory) { candidates.append((archived, "archived")) }
+        if let fallbackPolicies { candidates.append((fallbackPolicies, "--policies")) }
+        guard !candidates.isEmpty else {
+            return .failure(ReplayProblem(message: "the sources of policy revision \(revision) are not in \(directory)/policies (give --policies with that revision)"))
+        }
+        var problems: [String] = []
+        for (path, origin) in candidates {
+            do {
+                let files = try PolicyDirectory.read(path)
+                let result = PolicyCompiler.compile(files.policies, vocabulary: Vocabulary())
+                guard let set = result.policySet else {
+                    problems.append("\(origin) \(path) does not compile")
+                    continue
+                }
+                guard set.revision == revision else {
+                    problems.append("\(origin) \(path) is revision \(set.revision), not \(revision)\(origin == "archived" ? " (the archived sources were altered)" : "")")
+                    continue
+                }
+                return .success(set)
+            } catch {
+                problems.append("\(origin) \(path): \(error)")
+            }
+        }
+        return .failure(ReplayProblem(message: "policy revision \(revision) cannot be rebuilt: " + problems.joined(separator: "; ")))
+    }
+
+    private func history(_ subject: String) throws -> [ConsentRecord] {
+        if let cached = histories[subject] { return cached }
+        let records = DecisionRequest.isValidSubject(subject) ? try store.history(of: subject) : []
+        histories[subject] = records
+        return records
+    }
+
+    private func erasures(_ subject: String) throws -> [ErasureTombstone] {
+        if let cached = erasures[subject] { return cached }
+        let found = DecisionRequest.isValidSubject(subject) ? try store.erasures(of: subject) : []
+        erasures[subject] = found
+        return found
+    }
+
+    private func subject(hashed hash: String) -> String? {
+        if subjectsByHash == nil {
+            var map: [String: String] = [:]
+            var seen = Set<String>()
+            try? store.forEachRecord { record in
+                if seen.insert(record.subject).inserted { map[store.subjectHash(record.subject)] = record.subject }
+            }
+            subjectsByHash = map
+        }
+        return subjectsByHash?[hash]
+    }
+
+    static func describe(_ error: Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, _): "missing field '\(key.stringValue)'"
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            "field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type"
+        case DecodingError.dataCorrupted: "not JSON"
+        default: "\(error)"
+        }
+    }
+}

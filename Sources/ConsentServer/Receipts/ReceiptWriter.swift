@@ -1,0 +1,206 @@
+import Foundation
+import Logging
+import PolicyEngine
+import ServiceLifecycle
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The background writer: takes everything queued, appends it to the current receipts file, and
+/// starts a new file past the size limit. Runs on a thread of its own (writes and fsyncs block).
+/// At graceful shutdown it is the last service to stop: the listener has answered everything it
+/// read by then, and the writer drains the queue, fsyncs and exits.
+public final class ReceiptWriter: Service, Sendable {
+    let queue: ReceiptQueue
+    let directory: String
+    let logger: Logger
+    private let stopping = Atomic<Bool>(false)
+    private let startIndex: Int
+
+    /// Creates the receipts directory if needed and checks it can be written (the daemon refuses
+    /// to start otherwise).
+    init(queue: ReceiptQueue, directory: String, logger: Logger) throws {
+        self.queue = queue
+        self.directory = directory
+        self.logger = logger
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StartupError(description: "cannot create the receipts directory \(directory): \(error.localizedDescription)")
+        }
+        guard access(directory, W_OK) == 0 else {
+            throw StartupError(description: "cannot write to the receipts directory \(directory): \(String(cString: strerror(errno)))")
+        }
+        startIndex = (ReceiptFiles.list(directory).last?.index ?? 0) + 1
+    }
+
+    public func run() async throws {
+        async let finished: Void = withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let thread = Thread { [self] in
+                loop()
+                continuation.resume()
+            }
+            thread.name = "consentd-receipts"
+            thread.start()
+        }
+        try? await gracefulShutdown()
+        stopping.store(true, ordering: .releasing)
+        await finished
+    }
+
+    private func loop() {
+        var file = ReceiptFile(directory: directory, index: startIndex)
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(1 << 20)
+        var failedGap: (count: Int, reason: String)?
+        var lastSync = ContinuousClock.now
+        var dirty = false
+        while true {
+            let stop = stopping.load(ordering: .acquiring)
+            let count = queue.take(swapping: &buffer)
+            if buffer.isEmpty {
+                if stop { break }
+                if dirty && ContinuousClock.now - lastSync > .seconds(1) {
+                    file.sync()
+                    dirty = false
+                    lastSync = ContinuousClock.now
+                }
+                usleep(1000)
+                continue
+            }
+            if let gap = failedGap {
+                var prefix: [UInt8] = [UInt8(ascii: "\n")] // ends a line a failed write may have cut
+                ReceiptQueue.appendGap(UInt64(gap.count), reason: gap.reason, to: &prefix)
+                buffer.insert(contentsOf: prefix, at: 0)
+            }
+            switch file.append(buffer, maximumSize: queue.configuration.maximumFileSize) {
+            case .success:
+                failedGap = nil
+                queue.recordWritten(count)
+                dirty = true
+            case let .failure(error):
+                let reason = "write failed: \(error.message)"
+                failedGap = (count: (failedGap?.count ?? 0) + count, reason: reason)
+                queue.recordWriteFailure(lost: count, error: "\(file.path): \(error.message)")
+                logger.error("cannot write receipts; they are counted as dropped", metadata: ["file": "\(file.path)", "error": "\(error.message)", "lost": "\(count)"])
+                usleep(100_000)
+            }
+            buffer.removeAll(keepingCapacity: true)
+        }
+        if let gap = failedGap {
+            var line: [UInt8] = [UInt8(ascii: "\n")]
+            ReceiptQueue.appendGap(UInt64(gap.count), reason: gap.reason, to: &line)
+            _ = file.append(line, maximumSize: .max)
+        }
+        file.sync()
+        file.close()
+        logger.info("receipts flushed", metadata: ["written": "\(queue.writtenCount)", "dropped": "\(queue.droppedCount)"])
+    }
+}
+
+/// The numbered files of a receipts directory: `receipts-000001.jsonl`, …
+public enum ReceiptFiles {
+    /// The receipts files in order.
+    public static func list(_ directory: String) -> [(index: Int, path: String)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.compactMap { name -> (Int, String)? in
+            guard name.hasPrefix("receipts-"), name.hasSuffix(".jsonl"),
+                  let index = Int(name.dropFirst("receipts-".count).dropLast(".jsonl".count)) else { return nil }
+            return (index, directory + "/" + name)
+        }.sorted { $0.0 < $1.0 }
+    }
+
+    static func name(_ index: Int) -> String {
+        let digits = String(index)
+        return "receipts-" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".jsonl"
+    }
+}
+
+struct ReceiptWriteError: Error {
+    let message: String
+}
+
+/// The file being appended to; opened lazily, rotated by size.
+struct ReceiptFile {
+    let directory: String
+    private(set) var index: Int
+    private var fd: Int32 = -1
+    private var size = 0
+
+    init(directory: String, index: Int) {
+        self.directory = directory
+        self.index = index
+    }
+
+    var path: String { directory + "/" + ReceiptFiles.name(index) }
+
+    mutating func append(_ bytes: [UInt8], maximumSize: Int) -> Result<Void, ReceiptWriteError> {
+        if fd >= 0 && size > 0 && size + bytes.count > maximumSize {
+            sync()
+            close()
+            index += 1
+        }
+        if fd < 0 {
+            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+            guard fd >= 0 else { return .failure(ReceiptWriteError(message: String(cString: strerror(errno)))) }
+            var info = stat()
+            size = fstat(fd, &info) == 0 ? Int(info.st_size) : 0
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+            if n > 0 {
+                offset += n
+                size += n
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else {
+                return .failure(ReceiptWriteError(message: n < 0 ? String(cString: strerror(errno)) : "short write"))
+            }
+        }
+        return .success(())
+    }
+
+    func sync() {
+        if fd >= 0 { _ = fsync(fd) }
+    }
+
+    mutating func close() {
+        if fd >= 0 { _ = Glibc.close(fd) }
+        fd = -1
+        size = 0
+    }
+}
+
+/// Each policy revision's sources, kept beside the receipts so a replay can compile exactly the
+/// set a receipt names: `policies/<revision>/<file>`.
+public enum PolicyArchive {
+    /// Saves the sources of `revision` unless already saved (write to a temporary directory, then rename).
+    public static func save(_ sources: [PolicySource], revision: String, receipts directory: String) throws {
+        let root = directory + "/policies"
+        let target = root + "/" + revision
+        if FileManager.default.fileExists(atPath: target) { return }
+        let temporary = root + "/.incoming-\(revision)-\(getpid())"
+        try? FileManager.default.removeItem(atPath: temporary)
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        for source in sources {
+            let path = temporary + "/" + source.path
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(source.text.utf8).write(to: URL(fileURLWithPath: path))
+        }
+        if rename(temporary, target) != 0 {
+            let error = errno
+            try? FileManager.default.removeItem(atPath: temporary)
+            if FileManager.default.fileExists(atPath: target) { return }
+            throw ReceiptWriteError(message: "cannot archive policy revision \(revision) in \(root): \(String(cString: strerror(error)))")
+        }
+    }
+
+    /// The directory of an archived revision, if present.
+    public static func directory(of revision: String, receipts directory: String) -> String? {
+        let path = directory + "/policies/" + revision
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }
+}

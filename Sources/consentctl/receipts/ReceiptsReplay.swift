@@ -1,0 +1,81 @@
+import ArgumentParser
+import ConsentServer
+import ConsentStore
+import Foundation
+
+/// `consentctl receipts …`
+struct ReceiptsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "receipts",
+        abstract: "Work with the decision receipts a daemon wrote with --receipts.",
+        subcommands: [ReceiptsReplay.self]
+    )
+}
+
+/// `consentctl receipts replay DIR`
+struct ReceiptsReplay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Re-decide every receipt and report each one whose decision cannot be reproduced.",
+        discussion: """
+        Each receipt is decided again with the policy set of its revision (compiled from the \
+        sources the daemon kept in DIR/policies/<revision>, or from --policies when that \
+        directory is the same revision) and the subject's consent records up to the store \
+        sequence the receipt names, at the receipt's instant. Decision, reason, rule and the \
+        consent record relied on must all match. A clean replay (exit 0) is the proof that every \
+        written receipt was decided as recorded.
+
+        Reported besides mismatches: receipts the daemon lost (gap markers: queue full or a failed \
+        write), and receipts that cannot be re-decided by design (the subject was erased after \
+        the decision, or the receipts omit the subject). --strict makes those fail too.
+
+        Exit status: 0 clean, 1 mismatches (or, with --strict, gaps or unverifiable receipts), \
+        66 when DIR or the store cannot be read.
+        """
+    )
+
+    @Argument(help: "The receipts directory.") var directory: String
+    @Option(help: "The consent store the daemon served.") var store = "consentd.sqlite"
+    @Option(help: "A policy directory to use for revisions whose sources are not in the receipts directory.") var policies: String?
+    @Flag(help: "Also fail on lost receipts and on receipts that cannot be re-decided.") var strict = false
+    @Option(help: "Print at most this many findings.") var limit = 50
+
+    func run() throws {
+        guard FileManager.default.fileExists(atPath: store) else {
+            printError("consentctl: no consent store at \(store) (give --store)")
+            throw ExitCode(66)
+        }
+        let report: ReceiptReplayReport
+        do {
+            let opened = try SQLiteConsentStore(path: store)
+            var printed = 0
+            report = try ReceiptReplayer(directory: directory, store: opened, fallbackPolicies: policies).run { finding, isMismatch in
+                guard isMismatch || strict, printed < limit else { return }
+                printed += 1
+                print("\(isMismatch ? "MISMATCH" : "unverifiable") \(finding)")
+            }
+        } catch {
+            printError("consentctl: \(error)")
+            throw ExitCode(66)
+        }
+        let files = report.files.count
+        print("\(report.receipts) receipts in \(files) file\(files == 1 ? "" : "s"), \(report.revisions.count) policy revision\(report.revisions.count == 1 ? "" : "s"): \(report.matched) reproduced, \(report.mismatches.count) mismatched, \(report.unverifiable.count) not re-decidable")
+        if !report.unverifiable.isEmpty && !strict {
+            var reasons: [String: Int] = [:]
+            for finding in report.unverifiable { reasons[finding.message.components(separatedBy: " (").first ?? finding.message, default: 0] += 1 }
+            for (reason, count) in reasons.sorted(by: { $0.value > $1.value }) { print("  not re-decidable: \(count) × \(reason)") }
+        }
+        for (reason, count) in report.dropped.sorted(by: { $0.key < $1.key }) {
+            print("  LOST: \(count) receipts were never written (\(reason)); the daemon counted and marked them")
+        }
+        if !report.isClean {
+            print("replay FAILED: \(report.mismatches.count) receipt\(report.mismatches.count == 1 ? "" : "s") cannot be reproduced")
+            throw ExitCode(1)
+        }
+        if strict && (report.droppedTotal > 0 || !report.unverifiable.isEmpty) {
+            print("replay incomplete (--strict): \(report.droppedTotal) lost, \(report.unverifiable.count) not re-decidable")
+            throw ExitCode(1)
+        }
+        print("replay clean: every written receipt was reproduced")
+    }
+}
