@@ -101,6 +101,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // libFuzzer targets: build with `swift build --sanitize=fuzzer --product fuzz-…` (scripts/fuzz.sh).
+        .executableTarget(name: "fuzz-frames", dependencies: ["ConsentServer"], path: "Fuzz/frames"),
+        .executableTarget(name: "fuzz-policy", dependencies: ["PolicyEngine"], path: "Fuzz/policy"),
         .testTarget(name: "ConsentModelTests", dependencies: ["ConsentModel"]),
         .testTarget(
             name: "PolicyEngineTests",
@@ -121,7 +124,7 @@ let package = Package(
         ),
         .testTarget(
             name: "consentctlTests",
-            dependencies: ["consentctl", "ConsentStore", "ConsentModel", "ConsentWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["consentctl", "ConsentStore", "ConsentModel", "ConsentWire", "ConsentClient", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -107,8 +107,10 @@ public final class ConsentClient: @unchecked Sendable {
             if written < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN { try wait(for: Int16(POLLOUT)); continue }
+                // Answers the daemon sent before it closed stay readable: the socket is left
+                // open for `receive` (which reports the end of the stream after them).
                 let message = String(cString: strerror(errno))
-                close()
+                outbound.removeAll(keepingCapacity: true)
                 throw ConsentClientError(.disconnected, "the daemon closed the connection (\(message))")
             }
             offset += written

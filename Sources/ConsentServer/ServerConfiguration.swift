@@ -18,6 +18,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var maximumBatchItems = 10_000
     /// A connection that sends nothing for this long is closed (seconds; 0 = never).
     public var idleTimeout: Double = 300
+    /// A frame must arrive whole within this many seconds of its first byte (0 = no limit).
+    public var frameTimeout: Double = 10
     /// Event loop threads (0 = one per core).
     public var eventLoops = 0
     /// How often the policy directory is checked for changes (seconds; 0 = only on SIGHUP).
@@ -56,6 +58,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         if maximumInFlight < 1 { problems.append("max-in-flight: must be at least 1") }
         if maximumBatchItems < 1 { problems.append("max-batch-items: must be at least 1") }
         if idleTimeout < 0 { problems.append("idle-timeout: must not be negative") }
+        if frameTimeout < 0 { problems.append("frame-timeout: must not be negative") }
         if eventLoops < 0 || eventLoops > 256 { problems.append("event-loops: must be between 0 (one per core) and 256") }
         if policyPollInterval < 0 { problems.append("policy-poll-interval: must not be negative") }
         if storePollInterval <= 0 { problems.append("store-poll-interval: must be positive") }

@@ -49,6 +49,7 @@ struct Consentd: AsyncParsableCommand {
     @Option(help: "Most requests in flight per connection before reading pauses (default 256).") var maxInFlight: Int?
     @Option(help: "Most items in one CheckBatch (default 10000).") var maxBatchItems: Int?
     @Option(help: "Close connections idle this many seconds; 0 = never (default 300).") var idleTimeout: Double?
+    @Option(help: "Close a connection whose frame has not arrived whole this many seconds after its first byte; 0 = never (default 10).") var frameTimeout: Double?
     @Option(help: "Event loop threads; 0 = one per core (default 0).") var eventLoops: Int?
     @Option(help: "Seconds between checks of the policy directory; 0 = only on SIGHUP (default 0.5).") var policyPollInterval: Double?
     @Option(help: "Seconds between checks for other processes' consent writes (default 0.01).") var storePollInterval: Double?
@@ -105,7 +106,7 @@ struct Consentd: AsyncParsableCommand {
 
     static let fileKeys = [
         "policies", "store", "socket", "socket-mode", "max-frame-size", "max-connections", "max-in-flight", "max-batch-items",
-        "idle-timeout", "event-loops", "policy-poll-interval", "store-poll-interval", "admin-uids", "admin-gids", "check-uids",
+        "idle-timeout", "frame-timeout", "event-loops", "policy-poll-interval", "store-poll-interval", "admin-uids", "admin-gids", "check-uids",
         "check-gids", "allow-any-admin", "receipts", "receipt-sample-rate", "receipt-subject", "receipt-when-full", "receipt-queue",
         "receipt-file-size", "metrics",
     ]
@@ -141,6 +142,7 @@ struct Consentd: AsyncParsableCommand {
         if let maxInFlight { configuration.maximumInFlight = maxInFlight }
         if let maxBatchItems { configuration.maximumBatchItems = maxBatchItems }
         if let idleTimeout { configuration.idleTimeout = idleTimeout }
+        if let frameTimeout { configuration.frameTimeout = frameTimeout }
         if let eventLoops { configuration.eventLoops = eventLoops }
         if let policyPollInterval { configuration.policyPollInterval = policyPollInterval }
         if let storePollInterval { configuration.storePollInterval = storePollInterval }
@@ -201,6 +203,7 @@ struct Consentd: AsyncParsableCommand {
             case "max-in-flight": configuration.maximumInFlight = try int()
             case "max-batch-items": configuration.maximumBatchItems = try int()
             case "idle-timeout": configuration.idleTimeout = try double()
+            case "frame-timeout": configuration.frameTimeout = try double()
             case "event-loops": configuration.eventLoops = try int()
             case "policy-poll-interval": configuration.policyPollInterval = try double()
             case "store-poll-interval": configuration.storePollInterval = try double()

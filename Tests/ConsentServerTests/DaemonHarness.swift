@@ -40,11 +40,12 @@ final class DaemonHarness: @unchecked Sendable {
 
     func client(timeout: Double = 10) throws -> ConsentClient { try ConsentClient(socketPath: socket, timeout: timeout) }
 
-    func stop() async throws {
+    /// Graceful shutdown; the scratch directory (store, policies) is removed unless kept.
+    func stop(keepFiles: Bool = false) async throws {
         await group.triggerGracefulShutdown()
         try await task.value
         daemon.shutdownResources()
-        try? FileManager.default.removeItem(at: directory)
+        if !keepFiles { try? FileManager.default.removeItem(at: directory) }
     }
 
     func write(policy name: String, _ text: String) throws {
@@ -73,4 +74,24 @@ func checkRequest(_ id: UInt64, _ subject: String, _ purpose: String, _ data: St
 
 func grant(_ subject: String, _ purpose: String, _ choice: Choice = .grant, notice: UInt32 = 3) -> ConsentRecord {
     ConsentRecord(subject: subject, purpose: purpose, choice: choice, recordedAt: .now(), source: "test", noticeVersion: notice)
+}
+
+/// Runs blocking work (socket I/O with the blocking client) on threads of its own, so it never
+/// occupies the few threads of Swift's cooperative pool that the daemon's services and other
+/// tests running in parallel need. `body` is called once per thread with its index.
+func offThePool<T: Sendable>(threads: Int = 1, _ body: @escaping @Sendable (Int) throws -> T) async throws -> [T] {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        for index in 0..<threads {
+            group.addTask {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+                    let thread = Thread { continuation.resume(with: Result { try body(index) }) }
+                    thread.stackSize = 1 << 20
+                    thread.start()
+                }
+            }
+        }
+        var results: [T] = []
+        for try await result in group { results.append(result) }
+        return results
+    }
 }

@@ -1,4 +1,6 @@
+import ConsentClient
 import ConsentModel
+import ConsentWire
 import ConsentStore
 import Foundation
 import Testing
@@ -139,10 +141,99 @@ final class DaemonProcess {
         #expect(output.stdout.hasPrefix("allow LEGAL_BASIS"))
         output = try asNobody(["consent", "grant", "bob", "marketing", "--socket", daemon.socket, "--no-taxonomy-check"])
         #expect(output.status == 77)
-        #expect(output.stderr.contains("RecordConsent is for administrators; uid 65534 may only check"))
+        #expect(output.stderr.contains("RecordConsent is not allowed: uid 65534 (gid 65534, pid "))
+        #expect(output.stderr.contains("may only check"))
+        output = try asNobody(["status", "--socket", daemon.socket])
+        #expect(output.stdout.contains("you (this connection): check\n"))
         output = try daemon.ctl(["status"])
         #expect(output.stdout.contains("permission denied 1"))
+        #expect(output.stdout.contains("you (this connection): check + admin"))
         #expect(daemon.terminate() == 0)
+    }
+
+    @Test func theRoleMapRestrictsCheckersAndGrantsGroups() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return }
+        // Only uid 4242 may check; group 65533 administers.
+        let daemon = try DaemonProcess(arguments: ["--socket-mode", "666", "--check-uid", "4242", "--admin-gid", "65533"])
+        chmod(daemon.directory.url.path, 0o755)
+        func run(uid: Int, gid: Int, _ arguments: [String]) throws -> CLI.Output {
+            try CLI.run(["--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", CLI.binary.path] + arguments, in: daemon.directory.url, executable: "/usr/bin/setpriv")
+        }
+        var output = try run(uid: 65534, gid: 65534, ["check", "bob", "service.essential", "user", "--socket", daemon.socket])
+        #expect(output.status == 77, "\(output.stdout) \(output.stderr)")
+        #expect(output.stderr.contains("Check is not allowed: uid 65534"))
+        #expect(output.stderr.contains("has no role"))
+        output = try run(uid: 4242, gid: 4242, ["check", "bob", "service.essential", "user", "--socket", daemon.socket])
+        #expect(output.status == 0, "\(output.stderr)")
+        output = try run(uid: 4242, gid: 4242, ["consent", "grant", "bob", "marketing", "--socket", daemon.socket])
+        #expect(output.status == 77)
+        output = try run(uid: 31337, gid: 65533, ["consent", "grant", "bob", "marketing", "--socket", daemon.socket])
+        #expect(output.status == 0, "a member of the admin group administers: \(output.stderr)")
+        output = try daemon.ctl(["status"])
+        #expect(output.stdout.contains("permission denied 2"))
+        #expect(daemon.terminate() == 0)
+    }
+
+    /// Receipts of a real daemon under pipelined load, stopped by SIGTERM in the middle: every
+    /// answered decision has its receipt, and the replay of the run is clean until a receipt is
+    /// tampered with.
+    @Test func sigtermLosesNoReceiptAndTheRunReplays() throws {
+        let daemon = try DaemonProcess(arguments: ["--receipts", "receipts"])
+        var output = try daemon.ctl(["consent", "grant", "alice", "marketing.advertising.measurement", "--socket", "consentd.sock"])
+        #expect(output.status == 0, "\(output.stderr)")
+        let client = try ConsentClient(socketPath: daemon.socket, timeout: 30)
+        let total = 40_000
+        let sender = Thread {
+            for i in 0..<total {
+                var request = Consentd_V1_Request()
+                request.check = Consentd_V1_CheckRequest.with {
+                    $0.subjectID = i % 2 == 0 ? "alice" : "bob\(i % 50)"
+                    $0.purpose = "marketing.advertising.measurement"
+                    $0.dataCategory = "user.behavior"
+                    $0.context.jurisdiction = "DE"
+                }
+                _ = try? client.send(request)
+                if i % 256 == 255 { try? client.flush() }
+            }
+            try? client.flush()
+        }
+        sender.start()
+        var answered = 0
+        var stopped = false
+        var ending = ""
+        while true {
+            let response: Consentd_V1_Response
+            do { response = try client.receive() } catch {
+                ending = "\(error)"
+                break
+            }
+            if case .check? = response.result { answered += 1 }
+            if answered == 5000 && !stopped {
+                stopped = true
+                kill(daemon.process.processIdentifier, SIGTERM)
+            }
+        }
+        daemon.process.waitUntilExit()
+        #expect(daemon.process.terminationStatus == 0)
+        #expect(answered >= 5000)
+        let lines = try String(contentsOfFile: daemon.directory.path("receipts/receipts-000001.jsonl"), encoding: .utf8)
+            .split(separator: "\n")
+        #expect(lines.count == answered, "one receipt per answered decision (the stream ended with: \(ending))")
+        #expect(!lines.contains { $0.hasPrefix(#"{"gap""#) })
+
+        output = try daemon.ctl(["receipts", "replay", "receipts"])
+        #expect(output.status == 0, "\(output.stdout)")
+        #expect(output.stdout.contains("\(answered) reproduced, 0 mismatched"))
+        #expect(output.stdout.contains("replay clean"))
+
+        var tampered = lines.map(String.init)
+        let index = try #require(tampered.firstIndex { $0.contains(#""subject":"alice""#) })
+        tampered[index] = tampered[index].replacingOccurrences(of: #""record":1,"#, with: #""record":7,"#)
+        try (tampered.joined(separator: "\n") + "\n").write(toFile: daemon.directory.path("receipts/receipts-000001.jsonl"), atomically: true, encoding: .utf8)
+        output = try daemon.ctl(["receipts", "replay", "receipts"])
+        #expect(output.status == 1)
+        #expect(output.stdout.contains("MISMATCH receipts-000001.jsonl:\(index + 1): "))
+        #expect(output.stdout.contains("record 7, replay 1"))
     }
 
     @Test func configurationErrorsAreClear() throws {

@@ -7,10 +7,11 @@ enum FrameError: Error, CustomStringConvertible {
     case tooLarge(UInt64, limit: Int)
     case malformedMessage(String)
     case truncated(Int)
+    case tooSlow(received: Int, seconds: Double)
 
     var code: Consentd_V1_ErrorCode {
         switch self {
-        case .malformedLength, .malformedMessage, .truncated: .malformedFrame
+        case .malformedLength, .malformedMessage, .truncated, .tooSlow: .malformedFrame
         case .tooLarge: .frameTooLarge
         }
     }
@@ -21,26 +22,53 @@ enum FrameError: Error, CustomStringConvertible {
         case let .tooLarge(length, limit): "a frame of \(length) bytes exceeds the limit of \(limit) bytes"
         case let .malformedMessage(reason): "the frame is not a consentd.v1.Request: \(reason)"
         case let .truncated(bytes): "the connection ended inside a frame (\(bytes) bytes of it received)"
+        case let .tooSlow(bytes, seconds): "a frame did not arrive whole within \(seconds) s (\(bytes) bytes of it received)"
         }
     }
 }
 
 /// Splits the byte stream into varint-length-delimited frames, refusing oversized ones from
 /// their prefix alone (nothing of an oversized frame is buffered).
+///
+/// A frame must also arrive whole within `frameTimeout` of its first byte, so a peer that drips
+/// a byte at a time (which the idle timeout alone would never catch) is answered and closed.
 struct FrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
     let maximumFrameSize: Int
+    /// Nanoseconds; 0 = no limit.
+    var frameTimeout: Int64 = 0
+    private var partialSince: Int64?
+
+    init(maximumFrameSize: Int, frameTimeout: Double = 0) {
+        self.maximumFrameSize = maximumFrameSize
+        self.frameTimeout = Int64(frameTimeout * 1e9)
+    }
+
+    /// Called when only part of a frame is buffered: starts its clock, or fails when it ran out.
+    private mutating func waitForRest(_ buffer: ByteBuffer) throws -> DecodingState {
+        guard frameTimeout > 0, buffer.readableBytes > 0 else { return .needMoreData }
+        let now = DaemonMetrics.now()
+        if let since = partialSince {
+            if now - since > frameTimeout {
+                throw FrameError.tooSlow(received: buffer.readableBytes, seconds: Double(frameTimeout) / 1e9)
+            }
+        } else {
+            partialSince = now
+        }
+        return .needMoreData
+    }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         let prefix = buffer.withUnsafeReadableBytes { FrameCodec.readPrefix($0) }
         switch prefix {
         case .incomplete:
-            return .needMoreData
+            return try waitForRest(buffer)
         case .malformed:
             throw FrameError.malformedLength
         case let .length(length, prefixBytes):
             guard length <= UInt64(maximumFrameSize) else { throw FrameError.tooLarge(length, limit: maximumFrameSize) }
-            guard buffer.readableBytes >= prefixBytes + Int(length) else { return .needMoreData }
+            guard buffer.readableBytes >= prefixBytes + Int(length) else { return try waitForRest(buffer) }
+            partialSince = nil
             buffer.moveReaderIndex(forwardBy: prefixBytes)
             let frame = buffer.readSlice(length: Int(length))!
             context.fireChannelRead(wrapInboundOut(frame))

@@ -41,6 +41,8 @@ final class RequestHandler: ChannelDuplexHandler {
 
     private let metrics: DaemonMetrics?
     private var receiptWaitScheduled = false
+    /// Frames read while `block` receipts held the connection back, in order.
+    private var held = CircularBuffer<ByteBuffer>()
 
     init(state: ServerState, threadPool: NIOThreadPool) {
         self.state = state
@@ -71,9 +73,20 @@ final class RequestHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         readsSinceCheck += 1
+        let frame = unwrapInboundIn(data)
+        // `block` receipts: while the writer is behind, frames already read wait here unanswered
+        // (no receipt is made for them yet) and nothing more is read.
+        if !held.isEmpty || state.receipts?.isCongested == true {
+            held.append(frame)
+            waitForReceipts(context: context)
+            return
+        }
+        handle(frame, context: context)
+    }
+
+    private func handle(_ frame: ByteBuffer, context: ChannelHandlerContext) {
         let started = metrics != nil ? DaemonMetrics.now() : 0
         defer { processor.flushReceipts() }
-        let frame = unwrapInboundIn(data)
         if pending == nil { pending = context.channel.allocator.buffer(capacity: 4096) }
         let answered = frame.withUnsafeReadableBytes { bytes in
             processor.fastCheck(bytes, into: &pending!) || processor.fastBatch(bytes, into: &pending!)
@@ -107,7 +120,7 @@ final class RequestHandler: ChannelDuplexHandler {
                 }
                 self.flushIfNeeded(context: context)
                 self.resumeReadingIfPossible(context: context)
-                if self.inputClosed && self.inFlight == 0 { context.close(promise: nil) }
+                if self.inputClosed && self.inFlight == 0 && self.held.isEmpty { context.close(promise: nil) }
             }
         }
     }
@@ -169,7 +182,7 @@ final class RequestHandler: ChannelDuplexHandler {
     func read(context: ChannelHandlerContext) {
         if inFlight >= state.configuration.maximumInFlight || !context.channel.isWritable {
             readPending = true
-        } else if state.receipts?.isCongested == true {
+        } else if !held.isEmpty || state.receipts?.isCongested == true {
             // `block` receipts: the writer is behind; read nothing more until its queue drains.
             readPending = true
             waitForReceipts(context: context)
@@ -183,11 +196,22 @@ final class RequestHandler: ChannelDuplexHandler {
         receiptWaitScheduled = true
         context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(1)) {
             self.receiptWaitScheduled = false
-            guard context.channel.isActive, self.readPending else { return }
-            if self.state.receipts?.hasRoom == true {
-                self.resumeReadingIfPossible(context: context)
-            } else {
+            guard context.channel.isActive, !self.closing else { return }
+            guard self.state.receipts?.hasRoom == true else {
                 self.waitForReceipts(context: context)
+                return
+            }
+            while let frame = self.held.popFirst() {
+                self.handle(frame, context: context)
+                if self.state.receipts?.isCongested == true { break }
+            }
+            self.flushIfNeeded(context: context)
+            if !self.held.isEmpty {
+                self.waitForReceipts(context: context)
+            } else if self.inputClosed && self.inFlight == 0 {
+                context.close(promise: nil)
+            } else {
+                self.resumeReadingIfPossible(context: context)
             }
         }
     }
@@ -199,7 +223,7 @@ final class RequestHandler: ChannelDuplexHandler {
 
     private func resumeReadingIfPossible(context: ChannelHandlerContext) {
         if readPending && inFlight < state.configuration.maximumInFlight && context.channel.isWritable {
-            if state.receipts?.isCongested == true && state.receipts?.hasRoom == false {
+            if !held.isEmpty || state.receipts?.isCongested == true {
                 waitForReceipts(context: context)
                 return
             }
@@ -212,7 +236,8 @@ final class RequestHandler: ChannelDuplexHandler {
         readsSinceCheck = 0
         context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(30)) {
             guard context.channel.isActive else { return }
-            if (self.readsSinceCheck == 0 && self.inFlight == 0) || NIODeadline.now() > deadline {
+            // Quiet means the peer sent nothing, not that this handler held reading back.
+            if (self.readsSinceCheck == 0 && self.inFlight == 0 && self.held.isEmpty && !self.readPending) || NIODeadline.now() > deadline {
                 self.flushIfNeeded(context: context)
                 context.close(promise: nil)
             } else {
@@ -226,7 +251,7 @@ final class RequestHandler: ChannelDuplexHandler {
             // The peer finished sending (half-close): answer what is in flight, then close.
             inputClosed = true
             flushIfNeeded(context: context)
-            if inFlight == 0 { context.close(promise: nil) }
+            if inFlight == 0 && held.isEmpty { context.close(promise: nil) }
         } else if event is QuiesceEvent {
             // Answer everything the peer has already sent: keep reading until the connection has
             // been quiet (nothing read, nothing in flight) for one check interval, then close. A

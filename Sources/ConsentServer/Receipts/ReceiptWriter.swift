@@ -17,7 +17,11 @@ public final class ReceiptWriter: Service, Sendable {
     let directory: String
     let logger: Logger
     private let stopping = Atomic<Bool>(false)
+    private let paused = Atomic<Bool>(false)
     private let startIndex: Int
+
+    /// Holds the writer still (tests use it to fill the queue deterministically).
+    func setPaused(_ value: Bool) { paused.store(value, ordering: .releasing) }
 
     /// Creates the receipts directory if needed and checks it can be written (the daemon refuses
     /// to start otherwise).
@@ -59,6 +63,10 @@ public final class ReceiptWriter: Service, Sendable {
         var dirty = false
         while true {
             let stop = stopping.load(ordering: .acquiring)
+            if paused.load(ordering: .acquiring) && !stop {
+                usleep(1000)
+                continue
+            }
             let count = queue.take(swapping: &buffer)
             if buffer.isEmpty {
                 if stop { break }

@@ -70,7 +70,7 @@ public final class SocketListener: Service, Sendable {
                         if configuration.idleTimeout > 0 {
                             try handlers.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000))))
                         }
-                        try handlers.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameSize: configuration.maximumFrameSize)))
+                        try handlers.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameSize: configuration.maximumFrameSize, frameTimeout: configuration.frameTimeout)))
                         try handlers.addHandler(RequestHandler(state: state, threadPool: threadPool))
                     }
                 }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds and runs the libFuzzer targets.
+#   scripts/fuzz.sh [--time SECONDS] [--jobs N] [frames|policy ...]
+# Each target runs for --time seconds (default 60) over a scratch corpus seeded from
+# Fuzz/seeds/<target>; new crashing inputs land in Fuzz/artifacts/. A crash fails the script;
+# turn each into a regression test (Tests/ConsentServerTests/FuzzRegressionTests.swift replays
+# every file in Fuzz/regressions/<target>).
+#
+# Built with SwiftPM's own sanitizer flag (-Xswiftc -sanitize=fuzzer builds a binary that
+# silently does not fuzz), in release with AddressSanitizer, in .build-fuzz so the normal build
+# is untouched. SWIFT_BACKTRACE=enable=no: the Swift backtracer trips ASan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+time=60
+jobs=1
+targets=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --time) time="$2"; shift 2 ;;
+        --jobs) jobs="$2"; shift 2 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        frames|policy) targets+=("$1"); shift ;;
+        *) echo "unknown argument $1 (targets: frames, policy)" >&2; exit 64 ;;
+    esac
+done
+[ ${#targets[@]} -gt 0 ] || targets=(frames policy)
+scratch=.build-fuzz
+for target in "${targets[@]}"; do
+    swift build -c release --sanitize=fuzzer --sanitize=address --scratch-path "$scratch" --product "fuzz-$target" >&2
+done
+bin=$(swift build -c release --sanitize=fuzzer --sanitize=address --scratch-path "$scratch" --show-bin-path)
+mkdir -p Fuzz/artifacts
+status=0
+for target in "${targets[@]}"; do
+    corpus=$(mktemp -d)
+    log=$(mktemp)
+    echo "=== fuzz-$target for ${time}s (seeds: Fuzz/seeds/$target) ==="
+    set +e
+    SWIFT_BACKTRACE=enable=no CONSENTD_FUZZ_POLICIES="$PWD/Policies" "$bin/fuzz-$target" "$corpus" "Fuzz/seeds/$target" \
+        -max_total_time="$time" -print_final_stats=1 -max_len=4096 -timeout=10 -rss_limit_mb=4096 \
+        -jobs="$jobs" -workers="$jobs" -artifact_prefix="Fuzz/artifacts/$target-" >"$log" 2>&1
+    code=$?
+    set -e
+    if [ "$jobs" -gt 1 ]; then cat fuzz-*.log >>"$log" 2>/dev/null || true; rm -f fuzz-*.log; fi
+    grep -E "stat::number_of_executed_units|stat::peak_rss_mb|Done [0-9]+ runs|ERROR|SUMMARY|Test unit written" "$log" || true
+    runs=$(grep -E "stat::number_of_executed_units" "$log" | awk '{s+=$2} END {print s+0}')
+    echo "fuzz-$target: $runs executions, exit $code"
+    if [ $code -ne 0 ]; then
+        tail -50 "$log"
+        status=1
+    fi
+    rm -rf "$corpus" "$log"
+done
+exit $status
