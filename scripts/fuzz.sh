@@ -6,9 +6,12 @@
 # turn each into a regression test (Tests/ConsentServerTests/FuzzRegressionTests.swift replays
 # every file in Fuzz/regressions/<target>).
 #
-# Built with SwiftPM's own sanitizer flag (-Xswiftc -sanitize=fuzzer builds a binary that
-# silently does not fuzz), in release with AddressSanitizer, in .build-fuzz so the normal build
-# is untouched. SWIFT_BACKTRACE=enable=no: the Swift backtracer trips ASan.
+# Built with SwiftPM's own sanitizer flags (-Xswiftc -sanitize=fuzzer alone builds a binary that
+# silently does not fuzz: nothing links libFuzzer), in release with AddressSanitizer, in
+# .build-fuzz so the normal build is untouched. swiftc keeps only the last -sanitize= it is given,
+# so SwiftPM's `--sanitize=fuzzer --sanitize=address` leaves Swift code with ASan and no coverage
+# (libFuzzer then sees only the C dependencies); `-Xswiftc -sanitize=fuzzer,address`, which comes
+# last, gives Swift code both. SWIFT_BACKTRACE=enable=no: the Swift backtracer trips ASan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 time=60
@@ -25,10 +28,11 @@ while [ $# -gt 0 ]; do
 done
 [ ${#targets[@]} -gt 0 ] || targets=(frames policy)
 scratch=.build-fuzz
+flags=(-c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address --scratch-path "$scratch")
 for target in "${targets[@]}"; do
-    swift build -c release --sanitize=fuzzer --sanitize=address --scratch-path "$scratch" --product "fuzz-$target" >&2
+    swift build "${flags[@]}" --product "fuzz-$target" >&2
 done
-bin=$(swift build -c release --sanitize=fuzzer --sanitize=address --scratch-path "$scratch" --show-bin-path)
+bin=$(swift build "${flags[@]}" --show-bin-path)
 mkdir -p Fuzz/artifacts
 status=0
 for target in "${targets[@]}"; do
@@ -36,7 +40,7 @@ for target in "${targets[@]}"; do
     log=$(mktemp)
     echo "=== fuzz-$target for ${time}s (seeds: Fuzz/seeds/$target) ==="
     set +e
-    SWIFT_BACKTRACE=enable=no CONSENTD_FUZZ_POLICIES="$PWD/Policies" "$bin/fuzz-$target" "$corpus" "Fuzz/seeds/$target" \
+    SWIFT_BACKTRACE=enable=no LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan.supp" CONSENTD_FUZZ_POLICIES="$PWD/Policies" CONSENTD_FUZZ_TAXONOMY="$PWD/Fuzz/taxonomy.yaml" "$bin/fuzz-$target" "$corpus" "Fuzz/seeds/$target" \
         -max_total_time="$time" -print_final_stats=1 -max_len=4096 -timeout=10 -rss_limit_mb=4096 \
         -jobs="$jobs" -workers="$jobs" -artifact_prefix="Fuzz/artifacts/$target-" >"$log" 2>&1
     code=$?

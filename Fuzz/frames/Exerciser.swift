@@ -1,7 +1,7 @@
 import ConsentServer
 import Foundation
 
-/// Set up on first use (a global outside main.swift is initialized lazily; libFuzzer's main
+/// Set up in LLVMFuzzerInitialize (a global outside main.swift is initialized lazily; libFuzzer's main
 /// never runs main.swift's top-level code). Policies: $CONSENTD_FUZZ_POLICIES or ./Policies.
 nonisolated(unsafe) let exerciser: FrameExerciser = {
     let policies = ProcessInfo.processInfo.environment["CONSENTD_FUZZ_POLICIES"] ?? "Policies"

@@ -1,8 +1,12 @@
 import Foundation
 
-/// The shipped taxonomy, read on first use (outside main.swift, so initialized lazily): rule
-/// files under test compile against it. $CONSENTD_FUZZ_POLICIES or ./Policies.
+/// The taxonomy fuzzed rule files compile against, read on first use (outside main.swift, so
+/// initialized lazily): $CONSENTD_FUZZ_TAXONOMY or ./Fuzz/taxonomy.yaml, a small one — the
+/// compile of the taxonomy is repeated for every input.
 nonisolated(unsafe) let taxonomy: String? = {
-    let policies = ProcessInfo.processInfo.environment["CONSENTD_FUZZ_POLICIES"] ?? "Policies"
-    return try? String(contentsOfFile: policies + "/taxonomy.yaml", encoding: .utf8)
+    let path = ProcessInfo.processInfo.environment["CONSENTD_FUZZ_TAXONOMY"] ?? "Fuzz/taxonomy.yaml"
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        fatalError("fuzz-policy: cannot read the taxonomy \(path) (run from the repository root, or set CONSENTD_FUZZ_TAXONOMY)")
+    }
+    return text
 }()

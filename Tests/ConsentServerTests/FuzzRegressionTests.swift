@@ -36,7 +36,7 @@ import Testing
     @Test func policyInputsReplay() throws {
         let inputs = Self.inputs("policy")
         #expect(inputs.count >= 5)
-        let taxonomy = try String(contentsOf: Self.repository.appendingPathComponent("Policies/taxonomy.yaml"), encoding: .utf8)
+        let taxonomy = try String(contentsOf: Self.repository.appendingPathComponent("Fuzz/taxonomy.yaml"), encoding: .utf8)
         for input in inputs {
             PolicyExerciser.exercise(String(decoding: try Data(contentsOf: input), as: UTF8.self), taxonomy: taxonomy)
         }

@@ -50,6 +50,8 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Skip the echo floor.") var noFloor = false
     @Flag(help: "Run against the decision core in this process, without a socket.") var inProcess = false
     @Option(help: "With --in-process: load consent from this store file instead of generating subjects.") var store: String?
+    @Option(help: "After the measurement, measure again while this many connections sit idle, and compare.") var idleConnections = 0
+    @Option(help: "After the measurement, measure again while this many clients each send a Check one byte per second, and compare.") var slowClients = 0
     @Option(help: ArgumentHelp("Write the request pool as varint-delimited consentd.v1.Request frames to this file and exit (after recording the population unless --skip-load), for other load generators such as the C client's consentd-load.", valueName: "file")) var writeRequests: String?
 
     func validate() throws {
@@ -123,6 +125,21 @@ struct BenchCommand: ParsableCommand {
             p99RatioToFloor: floorFigures.map { (daemonFigures.latencyMicroseconds.p99 / max($0.latencyMicroseconds.p99, 0.001) * 1000).rounded() / 1000 }
         )
         try finish(report, histogram: result.histogram)
+
+        if idleConnections > 0 || slowClients > 0 {
+            let frame = FrameCodec.frame(pool.requests.first(where: { $0.kind == .check })?.body ?? [0x12, 0x00])
+            let abuse = try AbuseLoad(socket: socket, idleConnections: idleConnections, slowClients: slowClients, frame: frame)
+            defer { abuse.stop() }
+            let abused = try runWithProgress("consentd under abuse", socket: socket, pool: pool, shape: shape)
+            let figures = BenchReport.Figures(abused, errorName: errorName)
+            print("")
+            print("again with \(idleConnections) idle connections and \(slowClients) clients sending one byte per second (reconnected \(abuse.reconnects.load(ordering: .relaxed)) times after the daemon cut them off):")
+            print(String(format: "  %.0f req/s (%.2f× the run above), p50 %.1f µs, p99 %.1f µs (%.2f× the run above), p99.9 %.1f µs",
+                         figures.requestsPerSecond, figures.requestsPerSecond / max(daemonFigures.requestsPerSecond, 1),
+                         figures.latencyMicroseconds.p50, figures.latencyMicroseconds.p99,
+                         figures.latencyMicroseconds.p99 / max(daemonFigures.latencyMicroseconds.p99, 0.001), figures.latencyMicroseconds.values[3]))
+            print(figures.errors.isEmpty ? "  errors: none" : "  errors: " + figures.errors.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
     }
 
     func finish(_ report: BenchReport, histogram: Histogram<UInt64>) throws {
