@@ -41,6 +41,9 @@ struct RequestProcessor {
         }
     }
 
+    /// The receipt lines encoded since the last flush (for the fuzz target's checks).
+    var pendingReceipts: ReceiptLines? { receipts?.lines }
+
     /// Hands this frame's receipts to the writer's queue.
     mutating func flushReceipts() {
         receipts?.flush()

@@ -26,6 +26,10 @@ public final class FrameExerciser {
         configuration.socket = scratch + "/fuzz.sock"
         configuration.eventLoops = 1
         configuration.maximumBatchItems = 64
+        // Receipts on, so every decision's receipt is encoded from the fuzzed bytes (the writer
+        // never runs here: the queue fills and the rest is counted as dropped).
+        configuration.receipts.directory = scratch + "/receipts"
+        configuration.receipts.queueCapacity = 16
         var logger = Logger(label: "consentd-fuzz")
         logger.logLevel = .critical
         daemon = try ConsentDaemon(configuration: configuration, logger: logger)
@@ -57,6 +61,16 @@ public final class FrameExerciser {
             offset += prefixBytes + Int(length)
             answer(frame)
             answered += 1
+        }
+        if let lines = processor.pendingReceipts {
+            // Every line the encoder wrote must be one JSON object line with no raw control bytes.
+            var start = 0
+            for end in lines.ends {
+                let line = UnsafeRawBufferPointer(rebasing: lines.bytes[start..<end])
+                precondition(line.first == UInt8(ascii: "{") && line.last == UInt8(ascii: "\n") && line.dropLast().last == UInt8(ascii: "}"), "a receipt line is not one JSON object")
+                precondition(!line.dropLast().contains { $0 < 0x20 }, "a receipt line carries a raw control byte")
+                start = end
+            }
         }
         processor.flushReceipts()
         return answered

@@ -44,6 +44,10 @@ struct ReceiptInput {
 
 /// Receipts of one connection, encoded as JSON lines on the event loop and handed to the shared
 /// queue once per frame (one lock per frame, not per receipt).
+///
+/// Encoding writes through a raw cursor into space reserved once per receipt (an upper bound:
+/// every string byte escaped), so the hot path does no per-byte capacity checks and no
+/// allocation; strings that need no escaping are copied whole.
 struct ConnectionReceipts {
     let queue: ReceiptQueue
     private let idPrefix: [UInt8]
@@ -51,7 +55,7 @@ struct ConnectionReceipts {
     private var sampleCredit: Double = 0
     private var parts: ReceiptParts?
     private var clock = TimeFormatter()
-    var lines = ReceiptLines()
+    let lines = ReceiptLines()
 
     init(queue: ReceiptQueue, connection: UInt64) {
         self.queue = queue
@@ -75,101 +79,214 @@ struct ConnectionReceipts {
     mutating func append(_ input: ReceiptInput, set: PolicySet) {
         if parts?.set !== set { parts = ReceiptParts(set: set) }
         counter += 1
-        var out = lines.bytes
-        lines.bytes = []
-        out.append(contentsOf: #"{"id":""#.utf8)
-        out.append(contentsOf: idPrefix)
-        ReceiptJSON.appendDecimal(counter, to: &out)
-        out.append(contentsOf: #"","time":""#.utf8)
-        clock.append(input.time, to: &out)
-        out.append(UInt8(ascii: "\""))
+        let parts = self.parts.unsafelyUnwrapped
+        let rule = Int(input.decision.ruleIndex)
+        let ruleBytes: [UInt8]? = rule >= 0 && rule < parts.rules.count ? parts.rules[rule] : nil
+        let hash = queue.subjectMode == .hash ? queue.subjectHash(input.subject) : ""
+        var bound = 400 + idPrefix.count + parts.revision.count + (ruleBytes?.count ?? 0) + hash.utf8.count
+        bound += 6 * (input.subject.count + input.purpose.count + input.dataCategory.count + (input.jurisdiction?.count ?? 0) + (input.channel?.count ?? 0))
+        lines.reserve(bound)
+        var out = RawCursor(lines.end)
+        out.put(#"{"id":""#)
+        out.put(idPrefix)
+        out.putDecimal(counter)
+        out.put(#"","time":""#)
+        clock.write(input.time, to: &out)
+        out.put(UInt8(ascii: "\""))
         switch queue.subjectMode {
         case .raw:
-            out.append(contentsOf: #","subject":"#.utf8)
-            ReceiptJSON.appendString(input.subject, to: &out)
+            out.put(#","subject":"#)
+            out.putString(input.subject)
         case .hash:
-            out.append(contentsOf: #","subject_hash":""#.utf8)
-            out.append(contentsOf: queue.subjectHash(input.subject).utf8)
-            out.append(UInt8(ascii: "\""))
+            out.put(#","subject_hash":""#)
+            var text = hash
+            text.withUTF8 { out.put(UnsafeRawBufferPointer($0)) }
+            out.put(UInt8(ascii: "\""))
         case .omit:
             break
         }
-        out.append(contentsOf: #","purpose":"#.utf8)
-        ReceiptJSON.appendString(input.purpose, to: &out)
-        out.append(contentsOf: #","data_category":"#.utf8)
-        ReceiptJSON.appendString(input.dataCategory, to: &out)
-        out.append(contentsOf: #","context":{"#.utf8)
-        var first = true
-        func separator(_ out: inout [UInt8]) {
-            if !first { out.append(UInt8(ascii: ",")) }
-            first = false
-        }
+        out.put(#","purpose":"#)
+        out.putString(input.purpose)
+        out.put(#","data_category":"#)
+        out.putString(input.dataCategory)
+        out.put(#","context":{"#)
+        var separator = false
         if let jurisdiction = input.jurisdiction, jurisdiction.count > 0 {
-            separator(&out)
-            out.append(contentsOf: #""jurisdiction":"#.utf8)
-            ReceiptJSON.appendString(jurisdiction, to: &out)
+            out.put(#""jurisdiction":"#)
+            out.putString(jurisdiction)
+            separator = true
         }
         if input.gpc {
-            separator(&out)
-            out.append(contentsOf: #""gpc":true"#.utf8)
+            if separator { out.put(UInt8(ascii: ",")) }
+            out.put(#""gpc":true"#)
+            separator = true
         }
         if input.uspOptOut {
-            separator(&out)
-            out.append(contentsOf: #""usp_opt_out":true"#.utf8)
+            if separator { out.put(UInt8(ascii: ",")) }
+            out.put(#""usp_opt_out":true"#)
+            separator = true
         }
         if let channel = input.channel, channel.count > 0 {
-            separator(&out)
-            out.append(contentsOf: #""channel":"#.utf8)
-            ReceiptJSON.appendString(channel, to: &out)
+            if separator { out.put(UInt8(ascii: ",")) }
+            out.put(#""channel":"#)
+            out.putString(channel)
+            separator = true
         }
         if let at = input.requestedAt {
-            separator(&out)
-            out.append(contentsOf: #""at":""#.utf8)
-            clock.append(at, to: &out)
-            out.append(UInt8(ascii: "\""))
+            if separator { out.put(UInt8(ascii: ",")) }
+            out.put(#""at":""#)
+            clock.write(at, to: &out)
+            out.put(UInt8(ascii: "\""))
         }
-        out.append(contentsOf: #"},"decision":""#.utf8)
-        out.append(contentsOf: input.decision.isAllowed ? "allow".utf8 : "deny".utf8)
-        out.append(contentsOf: #"","reason":""#.utf8)
-        out.append(contentsOf: input.decision.reason.description.utf8)
-        out.append(UInt8(ascii: "\""))
-        let parts = self.parts!
-        let rule = Int(input.decision.ruleIndex)
-        if rule >= 0 && rule < parts.rules.count {
-            out.append(UInt8(ascii: ","))
-            out.append(contentsOf: parts.rules[rule])
+        out.put(input.decision.isAllowed ? #"},"decision":"allow","reason":""# : #"},"decision":"deny","reason":""#)
+        out.put(input.decision.reason.name)
+        out.put(UInt8(ascii: "\""))
+        if let ruleBytes {
+            out.put(UInt8(ascii: ","))
+            out.put(ruleBytes)
         }
-        out.append(contentsOf: #","record":"#.utf8)
-        ReceiptJSON.appendDecimal(input.decision.record?.sequence ?? 0, to: &out)
-        out.append(UInt8(ascii: ","))
-        out.append(contentsOf: parts.revision)
-        out.append(contentsOf: #","sequence":"#.utf8)
-        ReceiptJSON.appendDecimal(input.sequence, to: &out)
-        out.append(contentsOf: #","kind":""#.utf8)
-        input.kind.withUTF8Buffer { out.append(contentsOf: $0) }
-        out.append(contentsOf: "\"}\n".utf8)
-        lines.bytes = out
-        lines.count += 1
-        lines.ends.append(out.count)
+        out.put(#","record":"#)
+        out.putDecimal(input.decision.record?.sequence ?? 0)
+        out.put(UInt8(ascii: ","))
+        out.put(parts.revision)
+        out.put(#","sequence":"#)
+        out.putDecimal(input.sequence)
+        out.put(#","kind":""#)
+        out.put(input.kind)
+        out.put("\"}\n")
+        lines.commit(until: out.position)
     }
 
     /// Hands the lines of this frame to the queue.
-    mutating func flush() {
+    func flush() {
         guard lines.count > 0 else { return }
-        queue.enqueue(&lines)
+        queue.enqueue(lines)
     }
 }
 
-/// Encoded receipt lines and where each ends.
-struct ReceiptLines {
-    var bytes: [UInt8] = []
-    var ends: [Int] = []
-    var count = 0
+extension ReasonCode {
+    /// The contract spelling as a static string (no String in the hot path).
+    var name: StaticString {
+        switch self {
+        case .consentGranted: "CONSENT_GRANTED"
+        case .notOptedOut: "NOT_OPTED_OUT"
+        case .legalBasis: "LEGAL_BASIS"
+        case .prohibited: "PROHIBITED"
+        case .noConsent: "NO_CONSENT"
+        case .consentDenied: "CONSENT_DENIED"
+        case .consentExpired: "CONSENT_EXPIRED"
+        case .consentStale: "CONSENT_STALE"
+        case .optedOutBySignal: "OPTED_OUT_BY_SIGNAL"
+        case .noMatchingRule: "NO_MATCHING_RULE"
+        case .unknownPurpose: "UNKNOWN_PURPOSE"
+        case .unknownDataCategory: "UNKNOWN_DATA_CATEGORY"
+        case .invalidRequest: "INVALID_REQUEST"
+        }
+    }
+}
 
-    mutating func removeAll() {
-        bytes.removeAll(keepingCapacity: true)
+/// Encoded receipt lines of one frame, in raw memory the connection keeps and reuses.
+final class ReceiptLines {
+    private(set) var base: UnsafeMutablePointer<UInt8>
+    private(set) var size = 0
+    private var capacity: Int
+    /// Where each line ends.
+    private(set) var ends: [Int] = []
+    var count: Int { ends.count }
+
+    init(capacity: Int = 16_384) {
+        self.capacity = capacity
+        base = .allocate(capacity: capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    /// Makes room for `extra` more bytes.
+    func reserve(_ extra: Int) {
+        guard size + extra > capacity else { return }
+        var grown = capacity * 2
+        while size + extra > grown { grown *= 2 }
+        let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: grown)
+        bigger.update(from: base, count: size)
+        base.deallocate()
+        base = bigger
+        capacity = grown
+    }
+
+    var end: UnsafeMutablePointer<UInt8> { base + size }
+
+    /// Records a line written from `end` up to `position`.
+    func commit(until position: UnsafeMutablePointer<UInt8>) {
+        size = position - base
+        ends.append(size)
+    }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+    func removeAll() {
+        size = 0
         ends.removeAll(keepingCapacity: true)
-        count = 0
+    }
+}
+
+/// Writes bytes through a raw pointer into space reserved beforehand.
+struct RawCursor {
+    private(set) var position: UnsafeMutablePointer<UInt8>
+
+    init(_ start: UnsafeMutablePointer<UInt8>) { position = start }
+
+    @inline(__always) mutating func put(_ byte: UInt8) {
+        position.pointee = byte
+        position += 1
+    }
+
+    @inline(__always) mutating func put(_ text: StaticString) {
+        text.withUTF8Buffer { put(UnsafeRawBufferPointer($0)) }
+    }
+
+    @inline(__always) mutating func put(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { put($0) }
+    }
+
+    @inline(__always) mutating func put(_ bytes: UnsafeRawBufferPointer) {
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+        UnsafeMutableRawPointer(position).copyMemory(from: source, byteCount: bytes.count)
+        position += bytes.count
+    }
+
+    mutating func putDecimal(_ value: UInt64) {
+        var digits = 1
+        var scale: UInt64 = 10
+        while digits < 20 && value >= scale {
+            digits += 1
+            scale = scale &* 10
+        }
+        var n = value
+        var at = position + digits
+        repeat {
+            at -= 1
+            at.pointee = UInt8(ascii: "0") + UInt8(n % 10)
+            n /= 10
+        } while n > 0
+        position += digits
+    }
+
+    /// A quoted JSON string; bytes needing no escape are copied whole, invalid UTF-8 is replaced.
+    mutating func putString(_ bytes: UnsafeRawBufferPointer) {
+        put(UInt8(ascii: "\""))
+        var plain = true
+        for byte in bytes where byte < 0x20 || byte >= 0x80 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+            plain = false
+            break
+        }
+        if plain {
+            put(bytes)
+        } else {
+            var escaped: [UInt8] = []
+            ReceiptJSON.appendString(bytes, to: &escaped)
+            escaped.withUnsafeBytes { raw in put(UnsafeRawBufferPointer(rebasing: raw[1..<(raw.count - 1)])) }
+        }
+        put(UInt8(ascii: "\""))
     }
 }
 
@@ -239,6 +356,37 @@ enum ReceiptJSON {
 struct TimeFormatter {
     private var cachedSecond = Int64.min
     private var prefix: [UInt8] = []
+
+    mutating func write(_ instant: Timestamp, to out: inout RawCursor) {
+        let fraction = prepare(instant)
+        out.put(prefix)
+        out.put(UInt8(ascii: "."))
+        var divisor: Int64 = 100_000
+        while divisor > 0 {
+            out.put(UInt8(ascii: "0") + UInt8((fraction / divisor) % 10))
+            divisor /= 10
+        }
+        out.put(UInt8(ascii: "Z"))
+    }
+
+    /// Caches the date and time of `instant`'s second; returns its microseconds.
+    private mutating func prepare(_ instant: Timestamp) -> Int64 {
+        let micros = instant.microseconds
+        var second = micros / 1_000_000
+        var fraction = micros % 1_000_000
+        if fraction < 0 {
+            fraction += 1_000_000
+            second -= 1
+        }
+        if second != cachedSecond {
+            cachedSecond = second
+            var text = Timestamp(microseconds: second * 1_000_000).rfc3339
+            if text.hasSuffix("Z") { text.removeLast() }
+            if let dot = text.firstIndex(of: ".") { text = String(text[..<dot]) }
+            prefix = Array(text.utf8)
+        }
+        return fraction
+    }
 
     mutating func append(_ instant: Timestamp, to out: inout [UInt8]) {
         let micros = instant.microseconds

@@ -63,21 +63,22 @@ public final class ReceiptQueue: Sendable {
     }
 
     /// Moves the lines of one frame into the queue: as many as fit, the rest dropped and counted.
-    func enqueue(_ lines: inout ReceiptLines) {
+    func enqueue(_ lines: ReceiptLines) {
+        let total = lines.count
         let (accepted, lost) = state.withLock { state -> (Int, Int) in
             let room = max(0, hardLimit - state.count)
-            let take = min(room, lines.count)
+            let take = min(room, total)
             if take > 0 {
                 if state.gap > 0 {
                     ReceiptQueue.appendGap(state.gap, reason: "queue full", to: &state.bytes)
                     state.gap = 0
                 }
-                let end = take == lines.count ? lines.bytes.count : lines.ends[take - 1]
-                state.bytes.append(contentsOf: lines.bytes[0..<end])
+                let end = lines.ends[take - 1]
+                state.bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: lines.bytes[0..<end]))
                 state.count += take
             }
-            state.gap += UInt64(lines.count - take)
-            return (take, lines.count - take)
+            state.gap += UInt64(total - take)
+            return (take, total - take)
         }
         if accepted > 0 { queuedCount.add(accepted, ordering: .relaxed) }
         if lost > 0 { dropped.add(UInt64(lost), ordering: .relaxed) }

@@ -6,6 +6,7 @@
 #include "consentd_client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -173,6 +174,7 @@ struct consentd_client {
     arena arena;
     ProtobufCAllocator allocator;
     intern_table strings;
+    const char *last_revision;
 
     int server_code;
     char error[1024];
@@ -229,6 +231,13 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void apply_timeout(consentd_client *c) {
+    if (c->fd < 0) return;
+    struct timeval tv = {.tv_sec = c->timeout_ms / 1000, .tv_usec = (c->timeout_ms % 1000) * 1000};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
 static consentd_status open_socket(consentd_client *c) {
     struct sockaddr_un address;
     memset(&address, 0, sizeof(address));
@@ -261,8 +270,14 @@ static consentd_status open_socket(consentd_client *c) {
         const char *hint = (error == ENOENT || error == ECONNREFUSED) ? " (is consentd running on this socket?)" : "";
         return set_error(c, CONSENTD_ERR_CONNECT, "cannot connect to %s: %s%s", c->path, strerror(error), hint);
     }
+    /* From here on the descriptor blocks, bounded by SO_RCVTIMEO/SO_SNDTIMEO: a lone request then
+     * waits in one recv() instead of poll() + recv(); everything that must not block says
+     * MSG_DONTWAIT. */
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
     drop_connection(c);
     c->fd = fd;
+    apply_timeout(c);
     c->broken[0] = '\0';
     c->error[0] = '\0';
     return CONSENTD_OK;
@@ -319,6 +334,7 @@ consentd_status consentd_set_timeout(consentd_client *c, int timeout_ms) {
     if (c == NULL) return CONSENTD_ERR_ARGUMENT;
     if (timeout_ms <= 0) return set_error(c, CONSENTD_ERR_ARGUMENT, "the timeout must be positive, not %d ms", timeout_ms);
     c->timeout_ms = timeout_ms;
+    apply_timeout(c);
     return CONSENTD_OK;
 }
 
@@ -445,6 +461,31 @@ static consentd_status read_available(consentd_client *c) {
     }
 }
 
+/* Waits for bytes in one blocking recv(), at most the handle's timeout (SO_RCVTIMEO). */
+static consentd_status read_blocking(consentd_client *c) {
+    if (c->in_capacity - c->in_end < 4096) {
+        size_t before = c->in_end - c->in_start;
+        consentd_status status = read_available(c); /* makes room, and may read: then the caller looks first */
+        if (status != CONSENTD_OK || c->eof || c->in_end - c->in_start != before) return status;
+    }
+    for (;;) {
+        ssize_t n = recv(c->fd, c->in + c->in_end, c->in_capacity - c->in_end, 0);
+        if (n > 0) {
+            c->in_end += (size_t)n;
+            return CONSENTD_OK;
+        }
+        if (n == 0) {
+            c->eof = true;
+            return CONSENTD_OK;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return fail(c, CONSENTD_ERR_TIMEOUT, "no reply from %s within %d ms; connection closed", c->path, c->timeout_ms);
+        }
+        return fail(c, CONSENTD_ERR_IO, "reading from %s failed: %s", c->path, strerror(errno));
+    }
+}
+
 /* Waits until the socket is readable (and, with want_write, writable) or the timeout passes. */
 static consentd_status wait_socket(consentd_client *c, bool want_write, short *revents) {
     struct pollfd p = {.fd = c->fd, .events = (short)(POLLIN | (want_write ? POLLOUT : 0)), .revents = 0};
@@ -534,20 +575,31 @@ static consentd_status next_frame(consentd_client *c, const uint8_t **frame, siz
             return fail(c, CONSENTD_ERR_IO, "the daemon at %s closed the connection in the middle of a reply (%zu bytes unread)",
                         c->path, available);
         }
-        short revents = 0;
-        consentd_status status = wait_socket(c, false, &revents);
-        if (status != CONSENTD_OK) return status;
-        status = read_available(c);
+        /* Pipelined: read first, since answers are often already waiting (no poll(), no sleep). */
+        consentd_status status;
+        if (c->outstanding > 1) {
+            size_t before = c->in_end - c->in_start;
+            status = read_available(c);
+            if (status != CONSENTD_OK) return status;
+            if (c->in_end - c->in_start > before || c->eof) continue;
+        }
+        status = read_blocking(c);
         if (status != CONSENTD_OK) return status;
     }
 }
 
 /* Reads and decodes the next reply. The message lives in the arena until the next reply. */
+static consentd_status decode_response(consentd_client *c, const uint8_t *frame, size_t length, Consentd__V1__Response **out);
+
 static consentd_status next_response(consentd_client *c, Consentd__V1__Response **out) {
     const uint8_t *frame = NULL;
     size_t length = 0;
     consentd_status status = next_frame(c, &frame, &length);
     if (status != CONSENTD_OK) return status;
+    return decode_response(c, frame, length, out);
+}
+
+static consentd_status decode_response(consentd_client *c, const uint8_t *frame, size_t length, Consentd__V1__Response **out) {
     arena_reset(&c->arena);
     Consentd__V1__Response *response = consentd__v1__response__unpack(&c->allocator, length, frame);
     if (response == NULL) {
@@ -641,25 +693,136 @@ static bool valid_query(const consentd_query *q) {
     return q != NULL && q->subject_id != NULL && q->purpose != NULL && q->data_category != NULL;
 }
 
+/* ---- the Check request, encoded directly (the hot path of pipelined clients) ----
+ * Field for field what protobuf-c's pack writes for the same Request (fields in number order,
+ * proto3 defaults omitted); tests/test_client.c checks the bytes against it. */
+
+static size_t varint_size(uint64_t value) {
+    size_t n = 1;
+    while (value >= 0x80) {
+        value >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static size_t string_field_size(size_t length) { return length == 0 ? 0 : 1 + varint_size(length) + length; }
+
+static uint8_t *put_string_field(uint8_t *p, unsigned field, const char *text, size_t length) {
+    if (length == 0) return p;
+    *p++ = (uint8_t)(field << 3 | 2);
+    p += put_varint(p, length);
+    memcpy(p, text, length);
+    return p + length;
+}
+
+static size_t context_size(const consentd_context *x, size_t jurisdiction, size_t channel, size_t *timestamp) {
+    *timestamp = 0;
+    if (x == NULL) return 0;
+    size_t size = string_field_size(jurisdiction) + string_field_size(channel) + (x->gpc ? 2 : 0) + (x->usp_opt_out ? 2 : 0);
+    if (x->at_micros != 0) {
+        int64_t seconds = x->at_micros / 1000000, micros = x->at_micros % 1000000;
+        if (micros < 0) {
+            micros += 1000000;
+            seconds -= 1;
+        }
+        size_t t = (seconds != 0 ? 1 + varint_size((uint64_t)seconds) : 0) + (micros != 0 ? 1 + varint_size((uint64_t)(micros * 1000)) : 0);
+        *timestamp = t;
+        size += 1 + varint_size(t) + t;
+    }
+    return size;
+}
+
+consentd_status consentd__encode_check(uint8_t **out, size_t *out_length, uint8_t *scratch, size_t scratch_size,
+                                       uint64_t id, const consentd_query *query, const consentd_context *context);
+
+/* Encodes a framed Check into `scratch` if it fits (else reports the size needed). Exposed for the tests. */
+consentd_status consentd__encode_check(uint8_t **out, size_t *out_length, uint8_t *scratch, size_t scratch_size,
+                                       uint64_t id, const consentd_query *query, const consentd_context *context) {
+    size_t subject = strlen(query->subject_id), purpose = strlen(query->purpose), data = strlen(query->data_category);
+    size_t jurisdiction = context && context->jurisdiction ? strlen(context->jurisdiction) : 0;
+    size_t channel = context && context->channel ? strlen(context->channel) : 0;
+    size_t timestamp = 0;
+    size_t ctx = context_size(context, jurisdiction, channel, &timestamp);
+    bool has_context = context != NULL && ctx > 0;
+    size_t check = string_field_size(subject) + string_field_size(purpose) + string_field_size(data) +
+                   (has_context ? 1 + varint_size(ctx) + ctx : 0);
+    size_t request = (id != 0 ? 1 + varint_size(id) : 0) + 1 + varint_size(check) + check;
+    size_t total = varint_size(request) + request;
+    *out_length = total;
+    if (total > scratch_size) return CONSENTD_ERR_NOMEM;
+    uint8_t *p = scratch;
+    p += put_varint(p, request);
+    if (id != 0) {
+        *p++ = 1 << 3;
+        p += put_varint(p, id);
+    }
+    *p++ = 2 << 3 | 2;
+    p += put_varint(p, check);
+    p = put_string_field(p, 1, query->subject_id, subject);
+    p = put_string_field(p, 2, query->purpose, purpose);
+    p = put_string_field(p, 3, query->data_category, data);
+    if (has_context) {
+        *p++ = 4 << 3 | 2;
+        p += put_varint(p, ctx);
+        p = put_string_field(p, 1, context->jurisdiction, jurisdiction);
+        if (context->gpc) {
+            *p++ = 2 << 3;
+            *p++ = 1;
+        }
+        if (context->at_micros != 0) {
+            int64_t seconds = context->at_micros / 1000000, micros = context->at_micros % 1000000;
+            if (micros < 0) {
+                micros += 1000000;
+                seconds -= 1;
+            }
+            *p++ = 3 << 3 | 2;
+            p += put_varint(p, timestamp);
+            if (seconds != 0) {
+                *p++ = 1 << 3;
+                p += put_varint(p, (uint64_t)seconds);
+            }
+            if (micros != 0) {
+                *p++ = 2 << 3;
+                p += put_varint(p, (uint64_t)(micros * 1000));
+            }
+        }
+        if (context->usp_opt_out) {
+            *p++ = 4 << 3;
+            *p++ = 1;
+        }
+        p = put_string_field(p, 5, context->channel, channel);
+    }
+    *out = scratch;
+    return (size_t)(p - scratch) == total ? CONSENTD_OK : CONSENTD_ERR_PROTOCOL;
+}
+
 static consentd_status queue_check(consentd_client *c, const consentd_query *query, const consentd_context *context, uint64_t id) {
-    context_storage storage;
-    Consentd__V1__CheckRequest check;
-    consentd__v1__check_request__init(&check);
-    check.subject_id = text(query->subject_id);
-    check.purpose = text(query->purpose);
-    check.data_category = text(query->data_category);
-    check.context = build_context(context, &storage);
-    Consentd__V1__Request request;
-    consentd__v1__request__init(&request);
-    request.id = id;
-    request.method_case = CONSENTD__V1__REQUEST__METHOD_CHECK;
-    request.check = &check;
-    return append_request(c, &request);
+    size_t needed = 0;
+    uint8_t *frame = NULL;
+    if (!reserve_out(c, 512)) return set_error(c, CONSENTD_ERR_NOMEM, "out of memory for a request");
+    consentd_status status = consentd__encode_check(&frame, &needed, c->out + c->out_len, c->out_capacity - c->out_len, id, query, context);
+    if (status == CONSENTD_ERR_NOMEM) {
+        if (!reserve_out(c, needed)) return set_error(c, CONSENTD_ERR_NOMEM, "out of memory for a %zu-byte request", needed);
+        status = consentd__encode_check(&frame, &needed, c->out + c->out_len, c->out_capacity - c->out_len, id, query, context);
+    }
+    if (status != CONSENTD_OK) return set_error(c, status, "internal error encoding a Check");
+    c->out_len += needed;
+    return CONSENTD_OK;
+}
+
+
+/* The revision changes only on a policy reload: compare with the last one before hashing. */
+static const char *intern_revision(consentd_client *c, const char *text) {
+    if (c->last_revision != NULL && strcmp(c->last_revision, text) == 0) return c->last_revision;
+    const char *interned = intern(&c->strings, text);
+    if (interned != NULL) c->last_revision = interned;
+    return interned;
 }
 
 static consentd_status fill_decision(consentd_client *c, const Consentd__V1__CheckResponse *r, consentd_decision *out) {
     const char *rule = intern(&c->strings, r->rule_id);
-    const char *revision = intern(&c->strings, r->policy_revision);
+    const char *revision = intern_revision(c, r->policy_revision);
     if (rule == NULL || revision == NULL) return set_error(c, CONSENTD_ERR_NOMEM, "out of memory interning a rule id");
     out->decision = (consentd_verdict)r->decision;
     out->reason = (consentd_reason)r->reason;
@@ -668,6 +831,137 @@ static consentd_status fill_decision(consentd_client *c, const Consentd__V1__Che
     out->consent_sequence = r->consent_sequence;
     out->record_sequence = r->consent_record != NULL ? r->consent_record->sequence : 0;
     out->legal_basis = (consentd_legal_basis)r->legal_basis;
+    return CONSENTD_OK;
+}
+
+/* ---- the Check answer, decoded directly (the hot path of pipelined clients) ----
+ * Reads Response{id, check} and the CheckResponse fields a decision needs, skipping the others
+ * by wire type. Anything else (an error, another result, an unexpected wire type) returns false
+ * and the caller decodes with protobuf-c. Exposed for the tests, which compare the two. */
+
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *value) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t byte = *(*p)++;
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        if ((byte & 0x80) == 0) {
+            *value = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool skip_field(const uint8_t **p, const uint8_t *end, unsigned wire) {
+    uint64_t value;
+    switch (wire) {
+    case 0: return read_varint(p, end, &value);
+    case 1: if (end - *p < 8) return false; *p += 8; return true;
+    case 2: if (!read_varint(p, end, &value) || value > (uint64_t)(end - *p)) return false; *p += value; return true;
+    case 5: if (end - *p < 4) return false; *p += 4; return true;
+    default: return false;
+    }
+}
+
+typedef struct fast_check {
+    uint64_t id;
+    uint64_t decision, reason, consent_sequence, record_sequence, legal_basis;
+    const uint8_t *rule;
+    size_t rule_length;
+    const uint8_t *revision;
+    size_t revision_length;
+} fast_check;
+
+bool consentd__decode_check(const uint8_t *frame, size_t length, fast_check *out);
+bool consentd__decode_check(const uint8_t *frame, size_t length, fast_check *out) {
+    memset(out, 0, sizeof(*out));
+    const uint8_t *p = frame, *end = frame + length;
+    const uint8_t *check = NULL, *check_end = NULL;
+    while (p < end) {
+        uint64_t key;
+        if (!read_varint(&p, end, &key)) return false;
+        unsigned field = (unsigned)(key >> 3), wire = (unsigned)(key & 7);
+        if (field == 1 && wire == 0) {
+            if (!read_varint(&p, end, &out->id)) return false;
+        } else if (field == 2 && wire == 2) {
+            uint64_t size;
+            if (check != NULL || !read_varint(&p, end, &size) || size > (uint64_t)(end - p)) return false;
+            check = p;
+            check_end = p + size;
+            p += size;
+        } else {
+            return false; /* another result, or a field this fast path does not expect */
+        }
+    }
+    if (check == NULL) return false;
+    p = check;
+    while (p < check_end) {
+        uint64_t key, value;
+        if (!read_varint(&p, check_end, &key)) return false;
+        unsigned field = (unsigned)(key >> 3), wire = (unsigned)(key & 7);
+        if (wire == 0 && (field == 1 || field == 2 || field == 5 || field == 7)) {
+            if (!read_varint(&p, check_end, &value)) return false;
+            if (field == 1) out->decision = value;
+            else if (field == 2) out->reason = value;
+            else if (field == 5) out->consent_sequence = value;
+            else out->legal_basis = value;
+        } else if (wire == 2 && (field == 3 || field == 4 || field == 6)) {
+            if (!read_varint(&p, check_end, &value) || value > (uint64_t)(check_end - p)) return false;
+            if (field == 3) {
+                out->rule = p;
+                out->rule_length = (size_t)value;
+            } else if (field == 4) {
+                out->revision = p;
+                out->revision_length = (size_t)value;
+            } else {
+                const uint8_t *q = p, *record_end = p + value;
+                while (q < record_end) {
+                    uint64_t k, v;
+                    if (!read_varint(&q, record_end, &k)) return false;
+                    if ((k >> 3) == 12 && (k & 7) == 0) {
+                        if (!read_varint(&q, record_end, &v)) return false;
+                        out->record_sequence = v;
+                    } else if (!skip_field(&q, record_end, (unsigned)(k & 7))) {
+                        return false;
+                    }
+                }
+            }
+            p += value;
+        } else if (!skip_field(&p, check_end, wire)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Interns a string given by pointer and length (not NUL-terminated). */
+static const char *intern_bytes(consentd_client *c, const uint8_t *bytes, size_t length, bool revision) {
+    if (length == 0) return "";
+    if (revision && c->last_revision != NULL && strlen(c->last_revision) == length && memcmp(c->last_revision, bytes, length) == 0) {
+        return c->last_revision;
+    }
+    char small[256];
+    char *text = length < sizeof(small) ? small : malloc(length + 1);
+    if (text == NULL) return NULL;
+    memcpy(text, bytes, length);
+    text[length] = '\0';
+    const char *interned = intern(&c->strings, text);
+    if (text != small) free(text);
+    if (revision && interned != NULL) c->last_revision = interned;
+    return interned;
+}
+
+static consentd_status fill_fast(consentd_client *c, const fast_check *fast, consentd_decision *out) {
+    const char *rule = intern_bytes(c, fast->rule, fast->rule_length, false);
+    const char *revision = intern_bytes(c, fast->revision, fast->revision_length, true);
+    if (rule == NULL || revision == NULL) return set_error(c, CONSENTD_ERR_NOMEM, "out of memory interning a rule id");
+    out->decision = (consentd_verdict)fast->decision;
+    out->reason = (consentd_reason)fast->reason;
+    out->rule_id = rule;
+    out->policy_revision = revision;
+    out->consent_sequence = fast->consent_sequence;
+    out->record_sequence = fast->record_sequence;
+    out->legal_basis = (consentd_legal_basis)fast->legal_basis;
     return CONSENTD_OK;
 }
 
@@ -693,8 +987,13 @@ consentd_status consentd_check(consentd_client *c, const consentd_query *query, 
     if (status != CONSENTD_OK) return status;
     uint64_t id = c->next_id++;
     if ((status = queue_check(c, query, context, id)) != CONSENTD_OK) return status;
+    const uint8_t *frame = NULL;
+    size_t length = 0;
+    if ((status = next_frame(c, &frame, &length)) != CONSENTD_OK) return status;
+    fast_check fast;
+    if (consentd__decode_check(frame, length, &fast) && fast.id == id) return fill_fast(c, &fast, out);
     Consentd__V1__Response *response = NULL;
-    if ((status = next_response(c, &response)) != CONSENTD_OK) return status;
+    if ((status = decode_response(c, frame, length, &response)) != CONSENTD_OK) return status;
     if ((status = expect(c, response, id, CONSENTD__V1__RESPONSE__RESULT_CHECK, "CheckResponse")) != CONSENTD_OK) return status;
     return fill_decision(c, response->check, out);
 }
@@ -746,7 +1045,7 @@ consentd_status consentd_check_batch(consentd_client *c, const consentd_query *q
     if (r->n_results != count) {
         return fail(c, CONSENTD_ERR_PROTOCOL, "a batch of %zu got %zu results; connection closed", count, r->n_results);
     }
-    const char *revision = intern(&c->strings, r->policy_revision);
+    const char *revision = intern_revision(c, r->policy_revision);
     if (revision == NULL) return set_error(c, CONSENTD_ERR_NOMEM, "out of memory interning a revision");
     for (size_t i = 0; i < count; i++) {
         const Consentd__V1__CheckResult *result = r->results[i];
@@ -792,8 +1091,17 @@ consentd_status consentd_next(consentd_client *c, uint64_t *id_out, consentd_dec
     consentd_status status = begin(c);
     if (status != CONSENTD_OK) return status;
     if (c->outstanding == 0) return set_error(c, CONSENTD_ERR_EMPTY, "no pipelined checks are outstanding");
+    const uint8_t *frame = NULL;
+    size_t length = 0;
+    if ((status = next_frame(c, &frame, &length)) != CONSENTD_OK) return status;
+    fast_check fast;
+    if (consentd__decode_check(frame, length, &fast)) {
+        c->outstanding--;
+        if (id_out != NULL) *id_out = fast.id;
+        return fill_fast(c, &fast, out);
+    }
     Consentd__V1__Response *response = NULL;
-    if ((status = next_response(c, &response)) != CONSENTD_OK) return status;
+    if ((status = decode_response(c, frame, length, &response)) != CONSENTD_OK) return status;
     c->outstanding--;
     if (id_out != NULL) *id_out = response->id;
     if (response->result_case == CONSENTD__V1__RESPONSE__RESULT_ERROR) return server_error(c, response);

@@ -451,6 +451,161 @@ static void test_malformed_replies(void) {
     }
 }
 
+consentd_status consentd__encode_check(uint8_t **out, size_t *out_length, uint8_t *scratch, size_t scratch_size,
+                                       uint64_t id, const consentd_query *query, const consentd_context *context);
+
+/* The client encodes Check by hand on its hot path: it must be byte for byte what protobuf-c packs. */
+static void test_check_encoding_matches_protobuf_c(void) {
+    unsigned int seed = 99;
+    const char *words[] = {"", "a", "DE", "US-CA", "marketing.advertising.targeted", "user.behavior", "web",
+                           "a-much-longer-subject-identifier-that-needs-a-two-byte-length-prefix-because-it-goes-on-and-on-and-on-past-127-bytes-xxxxxxxxxxxxxxxxxx"};
+    int equal = 0, rounds = 2000;
+    for (int round = 0; round < rounds; round++) {
+        consentd_query query = {.subject_id = words[rand_r(&seed) % 8], .purpose = words[rand_r(&seed) % 8], .data_category = words[rand_r(&seed) % 8]};
+        consentd_context context = {0};
+        bool with_context = rand_r(&seed) % 4 != 0;
+        if (with_context) {
+            context.jurisdiction = rand_r(&seed) % 2 ? words[rand_r(&seed) % 8] : NULL;
+            context.channel = rand_r(&seed) % 2 ? words[rand_r(&seed) % 8] : NULL;
+            context.gpc = rand_r(&seed) % 2;
+            context.usp_opt_out = rand_r(&seed) % 2;
+            int64_t choices[] = {0, 1, -1, 1000000, -1000000, 1700000000123456LL, -86400000001LL, 999999};
+            context.at_micros = choices[rand_r(&seed) % 8];
+        }
+        uint64_t id = (uint64_t[]){0, 1, 127, 128, 300, 1ull << 40}[rand_r(&seed) % 6];
+        uint8_t mine[1024];
+        uint8_t *frame = NULL;
+        size_t length = 0;
+        if (consentd__encode_check(&frame, &length, mine, sizeof(mine), id, &query, with_context ? &context : NULL) != CONSENTD_OK) continue;
+
+        Consentd__V1__Request request;
+        Consentd__V1__CheckRequest check;
+        Consentd__V1__Context ctx;
+        Google__Protobuf__Timestamp at;
+        consentd__v1__request__init(&request);
+        consentd__v1__check_request__init(&check);
+        consentd__v1__context__init(&ctx);
+        google__protobuf__timestamp__init(&at);
+        check.subject_id = (char *)query.subject_id;
+        check.purpose = (char *)query.purpose;
+        check.data_category = (char *)query.data_category;
+        if (with_context) {
+            ctx.jurisdiction = (char *)(context.jurisdiction ? context.jurisdiction : "");
+            ctx.channel = (char *)(context.channel ? context.channel : "");
+            ctx.gpc = context.gpc;
+            ctx.usp_opt_out = context.usp_opt_out;
+            if (context.at_micros != 0) {
+                int64_t seconds = context.at_micros / 1000000, micros = context.at_micros % 1000000;
+                if (micros < 0) {
+                    micros += 1000000;
+                    seconds -= 1;
+                }
+                at.seconds = seconds;
+                at.nanos = (int32_t)(micros * 1000);
+                ctx.at = &at;
+            }
+            bool empty = !*ctx.jurisdiction && !*ctx.channel && !ctx.gpc && !ctx.usp_opt_out && ctx.at == NULL;
+            if (!empty) check.context = &ctx;
+        }
+        request.id = id;
+        request.method_case = CONSENTD__V1__REQUEST__METHOD_CHECK;
+        request.check = &check;
+        uint8_t theirs[1024];
+        size_t size = consentd__v1__request__get_packed_size(&request);
+        size_t n = 0;
+        size_t value = size;
+        while (value >= 0x80) {
+            theirs[n++] = (uint8_t)(value | 0x80);
+            value >>= 7;
+        }
+        theirs[n++] = (uint8_t)value;
+        n += consentd__v1__request__pack(&request, theirs + n);
+        if (n == length && memcmp(theirs, frame, n) == 0) equal++;
+    }
+    CHECK(equal == rounds, "%d of %d hand-encoded Checks equal protobuf-c's bytes", equal, rounds);
+}
+
+typedef struct fast_check {
+    uint64_t id;
+    uint64_t decision, reason, consent_sequence, record_sequence, legal_basis;
+    const uint8_t *rule;
+    size_t rule_length;
+    const uint8_t *revision;
+    size_t revision_length;
+} fast_check;
+bool consentd__decode_check(const uint8_t *frame, size_t length, fast_check *out);
+
+/* The client decodes Check answers by hand on its pipelined path: it must read what protobuf-c reads. */
+static void test_check_decoding_matches_protobuf_c(void) {
+    unsigned int seed = 7;
+    const char *texts[] = {"", "eea-ads", "6b66103794d6b23b", "a-rule-id-long-enough-to-need-a-two-byte-length-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"};
+    int agreed = 0, rounds = 3000;
+    for (int round = 0; round < rounds; round++) {
+        Consentd__V1__Response response;
+        Consentd__V1__CheckResponse check;
+        Consentd__V1__ConsentRecord record;
+        Consentd__V1__Explanation explanation;
+        consentd__v1__response__init(&response);
+        consentd__v1__check_response__init(&check);
+        consentd__v1__consent_record__init(&record);
+        consentd__v1__explanation__init(&explanation);
+        check.decision = (Consentd__V1__Decision)(rand_r(&seed) % 3);
+        check.reason = (Consentd__V1__Reason)(rand_r(&seed) % 14);
+        check.rule_id = (char *)texts[rand_r(&seed) % 4];
+        check.policy_revision = (char *)texts[rand_r(&seed) % 4];
+        check.consent_sequence = (uint64_t[]){0, 1, 200, 1ull << 50}[rand_r(&seed) % 4];
+        check.legal_basis = (Consentd__V1__LegalBasis)(rand_r(&seed) % 7);
+        char *obligations[] = {"pseudonymize", "retention: 30d"};
+        check.n_obligations = rand_r(&seed) % 3;
+        check.obligations = obligations;
+        check.rule_location = rand_r(&seed) % 2 ? "eea.yaml:9:5" : "";
+        if (rand_r(&seed) % 2) {
+            record.subject_id = "s";
+            record.purpose = "marketing";
+            record.sequence = (uint64_t[]){0, 5, 70000}[rand_r(&seed) % 3];
+            record.source = "web";
+            if (rand_r(&seed) % 2) {
+                record._notice_version_case = CONSENTD__V1__CONSENT_RECORD___NOTICE_VERSION_NOTICE_VERSION;
+                record.notice_version = 3;
+            }
+            check.consent_record = &record;
+        }
+        if (rand_r(&seed) % 4 == 0) {
+            explanation.text = "trace";
+            check.explanation = &explanation;
+        }
+        response.id = (uint64_t[]){0, 1, 129, 1ull << 33}[rand_r(&seed) % 4];
+        response.result_case = CONSENTD__V1__RESPONSE__RESULT_CHECK;
+        response.check = &check;
+        uint8_t bytes[2048];
+        size_t length = consentd__v1__response__pack(&response, bytes);
+
+        fast_check fast;
+        bool ok = consentd__decode_check(bytes, length, &fast);
+        Consentd__V1__Response *back = consentd__v1__response__unpack(NULL, length, bytes);
+        if (ok && back != NULL && back->result_case == CONSENTD__V1__RESPONSE__RESULT_CHECK) {
+            const Consentd__V1__CheckResponse *b = back->check;
+            bool same = fast.id == back->id && fast.decision == (uint64_t)b->decision && fast.reason == (uint64_t)b->reason &&
+                        fast.consent_sequence == b->consent_sequence && fast.legal_basis == (uint64_t)b->legal_basis &&
+                        fast.record_sequence == (b->consent_record ? b->consent_record->sequence : 0) &&
+                        fast.rule_length == strlen(b->rule_id) && (fast.rule_length == 0 || memcmp(fast.rule, b->rule_id, fast.rule_length) == 0) &&
+                        fast.revision_length == strlen(b->policy_revision) && (fast.revision_length == 0 || memcmp(fast.revision, b->policy_revision, fast.revision_length) == 0);
+            if (same) agreed++;
+        }
+        if (back != NULL) consentd__v1__response__free_unpacked(back, NULL);
+    }
+    CHECK(agreed == rounds, "%d of %d hand-decoded answers equal protobuf-c's", agreed, rounds);
+
+    /* What the fast path does not take, it leaves to protobuf-c: an error, truncated bytes, a duplicate result. */
+    fast_check fast;
+    const uint8_t error_reply[] = {0x08, 0x01, 0x7a, 0x02, 0x08, 0x06};
+    CHECK(!consentd__decode_check(error_reply, sizeof(error_reply), &fast), "an error is not a check");
+    const uint8_t truncated[] = {0x08, 0x01, 0x12, 0x05, 0x08, 0x01};
+    CHECK(!consentd__decode_check(truncated, sizeof(truncated), &fast), "a truncated check is refused");
+    const uint8_t twice[] = {0x12, 0x02, 0x08, 0x01, 0x12, 0x02, 0x08, 0x02};
+    CHECK(!consentd__decode_check(twice, sizeof(twice), &fast), "a repeated check (merge semantics) goes to protobuf-c");
+}
+
 static void test_arguments(void) {
     consentd_client *client = NULL;
     consentd_status status = consentd_connect(&client, "/nonexistent/consentd.sock", 200);
@@ -490,6 +645,8 @@ int main(void) {
     snprintf(store_path, sizeof(store_path), "%s/consent.sqlite", directory);
 
     test_arguments();
+    test_check_encoding_matches_protobuf_c();
+    test_check_decoding_matches_protobuf_c();
     test_malformed_replies();
     fprintf(stderr, "fake-server and argument tests: %d failures\n", failures);
 
