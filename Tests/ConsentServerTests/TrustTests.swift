@@ -494,3 +494,24 @@ final class Tally: Sendable {
         try await harness.stop()
     }
 }
+
+@Suite struct FuzzFindingTests {
+    /// fuzz-frames found the fast path answering a Check whose channel was not UTF-8, a frame the
+    /// protobuf decoder refuses. Over a real socket such a frame is now a malformed frame.
+    @Test func aContextStringThatIsNotUTF8IsAMalformedFrame() async throws {
+        let harness = try await DaemonHarness()
+        for field: UInt8 in [0x0a, 0x2a] { // jurisdiction (1), channel (5)
+            var check: [UInt8] = [0x0a, 0x01, 0x61]                       // subject "a"
+            check += [0x12, UInt8(measurement.utf8.count)] + Array(measurement.utf8)
+            check += [0x1a, 0x0d] + Array("user.behavior".utf8)
+            check += [0x22, 0x04, field, 0x02, 0x96, 0x44]                 // context: 2 bytes, invalid UTF-8
+            let request: [UInt8] = [0x08, 0x07, 0x12, UInt8(check.count)] + check
+            let raw = try RawConnection(harness.socket)
+            raw.send(FrameCodec.frame(request))
+            let answers = try responses(in: raw.readToEnd())
+            #expect(answers.count == 1)
+            #expect(answers.first?.error.code == .malformedFrame, "field \(field >> 3): \(answers)")
+        }
+        try await harness.stop()
+    }
+}
