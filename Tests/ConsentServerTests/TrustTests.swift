@@ -515,3 +515,33 @@ final class Tally: Sendable {
         try await harness.stop()
     }
 }
+
+extension FuzzFindingTests {
+    /// fuzz-frames found the batch fast path reusing the previous batch's id for a batch without one.
+    @Test func aBatchWithoutAnIdIsAnsweredWithIdZero() async throws {
+        let harness = try await DaemonHarness()
+        let item: [UInt8] = [0x0a, 0x01, 0x61, 0x12, UInt8(measurement.utf8.count)] + Array(measurement.utf8) + [0x1a, 0x0d] + Array("user.behavior".utf8)
+        let batch: [UInt8] = [0x0a, UInt8(item.count)] + item
+        let withID: [UInt8] = [0x08, 0x0a, 0x1a, UInt8(batch.count)] + batch
+        let withoutID: [UInt8] = [0x1a, UInt8(batch.count)] + batch
+        let raw = try RawConnection(harness.socket)
+        raw.send(FrameCodec.frame(withID) + FrameCodec.frame(withoutID))
+        raw.finishSending()
+        let answers = try responses(in: raw.readToEnd())
+        #expect(answers.map(\.id) == [10, 0])
+        #expect(answers.allSatisfy { $0.checkBatch.results.count == 1 })
+        try await harness.stop()
+    }
+
+    /// And a Check whose data category came twice, first not UTF-8, then valid.
+    @Test func anInvalidStringReplacedByALaterOneIsStillAMalformedFrame() async throws {
+        let harness = try await DaemonHarness()
+        var check: [UInt8] = [0x0a, 0x01, 0x61, 0x12, UInt8(measurement.utf8.count)] + Array(measurement.utf8)
+        check += [0x1a, 0x03, 0x75, 0x8b, 0x65] + [0x1a, 0x0d] + Array("user.behavior".utf8)
+        let raw = try RawConnection(harness.socket)
+        raw.send(FrameCodec.frame([0x08, 0x07, 0x12, UInt8(check.count)] + check))
+        let answers = try responses(in: raw.readToEnd())
+        #expect(answers.first?.error.code == .malformedFrame)
+        try await harness.stop()
+    }
+}

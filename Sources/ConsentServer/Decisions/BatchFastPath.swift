@@ -12,6 +12,9 @@ struct ParsedBatch {
     var items: [(subject: Range<Int>, purpose: Range<Int>, data: Range<Int>)] = []
 
     mutating func parse(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        // Reused across frames: everything starts over (found by fuzz-frames: a batch without an
+        // id was answered with the id of the batch before it).
+        id = 0
         items.removeAll(keepingCapacity: true)
         context = ParsedCheck()
         var reader = FastWireReader(bytes: bytes, start: 0, end: bytes.count)
@@ -35,7 +38,7 @@ struct ParsedBatch {
                         var item = FastWireReader(bytes: bytes, start: itemRange.lowerBound, end: itemRange.upperBound)
                         var subject = 0..<0, purpose = 0..<0, data = 0..<0
                         while item.hasMore {
-                            guard let (g, x) = item.tag(), x == 2, let r = item.lengthDelimited() else { return false }
+                            guard let (g, x) = item.tag(), x == 2, let r = item.asciiString() else { return false }
                             switch g {
                             case 1: subject = r
                             case 2: purpose = r

@@ -51,9 +51,9 @@ struct ParsedCheck {
         while reader.hasMore {
             guard let (field, wire) = reader.tag() else { return false }
             switch (field, wire) {
-            case (1, 2): guard let r = reader.lengthDelimited() else { return false }; subject = r
-            case (2, 2): guard let r = reader.lengthDelimited() else { return false }; purpose = r
-            case (3, 2): guard let r = reader.lengthDelimited() else { return false }; data = r
+            case (1, 2): guard let r = reader.asciiString() else { return false }; subject = r
+            case (2, 2): guard let r = reader.asciiString() else { return false }; purpose = r
+            case (3, 2): guard let r = reader.asciiString() else { return false }; data = r
             case (4, 2):
                 guard !sawContext, let r = reader.lengthDelimited(), parseContext(bytes, r) else { return false }
                 sawContext = true
@@ -73,7 +73,7 @@ struct ParsedCheck {
         while reader.hasMore {
             guard let (field, wire) = reader.tag() else { return false }
             switch (field, wire) {
-            case (1, 2): guard let r = reader.lengthDelimited(), Self.isASCII(bytes, r) else { return false }; jurisdiction = r
+            case (1, 2): guard let r = reader.asciiString() else { return false }; jurisdiction = r
             case (2, 0): guard let v = reader.varint() else { return false }; gpc = v != 0
             case (3, 2):
                 guard !sawAt, let r = reader.lengthDelimited() else { return false }
@@ -88,19 +88,10 @@ struct ParsedCheck {
                 guard nanos >= 0, nanos < 1_000_000_000 else { return false }
                 at = Timestamp(microseconds: seconds &* 1_000_000 &+ nanos / 1000)
             case (4, 0): guard let v = reader.varint() else { return false }; uspOptOut = v != 0
-            case (5, 2): guard let r = reader.lengthDelimited(), Self.isASCII(bytes, r) else { return false }; channel = r
+            case (5, 2): guard let r = reader.asciiString() else { return false }; channel = r
             default: return false
             }
         }
-        return true
-    }
-
-    /// Strings the fast path passes on must be valid UTF-8 like any protobuf string; ASCII is
-    /// checked here, anything else is left to the general decoder (which refuses invalid UTF-8 as
-    /// a malformed frame). Found by fuzz-frames: a channel of bytes 0x96 0x44 was answered here
-    /// while the decoder rejected the frame.
-    static func isASCII(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
-        for index in range where bytes[index] >= 0x80 { return false }
         return true
     }
 }
@@ -145,6 +136,17 @@ struct FastWireReader {
         guard let length = varint(), length <= UInt64(end - position) else { return nil }
         let range = position..<position + Int(length)
         position = range.upperBound
+        return range
+    }
+
+    /// A string field the fast path may use: ASCII only. Every protobuf string must be valid
+    /// UTF-8, and the general decoder refuses a frame with one that is not — even an occurrence
+    /// a later one replaces — so the fast path declines anything but ASCII and leaves the rest to
+    /// it. (Found by fuzz-frames: a non-UTF-8 channel, and an invalid data category followed by a
+    /// valid one, were answered here while the decoder refused the frame.)
+    mutating func asciiString() -> Range<Int>? {
+        guard let range = lengthDelimited() else { return nil }
+        for index in range where bytes[index] >= 0x80 { return nil }
         return range
     }
 }

@@ -101,7 +101,7 @@ public final class FrameExerciser {
             return try? Consentd_V1_Response(serializedBytes: RawBytes(UnsafeRawBufferPointer(rebasing: bytes[prefixBytes...])))
         }
         guard let fastResponse else { preconditionFailure("the fast path wrote an unreadable frame") }
-        precondition(fastResponse.id == general.id, "fast and general paths answer different ids")
+        precondition(fastResponse.id == general.id, "fast and general paths answer different ids: \(fastResponse.id) vs \(general.id)")
         switch (fastResponse.result, general.result) {
         case let (.check(a)?, .check(b)?):
             precondition(a.decision == b.decision && a.reason == b.reason && a.ruleID == b.ruleID
