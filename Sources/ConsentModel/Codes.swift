@@ -94,7 +94,10 @@ public enum ReasonCode: UInt8, Sendable, Hashable, CaseIterable, CustomStringCon
     case invalidRequest
 
     /// The contract spelling, e.g. `CONSENT_GRANTED`.
-    public var description: String {
+    public var description: String { name.description }
+
+    /// The contract spelling as a static string (for writers that must not build a String).
+    public var name: StaticString {
         switch self {
         case .consentGranted: "CONSENT_GRANTED"
         case .notOptedOut: "NOT_OPTED_OUT"

@@ -30,12 +30,12 @@ public final class DaemonMetrics: Sendable {
     private let refused: [Int: CoreMetrics.Counter]
 
     private struct Synced {
-        var last: [String: UInt64] = [:]
+        var last: [UInt64] = []
         var revision: (String, CoreMetrics.Gauge)?
     }
     private let synced = Mutex(Synced())
-    private let counters: [(name: String, dimensions: [(String, String)], read: @Sendable (ServerState) -> UInt64)]
-    private let syncedCounters: [String: CoreMetrics.Counter]
+    /// Counters advanced at scrape time from the daemon's own atomics; `last` holds what each had reached.
+    private let counters: [(counter: CoreMetrics.Counter, read: @Sendable (ServerState) -> UInt64)]
     private let gauges: [(name: String, gauge: CoreMetrics.Gauge, read: @Sendable (ServerState) -> Double)]
 
     public init() {
@@ -74,12 +74,7 @@ public final class DaemonMetrics: Sendable {
             ("consentd_receipts_written_total", [], { $0.receipts?.writtenCount ?? 0 }),
             ("consentd_receipts_dropped_total", [], { $0.receipts?.droppedCount ?? 0 }),
         ]
-        counters = c.map { (name: $0.0, dimensions: $0.1, read: $0.2) }
-        var synced: [String: CoreMetrics.Counter] = [:]
-        for entry in c {
-            synced[DaemonMetrics.key(entry.0, entry.1)] = CoreMetrics.Counter(label: entry.0, dimensions: entry.1, factory: factory)
-        }
-        syncedCounters = synced
+        counters = c.map { (counter: CoreMetrics.Counter(label: $0.0, dimensions: $0.1, factory: factory), read: $0.2) }
         let g: [(String, @Sendable (ServerState) -> Double)] = [
             ("consentd_requests_in_flight", { Double($0.counters.inFlight.load(ordering: .relaxed)) }),
             ("consentd_connections_open", { Double($0.counters.connectionsOpen.load(ordering: .relaxed)) }),
@@ -91,10 +86,6 @@ public final class DaemonMetrics: Sendable {
             ("consentd_receipts_queued", { Double($0.receipts?.queued ?? 0) }),
         ]
         gauges = g.map { (name: $0.0, gauge: CoreMetrics.Gauge(label: $0.0, dimensions: [], factory: factory), read: $0.1) }
-    }
-
-    private static func key(_ name: String, _ dimensions: [(String, String)]) -> String {
-        name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
     }
 
     static func name(of code: Consentd_V1_ErrorCode) -> String {
@@ -139,12 +130,13 @@ public final class DaemonMetrics: Sendable {
     /// daemon's atomics up to date.
     public func scrape(_ state: ServerState) -> [UInt8] {
         synced.withLock { synced in
-            for entry in counters {
-                let key = DaemonMetrics.key(entry.name, entry.dimensions)
+            if synced.last.isEmpty { synced.last = Array(repeating: 0, count: counters.count) }
+            for (index, entry) in counters.enumerated() {
                 let value = entry.read(state)
-                let last = synced.last[key] ?? 0
-                if value > last { syncedCounters[key]?.increment(by: Int64(value - last)) }
-                synced.last[key] = max(value, last)
+                if value > synced.last[index] {
+                    entry.counter.increment(by: Int64(value - synced.last[index]))
+                    synced.last[index] = value
+                }
             }
             for entry in gauges { entry.gauge.record(entry.read(state)) }
             let revision = state.policies.set.revision

@@ -164,27 +164,6 @@ struct ConnectionReceipts {
     }
 }
 
-extension ReasonCode {
-    /// The contract spelling as a static string (no String in the hot path).
-    var name: StaticString {
-        switch self {
-        case .consentGranted: "CONSENT_GRANTED"
-        case .notOptedOut: "NOT_OPTED_OUT"
-        case .legalBasis: "LEGAL_BASIS"
-        case .prohibited: "PROHIBITED"
-        case .noConsent: "NO_CONSENT"
-        case .consentDenied: "CONSENT_DENIED"
-        case .consentExpired: "CONSENT_EXPIRED"
-        case .consentStale: "CONSENT_STALE"
-        case .optedOutBySignal: "OPTED_OUT_BY_SIGNAL"
-        case .noMatchingRule: "NO_MATCHING_RULE"
-        case .unknownPurpose: "UNKNOWN_PURPOSE"
-        case .unknownDataCategory: "UNKNOWN_DATA_CATEGORY"
-        case .invalidRequest: "INVALID_REQUEST"
-        }
-    }
-}
-
 /// Encoded receipt lines of one frame, in raw memory the connection keeps and reuses.
 final class ReceiptLines {
     private(set) var base: UnsafeMutablePointer<UInt8>
@@ -333,23 +312,6 @@ enum ReceiptJSON {
         }
     }
 
-    static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
-        if value < 10 {
-            out.append(UInt8(ascii: "0") + UInt8(value))
-            return
-        }
-        var digits: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0) // 40 bytes of scratch
-        withUnsafeMutableBytes(of: &digits) { scratch in
-            var n = value
-            var i = scratch.count
-            while n > 0 {
-                i -= 1
-                scratch[i] = UInt8(ascii: "0") + UInt8(n % 10)
-                n /= 10
-            }
-            out.append(contentsOf: scratch[i...])
-        }
-    }
 }
 
 /// RFC 3339 UTC with microseconds, allocation-free, caching the date and time of the last second.
@@ -388,29 +350,4 @@ struct TimeFormatter {
         return fraction
     }
 
-    mutating func append(_ instant: Timestamp, to out: inout [UInt8]) {
-        let micros = instant.microseconds
-        var second = micros / 1_000_000
-        var fraction = micros % 1_000_000
-        if fraction < 0 {
-            fraction += 1_000_000
-            second -= 1
-        }
-        if second != cachedSecond {
-            cachedSecond = second
-            var text = Timestamp(microseconds: second * 1_000_000).rfc3339
-            // "YYYY-MM-DDTHH:MM:SSZ" (no fraction for whole seconds): keep all but the Z.
-            if text.hasSuffix("Z") { text.removeLast() }
-            if let dot = text.firstIndex(of: ".") { text = String(text[..<dot]) }
-            prefix = Array(text.utf8)
-        }
-        out.append(contentsOf: prefix)
-        out.append(UInt8(ascii: "."))
-        var divisor: Int64 = 100_000
-        while divisor > 0 {
-            out.append(UInt8(ascii: "0") + UInt8((fraction / divisor) % 10))
-            divisor /= 10
-        }
-        out.append(UInt8(ascii: "Z"))
-    }
 }

@@ -113,7 +113,7 @@ public final class ReceiptQueue: Sendable {
     /// `{"gap":{"dropped":N,"reason":"…"}}`: receipts that should be here and are not.
     static func appendGap(_ count: UInt64, reason: String, to out: inout [UInt8]) {
         out.append(contentsOf: #"{"gap":{"dropped":"#.utf8)
-        ReceiptJSON.appendDecimal(count, to: &out)
+        out.append(contentsOf: String(count).utf8)
         out.append(contentsOf: #","reason":"#.utf8)
         var text = reason
         text.withUTF8 { ReceiptJSON.appendString(UnsafeRawBufferPointer($0), to: &out) }

@@ -186,7 +186,7 @@ public final class ReceiptReplayer {
         } catch {
             return .mismatch("cannot read the store: \(error)")
         }
-        if let erasure = tombstones.first(where: { $0.sequence > receipt.sequence }), DecisionRequest.isValidSubject(subject) {
+        if let erasure = tombstones.first(where: { $0.sequence > receipt.sequence }) {
             return .unverifiable("the subject was erased after the decision (erasure at sequence \(erasure.sequence))")
         }
         let visible = records.filter { $0.sequence <= receipt.sequence }.sorted { $0.sequence < $1.sequence }

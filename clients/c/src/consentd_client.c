@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "consentd/v1/consentd.pb-c.h"
+#include "consentd_internal.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 #define DEFAULT_MAX_FRAME ((size_t)16 << 20)
@@ -427,6 +428,28 @@ static consentd_status append_request(consentd_client *c, const Consentd__V1__Re
 
 /* ---- reading ---- */
 
+/* One recv() into the free space: MSG_DONTWAIT reads what is there (nothing is fine); 0 blocks
+ * for at most the handle's timeout (SO_RCVTIMEO), and running out of it is an error. */
+static consentd_status receive(consentd_client *c, int flags) {
+    for (;;) {
+        ssize_t n = recv(c->fd, c->in + c->in_end, c->in_capacity - c->in_end, flags);
+        if (n > 0) {
+            c->in_end += (size_t)n;
+            return CONSENTD_OK;
+        }
+        if (n == 0) {
+            c->eof = true;
+            return CONSENTD_OK;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (flags & MSG_DONTWAIT) return CONSENTD_OK;
+            return fail(c, CONSENTD_ERR_TIMEOUT, "no reply from %s within %d ms; connection closed", c->path, c->timeout_ms);
+        }
+        return fail(c, CONSENTD_ERR_IO, "reading from %s failed: %s", c->path, strerror(errno));
+    }
+}
+
 /* Reads what the socket has without blocking. Returns OK (possibly with nothing read). */
 static consentd_status read_available(consentd_client *c) {
     if (c->eof) return CONSENTD_OK;
@@ -445,20 +468,7 @@ static consentd_status read_available(consentd_client *c) {
             c->in_capacity = capacity;
         }
     }
-    for (;;) {
-        ssize_t n = recv(c->fd, c->in + c->in_end, c->in_capacity - c->in_end, MSG_DONTWAIT);
-        if (n > 0) {
-            c->in_end += (size_t)n;
-            return CONSENTD_OK;
-        }
-        if (n == 0) {
-            c->eof = true;
-            return CONSENTD_OK;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return CONSENTD_OK;
-        return fail(c, CONSENTD_ERR_IO, "reading from %s failed: %s", c->path, strerror(errno));
-    }
+    return receive(c, MSG_DONTWAIT);
 }
 
 /* Waits for bytes in one blocking recv(), at most the handle's timeout (SO_RCVTIMEO). */
@@ -468,22 +478,7 @@ static consentd_status read_blocking(consentd_client *c) {
         consentd_status status = read_available(c); /* makes room, and may read: then the caller looks first */
         if (status != CONSENTD_OK || c->eof || c->in_end - c->in_start != before) return status;
     }
-    for (;;) {
-        ssize_t n = recv(c->fd, c->in + c->in_end, c->in_capacity - c->in_end, 0);
-        if (n > 0) {
-            c->in_end += (size_t)n;
-            return CONSENTD_OK;
-        }
-        if (n == 0) {
-            c->eof = true;
-            return CONSENTD_OK;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return fail(c, CONSENTD_ERR_TIMEOUT, "no reply from %s within %d ms; connection closed", c->path, c->timeout_ms);
-        }
-        return fail(c, CONSENTD_ERR_IO, "reading from %s failed: %s", c->path, strerror(errno));
-    }
+    return receive(c, 0);
 }
 
 /* Waits until the socket is readable (and, with want_write, writable) or the timeout passes. */
@@ -644,6 +639,24 @@ static consentd_status expect(consentd_client *c, const Consentd__V1__Response *
 
 /* ---- building requests ---- */
 
+/* Microseconds since the epoch as a protobuf Timestamp's seconds and (non-negative) nanos. */
+static int64_t split_micros(int64_t micros, int32_t *nanos) {
+    int64_t seconds = micros / 1000000, rest = micros % 1000000;
+    if (rest < 0) {
+        rest += 1000000;
+        seconds -= 1;
+    }
+    *nanos = (int32_t)(rest * 1000);
+    return seconds;
+}
+
+static void set_timestamp(Google__Protobuf__Timestamp *t, int64_t micros) {
+    google__protobuf__timestamp__init(t);
+    int32_t nanos;
+    t->seconds = split_micros(micros, &nanos);
+    t->nanos = nanos;
+}
+
 static char *text(const char *s) { return (char *)(s != NULL ? s : protobuf_c_empty_string); }
 
 typedef struct context_storage {
@@ -663,31 +676,12 @@ static Consentd__V1__Context *build_context(const consentd_context *in, context_
     storage->context.gpc = in->gpc;
     storage->context.usp_opt_out = in->usp_opt_out;
     if (in->at_micros != 0) {
-        google__protobuf__timestamp__init(&storage->at);
-        int64_t seconds = in->at_micros / 1000000;
-        int64_t micros = in->at_micros % 1000000;
-        if (micros < 0) {
-            micros += 1000000;
-            seconds -= 1;
-        }
-        storage->at.seconds = seconds;
-        storage->at.nanos = (int32_t)(micros * 1000);
+        set_timestamp(&storage->at, in->at_micros);
         storage->context.at = &storage->at;
     }
     return &storage->context;
 }
 
-static void set_timestamp(Google__Protobuf__Timestamp *t, int64_t micros) {
-    google__protobuf__timestamp__init(t);
-    int64_t seconds = micros / 1000000;
-    int64_t rest = micros % 1000000;
-    if (rest < 0) {
-        rest += 1000000;
-        seconds -= 1;
-    }
-    t->seconds = seconds;
-    t->nanos = (int32_t)(rest * 1000);
-}
 
 static bool valid_query(const consentd_query *q) {
     return q != NULL && q->subject_id != NULL && q->purpose != NULL && q->data_category != NULL;
@@ -721,20 +715,14 @@ static size_t context_size(const consentd_context *x, size_t jurisdiction, size_
     if (x == NULL) return 0;
     size_t size = string_field_size(jurisdiction) + string_field_size(channel) + (x->gpc ? 2 : 0) + (x->usp_opt_out ? 2 : 0);
     if (x->at_micros != 0) {
-        int64_t seconds = x->at_micros / 1000000, micros = x->at_micros % 1000000;
-        if (micros < 0) {
-            micros += 1000000;
-            seconds -= 1;
-        }
-        size_t t = (seconds != 0 ? 1 + varint_size((uint64_t)seconds) : 0) + (micros != 0 ? 1 + varint_size((uint64_t)(micros * 1000)) : 0);
+        int32_t nanos;
+        int64_t seconds = split_micros(x->at_micros, &nanos);
+        size_t t = (seconds != 0 ? 1 + varint_size((uint64_t)seconds) : 0) + (nanos != 0 ? 1 + varint_size((uint64_t)nanos) : 0);
         *timestamp = t;
         size += 1 + varint_size(t) + t;
     }
     return size;
 }
-
-consentd_status consentd__encode_check(uint8_t **out, size_t *out_length, uint8_t *scratch, size_t scratch_size,
-                                       uint64_t id, const consentd_query *query, const consentd_context *context);
 
 /* Encodes a framed Check into `scratch` if it fits (else reports the size needed). Exposed for the tests. */
 consentd_status consentd__encode_check(uint8_t **out, size_t *out_length, uint8_t *scratch, size_t scratch_size,
@@ -771,20 +759,17 @@ consentd_status consentd__encode_check(uint8_t **out, size_t *out_length, uint8_
             *p++ = 1;
         }
         if (context->at_micros != 0) {
-            int64_t seconds = context->at_micros / 1000000, micros = context->at_micros % 1000000;
-            if (micros < 0) {
-                micros += 1000000;
-                seconds -= 1;
-            }
+            int32_t nanos;
+            int64_t seconds = split_micros(context->at_micros, &nanos);
             *p++ = 3 << 3 | 2;
             p += put_varint(p, timestamp);
             if (seconds != 0) {
                 *p++ = 1 << 3;
                 p += put_varint(p, (uint64_t)seconds);
             }
-            if (micros != 0) {
+            if (nanos != 0) {
                 *p++ = 2 << 3;
-                p += put_varint(p, (uint64_t)(micros * 1000));
+                p += put_varint(p, (uint64_t)nanos);
             }
         }
         if (context->usp_opt_out) {
@@ -863,16 +848,7 @@ static bool skip_field(const uint8_t **p, const uint8_t *end, unsigned wire) {
     }
 }
 
-typedef struct fast_check {
-    uint64_t id;
-    uint64_t decision, reason, consent_sequence, record_sequence, legal_basis;
-    const uint8_t *rule;
-    size_t rule_length;
-    const uint8_t *revision;
-    size_t revision_length;
-} fast_check;
 
-bool consentd__decode_check(const uint8_t *frame, size_t length, fast_check *out);
 bool consentd__decode_check(const uint8_t *frame, size_t length, fast_check *out) {
     memset(out, 0, sizeof(*out));
     const uint8_t *p = frame, *end = frame + length;

@@ -20,6 +20,7 @@
 
 #include "consentd/v1/consentd.pb-c.h"
 #include "consentd_client.h"
+#include "../src/consentd_internal.h"
 
 static int failures = 0;
 static int checks = 0;
@@ -451,9 +452,6 @@ static void test_malformed_replies(void) {
     }
 }
 
-consentd_status consentd__encode_check(uint8_t **out, size_t *out_length, uint8_t *scratch, size_t scratch_size,
-                                       uint64_t id, const consentd_query *query, const consentd_context *context);
-
 /* The client encodes Check by hand on its hot path: it must be byte for byte what protobuf-c packs. */
 static void test_check_encoding_matches_protobuf_c(void) {
     unsigned int seed = 99;
@@ -525,15 +523,6 @@ static void test_check_encoding_matches_protobuf_c(void) {
     CHECK(equal == rounds, "%d of %d hand-encoded Checks equal protobuf-c's bytes", equal, rounds);
 }
 
-typedef struct fast_check {
-    uint64_t id;
-    uint64_t decision, reason, consent_sequence, record_sequence, legal_basis;
-    const uint8_t *rule;
-    size_t rule_length;
-    const uint8_t *revision;
-    size_t revision_length;
-} fast_check;
-bool consentd__decode_check(const uint8_t *frame, size_t length, fast_check *out);
 
 /* The client decodes Check answers by hand on its pipelined path: it must read what protobuf-c reads. */
 static void test_check_decoding_matches_protobuf_c(void) {
