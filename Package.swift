@@ -60,6 +60,7 @@ let package = Package(
             name: "ConsentServer",
             dependencies: [
                 "ConsentModel", "PolicyEngine", "ConsentStore", "ConsentWire",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

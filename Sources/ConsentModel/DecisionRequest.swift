@@ -40,9 +40,87 @@ public struct DecisionRequest: Hashable, Sendable {
         self.context = context
     }
 
-    /// Subject ids are 1–256 bytes of UTF-8.
-    public static func isValidSubject(_ subject: String) -> Bool {
-        let count = subject.utf8.count
-        return count >= 1 && count <= 256
+    /// Subject ids are identifiers in the sense of `Identifier` (1–256 bytes of UTF-8, no
+    /// control characters), compared byte for byte.
+    @inlinable
+    public static func isValidSubject(_ subject: String) -> Bool { Identifier.isValid(subject) }
+}
+
+/// The one rule for the opaque identifiers that come from outside — subject ids and
+/// idempotency keys: valid UTF-8, 1–256 bytes, no control characters (C0 U+0000–U+001F,
+/// DEL U+007F, C1 U+0080–U+009F). Two identifiers are the same only if their bytes are equal:
+/// they are never normalised, case-folded or trimmed.
+public enum Identifier {
+    /// The most bytes an identifier may have.
+    public static let maximumBytes = 256
+
+    /// What is wrong with `text` as an identifier, or nil when it is valid.
+    public static func problem(_ text: String) -> String? {
+        var copy = text
+        return copy.withUTF8 { problem(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// What is wrong with `bytes` as an identifier, or nil when they are valid.
+    public static func problem(bytes: UnsafeRawBufferPointer) -> String? {
+        guard bytes.count >= 1, bytes.count <= maximumBytes else {
+            return "must be 1 to \(maximumBytes) bytes of UTF-8 (got \(bytes.count) bytes)"
+        }
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte < 0x80 {
+                guard byte >= 0x20, byte != 0x7F else { return "must not contain control characters (byte 0x\(hex(byte)) at offset \(index))" }
+                index += 1
+                continue
+            }
+            // Well-formed UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above U+10FFFF.
+            let length: Int
+            var lower: UInt8 = 0x80, upper: UInt8 = 0xBF
+            switch byte {
+            case 0xC2...0xDF: length = 2
+            case 0xE0: length = 3; lower = 0xA0
+            case 0xE1...0xEC, 0xEE...0xEF: length = 3
+            case 0xED: length = 3; upper = 0x9F
+            case 0xF0: length = 4; lower = 0x90
+            case 0xF1...0xF3: length = 4
+            case 0xF4: length = 4; upper = 0x8F
+            default: return "is not valid UTF-8 (byte 0x\(hex(byte)) at offset \(index))"
+            }
+            guard index + length <= bytes.count else { return "is not valid UTF-8 (truncated sequence at offset \(index))" }
+            for k in 1..<length {
+                let next = bytes[index + k]
+                let (lo, hi) = k == 1 ? (lower, upper) : (UInt8(0x80), UInt8(0xBF))
+                guard next >= lo, next <= hi else { return "is not valid UTF-8 (byte 0x\(hex(next)) at offset \(index + k))" }
+            }
+            // C1 controls U+0080–U+009F are encoded C2 80 – C2 9F.
+            if byte == 0xC2, bytes[index + 1] <= 0x9F {
+                return "must not contain control characters (U+00\(hex(bytes[index + 1])) at offset \(index))"
+            }
+            index += length
+        }
+        return nil
+    }
+
+    /// Whether `bytes` are a valid identifier made of printable ASCII only (0x20–0x7E): what the
+    /// allocation-free paths answer themselves; anything else goes to the general path, which
+    /// holds every error message.
+    @inlinable @inline(__always)
+    public static func isPrintableASCII(bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count >= 1, bytes.count <= maximumBytes else { return false }
+        for byte in bytes where byte < 0x20 || byte >= 0x7F { return false }
+        return true
+    }
+
+    /// Whether `text` is a valid identifier.
+    @inlinable
+    public static func isValid(_ text: String) -> Bool { problem(text) == nil }
+
+    /// Whether `bytes` are a valid identifier.
+    @inlinable
+    public static func isValid(bytes: UnsafeRawBufferPointer) -> Bool { problem(bytes: bytes) == nil }
+
+    private static func hex(_ byte: UInt8) -> String {
+        let digits = Array("0123456789ABCDEF".utf8)
+        return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 15)]], as: UTF8.self)
     }
 }

@@ -8,8 +8,46 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
     /// Creates a timestamp from microseconds since the Unix epoch.
     public init(microseconds: Int64) { self.microseconds = microseconds }
 
-    /// Creates a timestamp from whole seconds since the Unix epoch.
-    public init(seconds: Int64) { self.microseconds = seconds &* 1_000_000 }
+    /// Creates a timestamp from whole seconds since the Unix epoch (saturating at the ends of
+    /// the representable range; values from outside go through `init?(seconds:nanos:)`).
+    public init(seconds: Int64) {
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000)
+        self.microseconds = overflow ? (seconds < 0 ? .min : .max) : product
+    }
+
+    /// The earliest instant accepted from outside: 0001-01-01T00:00:00Z.
+    public static let minimumValid = Timestamp(microseconds: -62_135_596_800_000_000)
+    /// The latest instant accepted from outside: 9999-12-31T23:59:59.999999Z.
+    public static let maximumValid = Timestamp(microseconds: 253_402_300_799_999_999)
+
+    /// Whether the instant lies in 0001-01-01…9999-12-31, the range every value from outside
+    /// (wire, files, store rows) must be in.
+    @inlinable
+    public var isInValidRange: Bool {
+        microseconds >= Timestamp.minimumValid.microseconds && microseconds <= Timestamp.maximumValid.microseconds
+    }
+
+    /// The one conversion from a protobuf-style `(seconds, nanos)` pair: nil unless nanos are in
+    /// [0, 10⁹) and the instant lies in 0001-01-01…9999-12-31. Sub-microsecond nanos are dropped.
+    @inlinable
+    public init?(seconds: Int64, nanos: Int32) {
+        guard nanos >= 0, nanos < 1_000_000_000,
+              seconds >= Timestamp.minimumValid.microseconds / 1_000_000,
+              seconds <= Timestamp.maximumValid.microseconds / 1_000_000 else { return nil }
+        self.microseconds = seconds * 1_000_000 + Int64(nanos / 1000)
+    }
+
+    /// The one split into protobuf-style whole seconds (floor) and nanos in [0, 10⁹), total for
+    /// every representable value.
+    @inlinable
+    public var secondsAndNanos: (seconds: Int64, nanos: Int32) {
+        var (seconds, micros) = microseconds.quotientAndRemainder(dividingBy: 1_000_000)
+        if micros < 0 {
+            seconds -= 1
+            micros += 1_000_000
+        }
+        return (seconds, Int32(micros) * 1000)
+    }
 
     /// The earliest representable instant; used as "no lower bound".
     public static let distantPast = Timestamp(microseconds: .min)
@@ -29,8 +67,8 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
 
     /// RFC 3339 in UTC, e.g. `2026-06-01T00:00:00Z` (fractional seconds only when present).
     public var rfc3339: String {
-        let seconds = microseconds >= 0 ? microseconds / 1_000_000 : (microseconds - 999_999) / 1_000_000
-        let fraction = microseconds - seconds * 1_000_000
+        let (seconds, nanos) = secondsAndNanos
+        let fraction = Int64(nanos / 1000)
         var days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let secondOfDay = seconds - days * 86_400
         // Civil-from-days (Howard Hinnant's algorithm).
@@ -115,6 +153,8 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         let days = Timestamp.daysFromCivil(year: year, month: month, day: day)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
         self.microseconds = seconds * 1_000_000 + fraction
+        // Year 0000, or an offset that moves 0001-01-01/9999-12-31 past the range.
+        guard isInValidRange else { return nil }
     }
 
     static func daysIn(month: Int64, year: Int64) -> Int64 {

@@ -1,13 +1,14 @@
 import Synchronization
 
 /// An append-only table that interns strings (taxonomy keys, sources) to small integers.
+/// Names are compared by their bytes (`ExactString`), never by Unicode equivalence.
 ///
 /// Ids are dense, start at 0 and never change, so compact records and compiled policy sets that
 /// were built against the same table agree on what an id means. Interning takes a lock; reading
 /// a name back is for the cold path only.
 public final class KeyTable: Sendable {
     private struct State {
-        var ids: [String: UInt32] = [:]
+        var ids: [ExactString: UInt32] = [:]
         var names: [String] = []
     }
     private let state = Mutex(State())
@@ -18,9 +19,9 @@ public final class KeyTable: Sendable {
     /// The id of `name`, assigning the next free id the first time it is seen.
     public func intern(_ name: String) -> UInt32 {
         state.withLock { state in
-            if let id = state.ids[name] { return id }
+            if let id = state.ids[ExactString(name)] { return id }
             let id = UInt32(state.names.count)
-            state.ids[name] = id
+            state.ids[ExactString(name)] = id
             state.names.append(name)
             return id
         }
@@ -28,7 +29,7 @@ public final class KeyTable: Sendable {
 
     /// The id of `name` if it was interned before.
     public func lookup(_ name: String) -> UInt32? {
-        state.withLock { $0.ids[name] }
+        state.withLock { $0.ids[ExactString(name)] }
     }
 
     /// The name behind `id`, or nil for an id this table never handed out.

@@ -57,7 +57,8 @@ public final class ConsentDaemon: Sendable {
         let store: SQLiteConsentStore
         let feed: ConsentFeed
         do {
-            store = try SQLiteConsentStore(path: configuration.store)
+            store = try SQLiteConsentStore(path: configuration.store, fileMode: configuration.fileMode,
+                                           maximumClockSkew: TimeSpan(microseconds: Int64(configuration.maximumClockSkew * 1_000_000)))
             feed = try ConsentFeed(store: store, vocabulary: vocabulary)
         } catch {
             throw StartupError(description: "\(error)")
@@ -72,9 +73,9 @@ public final class ConsentDaemon: Sendable {
                 hasher = { subject in keyed.subjectHash(subject) }
             }
             let queue = ReceiptQueue(configuration: configuration.receipts, instance: instance, hasher: hasher)
-            receiptWriter = try ReceiptWriter(queue: queue, directory: directory, logger: logger)
+            receiptWriter = try ReceiptWriter(queue: queue, directory: directory, fileMode: configuration.fileMode, logger: logger)
             do {
-                try PolicyArchive.save(files.policies, revision: set.revision, receipts: directory)
+                try PolicyArchive.save(files.policies, revision: set.revision, receipts: directory, fileMode: configuration.fileMode)
             } catch {
                 throw StartupError(description: "cannot keep the policy sources beside the receipts: \(error)")
             }

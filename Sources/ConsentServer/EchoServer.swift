@@ -8,6 +8,7 @@ public final class EchoServer: Sendable {
     let group: MultiThreadedEventLoopGroup
     /// The socket path.
     public let path: String
+    private let identity: SocketPath.Identity?
 
     /// Starts echoing on `path` (replacing a stale socket file) with `eventLoops` threads.
     public init(path: String, eventLoops: Int = System.coreCount) throws {
@@ -24,13 +25,14 @@ public final class EchoServer: Sendable {
             }
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false)
             .wait()
+        identity = SocketPath.identity(of: path)
     }
 
     /// Stops the server and removes the socket.
     public func stop() {
         try? channel.close().wait()
         try? group.syncShutdownGracefully()
-        SocketPath.remove(path)
+        if let identity { SocketPath.remove(path, ifStill: identity) }
     }
 }
 

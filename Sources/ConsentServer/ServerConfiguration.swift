@@ -12,6 +12,19 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var maximumFrameSize = 1 << 20
     /// Most connections served at once; more are refused with RESOURCE_EXHAUSTED.
     public var maximumConnections = 1024
+    /// Most connections one uid may hold at once (0: three quarters of `maximumConnections`), so
+    /// that one peer cannot take every slot.
+    public var maximumConnectionsPerUID = 0
+    /// Bytes of answers a connection may have waiting for its peer before the daemon stops
+    /// taking frames from it (and reading from it) until the peer reads.
+    public var maximumPendingOutput = 256 << 10
+    /// Permission bits of the store file (and its WAL and SHM) and of receipt files; the
+    /// default keeps them private to the daemon's user.
+    public var fileMode: UInt16 = 0o600
+    /// How far in the future a record's `recorded_at` may lie, in seconds.
+    public var maximumClockSkew: Double = 300
+    /// Most records in one RecordConsent.
+    public static let maximumRecordsPerWrite = 10_000
     /// Most requests in flight on one connection before the daemon stops reading from it.
     public var maximumInFlight = 256
     /// Most items in one CheckBatch.
@@ -45,6 +58,11 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// The defaults: `./Policies`, `./consentd.sqlite`, `./consentd.sock`.
     public init() {}
 
+    /// The per-uid connection cap in force.
+    public var effectiveConnectionsPerUID: Int {
+        maximumConnectionsPerUID > 0 ? maximumConnectionsPerUID : max(1, maximumConnections * 3 / 4)
+    }
+
     /// Problems with the values, in plain words; empty when valid.
     public func problems() -> [String] {
         var problems: [String] = []
@@ -56,12 +74,16 @@ public struct ServerConfiguration: Sendable, Equatable {
         if maximumFrameSize < 64 || maximumFrameSize > 64 << 20 { problems.append("max-frame-size: must be between 64 bytes and 64 MiB") }
         if maximumConnections < 1 { problems.append("max-connections: must be at least 1") }
         if maximumInFlight < 1 { problems.append("max-in-flight: must be at least 1") }
+        if maximumConnectionsPerUID < 0 { problems.append("max-connections-per-uid: must not be negative (0: three quarters of max-connections)") }
+        if maximumPendingOutput < 4096 { problems.append("max-pending-output: must be at least 4096 bytes") }
+        if fileMode & ~0o660 != 0 || fileMode & 0o600 != 0o600 { problems.append("file-mode: must give the owner read and write (600) and may add group bits (640, 660); never others or execute") }
+        if !(maximumClockSkew >= 0 && maximumClockSkew <= 86_400) { problems.append("max-clock-skew: must be between 0 and 86400 seconds") }
         if maximumBatchItems < 1 { problems.append("max-batch-items: must be at least 1") }
-        if idleTimeout < 0 { problems.append("idle-timeout: must not be negative") }
-        if frameTimeout < 0 { problems.append("frame-timeout: must not be negative") }
+        if !(idleTimeout >= 0 && idleTimeout <= 1e6) { problems.append("idle-timeout: must be between 0 and 1000000 seconds") }
+        if !(frameTimeout >= 0 && frameTimeout <= 1e6) { problems.append("frame-timeout: must be between 0 and 1000000 seconds") }
         if eventLoops < 0 || eventLoops > 256 { problems.append("event-loops: must be between 0 (one per core) and 256") }
-        if policyPollInterval < 0 { problems.append("policy-poll-interval: must not be negative") }
-        if storePollInterval <= 0 { problems.append("store-poll-interval: must be positive") }
+        if !(policyPollInterval >= 0 && policyPollInterval <= 1e6) { problems.append("policy-poll-interval: must be between 0 and 1000000 seconds") }
+        if !(storePollInterval > 0 && storePollInterval <= 1e6) { problems.append("store-poll-interval: must be positive (at most 1000000 seconds)") }
         problems += receipts.problems()
         if let metricsAddress, MetricsAddress(metricsAddress) == nil {
             problems.append("metrics: '\(metricsAddress)' is not host:port (e.g. 127.0.0.1:9464)")
@@ -96,12 +118,15 @@ public struct ReceiptConfiguration: Sendable, Equatable {
     public var directory: String?
     /// Fraction of decisions that get a receipt (1: every one).
     public var sampleRate: Double = 1
-    /// How receipts name the subject.
-    public var subject: SubjectMode = .raw
+    /// How receipts name the subject: by default its keyed hash, so that once a subject is
+    /// erased its receipts cannot be linked to it without the store's key.
+    public var subject: SubjectMode = .hash
     /// What to do when the queue is full.
     public var whenFull: FullPolicy = .drop
     /// Receipts the queue holds before `whenFull` applies.
     public var queueCapacity = 65_536
+    /// Bytes the queue holds at most, whatever the count (a receipt line is a few hundred bytes).
+    public var queueBytes = 64 << 20
     /// A receipts file is closed and a new one started past this many bytes.
     public var maximumFileSize = 64 << 20
 
@@ -114,6 +139,7 @@ public struct ReceiptConfiguration: Sendable, Equatable {
         if !(sampleRate > 0 && sampleRate <= 1) { problems.append("receipt-sample-rate: must be greater than 0 and at most 1") }
         if queueCapacity < 16 || queueCapacity > 1 << 24 { problems.append("receipt-queue: must be between 16 and 16777216 receipts") }
         if maximumFileSize < 4096 { problems.append("receipt-file-size: must be at least 4096 bytes") }
+        if queueBytes < 1 << 16 { problems.append("receipt-queue-bytes: must be at least 65536") }
         return problems
     }
 }

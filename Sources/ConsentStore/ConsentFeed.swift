@@ -57,8 +57,8 @@ public final class ConsentFeed: Sendable {
     }
 
     /// Appends records durably, then updates the index; returns once both are done.
-    public func record(_ records: [ConsentRecord], idempotencyKey: String? = nil, now: Timestamp = .now()) throws -> AppendResult {
-        let result = try store.append(records, idempotencyKey: idempotencyKey, now: now)
+    public func record(_ records: [ConsentRecord], idempotencyKey: String? = nil, payload: [UInt8]? = nil, now: Timestamp = .now()) throws -> AppendResult {
+        let result = try store.append(records, idempotencyKey: idempotencyKey, payload: payload, now: now)
         try catchUp()
         return result
     }

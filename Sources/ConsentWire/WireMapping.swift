@@ -2,15 +2,29 @@ import ConsentModel
 import SwiftProtobuf
 
 extension Google_Protobuf_Timestamp {
-    /// The wire form of a model timestamp.
+    /// The wire form of a model timestamp (`Timestamp.secondsAndNanos`, total for every value).
     public init(_ timestamp: Timestamp) {
-        let seconds = timestamp.microseconds >= 0 ? timestamp.microseconds / 1_000_000 : (timestamp.microseconds - 999_999) / 1_000_000
-        self.init(seconds: seconds, nanos: Int32((timestamp.microseconds - seconds * 1_000_000) * 1000))
+        let (seconds, nanos) = timestamp.secondsAndNanos
+        self.init(seconds: seconds, nanos: nanos)
     }
 
-    /// The model form (microsecond precision).
+    /// The model form of a timestamp that came from outside, range-checked: nil unless nanos are
+    /// in [0, 10⁹) and the instant lies in 0001-01-01…9999-12-31.
+    public var validatedModel: Timestamp? { Timestamp(seconds: seconds, nanos: nanos) }
+
+    /// The model form for display of a value this process trusts (a daemon's answer): clamped
+    /// into the valid range instead of failing, never trapping.
     public var model: Timestamp {
-        Timestamp(microseconds: seconds &* 1_000_000 &+ Int64(nanos / 1000))
+        if let valid = validatedModel { return valid }
+        return seconds < 0 ? .minimumValid : .maximumValid
+    }
+
+    /// The validated model form, or a `WireRecordError` naming `field`.
+    public func model(field: String) throws(WireRecordError) -> Timestamp {
+        guard let valid = validatedModel else {
+            throw WireRecordError(message: "\(field) (seconds \(seconds), nanos \(nanos)) must lie in 0001-01-01T00:00:00Z…9999-12-31T23:59:59Z with nanos in [0, 999999999]")
+        }
+        return valid
     }
 }
 
@@ -52,11 +66,11 @@ extension Consentd_V1_Choice {
 }
 
 extension Consentd_V1_Context {
-    /// The model form; `at` unset means "now".
-    public var model: RequestContext {
+    /// The model form, range-checked; `at` unset means "now".
+    public func model() throws(WireRecordError) -> RequestContext {
         RequestContext(
             jurisdiction: jurisdiction.isEmpty ? nil : jurisdiction, gpc: gpc, uspOptOut: uspOptOut,
-            channel: channel.isEmpty ? nil : channel, at: hasAt ? at.model : nil
+            channel: channel.isEmpty ? nil : channel, at: hasAt ? try at.model(field: "context.at") : nil
         )
     }
 
@@ -97,12 +111,14 @@ extension Consentd_V1_ConsentRecord {
     }
 
     /// The model form for storing; `recorded_at` unset means `now`, an empty source means "api".
-    public func model(now: Timestamp) throws -> ConsentRecord {
+    /// Times are range-checked here; everything else by the store's validation.
+    public func model(now: Timestamp) throws(WireRecordError) -> ConsentRecord {
         guard let choice = choice.model else { throw WireRecordError(message: "choice must be CHOICE_GRANT or CHOICE_DENY") }
         guard let basis = legalBasis.model else { throw WireRecordError(message: "unknown legal basis \(legalBasis.rawValue)") }
         return ConsentRecord(
             subject: subjectID, purpose: purpose, dataCategory: dataCategory.isEmpty ? nil : dataCategory, choice: choice,
-            recordedAt: hasRecordedAt ? recordedAt.model : now, expiresAt: hasExpiresAt ? expiresAt.model : nil,
+            recordedAt: hasRecordedAt ? try recordedAt.model(field: "recorded_at") : now,
+            expiresAt: hasExpiresAt ? try expiresAt.model(field: "expires_at") : nil,
             legalBasis: basis, source: source.isEmpty ? "api" : source, noticeVersion: hasNoticeVersion ? noticeVersion : nil,
             jurisdiction: jurisdiction.isEmpty ? nil : jurisdiction, evidence: evidence.isEmpty ? nil : evidence
         )

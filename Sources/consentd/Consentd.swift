@@ -46,6 +46,10 @@ struct Consentd: AsyncParsableCommand {
     @Option(help: "Socket file permissions, octal.") var socketMode: String?
     @Option(help: "Largest request frame in bytes (default 1048576).") var maxFrameSize: Int?
     @Option(help: "Most connections at once (default 1024).") var maxConnections: Int?
+    @Option(help: "Most connections one uid may hold at once; 0 = three quarters of --max-connections (default 0).") var maxConnectionsPerUid: Int?
+    @Option(help: "Bytes of answers a connection may have waiting for its peer before the daemon stops reading from it (default 262144).") var maxPendingOutput: Int?
+    @Option(help: "Permission bits of the store (with its WAL and SHM) and of receipt files, octal: 600, 640 or 660 (default 600).") var fileMode: String?
+    @Option(help: "Seconds a record's recorded_at may lie in the future (default 300).") var maxClockSkew: Double?
     @Option(help: "Most requests in flight per connection before reading pauses (default 256).") var maxInFlight: Int?
     @Option(help: "Most items in one CheckBatch (default 10000).") var maxBatchItems: Int?
     @Option(help: "Close connections idle this many seconds; 0 = never (default 300).") var idleTimeout: Double?
@@ -60,9 +64,10 @@ struct Consentd: AsyncParsableCommand {
     @Flag(help: "Let every peer administer consent (single-user machines and tests only).") var allowAnyAdmin = false
     @Option(help: ArgumentHelp("Write decision receipts to this directory.", valueName: "dir")) var receipts: String?
     @Option(help: "Fraction of decisions that get a receipt, in (0, 1] (default 1).") var receiptSampleRate: Double?
-    @Option(help: "How receipts name the subject: raw, hash (keyed with the store's erasure key) or omit (default raw).") var receiptSubject: String?
+    @Option(help: "How receipts name the subject: hash (keyed with the store's erasure key, so an erased subject is unlinkable), raw or omit (default hash).") var receiptSubject: String?
     @Option(help: "When the receipt queue is full: drop (count and mark the gap) or block (stop reading requests) (default drop).") var receiptWhenFull: String?
     @Option(help: "Receipts the queue holds (default 65536).") var receiptQueue: Int?
+    @Option(help: "Bytes the receipt queue holds at most (default 67108864).") var receiptQueueBytes: Int?
     @Option(help: "Start a new receipts file past this many bytes (default 67108864).") var receiptFileSize: Int?
     @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP on this address.", valueName: "host:port")) var metrics: String?
     @Option(help: "YAML configuration file.") var config: String?
@@ -105,7 +110,8 @@ struct Consentd: AsyncParsableCommand {
     }
 
     static let fileKeys = [
-        "policies", "store", "socket", "socket-mode", "max-frame-size", "max-connections", "max-in-flight", "max-batch-items",
+        "policies", "store", "socket", "socket-mode", "max-frame-size", "max-connections", "max-connections-per-uid", "max-pending-output",
+        "file-mode", "max-clock-skew", "max-in-flight", "max-batch-items", "receipt-queue-bytes",
         "idle-timeout", "frame-timeout", "event-loops", "policy-poll-interval", "store-poll-interval", "admin-uids", "admin-gids", "check-uids",
         "check-gids", "allow-any-admin", "receipts", "receipt-sample-rate", "receipt-subject", "receipt-when-full", "receipt-queue",
         "receipt-file-size", "metrics",
@@ -139,6 +145,11 @@ struct Consentd: AsyncParsableCommand {
         if let socketMode { configuration.socketMode = try Self.mode(socketMode) }
         if let maxFrameSize { configuration.maximumFrameSize = maxFrameSize }
         if let maxConnections { configuration.maximumConnections = maxConnections }
+        if let maxConnectionsPerUid { configuration.maximumConnectionsPerUID = maxConnectionsPerUid }
+        if let maxPendingOutput { configuration.maximumPendingOutput = maxPendingOutput }
+        if let fileMode { configuration.fileMode = try Self.mode(fileMode, key: "file-mode") }
+        if let maxClockSkew { configuration.maximumClockSkew = maxClockSkew }
+        if let receiptQueueBytes { configuration.receipts.queueBytes = receiptQueueBytes }
         if let maxInFlight { configuration.maximumInFlight = maxInFlight }
         if let maxBatchItems { configuration.maximumBatchItems = maxBatchItems }
         if let idleTimeout { configuration.idleTimeout = idleTimeout }
@@ -163,9 +174,9 @@ struct Consentd: AsyncParsableCommand {
         return configuration
     }
 
-    static func mode(_ text: String) throws -> UInt16 {
+    static func mode(_ text: String, key: String = "socket-mode") throws -> UInt16 {
         guard let value = UInt16(text, radix: 8), value <= 0o777 else {
-            throw ConfigurationError(message: "socket-mode '\(text)' is not an octal permission like 660")
+            throw ConfigurationError(message: "\(key) '\(text)' is not an octal permission like 660")
         }
         return value
     }
@@ -200,6 +211,11 @@ struct Consentd: AsyncParsableCommand {
             case "socket-mode": configuration.socketMode = try Self.mode(value.string ?? "")
             case "max-frame-size": configuration.maximumFrameSize = try int()
             case "max-connections": configuration.maximumConnections = try int()
+            case "max-connections-per-uid": configuration.maximumConnectionsPerUID = try int()
+            case "max-pending-output": configuration.maximumPendingOutput = try int()
+            case "file-mode": configuration.fileMode = try Self.mode(value.string ?? "", key: "file-mode")
+            case "max-clock-skew": configuration.maximumClockSkew = try double()
+            case "receipt-queue-bytes": configuration.receipts.queueBytes = try int()
             case "max-in-flight": configuration.maximumInFlight = try int()
             case "max-batch-items": configuration.maximumBatchItems = try int()
             case "idle-timeout": configuration.idleTimeout = try double()

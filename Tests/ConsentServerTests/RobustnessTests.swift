@@ -292,7 +292,10 @@ func responses(in bytes: [UInt8]) throws -> [Consentd_V1_Response] {
     }
 
     @Test func connectionsOverTheLimitAreRefusedWithAnError() async throws {
-        let harness = try await DaemonHarness { $0.maximumConnections = 3 }
+        let harness = try await DaemonHarness {
+            $0.maximumConnections = 3
+            $0.maximumConnectionsPerUID = 3  // this test's peers are all one uid; the per-uid cap has its own test
+        }
         let kept = try (0..<3).map { _ in try harness.client() }
         for client in kept { _ = try client.status() }
         let extra = try RawConnection(harness.socket)

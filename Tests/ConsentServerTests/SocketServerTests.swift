@@ -98,10 +98,17 @@ import Glibc
     @Test func idempotentWritesAndBadRecordsThroughTheSocket() async throws {
         let harness = try await DaemonHarness()
         let client = try harness.client()
-        let first = try client.record([grant("dave", "analytics")], idempotencyKey: "k1")
-        let again = try client.record([grant("dave", "analytics", .deny)], idempotencyKey: "k1")
+        let request = [grant("dave", "analytics")]
+        let first = try client.record(request, idempotencyKey: "k1")
+        let again = try client.record(request, idempotencyKey: "k1")
         #expect(again.replayed)
         #expect(again.sequences == first.sequences)
+        // The same key for a different request is an error that says so, not a silent replay.
+        #expect {
+            _ = try client.record([grant("dave", "analytics", .deny)], idempotencyKey: "k1")
+        } throws: { error in
+            "\(error)".contains("used before for a different request")
+        }
         #expect(throws: ConsentClientError.self) { try client.record([grant("dave", "analytics.nope")]) }
         do {
             _ = try client.record([grant("dave", "analytics.nope")])

@@ -50,16 +50,25 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
     @Test func theSameIdempotencyKeyStoresOnceAndReturnsTheFirstResult() throws {
         let temporary = TemporaryStore()
         let store = try temporary.open()
-        let first = try store.append([record("alice", "marketing"), record("alice", "analytics")], idempotencyKey: "req-1")
-        let again = try store.append([record("alice", "marketing", .deny)], idempotencyKey: "req-1")
+        let request = [record("alice", "marketing"), record("alice", "analytics")]
+        let first = try store.append(request, idempotencyKey: "req-1")
+        let again = try store.append(request, idempotencyKey: "req-1")
         let other = try store.append([record("alice", "marketing", .deny)], idempotencyKey: "req-2")
         #expect(first == AppendResult(sequences: [1, 2], replayed: false))
         #expect(again == AppendResult(sequences: [1, 2], replayed: true))
         #expect(other.sequences == [3])
         #expect(try store.history(of: "alice").count == 3)
+        // The same key with another payload is refused, and says so; nothing is stored.
+        #expect {
+            _ = try store.append([record("alice", "marketing", .deny)], idempotencyKey: "req-1")
+        } throws: { error in
+            (error as? StoreError)?.code == .idempotencyConflict && "\(error)".contains("different request")
+        }
+        #expect(try store.lastSequence() == 3)
         // The key survives reopening: idempotency is durable, not a cache.
         let reopened = try temporary.open()
-        #expect(try reopened.append([record("alice", "x")], idempotencyKey: "req-1").replayed)
+        #expect(try reopened.append(request, idempotencyKey: "req-1").replayed)
+        #expect(throws: StoreError.self) { try reopened.append([record("alice", "x")], idempotencyKey: "req-1") }
     }
 
     @Test func asOfQueriesShowWhatWasKnownAndMadeByThen() throws {

@@ -54,8 +54,8 @@ import Testing
         back.sequence = 9
         #expect(back == record)
         let context = RequestContext(jurisdiction: "US-CA", gpc: true, uspOptOut: true, channel: "web", at: Timestamp(seconds: 7))
-        #expect(Consentd_V1_Context(context).model == context)
-        #expect(Consentd_V1_Context().model == RequestContext())
+        #expect(try Consentd_V1_Context(context).model() == context)
+        #expect(try Consentd_V1_Context().model() == RequestContext())
     }
 
     @Test func unknownFieldsAreDetectedAtEveryLevel() throws {

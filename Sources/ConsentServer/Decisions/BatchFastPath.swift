@@ -11,7 +11,9 @@ struct ParsedBatch {
     var context = ParsedCheck()
     var items: [(subject: Range<Int>, purpose: Range<Int>, data: Range<Int>)] = []
 
-    mutating func parse(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    /// Reads the batch; false (decline) for anything unusual, or more than `maximumItems` items
+    /// — counted before another is added, so an oversized batch never grows `items`.
+    mutating func parse(_ bytes: UnsafeRawBufferPointer, maximumItems: Int) -> Bool {
         // Reused across frames: everything starts over (found by fuzz-frames: a batch without an
         // id was answered with the id of the batch before it).
         id = 0
@@ -34,7 +36,7 @@ struct ParsedBatch {
                     guard let (f, w) = batch.tag() else { return false }
                     switch (f, w) {
                     case (1, 2):
-                        guard let itemRange = batch.lengthDelimited() else { return false }
+                        guard items.count < maximumItems, let itemRange = batch.lengthDelimited() else { return false }
                         var item = FastWireReader(bytes: bytes, start: itemRange.lowerBound, end: itemRange.upperBound)
                         var subject = 0..<0, purpose = 0..<0, data = 0..<0
                         while item.hasMore {

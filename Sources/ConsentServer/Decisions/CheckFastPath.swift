@@ -85,69 +85,15 @@ struct ParsedCheck {
                     guard let (f, w) = inner.tag(), w == 0, let v = inner.varint() else { return false }
                     if f == 1 { seconds = Int64(bitPattern: v) } else if f == 2 { nanos = Int64(Int32(truncatingIfNeeded: v)) } else { return false }
                 }
-                guard nanos >= 0, nanos < 1_000_000_000 else { return false }
-                at = Timestamp(microseconds: seconds &* 1_000_000 &+ nanos / 1000)
+                // Out of range (or bad nanos): the general path answers with the error.
+                guard let valid = Timestamp(seconds: seconds, nanos: Int32(nanos)) else { return false }
+                at = valid
             case (4, 0): guard let v = reader.varint() else { return false }; uspOptOut = v != 0
             case (5, 2): guard let r = reader.asciiString() else { return false }; channel = r
             default: return false
             }
         }
         return true
-    }
-}
-
-struct FastWireReader {
-    let bytes: UnsafeRawBufferPointer
-    var position: Int
-    let end: Int
-
-    init(bytes: UnsafeRawBufferPointer, start: Int, end: Int) {
-        self.bytes = bytes
-        self.position = start
-        self.end = end
-    }
-
-    var hasMore: Bool { position < end }
-
-    @inline(__always)
-    mutating func varint() -> UInt64? {
-        var value: UInt64 = 0
-        var shift: UInt64 = 0
-        while position < end {
-            let byte = bytes[position]
-            position += 1
-            if shift == 63 && byte > 1 { return nil }
-            value |= UInt64(byte & 0x7F) << shift
-            if byte & 0x80 == 0 { return value }
-            shift += 7
-            if shift > 63 { return nil }
-        }
-        return nil
-    }
-
-    @inline(__always)
-    mutating func tag() -> (Int, Int)? {
-        guard let key = varint(), key >> 3 > 0, key >> 3 < 1 << 29 else { return nil }
-        return (Int(key >> 3), Int(key & 7))
-    }
-
-    @inline(__always)
-    mutating func lengthDelimited() -> Range<Int>? {
-        guard let length = varint(), length <= UInt64(end - position) else { return nil }
-        let range = position..<position + Int(length)
-        position = range.upperBound
-        return range
-    }
-
-    /// A string field the fast path may use: ASCII only. Every protobuf string must be valid
-    /// UTF-8, and the general decoder refuses a frame with one that is not — even an occurrence
-    /// a later one replaces — so the fast path declines anything but ASCII and leaves the rest to
-    /// it. (Found by fuzz-frames: a non-UTF-8 channel, and an invalid data category followed by a
-    /// valid one, were answered here while the decoder refused the frame.)
-    mutating func asciiString() -> Range<Int>? {
-        guard let range = lengthDelimited() else { return nil }
-        for index in range where bytes[index] >= 0x80 { return nil }
-        return range
     }
 }
 
@@ -197,23 +143,26 @@ enum WireWriter {
         text.withUTF8 { bytesField(field, UnsafeRawBufferPointer($0), into: &buffer) }
     }
 
-    static func timestampSize(_ timestamp: Timestamp) -> Int {
-        let (seconds, nanos) = split(timestamp)
+    /// The size of a `Timestamp` message's body (its fields, without tag and length).
+    static func timestampBodySize(_ timestamp: Timestamp) -> Int {
+        let (seconds, nanos) = timestamp.secondsAndNanos
         return varintFieldSize(1, UInt64(bitPattern: seconds)) + varintFieldSize(2, UInt64(UInt32(bitPattern: nanos)))
     }
 
-    static func timestampField(_ field: UInt64, _ timestamp: Timestamp, into buffer: inout ByteBuffer) {
-        let (seconds, nanos) = split(timestamp)
-        varint(field << 3 | 2, into: &buffer)
-        varint(UInt64(timestampSize(timestamp)), into: &buffer)
-        varintField(1, UInt64(bitPattern: seconds), into: &buffer)
-        varintField(2, UInt64(UInt32(bitPattern: nanos)), into: &buffer)
+    /// The size of a present `Timestamp` field: tag, length and body. A present message field is
+    /// written even when its body is empty (the Unix epoch), as SwiftProtobuf writes it; the
+    /// size and the writer share this one rule (they once disagreed, and the frame broke).
+    static func timestampFieldSize(_ field: UInt64, _ timestamp: Timestamp) -> Int {
+        let body = timestampBodySize(timestamp)
+        return size(field << 3 | 2) + size(UInt64(body)) + body
     }
 
-    static func split(_ timestamp: Timestamp) -> (Int64, Int32) {
-        let micros = timestamp.microseconds
-        let seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
-        return (seconds, Int32((micros - seconds * 1_000_000) * 1000))
+    static func timestampField(_ field: UInt64, _ timestamp: Timestamp, into buffer: inout ByteBuffer) {
+        let (seconds, nanos) = timestamp.secondsAndNanos
+        varint(field << 3 | 2, into: &buffer)
+        varint(UInt64(timestampBodySize(timestamp)), into: &buffer)
+        varintField(1, UInt64(bitPattern: seconds), into: &buffer)
+        varintField(2, UInt64(UInt32(bitPattern: nanos)), into: &buffer)
     }
 }
 
@@ -268,8 +217,8 @@ final class CheckResponseParts {
             source = vocabulary.sources.name(record.source) ?? ""
             recordSize = WireWriter.bytesFieldSize(2, purpose.utf8.count) + WireWriter.bytesFieldSize(3, data.utf8.count)
                 + WireWriter.varintFieldSize(4, UInt64(Consentd_V1_Choice(record.choice).rawValue))
-                + WireWriter.bytesFieldSize(5, WireWriter.timestampSize(record.recordedAt))
-                + (record.expiresAt == .distantFuture ? 0 : WireWriter.bytesFieldSize(6, WireWriter.timestampSize(record.expiresAt)))
+                + WireWriter.timestampFieldSize(5, record.recordedAt)
+                + (record.expiresAt == .distantFuture ? 0 : WireWriter.timestampFieldSize(6, record.expiresAt))
                 + WireWriter.varintFieldSize(7, UInt64(Consentd_V1_LegalBasis(record.legalBasis).rawValue))
                 + WireWriter.bytesFieldSize(8, source.utf8.count)
                 + (record.noticeVersion == CompactRecord.noNotice ? 0 : WireWriter.size(9 << 3) + WireWriter.size(UInt64(record.noticeVersion)))

@@ -62,7 +62,7 @@ struct RequestProcessor {
     mutating func fastCheck(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
         guard roles.check, let check = ParsedCheck.parse(bytes) else { return false }
         let subject = UnsafeRawBufferPointer(rebasing: bytes[check.subject])
-        guard subject.count >= 1, subject.count <= 256, !subject.contains(where: { $0 >= 0x80 }) else { return false }
+        guard Identifier.isPrintableASCII(bytes: subject) else { return false }
         let set = policies.current()
         let at = check.at ?? .now()
         guard let resolved = set.resolve(
@@ -94,7 +94,7 @@ struct RequestProcessor {
     /// Answers a plain CheckBatch straight from the frame's bytes (see `fastCheck`); all items
     /// are resolved before anything is written, so a decline leaves `buffer` untouched.
     mutating func fastBatch(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
-        guard roles.check, batch.parse(bytes), batch.items.count <= state.configuration.maximumBatchItems else { return false }
+        guard roles.check, batch.parse(bytes, maximumItems: state.configuration.maximumBatchItems) else { return false }
         let set = policies.current()
         let context = batch.context
         let at = context.at ?? .now()
@@ -103,7 +103,7 @@ struct RequestProcessor {
         batchResolved.removeAll(keepingCapacity: true)
         for item in batch.items {
             let subject = UnsafeRawBufferPointer(rebasing: bytes[item.subject])
-            guard subject.count >= 1, subject.count <= 256, !subject.contains(where: { $0 >= 0x80 }) else { return false }
+            guard Identifier.isPrintableASCII(bytes: subject) else { return false }
             guard let resolved = set.resolve(
                 purposeBytes: UnsafeRawBufferPointer(rebasing: bytes[item.purpose]), dataBytes: UnsafeRawBufferPointer(rebasing: bytes[item.data]),
                 jurisdictionBytes: jurisdiction, channelBytes: channel, gpc: context.gpc, uspOptOut: context.uspOptOut, at: at
@@ -134,11 +134,22 @@ struct RequestProcessor {
         return true
     }
 
+    /// An error answer for a CheckBatch or RecordConsent with more entries than allowed, found
+    /// from the frame's shape before anything is decoded; nil when the frame is within limits.
+    func refuseOversized(_ bytes: UnsafeRawBufferPointer) -> Consentd_V1_Response? {
+        guard let shape = RequestScan.repeatedEntries(bytes) else { return nil }
+        let limit = shape.method == "CheckBatch" ? state.configuration.maximumBatchItems : ServerConfiguration.maximumRecordsPerWrite
+        guard shape.count > limit else { return nil }
+        ServerCounters.bump(state.counters.requests)
+        let what = shape.method == "CheckBatch" ? "items in one CheckBatch" : "records in one RecordConsent"
+        return error(shape.id, .invalidArgument, "\(shape.count) \(what); the limit is \(limit)")
+    }
+
     mutating func process(_ request: Consentd_V1_Request) -> Outcome {
         ServerCounters.bump(state.counters.requests)
         let id = request.id
-        if request.hasUnknownFields {
-            return .respond(error(id, .unknownField, "the request carries fields this daemon does not know; upgrade consentd or drop them"))
+        if request.hasUnknownFieldsAnywhere {
+            return .respond(error(id, .unknownField, "the request carries fields this daemon does not know (at any depth, nested messages included); upgrade consentd or drop them"))
         }
         switch request.method {
         case let .check(check)?:
@@ -187,7 +198,7 @@ struct RequestProcessor {
                 return try work(state)
             } catch let error as StoreError {
                 ServerCounters.bump(state.counters.errors)
-                let code: Consentd_V1_ErrorCode = error.code == .invalidRecord ? .invalidArgument : .unavailable
+                let code: Consentd_V1_ErrorCode = error.code == .invalidRecord || error.code == .idempotencyConflict ? .invalidArgument : .unavailable
                 state.metrics?.refusedRequest(code)
                 return .error(id: id, code, error.message)
             } catch let error as WireRecordError {
@@ -236,16 +247,20 @@ struct RequestProcessor {
     }
 
     mutating func check(_ id: UInt64, _ check: Consentd_V1_CheckRequest) -> Consentd_V1_Response {
+        let context: RequestContext
+        do { context = try check.context.model() } catch { return self.error(id, .invalidArgument, error.message) }
         let set = policies.current()
         let snapshot = consent.current()
-        let request = DecisionRequest(subject: check.subjectID, purpose: check.purpose, dataCategory: check.dataCategory, context: check.context.model)
+        let request = DecisionRequest(subject: check.subjectID, purpose: check.purpose, dataCategory: check.dataCategory, context: context)
         let records = snapshot.records(of: request.subject)
         let now = Timestamp.now()
         var response = Consentd_V1_Response()
         response.id = id
         let decision: Decision
         if check.explain {
-            let explanation = set.explain(request, consent: records, now: now)
+            var explanation = set.explain(request, consent: records, now: now)
+            // Every record of the subject is consent history: admins only (as History is).
+            if !roles.admin { explanation = explanation.withoutRecordTrace() }
             decision = explanation.decision
             var result = set.checkResponse(explanation.decision, sequence: snapshot.sequence)
             result.explanation = set.wireExplanation(explanation)
@@ -264,9 +279,10 @@ struct RequestProcessor {
         guard batch.items.count <= state.configuration.maximumBatchItems else {
             return error(id, .invalidArgument, "\(batch.items.count) items in one CheckBatch; the limit is \(state.configuration.maximumBatchItems)")
         }
+        let context: RequestContext
+        do { context = try batch.context.model() } catch { return self.error(id, .invalidArgument, error.message) }
         let set = policies.current()
         let snapshot = consent.current()
-        let context = batch.context.model
         let now = Timestamp.now()
         var result = Consentd_V1_CheckBatchResponse()
         result.policyRevision = set.revision
@@ -287,13 +303,14 @@ struct RequestProcessor {
     }
 
     mutating func listUses(_ id: UInt64, _ list: Consentd_V1_ListUsesRequest) -> Consentd_V1_Response {
-        guard DecisionRequest.isValidSubject(list.subjectID) else {
-            return error(id, .invalidArgument, "subject_id must be 1 to 256 bytes of UTF-8")
+        if let problem = Identifier.problem(list.subjectID) {
+            return error(id, .invalidArgument, "subject_id \(problem)")
         }
+        let context: RequestContext
+        do { context = try list.context.model() } catch { return self.error(id, .invalidArgument, error.message) }
         let set = policies.current()
         let snapshot = consent.current()
         let records = snapshot.records(of: list.subjectID)
-        let context = list.context.model
         let now = Timestamp.now()
         var result = Consentd_V1_ListUsesResponse()
         result.policyRevision = set.revision
@@ -359,7 +376,9 @@ struct RequestProcessor {
 
 private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentRequest, state: ServerState) throws -> Consentd_V1_Response {
     guard !request.records.isEmpty else { return .error(id: id, .invalidArgument, "RecordConsent needs at least one record") }
-    guard request.records.count <= 10_000 else { return .error(id: id, .invalidArgument, "at most 10000 records per RecordConsent") }
+    guard request.records.count <= ServerConfiguration.maximumRecordsPerWrite else {
+        return .error(id: id, .invalidArgument, "\(request.records.count) records in one RecordConsent; the limit is \(ServerConfiguration.maximumRecordsPerWrite)")
+    }
     let now = Timestamp.now()
     let records = try request.records.enumerated().map { index, wire in
         do { return try wire.model(now: now) } catch let error as WireRecordError {
@@ -375,7 +394,18 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
             return .error(id: id, .invalidArgument, "records[\(index)]: data category '\(data)' is not in the policy taxonomy")
         }
     }
-    let result = try state.feed.record(records, idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey, now: now)
+    // The idempotency fingerprint is the records as sent (before `recorded_at` defaults to now),
+    // so a retry of the same request matches and a different request under the same key does not.
+    var payload: [UInt8] = []
+    if !request.idempotencyKey.isEmpty {
+        for wire in request.records {
+            let bytes: [UInt8] = try wire.serializedBytes()
+            FrameCodec.appendVarint(UInt64(bytes.count), to: &payload)
+            payload += bytes
+        }
+    }
+    let result = try state.feed.record(records, idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey,
+                                       payload: request.idempotencyKey.isEmpty ? nil : payload, now: now)
     var response = Consentd_V1_Response()
     response.id = id
     response.recordConsent = Consentd_V1_RecordConsentResponse.with {
@@ -387,9 +417,9 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
 }
 
 private func subjectHistory(_ id: UInt64, _ request: Consentd_V1_HistoryRequest, state: ServerState) throws -> Consentd_V1_Response {
-        guard DecisionRequest.isValidSubject(request.subjectID) else { return .error(id: id, .invalidArgument, "subject_id must be 1 to 256 bytes of UTF-8") }
+        if let problem = Identifier.problem(request.subjectID) { return .error(id: id, .invalidArgument, "subject_id \(problem)") }
         let store = state.feed.store
-        let records = try request.hasAt ? store.history(of: request.subjectID, asOf: request.at.model) : store.history(of: request.subjectID)
+        let records = try request.hasAt ? store.history(of: request.subjectID, asOf: request.at.model(field: "at")) : store.history(of: request.subjectID)
         var response = Consentd_V1_Response()
         response.id = id
         response.history = Consentd_V1_HistoryResponse.with {
@@ -400,7 +430,7 @@ private func subjectHistory(_ id: UInt64, _ request: Consentd_V1_HistoryRequest,
 }
 
 private func eraseSubject(_ id: UInt64, _ request: Consentd_V1_EraseSubjectRequest, state: ServerState) throws -> Consentd_V1_Response {
-    guard DecisionRequest.isValidSubject(request.subjectID) else { return .error(id: id, .invalidArgument, "subject_id must be 1 to 256 bytes of UTF-8") }
+    if let problem = Identifier.problem(request.subjectID) { return .error(id: id, .invalidArgument, "subject_id \(problem)") }
     let tombstone = try state.feed.erase(subject: request.subjectID)
     var response = Consentd_V1_Response()
     response.id = id

@@ -6,33 +6,54 @@ import Synchronization
 final class ConnectionRegistry: Sendable {
     private struct State {
         var open: [ObjectIdentifier: Channel] = [:]
+        var perUID: [UInt32: Int] = [:]
         var shuttingDown = false
+    }
+
+    /// Why a connection was refused.
+    enum Refusal {
+        case shuttingDown
+        case tooManyConnections(limit: Int)
+        case tooManyForUID(uid: UInt32, limit: Int)
     }
     private let state = Mutex(State())
     private let server: ServerState
 
     init(state: ServerState) { self.server = state }
 
-    /// Registers a new connection; false (and counted as refused) when over the limit or shutting down.
-    func admit(_ channel: Channel) -> Bool {
+    /// Registers a new connection of a peer with `uid` (nil: unknown credentials, not capped
+    /// per uid); returns why it is refused (and counts it), or nil when admitted.
+    func admit(_ channel: Channel, uid: UInt32?) -> Refusal? {
         let limit = server.configuration.maximumConnections
-        let admitted = state.withLock { state -> Bool in
-            guard !state.shuttingDown, state.open.count < limit else { return false }
+        let perUIDLimit = server.configuration.effectiveConnectionsPerUID
+        let refusal = state.withLock { state -> Refusal? in
+            if state.shuttingDown { return .shuttingDown }
+            guard state.open.count < limit else { return .tooManyConnections(limit: limit) }
+            if let uid {
+                guard state.perUID[uid, default: 0] < perUIDLimit else { return .tooManyForUID(uid: uid, limit: perUIDLimit) }
+                state.perUID[uid, default: 0] += 1
+            }
             state.open[ObjectIdentifier(channel)] = channel
-            return true
+            return nil
         }
-        guard admitted else {
+        if let refusal {
             ServerCounters.bump(server.counters.connectionsRefused)
-            return false
+            return refusal
         }
         ServerCounters.bump(server.counters.connectionsAccepted)
         ServerCounters.bump(server.counters.connectionsOpen)
         let id = ObjectIdentifier(channel)
         channel.closeFuture.whenComplete { _ in
-            self.state.withLock { _ = $0.open.removeValue(forKey: id) }
+            self.state.withLock { state in
+                _ = state.open.removeValue(forKey: id)
+                if let uid {
+                    let left = state.perUID[uid, default: 1] - 1
+                    state.perUID[uid] = left > 0 ? left : nil
+                }
+            }
             self.server.counters.connectionsOpen.subtract(1, ordering: .relaxed)
         }
-        return true
+        return nil
     }
 
     var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }

@@ -27,16 +27,16 @@ enum FrameError: Error, CustomStringConvertible {
     }
 }
 
-/// Splits the byte stream into varint-length-delimited frames, refusing oversized ones from
-/// their prefix alone (nothing of an oversized frame is buffered).
+/// Splits a byte stream into varint-length-delimited frames, refusing oversized ones from
+/// their prefix alone (nothing of an oversized frame is buffered). The one home of the framing
+/// rules: the request handler and the echo floor both use it.
 ///
 /// A frame must also arrive whole within `frameTimeout` of its first byte, so a peer that drips
 /// a byte at a time (which the idle timeout alone would never catch) is answered and closed.
-struct FrameDecoder: ByteToMessageDecoder {
-    typealias InboundOut = ByteBuffer
+struct FrameSplitter {
     let maximumFrameSize: Int
     /// Nanoseconds; 0 = no limit.
-    var frameTimeout: Int64 = 0
+    let frameTimeout: Int64
     private var partialSince: Int64?
 
     init(maximumFrameSize: Int, frameTimeout: Double = 0) {
@@ -44,9 +44,31 @@ struct FrameDecoder: ByteToMessageDecoder {
         self.frameTimeout = Int64(frameTimeout * 1e9)
     }
 
+    /// The next whole frame at the front of `buffer` (moving past it), or nil when more bytes
+    /// are needed; throws for a malformed or oversized prefix, or a frame that is too slow.
+    mutating func next(_ buffer: inout ByteBuffer) throws -> ByteBuffer? {
+        let prefix = buffer.withUnsafeReadableBytes { FrameCodec.readPrefix($0) }
+        switch prefix {
+        case .incomplete:
+            try waitForRest(buffer)
+            return nil
+        case .malformed:
+            throw FrameError.malformedLength
+        case let .length(length, prefixBytes):
+            guard length <= UInt64(maximumFrameSize) else { throw FrameError.tooLarge(length, limit: maximumFrameSize) }
+            guard buffer.readableBytes >= prefixBytes + Int(length) else {
+                try waitForRest(buffer)
+                return nil
+            }
+            partialSince = nil
+            buffer.moveReaderIndex(forwardBy: prefixBytes)
+            return buffer.readSlice(length: Int(length))!
+        }
+    }
+
     /// Called when only part of a frame is buffered: starts its clock, or fails when it ran out.
-    private mutating func waitForRest(_ buffer: ByteBuffer) throws -> DecodingState {
-        guard frameTimeout > 0, buffer.readableBytes > 0 else { return .needMoreData }
+    private mutating func waitForRest(_ buffer: ByteBuffer) throws {
+        guard frameTimeout > 0, buffer.readableBytes > 0 else { return }
         let now = DaemonMetrics.now()
         if let since = partialSince {
             if now - since > frameTimeout {
@@ -55,34 +77,35 @@ struct FrameDecoder: ByteToMessageDecoder {
         } else {
             partialSince = now
         }
-        return .needMoreData
+    }
+
+    /// The error for input that ended inside a frame, if it did.
+    static func leftover(_ buffer: ByteBuffer?) -> FrameError? {
+        guard let buffer, buffer.readableBytes > 0 else { return nil }
+        return .truncated(buffer.readableBytes)
+    }
+}
+
+/// `FrameSplitter` as a NIO decoder (the echo floor's pipeline).
+struct FrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+    private var splitter: FrameSplitter
+
+    init(maximumFrameSize: Int, frameTimeout: Double = 0) {
+        splitter = FrameSplitter(maximumFrameSize: maximumFrameSize, frameTimeout: frameTimeout)
     }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        let prefix = buffer.withUnsafeReadableBytes { FrameCodec.readPrefix($0) }
-        switch prefix {
-        case .incomplete:
-            return try waitForRest(buffer)
-        case .malformed:
-            throw FrameError.malformedLength
-        case let .length(length, prefixBytes):
-            guard length <= UInt64(maximumFrameSize) else { throw FrameError.tooLarge(length, limit: maximumFrameSize) }
-            guard buffer.readableBytes >= prefixBytes + Int(length) else { return try waitForRest(buffer) }
-            partialSince = nil
-            buffer.moveReaderIndex(forwardBy: prefixBytes)
-            let frame = buffer.readSlice(length: Int(length))!
-            context.fireChannelRead(wrapInboundOut(frame))
-            return .continue
-        }
+        guard let frame = try splitter.next(&buffer) else { return .needMoreData }
+        context.fireChannelRead(wrapInboundOut(frame))
+        return .continue
     }
 
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
-        if buffer.readableBytes > 0 {
-            // The peer stopped sending in the middle of a frame; it may still be reading.
-            let received = buffer.readableBytes
+        if let error = FrameSplitter.leftover(buffer) {
             buffer.moveReaderIndex(to: buffer.writerIndex)
-            throw FrameError.truncated(received)
+            throw error
         }
         return .needMoreData
     }

@@ -12,14 +12,30 @@ struct PeerCredentials: Sendable {
     var pid: Int32 = 0
     var uid: UInt32 = 0
     var gid: UInt32 = 0
+
+    /// The credentials of a connected channel, read on its event loop (nil where unsupported).
+    static func read(_ channel: Channel) -> PeerCredentials? {
+        #if os(Linux)
+        guard let provider = channel as? SocketOptionProvider else { return nil }
+        var found: PeerCredentials?
+        let future: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        // On the channel's own loop the option is read at once; the future is already complete.
+        future.assumeIsolated().whenSuccess { found = $0 }
+        return found
+        #else
+        return nil
+        #endif
+    }
 }
 
-/// The hot path: decodes each frame, answers decisions inline from snapshots, sends consent
-/// administration to the blocking pool, and flushes once per read burst.
+/// The hot path: splits the byte stream into frames, answers decisions inline from snapshots,
+/// sends consent administration to the blocking pool, and flushes once per read burst.
 ///
-/// Backpressure: while `maximumInFlight` offloaded requests are outstanding, or the peer is not
-/// reading its responses (the channel is not writable), the handler withholds `read()`, so the
-/// daemon stops reading from that connection instead of buffering without bound.
+/// Memory per connection is bounded: frames are cut out of the input only while there is room
+/// for their answers. When the answers waiting for the peer pass `maximumPendingOutput` and the
+/// peer is not reading them (the channel is not writable), or `block` receipts are congested,
+/// the handler stops taking frames from its input and stops reading from the socket; what was
+/// read stays as raw bytes (at most one read cycle) until the peer catches up.
 final class RequestHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -28,10 +44,13 @@ final class RequestHandler: ChannelDuplexHandler {
     private var processor: RequestProcessor
     private let threadPool: NIOThreadPool
     private let state: ServerState
+    private var splitter: FrameSplitter
+    /// Bytes read and not yet cut into frames.
+    private var inbound: ByteBuffer?
     private var inFlight = 0
     private var readPending = false
     private var needsFlush = false
-    private var quiescing = false
+    private var processing = false
     private var readsSinceCheck = 0
     private var inputClosed = false
     private var closing = false
@@ -41,14 +60,13 @@ final class RequestHandler: ChannelDuplexHandler {
 
     private let metrics: DaemonMetrics?
     private var receiptWaitScheduled = false
-    /// Frames read while `block` receipts held the connection back, in order.
-    private var held = CircularBuffer<ByteBuffer>()
 
     init(state: ServerState, threadPool: NIOThreadPool) {
         self.state = state
         self.metrics = state.metrics
         self.processor = RequestProcessor(state: state)
         self.threadPool = threadPool
+        self.splitter = FrameSplitter(maximumFrameSize: state.configuration.maximumFrameSize, frameTimeout: state.configuration.frameTimeout)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -61,27 +79,97 @@ final class RequestHandler: ChannelDuplexHandler {
     }
 
     private func readCredentials(context: ChannelHandlerContext) {
-        guard let provider = context.channel as? SocketOptionProvider else { return }
-        #if os(Linux)
-        let future: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
-        future.assumeIsolated().whenSuccess { credentials in
-            self.processor.peer = credentials
-        }
-        #endif
+        if let credentials = PeerCredentials.read(context.channel) { processor.peer = credentials }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         readsSinceCheck += 1
-        let frame = unwrapInboundIn(data)
-        // `block` receipts: while the writer is behind, frames already read wait here unanswered
-        // (no receipt is made for them yet) and nothing more is read.
-        if !held.isEmpty || state.receipts?.isCongested == true {
-            held.append(frame)
-            waitForReceipts(context: context)
+        var bytes = unwrapInboundIn(data)
+        if inbound == nil || inbound!.readableBytes == 0 {
+            inbound = bytes
+        } else {
+            inbound!.writeBuffer(&bytes)
+        }
+        processInbound(context: context)
+    }
+
+    /// Whether another frame may be taken now: not closing, `block` receipts not congested, and
+    /// the answers already made have room (under the budget, or the peer is reading them).
+    private func mayTakeFrame(context: ChannelHandlerContext) -> Bool {
+        guard !closing else { return false }
+        if state.receipts?.isCongested == true { return false }
+        guard let pending, pending.readableBytes >= state.configuration.maximumPendingOutput else { return true }
+        // A full budget of answers: hand them to the channel; take more frames only while the
+        // peer is reading (what the channel holds is bounded by one budget and its watermark).
+        flushIfNeeded(context: context)
+        return context.channel.isWritable
+    }
+
+    /// Closes once every answer written so far has reached the socket (or after 5 s, for a peer
+    /// that never reads): closing at once would discard answers still queued in the channel.
+    private func closeAfterWrites(context: ChannelHandlerContext) {
+        closing = true
+        inbound = nil
+        if let buffer = pending, buffer.readableBytes > 0 {
+            pending = nil
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
+        needsFlush = false
+        let drained = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: drained)
+        drained.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(5)) {
+            if context.channel.isActive { context.close(promise: nil) }
+        }
+    }
+
+    /// Cuts frames out of `inbound` and answers them while there is room; then closes a
+    /// half-closed connection that has nothing left to answer.
+    private func processInbound(context: ChannelHandlerContext) {
+        guard !processing else { return }
+        processing = true
+        defer { processing = false }
+        while inbound != nil && inbound!.readableBytes > 0 && mayTakeFrame(context: context) {
+            let frame: ByteBuffer?
+            do {
+                frame = try splitter.next(&inbound!)
+            } catch let error as FrameError {
+                reject(context: context, error)
+                return
+            } catch {
+                reject(context: context, .malformedMessage("\(error)"))
+                return
+            }
+            guard let frame else { break }
+            handle(frame, context: context)
+        }
+        if let buffer = inbound {
+            if buffer.readableBytes == 0 {
+                inbound = nil
+            } else if buffer.readerIndex > 64 << 10 {
+                inbound!.discardReadBytes()
+            }
+        }
+        if state.receipts?.isCongested == true { waitForReceipts(context: context) }
+        finishIfInputClosed(context: context)
+    }
+
+    /// After the peer half-closed: once every frame is answered and nothing is in flight, close;
+    /// input that ends inside a frame is answered with an error first.
+    private func finishIfInputClosed(context: ChannelHandlerContext) {
+        guard inputClosed, !closing, inFlight == 0 else { return }
+        if let error = FrameSplitter.leftover(inbound) {
+            // Whole frames still waiting for room are answered first.
+            let hasWholeFrame = inbound!.withUnsafeReadableBytes { bytes -> Bool in
+                if case let .length(length, prefix) = FrameCodec.readPrefix(bytes) { return bytes.count >= prefix + Int(clamping: length) }
+                return false
+            }
+            if hasWholeFrame { return }
+            reject(context: context, error)
             return
         }
-        handle(frame, context: context)
+        closeAfterWrites(context: context)
     }
 
     private func handle(_ frame: ByteBuffer, context: ChannelHandlerContext) {
@@ -94,6 +182,11 @@ final class RequestHandler: ChannelDuplexHandler {
         if answered {
             needsFlush = true
             metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
+            return
+        }
+        // Refuse an oversized batch or write from its shape, before materialising its entries.
+        if let refusal = frame.withUnsafeReadableBytes({ processor.refuseOversized($0) }) {
+            write(context: context, refusal)
             return
         }
         let request: Consentd_V1_Request
@@ -120,7 +213,7 @@ final class RequestHandler: ChannelDuplexHandler {
                 }
                 self.flushIfNeeded(context: context)
                 self.resumeReadingIfPossible(context: context)
-                if self.inputClosed && self.inFlight == 0 && self.held.isEmpty { context.close(promise: nil) }
+                self.processInbound(context: context)
             }
         }
     }
@@ -158,12 +251,10 @@ final class RequestHandler: ChannelDuplexHandler {
     /// Answers a broken frame with an error and closes this connection only.
     private func reject(context: ChannelHandlerContext, _ error: FrameError) {
         guard !closing else { return }
-        closing = true
         ServerCounters.bump(state.counters.framesRejected)
         if case .tooLarge = error { ServerCounters.bump(state.counters.framesTooLarge) } else { ServerCounters.bump(state.counters.framesMalformed) }
         write(context: context, .error(id: 0, error.code, "\(error); closing the connection"))
-        flushIfNeeded(context: context)
-        context.close(promise: nil)
+        closeAfterWrites(context: context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -179,15 +270,25 @@ final class RequestHandler: ChannelDuplexHandler {
 
     // MARK: backpressure
 
+    /// Whether frames already read are waiting for room.
+    private var hasUnprocessedInput: Bool { (inbound?.readableBytes ?? 0) > 0 && !closing }
+
     func read(context: ChannelHandlerContext) {
-        if inFlight >= state.configuration.maximumInFlight || !context.channel.isWritable {
+        if inFlight >= state.configuration.maximumInFlight || !context.channel.isWritable || state.receipts?.isCongested == true
+            || hasUnprocessedFrame {
             readPending = true
-        } else if !held.isEmpty || state.receipts?.isCongested == true {
-            // `block` receipts: the writer is behind; read nothing more until its queue drains.
-            readPending = true
-            waitForReceipts(context: context)
+            if state.receipts?.isCongested == true { waitForReceipts(context: context) }
         } else {
             context.read()
+        }
+    }
+
+    /// A whole frame is buffered and not yet answered (it waits for room): read no more.
+    private var hasUnprocessedFrame: Bool {
+        guard hasUnprocessedInput else { return false }
+        return inbound!.withUnsafeReadableBytes { bytes -> Bool in
+            if case let .length(length, prefix) = FrameCodec.readPrefix(bytes) { return bytes.count >= prefix + Int(clamping: min(length, UInt64(Int32.max))) }
+            return false
         }
     }
 
@@ -201,35 +302,30 @@ final class RequestHandler: ChannelDuplexHandler {
                 self.waitForReceipts(context: context)
                 return
             }
-            while let frame = self.held.popFirst() {
-                self.handle(frame, context: context)
-                if self.state.receipts?.isCongested == true { break }
-            }
+            self.processInbound(context: context)
             self.flushIfNeeded(context: context)
-            if !self.held.isEmpty {
-                self.waitForReceipts(context: context)
-            } else if self.inputClosed && self.inFlight == 0 {
-                context.close(promise: nil)
-            } else {
-                self.resumeReadingIfPossible(context: context)
-            }
+            self.resumeReadingIfPossible(context: context)
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            processInbound(context: context)
+            flushIfNeeded(context: context)
+        }
         resumeReadingIfPossible(context: context)
         context.fireChannelWritabilityChanged()
     }
 
     private func resumeReadingIfPossible(context: ChannelHandlerContext) {
-        if readPending && inFlight < state.configuration.maximumInFlight && context.channel.isWritable {
-            if !held.isEmpty || state.receipts?.isCongested == true {
-                waitForReceipts(context: context)
-                return
-            }
-            readPending = false
-            context.read()
+        guard readPending, !closing, inFlight < state.configuration.maximumInFlight, context.channel.isWritable else { return }
+        if state.receipts?.isCongested == true {
+            waitForReceipts(context: context)
+            return
         }
+        guard !hasUnprocessedFrame else { return }
+        readPending = false
+        context.read()
     }
 
     private func scheduleQuietCheck(context: ChannelHandlerContext, deadline: NIODeadline) {
@@ -237,9 +333,8 @@ final class RequestHandler: ChannelDuplexHandler {
         context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(30)) {
             guard context.channel.isActive else { return }
             // Quiet means the peer sent nothing, not that this handler held reading back.
-            if (self.readsSinceCheck == 0 && self.inFlight == 0 && self.held.isEmpty && !self.readPending) || NIODeadline.now() > deadline {
-                self.flushIfNeeded(context: context)
-                context.close(promise: nil)
+            if (self.readsSinceCheck == 0 && self.inFlight == 0 && !self.hasUnprocessedInput && !self.readPending) || NIODeadline.now() > deadline {
+                self.closeAfterWrites(context: context)
             } else {
                 self.scheduleQuietCheck(context: context, deadline: deadline)
             }
@@ -251,12 +346,11 @@ final class RequestHandler: ChannelDuplexHandler {
             // The peer finished sending (half-close): answer what is in flight, then close.
             inputClosed = true
             flushIfNeeded(context: context)
-            if inFlight == 0 && held.isEmpty { context.close(promise: nil) }
+            processInbound(context: context)
         } else if event is QuiesceEvent {
             // Answer everything the peer has already sent: keep reading until the connection has
             // been quiet (nothing read, nothing in flight) for one check interval, then close. A
             // peer that keeps sending is closed after a grace period.
-            quiescing = true
             flushIfNeeded(context: context)
             context.read()
             scheduleQuietCheck(context: context, deadline: NIODeadline.now() + .seconds(5))

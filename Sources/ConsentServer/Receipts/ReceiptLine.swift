@@ -1,4 +1,5 @@
 import ConsentModel
+import Crypto
 import PolicyEngine
 
 /// The parts of a receipt that depend only on the policy set, JSON-encoded once per set.
@@ -40,6 +41,24 @@ struct ReceiptInput {
     var sequence: UInt64
     /// What kind of request: "check", "batch", "list_uses".
     var kind: StaticString
+
+    /// The most bytes of one field (subject, keys, jurisdiction, channel) a receipt holds; a
+    /// longer value (only invalid requests carry one) is replaced by its SHA-256 and length, so
+    /// one oversized request cannot make an oversized receipt.
+    static let maximumFieldBytes = 256
+
+    var hasOversizedField: Bool {
+        let limit = Self.maximumFieldBytes
+        return subject.count > limit || purpose.count > limit || dataCategory.count > limit
+            || (jurisdiction?.count ?? 0) > limit || (channel?.count ?? 0) > limit
+    }
+
+    /// `sha256:<hex>/<length>` for a field over the limit; the field itself otherwise.
+    static func capped(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        guard bytes.count > maximumFieldBytes else { return Array(bytes) }
+        let digest = SHA256.hash(data: bytes).map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()
+        return Array("sha256:\(digest)/\(bytes.count)".utf8)
+    }
 }
 
 /// Receipts of one connection, encoded as JSON lines on the event loop and handed to the shared
@@ -77,6 +96,10 @@ struct ConnectionReceipts {
 
     /// Appends one receipt line.
     mutating func append(_ input: ReceiptInput, set: PolicySet) {
+        if input.hasOversizedField {
+            appendCapped(input, set: set)
+            return
+        }
         if parts?.set !== set { parts = ReceiptParts(set: set) }
         counter += 1
         let parts = self.parts.unsafelyUnwrapped
@@ -157,6 +180,28 @@ struct ConnectionReceipts {
         lines.commit(until: out.position)
     }
 
+    /// `append` with every oversized field replaced by `ReceiptInput.capped` (the rare path).
+    private mutating func appendCapped(_ input: ReceiptInput, set: PolicySet) {
+        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+        let fields = [input.subject, input.purpose, input.dataCategory, input.jurisdiction ?? empty, input.channel ?? empty].map(ReceiptInput.capped)
+        var joined: [UInt8] = []
+        var ends: [Int] = []
+        for field in fields {
+            joined += field
+            ends.append(joined.count)
+        }
+        joined.withUnsafeBytes { raw in
+            func field(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: raw[(i == 0 ? 0 : ends[i - 1])..<ends[i]]) }
+            var capped = input
+            capped.subject = field(0)
+            capped.purpose = field(1)
+            capped.dataCategory = field(2)
+            capped.jurisdiction = input.jurisdiction == nil ? nil : field(3)
+            capped.channel = input.channel == nil ? nil : field(4)
+            append(capped, set: set)
+        }
+    }
+
     /// Hands the lines of this frame to the queue.
     func flush() {
         guard lines.count > 0 else { return }
@@ -204,8 +249,19 @@ final class ReceiptLines {
 
     func removeAll() {
         size = 0
-        ends.removeAll(keepingCapacity: true)
+        // A big batch's lines are not kept for the life of the connection.
+        if capacity > ReceiptLines.retainedCapacity {
+            base.deallocate()
+            capacity = 16_384
+            base = .allocate(capacity: capacity)
+            ends = []
+        } else {
+            ends.removeAll(keepingCapacity: true)
+        }
     }
+
+    /// The most buffer a connection keeps between frames.
+    static let retainedCapacity = 1 << 20
 }
 
 /// Writes bytes through a raw pointer into space reserved beforehand.
@@ -333,16 +389,11 @@ struct TimeFormatter {
 
     /// Caches the date and time of `instant`'s second; returns its microseconds.
     private mutating func prepare(_ instant: Timestamp) -> Int64 {
-        let micros = instant.microseconds
-        var second = micros / 1_000_000
-        var fraction = micros % 1_000_000
-        if fraction < 0 {
-            fraction += 1_000_000
-            second -= 1
-        }
+        let (second, nanos) = instant.secondsAndNanos
+        let fraction = Int64(nanos / 1000)
         if second != cachedSecond {
             cachedSecond = second
-            var text = Timestamp(microseconds: second * 1_000_000).rfc3339
+            var text = Timestamp(microseconds: instant.microseconds - fraction).rfc3339
             if text.hasSuffix("Z") { text.removeLast() }
             if let dot = text.firstIndex(of: ".") { text = String(text[..<dot]) }
             prefix = Array(text.utf8)

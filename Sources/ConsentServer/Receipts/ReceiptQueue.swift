@@ -27,6 +27,8 @@ public final class ReceiptQueue: Sendable {
     /// The most the queue ever holds (`block` mode admits receipts of requests already read past
     /// `capacity` up to here).
     let hardLimit: Int
+    /// The most bytes the queue holds, whatever the count: receipts are bounded in bytes too.
+    let byteLimit: Int
 
     private let queuedCount = Atomic<Int>(0)
     let written = Atomic<UInt64>(0)
@@ -42,6 +44,7 @@ public final class ReceiptQueue: Sendable {
         self.hasher = hasher
         capacity = configuration.queueCapacity
         hardLimit = configuration.whenFull == .block ? configuration.queueCapacity * 2 : configuration.queueCapacity
+        byteLimit = configuration.queueBytes
     }
 
     /// Receipts waiting for the writer.
@@ -54,9 +57,10 @@ public final class ReceiptQueue: Sendable {
     public var lastError: String { lastErrorText.withLock { $0 } }
 
     /// In `block` mode: the connections should stop reading until the queue drains.
-    var isCongested: Bool { configuration.whenFull == .block && queued >= capacity }
+    var isCongested: Bool { configuration.whenFull == .block && (queued >= capacity || queuedBytes.load(ordering: .relaxed) >= byteLimit / 2) }
     /// In `block` mode: reading may resume.
-    var hasRoom: Bool { queued < capacity / 2 }
+    var hasRoom: Bool { queued < capacity / 2 && queuedBytes.load(ordering: .relaxed) < byteLimit / 4 }
+    private let queuedBytes = Atomic<Int>(0)
 
     func subjectHash(_ subject: UnsafeRawBufferPointer) -> String {
         hasher?(String(decoding: subject, as: UTF8.self)) ?? ""
@@ -67,7 +71,9 @@ public final class ReceiptQueue: Sendable {
         let total = lines.count
         let (accepted, lost) = state.withLock { state -> (Int, Int) in
             let room = max(0, hardLimit - state.count)
-            let take = min(room, total)
+            var take = min(room, total)
+            let byteRoom = byteLimit - state.bytes.count
+            while take > 0 && lines.ends[take - 1] > byteRoom { take -= 1 }
             if take > 0 {
                 if state.gap > 0 {
                     ReceiptQueue.appendGap(state.gap, reason: "queue full", to: &state.bytes)
@@ -78,6 +84,7 @@ public final class ReceiptQueue: Sendable {
                 state.count += take
             }
             state.gap += UInt64(total - take)
+            queuedBytes.store(state.bytes.count, ordering: .relaxed)
             return (take, total - take)
         }
         if accepted > 0 { queuedCount.add(accepted, ordering: .relaxed) }
@@ -93,6 +100,7 @@ public final class ReceiptQueue: Sendable {
                 state.gap = 0
             }
             swap(&state.bytes, &spare)
+            queuedBytes.store(0, ordering: .relaxed)
             defer { state.count = 0 }
             return state.count
         }

@@ -59,6 +59,12 @@ public struct ReceiptReplayReport: Sendable {
     /// Receipts that cannot be re-decided by design: the subject was erased after the decision,
     /// or the receipts omit or hash a subject the store no longer has.
     public var unverifiable: [Finding] = []
+    /// Lines no seal of the hash chain covers (a failed write's remains, a tail the daemon
+    /// never sealed, or lines appended later): gaps, which fail only a strict replay.
+    /// (Deleted, altered, reordered lines and removed blocks or files are `mismatches`.)
+    public var unsealed: [Finding] = []
+    /// Blocks whose seal was checked.
+    public var sealedBlocks = 0
     /// Receipts the daemon reported as lost (gap markers), by reason.
     public var dropped: [String: UInt64] = [:]
     /// Revisions used.
@@ -80,8 +86,9 @@ public final class ReceiptReplayer {
     let store: SQLiteConsentStore
     let fallbackPolicies: String?
     private var sets: [String: Result<PolicySet, ReplayProblem>] = [:]
-    private var histories: [String: [ConsentRecord]] = [:]
-    private var erasures: [String: [ErasureTombstone]] = [:]
+    // Keyed by the subject's bytes: two subjects are one only if byte-equal.
+    private var histories: [ExactString: [ConsentRecord]] = [:]
+    private var erasures: [ExactString: [ErasureTombstone]] = [:]
     private var subjectsByHash: [String: String]?
 
     struct ReplayProblem: Error {
@@ -107,6 +114,7 @@ public final class ReceiptReplayer {
             throw ReplayProblem(message: "no receipts files (receipts-NNNNNN.jsonl) in \(directory)")
         }
         let decoder = JSONDecoder()
+        var chain = ReceiptChainVerifier()
         for file in files {
             report.files.append(file.path)
             let name = (file.path as NSString).lastPathComponent
@@ -114,9 +122,12 @@ public final class ReceiptReplayer {
                 throw ReplayProblem(message: "cannot read \(file.path)")
             }
             var lineNumber = 0
-            for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            let bytes = [UInt8](data)
+            for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
                 lineNumber += 1
                 guard !line.isEmpty else { continue }
+                chain.line(line, file: name, number: lineNumber)
+                if ReceiptChain.parse(line) != nil { continue }
                 let location = "\(name):\(lineNumber)"
                 let lineData = Data(line)
                 if line.starts(with: Array(#"{"gap""#.utf8)), let gap = try? decoder.decode(GapLine.self, from: lineData) {
@@ -145,6 +156,17 @@ public final class ReceiptReplayer {
                     progress(finding, false)
                 }
             }
+            chain.endOfFile()
+        }
+        report.sealedBlocks = chain.sealedBlocks
+        for problem in chain.problems {
+            let finding = ReceiptReplayReport.Finding(location: problem.location, id: "", message: "hash chain: " + problem.message)
+            if problem.isGap {
+                report.unsealed.append(finding)
+            } else {
+                report.mismatches.append(finding)
+            }
+            progress(finding, !problem.isGap)
         }
         return report
     }
@@ -172,6 +194,9 @@ public final class ReceiptReplayer {
             subject = raw
         } else if let hash = receipt.subject_hash {
             guard let found = self.subject(hashed: hash) else {
+                if let erasure = (try? store.erasures(hashed: hash))?.first(where: { $0.sequence > receipt.sequence }) {
+                    return .unverifiable("the subject was erased after the decision (erasure at sequence \(erasure.sequence))")
+                }
                 return .unverifiable("no subject in the store has the keyed hash \(hash.prefix(16))… (erased, or a different store)")
             }
             subject = found
@@ -245,25 +270,25 @@ public final class ReceiptReplayer {
     }
 
     private func history(_ subject: String) throws -> [ConsentRecord] {
-        if let cached = histories[subject] { return cached }
+        if let cached = histories[ExactString(subject)] { return cached }
         let records = DecisionRequest.isValidSubject(subject) ? try store.history(of: subject) : []
-        histories[subject] = records
+        histories[ExactString(subject)] = records
         return records
     }
 
     private func erasures(_ subject: String) throws -> [ErasureTombstone] {
-        if let cached = erasures[subject] { return cached }
+        if let cached = erasures[ExactString(subject)] { return cached }
         let found = DecisionRequest.isValidSubject(subject) ? try store.erasures(of: subject) : []
-        erasures[subject] = found
+        erasures[ExactString(subject)] = found
         return found
     }
 
     private func subject(hashed hash: String) -> String? {
         if subjectsByHash == nil {
             var map: [String: String] = [:]
-            var seen = Set<String>()
+            var seen = Set<ExactString>()
             try? store.forEachRecord { record in
-                if seen.insert(record.subject).inserted { map[store.subjectHash(record.subject)] = record.subject }
+                if seen.insert(ExactString(record.subject)).inserted { map[store.subjectHash(record.subject)] = record.subject }
             }
             subjectsByHash = map
         }

@@ -19,18 +19,23 @@ public final class ReceiptWriter: Service, Sendable {
     private let stopping = Atomic<Bool>(false)
     private let paused = Atomic<Bool>(false)
     private let startIndex: Int
+    private let fileMode: UInt16
+    /// The hash chain's head when this writer started (the last seal of the newest file).
+    private let startHead: [UInt8]
 
     /// Holds the writer still (tests use it to fill the queue deterministically).
     func setPaused(_ value: Bool) { paused.store(value, ordering: .releasing) }
 
     /// Creates the receipts directory if needed and checks it can be written (the daemon refuses
     /// to start otherwise).
-    init(queue: ReceiptQueue, directory: String, logger: Logger) throws {
+    init(queue: ReceiptQueue, directory: String, fileMode: UInt16 = 0o600, logger: Logger) throws {
         self.queue = queue
         self.directory = directory
         self.logger = logger
+        self.fileMode = fileMode
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: Int(ReceiptFiles.directoryMode(for: fileMode))])
         } catch {
             throw StartupError(description: "cannot create the receipts directory \(directory): \(error.localizedDescription)")
         }
@@ -38,6 +43,7 @@ public final class ReceiptWriter: Service, Sendable {
             throw StartupError(description: "cannot write to the receipts directory \(directory): \(String(cString: strerror(errno)))")
         }
         startIndex = (ReceiptFiles.list(directory).last?.index ?? 0) + 1
+        startHead = ReceiptChain.head(of: directory)
     }
 
     public func run() async throws {
@@ -55,7 +61,8 @@ public final class ReceiptWriter: Service, Sendable {
     }
 
     private func loop() {
-        var file = ReceiptFile(directory: directory, index: startIndex)
+        var file = ReceiptFile(directory: directory, index: startIndex, mode: fileMode)
+        var head = startHead
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1 << 20)
         var failedGap: (count: Int, reason: String)?
@@ -78,13 +85,17 @@ public final class ReceiptWriter: Service, Sendable {
                 usleep(1000)
                 continue
             }
+            var blockStart = 0
             if let gap = failedGap {
-                var prefix: [UInt8] = [UInt8(ascii: "\n")] // ends a line a failed write may have cut
+                var prefix: [UInt8] = [UInt8(ascii: "\n")] // ends a line a failed write may have cut (not sealed)
                 ReceiptQueue.appendGap(UInt64(gap.count), reason: gap.reason, to: &prefix)
                 buffer.insert(contentsOf: prefix, at: 0)
+                blockStart = 1
             }
+            let sealed = ReceiptChain.seal(&buffer, from: blockStart, previous: head)
             switch file.append(buffer, maximumSize: queue.configuration.maximumFileSize) {
             case .success:
+                head = sealed
                 failedGap = nil
                 queue.recordWritten(count)
                 dirty = true
@@ -100,6 +111,7 @@ public final class ReceiptWriter: Service, Sendable {
         if let gap = failedGap {
             var line: [UInt8] = [UInt8(ascii: "\n")]
             ReceiptQueue.appendGap(UInt64(gap.count), reason: gap.reason, to: &line)
+            _ = ReceiptChain.seal(&line, from: 1, previous: head)
             _ = file.append(line, maximumSize: .max)
         }
         file.sync()
@@ -120,6 +132,11 @@ public enum ReceiptFiles {
         }.sorted { $0.0 < $1.0 }
     }
 
+    /// The mode of receipt directories: the file mode plus search bits for whoever may read.
+    static func directoryMode(for fileMode: UInt16) -> UInt16 {
+        0o700 | (fileMode & 0o060 != 0 ? 0o010 | (fileMode & 0o040) : 0)
+    }
+
     static func name(_ index: Int) -> String {
         let digits = String(index)
         return "receipts-" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".jsonl"
@@ -134,12 +151,14 @@ struct ReceiptWriteError: Error {
 struct ReceiptFile {
     let directory: String
     private(set) var index: Int
+    let mode: UInt16
     private var fd: Int32 = -1
     private var size = 0
 
-    init(directory: String, index: Int) {
+    init(directory: String, index: Int, mode: UInt16) {
         self.directory = directory
         self.index = index
+        self.mode = mode
     }
 
     var path: String { directory + "/" + ReceiptFiles.name(index) }
@@ -151,8 +170,10 @@ struct ReceiptFile {
             index += 1
         }
         if fd < 0 {
-            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+            // Private from the first byte (in a directory only the daemon's user may write to).
+            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode_t(mode))
             guard fd >= 0 else { return .failure(ReceiptWriteError(message: String(cString: strerror(errno)))) }
+            _ = fchmod(fd, mode_t(mode))
             var info = stat()
             size = fstat(fd, &info) == 0 ? Int(info.st_size) : 0
         }
@@ -186,17 +207,21 @@ struct ReceiptFile {
 /// set a receipt names: `policies/<revision>/<file>`.
 public enum PolicyArchive {
     /// Saves the sources of `revision` unless already saved (write to a temporary directory, then rename).
-    public static func save(_ sources: [PolicySource], revision: String, receipts directory: String) throws {
+    public static func save(_ sources: [PolicySource], revision: String, receipts directory: String, fileMode: UInt16 = 0o600) throws {
         let root = directory + "/policies"
         let target = root + "/" + revision
         if FileManager.default.fileExists(atPath: target) { return }
         let temporary = root + "/.incoming-\(revision)-\(getpid())"
+        let directoryAttributes: [FileAttributeKey: Any] = [.posixPermissions: Int(ReceiptFiles.directoryMode(for: fileMode))]
         try? FileManager.default.removeItem(atPath: temporary)
-        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: directoryAttributes)
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true, attributes: directoryAttributes)
         for source in sources {
             let path = temporary + "/" + source.path
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try Data(source.text.utf8).write(to: URL(fileURLWithPath: path))
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: directoryAttributes)
+            guard FileManager.default.createFile(atPath: path, contents: Data(source.text.utf8), attributes: [.posixPermissions: Int(fileMode)]) else {
+                throw ReceiptWriteError(message: "cannot write \(path)")
+            }
         }
         if rename(temporary, target) != 0 {
             let error = errno

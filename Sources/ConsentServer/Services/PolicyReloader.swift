@@ -66,7 +66,7 @@ public final class PolicyReloader: Service, Sendable {
             if let set = result.policySet {
                 if let directory = state.configuration.receipts.directory {
                     // Receipts name the revision; keep its sources before any receipt can name it.
-                    do { try PolicyArchive.save(files.policies, revision: set.revision, receipts: directory) } catch {
+                    do { try PolicyArchive.save(files.policies, revision: set.revision, receipts: directory, fileMode: state.configuration.fileMode) } catch {
                         state.receipts?.recordWriteFailure(lost: 0, error: "\(error)")
                         state.logger.error("cannot archive the policy sources for receipts", metadata: ["revision": "\(set.revision)", "error": "\(error)"])
                     }

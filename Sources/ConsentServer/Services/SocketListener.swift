@@ -47,39 +47,59 @@ public final class SocketListener: Service, Sendable {
         let configuration = state.configuration
         let path = configuration.socket
         let channel: Channel
+        let identity: SocketPath.Identity
         let registry = ConnectionRegistry(state: state)
+        var staging: SocketPath.Staging?
         do {
             try SocketPath.prepare(path)
+            staging = try SocketPath.staging(for: path)
+            // Too long a path to stage: bind in place with a umask that leaves no wider window.
+            let previousMask: mode_t? = staging == nil ? umask(0o777 & ~mode_t(configuration.socketMode)) : nil
+            defer { if let previousMask { umask(previousMask) } }
+            let bindPath = staging?.temporaryPath ?? path
             let state = self.state
             let threadPool = self.threadPool
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
-                .childChannelOption(.maxMessagesPerRead, value: 16)
+                // At most 4 reads of up to 64 KiB per read cycle: what one connection can have
+                // read and not yet answered is bounded (see RequestHandler).
+                .childChannelOption(.maxMessagesPerRead, value: 4)
+                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 4096, maximum: 65_536))
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let handlers = channel.pipeline.syncOperations
-                        guard registry.admit(channel) else {
-                            let shuttingDown = registry.isShuttingDown
-                            try handlers.addHandler(RefuseHandler(
-                                code: shuttingDown ? .shuttingDown : .resourceExhausted,
-                                message: shuttingDown ? "the daemon is shutting down" : "too many connections (limit \(configuration.maximumConnections)); retry later"
-                            ))
+                        if let refusal = registry.admit(channel, uid: PeerCredentials.read(channel)?.uid) {
+                            switch refusal {
+                            case .shuttingDown:
+                                try handlers.addHandler(RefuseHandler(code: .shuttingDown, message: "the daemon is shutting down"))
+                            case let .tooManyConnections(limit):
+                                try handlers.addHandler(RefuseHandler(code: .resourceExhausted, message: "too many connections (limit \(limit)); retry later"))
+                            case let .tooManyForUID(uid, limit):
+                                try handlers.addHandler(RefuseHandler(code: .resourceExhausted, message: "too many connections from uid \(uid) (limit \(limit) per uid); retry later"))
+                            }
                             return
                         }
                         if configuration.idleTimeout > 0 {
                             try handlers.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000))))
                         }
-                        try handlers.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameSize: configuration.maximumFrameSize, frameTimeout: configuration.frameTimeout)))
                         try handlers.addHandler(RequestHandler(state: state, threadPool: threadPool))
                     }
                 }
-                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false)
+                .bind(unixDomainSocketPath: bindPath, cleanupExistingSocketFile: false)
                 .get()
-            guard chmod(path, mode_t(configuration.socketMode)) == 0 else {
+            guard chmod(bindPath, mode_t(configuration.socketMode)) == 0 else {
                 throw SocketPathError(description: "cannot set mode \(String(configuration.socketMode, radix: 8)) on \(path): \(String(cString: strerror(errno)))")
             }
+            if let staging {
+                identity = try staging.publish()
+            } else if let found = SocketPath.identity(of: path) {
+                identity = found
+            } else {
+                throw SocketPathError(description: "cannot stat the socket \(path): \(String(cString: strerror(errno)))")
+            }
         } catch {
+            staging?.discard()
             signalReady(.failure(error))
             throw error
         }
@@ -92,7 +112,7 @@ public final class SocketListener: Service, Sendable {
         state.logger.info("shutting down: no new connections; finishing requests in flight")
         try? await channel.close()
         await registry.quiesce()
-        SocketPath.remove(path)
+        SocketPath.remove(path, ifStill: identity)
         state.logger.info("socket removed", metadata: ["socket": "\(path)"])
     }
 }

@@ -45,8 +45,68 @@ enum SocketPath {
         unlink(path)
     }
 
-    static func remove(_ path: String) {
+    /// What identifies the socket file this daemon created: device and inode.
+    struct Identity: Sendable, Equatable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    /// Where to bind so that the socket never exists at `path` with a wider mode than asked for:
+    /// a fresh directory beside `path` that only this user can enter. After `chmod`, `publish`
+    /// links the socket into place (failing, rather than replacing, if something appeared there).
+    struct Staging {
+        let directory: String
+        let temporaryPath: String
+        let finalPath: String
+
+        /// Links the bound socket to its final path and removes the staging directory; returns the
+        /// identity of the published socket.
+        func publish() throws -> Identity {
+            defer { discard() }
+            guard link(temporaryPath, finalPath) == 0 else {
+                let error = errno
+                if error == EEXIST {
+                    throw SocketPathError(description: "\(finalPath) appeared while this daemon was starting (another consentd?); refusing to replace it")
+                }
+                throw SocketPathError(description: "cannot create the socket \(finalPath): \(String(cString: strerror(error)))")
+            }
+            guard let identity = SocketPath.identity(of: finalPath) else {
+                throw SocketPathError(description: "cannot stat the socket \(finalPath): \(String(cString: strerror(errno)))")
+            }
+            return identity
+        }
+
+        /// Removes the staging directory and anything bound in it.
+        func discard() {
+            unlink(temporaryPath)
+            rmdir(directory)
+        }
+    }
+
+    /// A private staging directory next to `path` (mode 0700); nil when the staged path would be
+    /// longer than a socket path may be.
+    static func staging(for path: String) throws -> Staging? {
+        let slash = path.lastIndex(of: "/")
+        let parent = slash.map { String(path[..<$0]) } ?? "."
+        let base = (parent.isEmpty ? "" : parent) + "/.consentd-sock.XXXXXX"
+        guard base.utf8.count + 2 < 108 else { return nil }
+        var template = Array(base.utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw SocketPathError(description: "cannot create a private directory beside \(path) to bind in: \(String(cString: strerror(errno)))")
+        }
+        let directory = String(cString: made)
+        return Staging(directory: directory, temporaryPath: directory + "/s", finalPath: path)
+    }
+
+    static func identity(of path: String) -> Identity? {
         var info = stat()
-        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
+        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return nil }
+        return Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+
+    /// Removes the socket at `path` only if it is the one this daemon created (same device and
+    /// inode): a successor that bound the path after this daemon stopped listening keeps its socket.
+    static func remove(_ path: String, ifStill identity: Identity) {
+        if SocketPath.identity(of: path) == identity { unlink(path) }
     }
 }

@@ -39,17 +39,20 @@ public final class ConsentIndex: Sendable {
             }
             return
         }
-        var touched: [String: [CompactRecord]] = [:]
+        // Keyed by bytes: two subjects are one only if their ids are byte-equal (NFC and NFD
+        // spellings of one name are two customers, as in the store).
+        var touched: [ExactString: [CompactRecord]] = [:]
         for change in changes {
             switch change {
             case let .record(subject, record):
-                if touched[subject] == nil { touched[subject] = Array(base.records(of: subject)) }
-                touched[subject]!.append(record)
+                let key = ExactString(subject)
+                if touched[key] == nil { touched[key] = Array(base.records(of: subject)) }
+                touched[key]!.append(record)
             case let .erasure(subject):
-                touched[subject] = []
+                touched[ExactString(subject)] = []
             case let .erasureOf(anchorSequence):
                 // Another process erased a subject; find it by one of its record sequences.
-                if let subject = touched.first(where: { $0.value.contains { $0.sequence == anchorSequence } })?.key ?? base.subject(holding: anchorSequence) {
+                if let subject = touched.first(where: { $0.value.contains { $0.sequence == anchorSequence } })?.key ?? base.subject(holding: anchorSequence).map(ExactString.init) {
                     touched[subject] = []
                 }
             }

@@ -79,10 +79,10 @@ public final class ConsentSnapshot: Sendable {
     }
 
     /// A new snapshot with the given subjects' record lists replaced (an empty list removes the subject).
-    func replacing(_ changes: [String: [CompactRecord]], sequence: UInt64) -> ConsentSnapshot {
+    func replacing(_ changes: [ExactString: [CompactRecord]], sequence: UInt64) -> ConsentSnapshot {
         var byShard: [Int: [(key: [UInt8], hash: UInt64, records: [CompactRecord])]] = [:]
         for (subject, records) in changes {
-            let key = Array(subject.utf8)
+            let key = Array(subject.value.utf8)
             let hash = key.withUnsafeBytes { ByteHash.hash($0) }
             byShard[ConsentSnapshot.shardIndex(hash), default: []].append((key, hash, records))
         }

@@ -19,13 +19,13 @@ final class KeyMapper: Sendable {
     /// Reads keys added since the last refresh.
     func refresh(_ db: Database) throws {
         let since = state.withLock { $0.maxID }
-        let rows = try Row.fetchAll(db, sql: "SELECT id, kind, name FROM keys WHERE id > ? ORDER BY id", arguments: [since])
-        guard !rows.isEmpty else { return }
-        let resolved: [(Int64, Int64, UInt32)] = rows.map { row in
-            let id: Int64 = row[0], kind: Int64 = row[1], name: String = row[2]
+        var resolved: [(Int64, Int64, UInt32)] = []
+        try db.exactQuery("SELECT id, kind, name FROM keys WHERE id > ? ORDER BY id", [.int(since)]) { row in
+            let id = sqlite3_column_int64(row, 0), kind = sqlite3_column_int64(row, 1), name = columnText(row, 2) ?? ""
             let table: KeyTable = kind == KeyKind.purpose.rawValue ? vocabulary.purposes : kind == KeyKind.data.rawValue ? vocabulary.dataCategories : vocabulary.sources
-            return (id, kind, table.intern(name))
+            resolved.append((id, kind, table.intern(name)))
         }
+        guard !resolved.isEmpty else { return }
         state.withLock { state in
             for (id, kind, vocabularyID) in resolved {
                 func put(_ array: inout [UInt32]) {
@@ -114,7 +114,7 @@ extension SQLiteConsentStore {
                 let handle = statement.sqliteStatement
                 while sqlite3_step(handle) == SQLITE_ROW {
                     let record = Self.compactRecord(handle, purposes: purposes, data: data, sources: sources)
-                    let subject = String(cString: sqlite3_column_text(handle, 0))
+                    let subject = columnText(handle, 0) ?? ""
                     records.append((record.sequence, .record(subject: subject, record)))
                 }
                 if records.count == limit, let last = records.last?.0 { through = last }

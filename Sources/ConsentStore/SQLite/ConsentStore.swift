@@ -44,11 +44,28 @@ public final class SQLiteConsentStore: Sendable {
     let pool: DatabasePool
     private let keyCache = KeyCache()
     private let erasureKey: SymmetricKey
+    private let injectedFailures = Mutex(0)
+    /// How far in the future a record's `recorded_at` may lie (clocks of writers disagree a little;
+    /// a record from the far future would override every later real choice).
+    public let maximumClockSkew: TimeSpan
+
+    /// The default `maximumClockSkew`: 5 minutes.
+    public static let defaultClockSkew = TimeSpan(microseconds: 300_000_000)
+    /// The default mode of the database file (and of the WAL and SHM files SQLite creates beside
+    /// it with the same mode): readable and writable by the owner only.
+    public static let defaultFileMode: UInt16 = 0o600
 
     /// Opens (creating and migrating if needed) the store at `path`.
-    /// - Parameter busyTimeout: how long a write waits for another process's lock, in seconds.
-    public init(path: String, busyTimeout: Double = 5) throws {
+    /// - Parameters:
+    ///   - busyTimeout: how long a write waits for another process's lock, in seconds.
+    ///   - fileMode: the permission bits of the database, WAL and SHM files. A new file is created
+    ///     with this mode (no window with a wider one); an existing file with wider bits is narrowed.
+    ///   - maximumClockSkew: how far in the future a record's `recorded_at` may lie.
+    public init(path: String, busyTimeout: Double = 5, fileMode: UInt16 = SQLiteConsentStore.defaultFileMode,
+                maximumClockSkew: TimeSpan = SQLiteConsentStore.defaultClockSkew) throws {
         self.path = path
+        self.maximumClockSkew = maximumClockSkew
+        try StoreFiles.secure(path, mode: fileMode)
         var configuration = Configuration()
         configuration.busyMode = .timeout(busyTimeout)
         configuration.prepareDatabase { db in
@@ -70,6 +87,10 @@ public final class SQLiteConsentStore: Sendable {
                 return fresh
             }
             erasureKey = SymmetricKey(data: Data(base64Encoded: key) ?? Data(key.utf8))
+            // SQLite gives the WAL and SHM files the database file's mode; narrow any left over
+            // from before with wider bits.
+            try StoreFiles.narrow(path + "-wal", mode: fileMode)
+            try StoreFiles.narrow(path + "-shm", mode: fileMode)
         } catch let error as DatabaseError {
             throw StoreError(.unavailable, "cannot open consent store \(path): \(error.message ?? error.description)")
         }
@@ -77,52 +98,165 @@ public final class SQLiteConsentStore: Sendable {
 
     // MARK: writing
 
-    /// Validates a record before it is stored.
-    public static func validate(_ record: ConsentRecord) throws {
-        guard DecisionRequest.isValidSubject(record.subject) else {
-            throw StoreError(.invalidRecord, "subject id must be 1 to 256 bytes of UTF-8")
-        }
-        guard !record.purpose.isEmpty, record.purpose.utf8.count <= 256 else {
-            throw StoreError(.invalidRecord, "purpose must be a taxonomy key of 1 to 256 bytes")
-        }
-        if let data = record.dataCategory, data.isEmpty || data.utf8.count > 256 {
-            throw StoreError(.invalidRecord, "data category must be a taxonomy key of 1 to 256 bytes")
-        }
-        if let expires = record.expiresAt, expires <= record.recordedAt {
-            throw StoreError(.invalidRecord, "expires (\(expires)) must be after the time the choice was made (\(record.recordedAt))")
-        }
-        guard !record.source.isEmpty, record.source.utf8.count <= 64 else {
-            throw StoreError(.invalidRecord, "source must be 1 to 64 bytes")
-        }
-        if let evidence = record.evidence, evidence.utf8.count > 4096 {
-            throw StoreError(.invalidRecord, "evidence reference must be at most 4096 bytes")
+    /// Validates a record before it is stored: identifiers by `Identifier`'s rule, keys and
+    /// sources without control characters, times in 0001…9999 and `recorded_at` at most
+    /// `maximumClockSkew` after `now`.
+    public func validate(_ record: ConsentRecord, now: Timestamp) throws {
+        try Self.validate(record)
+        guard record.recordedAt <= now.adding(maximumClockSkew) else {
+            throw StoreError(.invalidRecord, "recorded_at (\(record.recordedAt)) is more than \(maximumClockSkew) after the store's clock (\(now)); a choice cannot be made in the future")
         }
     }
 
-    /// Appends records in one durable transaction and returns their sequences. With an
-    /// idempotency key, a repeated call stores nothing and returns the first call's result.
-    /// Acknowledged (returned) only after the commit is synced.
-    public func append(_ records: [ConsentRecord], idempotencyKey: String? = nil, now: Timestamp = .now()) throws -> AppendResult {
-        for record in records { try Self.validate(record) }
-        return try withDatabaseErrors {
-            try pool.write { db in
-                if let idempotencyKey, let row = try Row.fetchOne(db, sql: "SELECT first_sequence, count FROM idempotency_keys WHERE key = ?", arguments: [idempotencyKey]) {
-                    let first: Int64 = row[0]
-                    let count: Int64 = row[1]
-                    return AppendResult(sequences: (0..<count).map { UInt64(first + $0) }, replayed: true)
-                }
-                let sequences = try insert(records, db: db, now: now)
-                if let idempotencyKey, let first = sequences.first {
-                    try db.execute(sql: "INSERT INTO idempotency_keys (key, first_sequence, count, stored_at) VALUES (?, ?, ?, ?)",
-                                   arguments: [idempotencyKey, Int64(first), sequences.count, now.microseconds])
-                }
-                return AppendResult(sequences: sequences, replayed: false)
+    /// The checks of `validate(_:now:)` that need no clock.
+    public static func validate(_ record: ConsentRecord) throws {
+        if let problem = Identifier.problem(record.subject) {
+            throw StoreError(.invalidRecord, "subject id \(problem)")
+        }
+        if let problem = Identifier.problem(record.purpose) {
+            throw StoreError(.invalidRecord, "purpose \(problem)")
+        }
+        if let data = record.dataCategory, let problem = Identifier.problem(data) {
+            throw StoreError(.invalidRecord, "data category \(problem)")
+        }
+        guard record.recordedAt.isInValidRange else {
+            throw StoreError(.invalidRecord, "recorded_at (\(record.recordedAt)) must lie in 0001-01-01…9999-12-31")
+        }
+        if let expires = record.expiresAt {
+            guard expires.isInValidRange else {
+                throw StoreError(.invalidRecord, "expires_at (\(expires)) must lie in 0001-01-01…9999-12-31")
+            }
+            guard expires > record.recordedAt else {
+                throw StoreError(.invalidRecord, "expires (\(expires)) must be after the time the choice was made (\(record.recordedAt))")
+            }
+        }
+        if let problem = Identifier.problem(record.source) {
+            throw StoreError(.invalidRecord, "source \(problem)")
+        }
+        guard record.source.utf8.count <= 64 else {
+            throw StoreError(.invalidRecord, "source must be 1 to 64 bytes")
+        }
+        if let jurisdiction = record.jurisdiction {
+            guard !jurisdiction.isEmpty, jurisdiction.utf8.count <= 16, jurisdiction.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw StoreError(.invalidRecord, "jurisdiction must be 1 to 16 printable ASCII characters (an ISO 3166 code such as DE or US-CA)")
+            }
+        }
+        if let evidence = record.evidence {
+            guard evidence.utf8.count <= 4096 else {
+                throw StoreError(.invalidRecord, "evidence reference must be at most 4096 bytes")
+            }
+            guard !evidence.utf8.contains(0) else {
+                throw StoreError(.invalidRecord, "evidence reference must not contain NUL bytes")
             }
         }
     }
 
+    /// Validates an idempotency key: the same rule as subject ids (`Identifier`).
+    public static func validate(idempotencyKey key: String) throws {
+        if let problem = Identifier.problem(key) {
+            throw StoreError(.invalidRecord, "idempotency key \(problem)")
+        }
+    }
+
+    /// Appends records in one durable transaction and returns their sequences. With an
+    /// idempotency key, a repeated call with the same payload stores nothing and returns the first
+    /// call's result; the same key with a different payload is refused (`.idempotencyConflict`).
+    /// Acknowledged (returned) only after the commit is synced.
+    /// - Parameter payload: the bytes that identify the request for idempotency (the daemon passes
+    ///   the records as they arrived on the wire, so a retry that leaves `recorded_at` to the
+    ///   server matches); nil fingerprints the records themselves.
+    public func append(_ records: [ConsentRecord], idempotencyKey: String? = nil, payload: [UInt8]? = nil, now: Timestamp = .now()) throws -> AppendResult {
+        for record in records { try validate(record, now: now) }
+        if let idempotencyKey { try Self.validate(idempotencyKey: idempotencyKey) }
+        let fingerprint = idempotencyKey == nil ? "" : Self.fingerprint(payload ?? Self.canonicalPayload(records))
+        return try writeTransaction { db, keys in
+            if let idempotencyKey {
+                var found: (first: Int64, count: Int64, fingerprint: String?)?
+                try db.exactQuery("SELECT first_sequence, count, payload_hash FROM idempotency_keys WHERE key = ?", [.text(idempotencyKey)]) { row in
+                    found = (sqlite3_column_int64(row, 0), sqlite3_column_int64(row, 1), columnText(row, 2))
+                }
+                if let found {
+                    if let stored = found.fingerprint, stored != fingerprint {
+                        throw StoreError(.idempotencyConflict, "idempotency key '\(idempotencyKey)' was used before for a different request; use a new key for a new request")
+                    }
+                    return AppendResult(sequences: (0..<max(0, found.count)).map { UInt64(found.first + $0) }, replayed: true)
+                }
+            }
+            let sequences = try insert(records, db: db, keys: &keys, now: now)
+            if let idempotencyKey, let first = sequences.first {
+                try db.exactExecute("INSERT INTO idempotency_keys (key, first_sequence, count, stored_at, payload_hash) VALUES (?, ?, ?, ?, ?)",
+                                    [.text(idempotencyKey), .int(Int64(first)), .int(Int64(sequences.count)), .int(now.microseconds), .text(fingerprint)])
+            }
+            return AppendResult(sequences: sequences, replayed: false)
+        }
+    }
+
+    /// Runs one write transaction with a view of the key cache that only becomes shared when the
+    /// transaction commits: a rollback (disk full, a failed statement, a failed commit) leaves no
+    /// name→id mapping behind, so a freed key id can never be reused under another name.
+    func writeTransaction<T>(_ body: (Database, inout KeyCache.Pending) throws -> T) throws -> T {
+        var committed: KeyCache.Pending?
+        let result = try withDatabaseErrors {
+            try pool.write { db -> T in
+                var keys = keyCache.begin()
+                let value = try body(db, &keys)
+                if injectedFailures.withLock({ count in defer { if count > 0 { count -= 1 } }; return count > 0 }) {
+                    throw DatabaseError(resultCode: .SQLITE_FULL, message: "database or disk is full (injected by a test)")
+                }
+                committed = keys
+                return value
+            }
+        }
+        // `pool.write` returned: the transaction committed.
+        if let committed { keyCache.commit(committed) }
+        return result
+    }
+
+    /// Test hook: the next `count` write transactions fail after all their statements ran and
+    /// before they commit, as a full disk would; SQLite rolls them back.
+    func failNextWrites(_ count: Int) {
+        injectedFailures.withLock { $0 = count }
+    }
+
+    /// Test hook: caps the database file at `pages` pages on the writer connection (0: no cap),
+    /// so that writes past it fail with SQLITE_FULL for real.
+    func setMaximumPageCount(_ pages: Int) throws {
+        try withDatabaseErrors {
+            try pool.writeWithoutTransaction { db in
+                _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(pages > 0 ? pages : 1_073_741_823)")
+            }
+        }
+    }
+
+    /// Pages the database file has now.
+    func pageCount() throws -> Int {
+        try withDatabaseErrors { try pool.read { db in try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 } }
+    }
+
+    /// A stable encoding of records for idempotency fingerprints.
+    static func canonicalPayload(_ records: [ConsentRecord]) -> [UInt8] {
+        var out: [UInt8] = []
+        func field(_ text: String?) {
+            guard let text else { out.append(0xFF); return }
+            out += Array(String(text.utf8.count).utf8)
+            out.append(0x3A)
+            out += Array(text.utf8)
+        }
+        for record in records {
+            field(record.subject); field(record.purpose); field(record.dataCategory)
+            field(String(record.choice.rawValue)); field(String(record.recordedAt.microseconds))
+            field(record.expiresAt.map { String($0.microseconds) }); field(String(record.legalBasis.rawValue))
+            field(record.source); field(record.noticeVersion.map { String($0) }); field(record.jurisdiction); field(record.evidence)
+        }
+        return out
+    }
+
+    static func fingerprint(_ payload: [UInt8]) -> String {
+        SHA256.hash(data: payload).map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()
+    }
+
     /// Inserts records inside an open write transaction; returns the assigned sequences.
-    func insert(_ records: [ConsentRecord], db: Database, now: Timestamp) throws -> [UInt64] {
+    func insert(_ records: [ConsentRecord], db: Database, keys: inout KeyCache.Pending, now: Timestamp) throws -> [UInt64] {
         guard !records.isEmpty else { return [] }
         var next = try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'last_sequence'") ?? 0
         let statement = try db.cachedStatement(sql: """
@@ -135,9 +269,9 @@ public final class SQLiteConsentStore: Sendable {
         sequences.reserveCapacity(records.count)
         for record in records {
             next += 1
-            let purpose = try keyCache.id(kind: .purpose, name: record.purpose, db: db)
-            let data = try record.dataCategory.map { try keyCache.id(kind: .data, name: $0, db: db) }
-            let source = try keyCache.id(kind: .source, name: record.source, db: db)
+            let purpose = try keys.id(kind: .purpose, name: record.purpose, db: db)
+            let data = try record.dataCategory.map { try keys.id(kind: .data, name: $0, db: db) }
+            let source = try keys.id(kind: .source, name: record.source, db: db)
             sqlite3_reset(handle)
             bindText(handle, 1, record.subject)
             sqlite3_bind_int64(handle, 2, next)
@@ -167,11 +301,10 @@ public final class SQLiteConsentStore: Sendable {
     /// Runs `body` inside one write transaction with an `Importer` that appends records;
     /// everything commits together (durably) when `body` returns.
     public func withTransaction<T>(now: Timestamp = .now(), _ body: (inout Importer) throws -> T) throws -> T {
-        try withDatabaseErrors {
-            try pool.write { db in
-                var importer = Importer(store: self, db: db, now: now)
-                return try body(&importer)
-            }
+        try writeTransaction { db, keys in
+            var importer = Importer(store: self, db: db, keys: keys, now: now)
+            defer { keys = importer.keys }
+            return try body(&importer)
         }
     }
 
@@ -179,36 +312,64 @@ public final class SQLiteConsentStore: Sendable {
     public struct Importer: ~Copyable {
         let store: SQLiteConsentStore
         let db: Database
+        var keys: KeyCache.Pending
         let now: Timestamp
 
         /// Appends validated records; returns their sequences.
         public mutating func append(_ records: [ConsentRecord]) throws -> [UInt64] {
-            for record in records { try SQLiteConsentStore.validate(record) }
-            return try store.insert(records, db: db, now: now)
+            for record in records { try store.validate(record, now: now) }
+            return try store.insert(records, db: db, keys: &keys, now: now)
         }
     }
 
     // MARK: erasure
 
     /// Deletes every record of `subject` and leaves only a tombstone: the keyed hash of the id,
-    /// the time and the count. Idempotency keys whose writes touched the subject go too.
+    /// the time and the count. Idempotency keys of writes that stored any of the subject's
+    /// records go too, and the WAL is checkpointed and truncated, so that once this returns the
+    /// subject's bytes are in neither the database file nor the WAL.
     public func erase(subject: String, now: Timestamp = .now()) throws -> ErasureTombstone {
-        guard DecisionRequest.isValidSubject(subject) else { throw StoreError(.invalidRecord, "subject id must be 1 to 256 bytes of UTF-8") }
+        if let problem = Identifier.problem(subject) { throw StoreError(.invalidRecord, "subject id \(problem)") }
         let hash = subjectHash(subject)
-        return try withDatabaseErrors {
-            try pool.write { db in
-                let sequences = try Int64.fetchAll(db, sql: "SELECT sequence FROM consent_records WHERE subject = ? ORDER BY sequence", arguments: [subject])
-                if !sequences.isEmpty {
-                    try db.execute(sql: "DELETE FROM idempotency_keys WHERE first_sequence IN (SELECT value FROM json_each(?))", arguments: ["[" + sequences.map(String.init).joined(separator: ",") + "]"])
-                }
-                try db.execute(sql: "DELETE FROM consent_records WHERE subject = ?", arguments: [subject])
-                let sequence = (try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'last_sequence'") ?? 0) + 1
-                try db.execute(sql: "INSERT INTO erasures (sequence, subject_hash, erased_at, record_count, anchor_sequence) VALUES (?, ?, ?, ?, ?)",
-                               arguments: [sequence, hash, now.microseconds, sequences.count, sequences.first])
-                try db.execute(sql: "UPDATE store_meta SET value = ? WHERE key = 'last_sequence'", arguments: [sequence])
-                return ErasureTombstone(sequence: UInt64(sequence), subjectHash: hash, erasedAt: now, recordCount: sequences.count)
+        let tombstone = try writeTransaction { db, _ in
+            var sequences: [Int64] = []
+            try db.exactQuery("SELECT sequence FROM consent_records WHERE subject = ? ORDER BY sequence", [.text(subject)]) { row in
+                sequences.append(sqlite3_column_int64(row, 0))
             }
+            // A write's sequences are one contiguous run [first, first + count): the key whose
+            // run holds an erased sequence is the one with the largest first sequence at or below it.
+            for sequence in sequences {
+                try db.exactExecute("""
+                    DELETE FROM idempotency_keys WHERE key IN (
+                        SELECT key FROM idempotency_keys WHERE first_sequence <= ?1 ORDER BY first_sequence DESC LIMIT 1
+                    ) AND first_sequence + count > ?1
+                    """, [.int(sequence)])
+            }
+            try db.exactExecute("DELETE FROM consent_records WHERE subject = ?", [.text(subject)])
+            let sequence = (try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'last_sequence'") ?? 0) + 1
+            try db.execute(sql: "INSERT INTO erasures (sequence, subject_hash, erased_at, record_count, anchor_sequence) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [sequence, hash, now.microseconds, sequences.count, sequences.first])
+            try db.execute(sql: "UPDATE store_meta SET value = ? WHERE key = 'last_sequence'", arguments: [sequence])
+            return ErasureTombstone(sequence: UInt64(sequence), subjectHash: hash, erasedAt: now, recordCount: sequences.count)
         }
+        try checkpointAndTruncateWAL()
+        return tombstone
+    }
+
+    /// Copies the WAL into the database file and truncates it to zero bytes, so that no old page
+    /// image (an erased subject's id among them) stays in the WAL. Retries while readers hold
+    /// old snapshots, for at most about two seconds.
+    public func checkpointAndTruncateWAL() throws {
+        for attempt in 0..<200 {
+            let busy = try withDatabaseErrors {
+                try pool.writeWithoutTransaction { db in
+                    try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)").map { ($0[0] as Int64) != 0 } ?? false
+                }
+            }
+            if !busy { return }
+            if attempt < 199 { usleep(10_000) }
+        }
+        throw StoreError(.database, "consent store \(path): the WAL could not be truncated after an erasure (readers kept old snapshots for 2 s); run the erasure again")
     }
 
     /// The tombstones of `subject`'s erasures, found by recomputing the keyed hash.
@@ -218,6 +379,17 @@ public final class SQLiteConsentStore: Sendable {
             try pool.read { db in
                 try Row.fetchAll(db, sql: "SELECT sequence, erased_at, record_count FROM erasures WHERE subject_hash = ? ORDER BY sequence", arguments: [hash]).map {
                     ErasureTombstone(sequence: UInt64($0[0] as Int64), subjectHash: hash, erasedAt: Timestamp(microseconds: $0[1]), recordCount: $0[2])
+                }
+            }
+        }
+    }
+
+    /// The tombstones whose keyed subject hash is `hash` (for receipts that carry only the hash).
+    public func erasures(hashed hash: String) throws -> [ErasureTombstone] {
+        try withDatabaseErrors {
+            try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT sequence, erased_at, record_count FROM erasures WHERE subject_hash = ? ORDER BY sequence", arguments: [hash]).map {
+                    ErasureTombstone(sequence: UInt64(bitPattern: $0[0] as Int64), subjectHash: hash, erasedAt: Timestamp(microseconds: $0[1]), recordCount: $0[2])
                 }
             }
         }
@@ -241,13 +413,17 @@ public final class SQLiteConsentStore: Sendable {
         FROM consent_records r JOIN keys p ON p.id = r.purpose_id LEFT JOIN keys d ON d.id = r.data_id JOIN keys s ON s.id = r.source_id
         """
 
-    static func record(from row: Row) -> ConsentRecord {
+    /// A record from a row of `recordColumns`, every text read with its length (never up to a NUL).
+    static func record(from row: OpaquePointer) -> ConsentRecord {
         ConsentRecord(
-            sequence: UInt64(row[1] as Int64), subject: row[0], purpose: row[2], dataCategory: row[3],
-            choice: Choice(rawValue: UInt8(row[4] as Int64)) ?? .deny, recordedAt: Timestamp(microseconds: row[5]),
-            expiresAt: (row[6] as Int64?).map(Timestamp.init(microseconds:)),
-            legalBasis: LegalBasis(rawValue: UInt8(row[7] as Int64)) ?? .consent, source: row[8],
-            noticeVersion: (row[9] as Int64?).map { UInt32(clamping: $0) }, jurisdiction: row[10], evidence: row[11]
+            sequence: UInt64(sqlite3_column_int64(row, 1)), subject: columnText(row, 0) ?? "", purpose: columnText(row, 2) ?? "",
+            dataCategory: columnText(row, 3),
+            choice: Choice(rawValue: UInt8(truncatingIfNeeded: sqlite3_column_int64(row, 4))) ?? .deny,
+            recordedAt: Timestamp(microseconds: sqlite3_column_int64(row, 5)),
+            expiresAt: sqlite3_column_type(row, 6) == SQLITE_NULL ? nil : Timestamp(microseconds: sqlite3_column_int64(row, 6)),
+            legalBasis: LegalBasis(rawValue: UInt8(truncatingIfNeeded: sqlite3_column_int64(row, 7))) ?? .consent, source: columnText(row, 8) ?? "",
+            noticeVersion: sqlite3_column_type(row, 9) == SQLITE_NULL ? nil : UInt32(clamping: sqlite3_column_int64(row, 9)),
+            jurisdiction: columnText(row, 10), evidence: columnText(row, 11)
         )
     }
 
@@ -255,7 +431,11 @@ public final class SQLiteConsentStore: Sendable {
     public func history(of subject: String) throws -> [ConsentRecord] {
         try withDatabaseErrors {
             try pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT \(Self.recordColumns) \(Self.recordJoins) WHERE r.subject = ? ORDER BY r.sequence", arguments: [subject]).map(Self.record(from:))
+                var records: [ConsentRecord] = []
+                try db.exactQuery("SELECT \(Self.recordColumns) \(Self.recordJoins) WHERE r.subject = ? ORDER BY r.sequence", [.text(subject)]) {
+                    records.append(Self.record(from: $0))
+                }
+                return records
             }
         }
     }
@@ -265,8 +445,12 @@ public final class SQLiteConsentStore: Sendable {
     public func history(of subject: String, asOf instant: Timestamp) throws -> [ConsentRecord] {
         try withDatabaseErrors {
             try pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT \(Self.recordColumns) \(Self.recordJoins) WHERE r.subject = ? AND r.stored_at <= ? AND r.recorded_at <= ? ORDER BY r.sequence",
-                                 arguments: [subject, instant.microseconds, instant.microseconds]).map(Self.record(from:))
+                var records: [ConsentRecord] = []
+                try db.exactQuery("SELECT \(Self.recordColumns) \(Self.recordJoins) WHERE r.subject = ? AND r.stored_at <= ? AND r.recorded_at <= ? ORDER BY r.sequence",
+                                  [.text(subject), .int(instant.microseconds), .int(instant.microseconds)]) {
+                    records.append(Self.record(from: $0))
+                }
+                return records
             }
         }
     }
@@ -275,8 +459,7 @@ public final class SQLiteConsentStore: Sendable {
     public func forEachRecord(_ body: (ConsentRecord) throws -> Void) throws {
         try withDatabaseErrors {
             try pool.read { db in
-                let cursor = try Row.fetchCursor(db, sql: "SELECT \(Self.recordColumns) \(Self.recordJoins) ORDER BY r.sequence")
-                while let row = try cursor.next() { try body(Self.record(from: row)) }
+                try db.exactQuery("SELECT \(Self.recordColumns) \(Self.recordJoins) ORDER BY r.sequence", []) { try body(Self.record(from: $0)) }
             }
         }
     }
@@ -322,18 +505,39 @@ enum KeyKind: Int64 {
     case source = 3
 }
 
-/// name → row id of the `keys` table, per kind; ids never change once assigned.
+/// name → row id of the `keys` table, per kind, as committed; ids never change once committed.
+///
+/// A write transaction works on a `Pending` copy: ids it interns are shared only after its
+/// commit (`commit`), so a rolled-back transaction — whose freed ids SQLite hands to the next
+/// new key — leaves no stale mapping behind. Names are compared by bytes (`ExactString`).
 final class KeyCache: Sendable {
-    private let ids = Mutex<[KeyKind: [String: Int64]]>([:])
+    private let ids = Mutex<[KeyKind: [ExactString: Int64]]>([:])
 
-    func id(kind: KeyKind, name: String, db: Database) throws -> Int64 {
-        if let id = ids.withLock({ $0[kind]?[name] }) { return id }
-        try db.execute(sql: "INSERT OR IGNORE INTO keys (kind, name) VALUES (?, ?)", arguments: [kind.rawValue, name])
-        guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM keys WHERE kind = ? AND name = ?", arguments: [kind.rawValue, name]) else {
-            throw StoreError(.database, "could not intern \(name)")
+    /// The ids interned by one write transaction, on top of the committed ones.
+    struct Pending {
+        let cache: KeyCache
+        var added: [KeyKind: [ExactString: Int64]] = [:]
+
+        mutating func id(kind: KeyKind, name: String, db: Database) throws -> Int64 {
+            let key = ExactString(name)
+            if let id = added[kind]?[key] ?? cache.ids.withLock({ $0[kind]?[key] }) { return id }
+            try db.exactExecute("INSERT OR IGNORE INTO keys (kind, name) VALUES (?, ?)", [.int(kind.rawValue), .text(name)])
+            var found: Int64?
+            try db.exactQuery("SELECT id FROM keys WHERE kind = ? AND name = ?", [.int(kind.rawValue), .text(name)]) { found = sqlite3_column_int64($0, 0) }
+            guard let id = found else { throw StoreError(.database, "could not intern \(name)") }
+            added[kind, default: [:]][key] = id
+            return id
         }
-        ids.withLock { $0[kind, default: [:]][name] = id }
-        return id
+    }
+
+    func begin() -> Pending { Pending(cache: self) }
+
+    /// Shares a committed transaction's ids.
+    func commit(_ pending: Pending) {
+        guard !pending.added.isEmpty else { return }
+        ids.withLock { ids in
+            for (kind, names) in pending.added { ids[kind, default: [:]].merge(names) { $1 } }
+        }
     }
 }
 

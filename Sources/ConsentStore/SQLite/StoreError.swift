@@ -10,6 +10,8 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         case database
         /// An import or export file problem.
         case file
+        /// An idempotency key was used before for a different request.
+        case idempotencyConflict = "idempotency_conflict"
     }
 
     /// The kind of failure.

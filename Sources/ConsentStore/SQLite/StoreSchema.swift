@@ -61,6 +61,16 @@ enum StoreSchema {
                 INSERT INTO store_meta (key, value) VALUES ('last_sequence', 0);
                 """)
         }
+        migrator.registerMigration("v2-idempotency-payloads") { db in
+            try db.execute(sql: """
+                -- The fingerprint (SHA-256, hex) of the request a key was first used for: the same
+                -- key with another payload is refused, not silently "replayed". NULL for keys
+                -- stored before this migration (those cannot be checked).
+                ALTER TABLE idempotency_keys ADD COLUMN payload_hash TEXT;
+                -- Erasure finds the write whose run of sequences holds a record of the subject.
+                CREATE INDEX idempotency_keys_by_first_sequence ON idempotency_keys (first_sequence);
+                """)
+        }
         return migrator
     }
 }

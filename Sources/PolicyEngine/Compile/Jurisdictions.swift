@@ -153,8 +153,11 @@ struct JurisdictionTable: Sendable {
     }
 
     private func slowClassOf(_ raw: String) -> Int32? {
+        // ISO 3166 codes are ASCII: anything else is not a code. Case is folded on ASCII letters
+        // only (Unicode upper-casing would turn "uſ" into "US").
+        guard raw.utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
         if raw.utf8.contains(where: { $0 >= 97 && $0 <= 122 }) {
-            let code = raw.uppercased()
+            let code = String(decoding: raw.utf8.map { $0 >= 97 && $0 <= 122 ? $0 - 32 : $0 }, as: UTF8.self)
             if let found = classes[code] { return found }
             return classOfUnlisted(code)
         }

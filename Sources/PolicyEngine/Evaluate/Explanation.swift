@@ -17,6 +17,19 @@ public struct Explanation: Sendable {
     public var records: [(record: RecordSummary, covers: Bool, valid: Bool)]
     /// Index into `records` of the effective record, if one was computed and found.
     public var effectiveRecord: Int?
+    /// True when the subject's record trace was withheld (`withoutRecordTrace()`).
+    public var recordsWithheld = false
+
+    /// This explanation without the trace of the subject's consent records — for callers that may
+    /// check but not read consent history. The decision itself (and the one record it relied
+    /// on, which every decision names) stays.
+    public func withoutRecordTrace() -> Explanation {
+        var copy = self
+        copy.records = []
+        copy.effectiveRecord = nil
+        copy.recordsWithheld = true
+        return copy
+    }
 
     /// A human-readable rendering.
     public var text: String {
@@ -35,8 +48,12 @@ public struct Explanation: Sendable {
         if let channel = request.context.channel { context += " channel=\(channel)" }
         context += " at=\(at)"
         lines.append(context)
-        lines.append("consent records (\(records.count)):")
-        if records.isEmpty { lines.append("  (none)") }
+        if recordsWithheld {
+            lines.append("consent records: withheld (reading a subject's consent history needs the admin role)")
+        } else {
+            lines.append("consent records (\(records.count)):")
+            if records.isEmpty { lines.append("  (none)") }
+        }
         for (index, entry) in records.enumerated() {
             let state = !entry.covers ? "does not cover the request" : entry.valid ? (index == effectiveRecord ? "EFFECTIVE" : "covers, superseded") : "covers, not valid at this instant"
             lines.append("  \(entry.record.text): \(state)")

@@ -64,7 +64,7 @@ public enum PolicyTestRunner {
     }
 
     static func run(_ suite: PolicyTestSyntax, file: String, against policySet: PolicySet, into report: inout PolicyTestReport) {
-        var bySubject: [String: [CompactRecord]] = [:]
+        var bySubject: [ExactString: [CompactRecord]] = [:]  // subjects are bytes
         for entry in suite.consent {
             let record = entry.record
             if !policySet.purposes.contains(record.purpose) {
@@ -73,12 +73,12 @@ public enum PolicyTestRunner {
             if let data = record.dataCategory, !policySet.dataCategories.contains(data) {
                 report.diagnostics.append(Diagnostic(.warning, "unknown-data-category", at: entry.location, "consent record for data category '\(data)', which the taxonomy does not declare; it will never count", hint: Suggest.didYouMean(data, in: policySet.dataCategories.keys)))
             }
-            bySubject[record.subject, default: []].append(record.compact(in: policySet.vocabulary))
+            bySubject[ExactString(record.subject), default: []].append(record.compact(in: policySet.vocabulary))
         }
         let now = suite.now?.value ?? Timestamp(seconds: 0)
         for testCase in suite.cases {
             let request = DecisionRequest(subject: testCase.request.subject, purpose: testCase.request.purpose, dataCategory: testCase.request.data, context: testCase.request.context)
-            let records = bySubject[request.subject] ?? []
+            let records = bySubject[ExactString(request.subject)] ?? []
             let decision = policySet.decide(request, consent: records[...], now: now)
             let actual = policySet.report(decision)
             if let id = actual.ruleID { report.decidingRules.insert(id) }

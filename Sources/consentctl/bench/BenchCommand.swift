@@ -164,11 +164,11 @@ struct BenchCommand: ParsableCommand {
     func subjectList(_ set: PolicySet) throws -> [String] {
         if let population {
             let reader = try String(contentsOfFile: population, encoding: .utf8)
-            var seen = Set<String>()
+            var seen = Set<ExactString>()
             var list: [String] = []
             for line in reader.split(separator: "\n") {
                 guard let record = try? JSONLines.record(from: String(line), lineNumber: 0) else { continue }
-                if seen.insert(record.subject).inserted { list.append(record.subject) }
+                if seen.insert(ExactString(record.subject)).inserted { list.append(record.subject) }
             }
             guard !list.isEmpty else { throw ValidationError("no subjects found in \(population)") }
             return list
@@ -251,9 +251,10 @@ struct BenchCommand: ParsableCommand {
             let request = try Consentd_V1_Request(serializedBytes: encoded.body)
             switch request.method {
             case let .check(check)?:
-                questions.append([DecisionRequest(subject: check.subjectID, purpose: check.purpose, dataCategory: check.dataCategory, context: check.context.model)])
+                questions.append([DecisionRequest(subject: check.subjectID, purpose: check.purpose, dataCategory: check.dataCategory, context: try check.context.model())])
             case let .checkBatch(batch)?:
-                questions.append(batch.items.map { DecisionRequest(subject: $0.subjectID, purpose: $0.purpose, dataCategory: $0.dataCategory, context: batch.context.model) })
+                let context = try batch.context.model()
+                questions.append(batch.items.map { DecisionRequest(subject: $0.subjectID, purpose: $0.purpose, dataCategory: $0.dataCategory, context: context) })
             default:
                 continue
             }

@@ -76,7 +76,7 @@ struct PolicyExplain: ParsableCommand {
                 print(parsed.diagnostics.text)
                 throw ExitCode(1)
             }
-            records = parsed.records.map(\.record).filter { $0.subject == subject }.map { $0.compact(in: vocabulary) }
+            records = parsed.records.map(\.record).filter { ExactString($0.subject) == ExactString(subject) }.map { $0.compact(in: vocabulary) }
         }
         let request = DecisionRequest(
             subject: subject, purpose: purpose, dataCategory: data,

@@ -25,9 +25,15 @@ struct ReceiptsReplay: ParsableCommand {
         consent record relied on must all match. A clean replay (exit 0) is the proof that every \
         written receipt was decided as recorded.
 
+        The files carry a hash chain: every block the daemon appended is sealed with the SHA-256 \
+        of the block and of the seal before it, across files and restarts. A deleted, inserted, \
+        altered or reordered line, or a removed block or file, is reported at its lines as a \
+        mismatch.
+
         Reported besides mismatches: receipts the daemon lost (gap markers: queue full or a failed \
-        write), and receipts that cannot be re-decided by design (the subject was erased after \
-        the decision, or the receipts omit the subject). --strict makes those fail too.
+        write), lines no seal covers (a failed write's remains, a tail the daemon never sealed), \
+        and receipts that cannot be re-decided by design (the subject was erased after the \
+        decision, or the receipts omit the subject). --strict makes those fail too.
 
         Exit status: 0 clean, 1 mismatches (or, with --strict, gaps or unverifiable receipts), \
         66 when DIR or the store cannot be read.
@@ -50,7 +56,7 @@ struct ReceiptsReplay: ParsableCommand {
             let opened = try SQLiteConsentStore(path: store)
             var printed = 0
             report = try ReceiptReplayer(directory: directory, store: opened, fallbackPolicies: policies).run { finding, isMismatch in
-                guard isMismatch || strict, printed < limit else { return }
+                guard isMismatch || strict || finding.message.hasPrefix("hash chain:"), printed < limit else { return }
                 printed += 1
                 print("\(isMismatch ? "MISMATCH" : "unverifiable") \(finding)")
             }
@@ -60,6 +66,7 @@ struct ReceiptsReplay: ParsableCommand {
         }
         let files = report.files.count
         print("\(report.receipts) receipts in \(files) file\(files == 1 ? "" : "s"), \(report.revisions.count) policy revision\(report.revisions.count == 1 ? "" : "s"): \(report.matched) reproduced, \(report.mismatches.count) mismatched, \(report.unverifiable.count) not re-decidable")
+        print("hash chain: \(report.sealedBlocks) sealed block\(report.sealedBlocks == 1 ? "" : "s") checked, \(report.unsealed.count) unsealed stretch\(report.unsealed.count == 1 ? "" : "es")")
         if !report.unverifiable.isEmpty && !strict {
             var reasons: [String: Int] = [:]
             for finding in report.unverifiable { reasons[finding.message.components(separatedBy: " (").first ?? finding.message, default: 0] += 1 }
@@ -72,8 +79,8 @@ struct ReceiptsReplay: ParsableCommand {
             print("replay FAILED: \(report.mismatches.count) receipt\(report.mismatches.count == 1 ? "" : "s") cannot be reproduced")
             throw ExitCode(1)
         }
-        if strict && (report.droppedTotal > 0 || !report.unverifiable.isEmpty) {
-            print("replay incomplete (--strict): \(report.droppedTotal) lost, \(report.unverifiable.count) not re-decidable")
+        if strict && (report.droppedTotal > 0 || !report.unverifiable.isEmpty || !report.unsealed.isEmpty) {
+            print("replay incomplete (--strict): \(report.droppedTotal) lost, \(report.unverifiable.count) not re-decidable, \(report.unsealed.count) unsealed stretches")
             throw ExitCode(1)
         }
         print("replay clean: every written receipt was reproduced")
