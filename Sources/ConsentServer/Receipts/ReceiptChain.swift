@@ -127,7 +127,16 @@ struct ReceiptChainVerifier {
         } else {
             let extra = pending.count - seal.lines
             if extra > 0 {
-                problems.append(Problem(location: range(pending[0..<extra]), message: "\(extra) line\(extra == 1 ? " is" : "s are") not covered by the hash chain (inserted, or left by a failed write)", isGap: true))
+                // The writer leaves unsealed bytes only where a write failed, and then starts the
+                // next block with a gap marker saying so; anything else was put there later.
+                let afterFailedWrite = pending[extra].bytes.starts(with: Array(#"{"gap":"#.utf8))
+                    && String(decoding: pending[extra].bytes, as: UTF8.self).contains(#""reason":"write failed"#)
+                problems.append(Problem(
+                    location: range(pending[0..<extra]),
+                    message: afterFailedWrite
+                        ? "\(extra) line\(extra == 1 ? " is" : "s are") not covered by the hash chain (left by a failed write)"
+                        : "\(extra) line\(extra == 1 ? " is" : "s are") not covered by the hash chain: inserted",
+                    isGap: afterFailedWrite))
             }
             var block: [UInt8] = []
             for entry in pending[extra...] {
@@ -150,10 +159,17 @@ struct ReceiptChainVerifier {
         pending.removeAll()
     }
 
-    /// At the end of a file: lines after the last seal were never sealed.
-    mutating func endOfFile() {
+    /// At the end of a file: lines after the last seal were never sealed. The writer seals
+    /// every block it writes and starts a new file only between blocks, so this is a gap only
+    /// in the newest file (a daemon that stopped mid-write); elsewhere the lines were added.
+    mutating func endOfFile(isLast: Bool) {
         guard !pending.isEmpty else { return }
-        problems.append(Problem(location: range(pending[...]), message: "\(pending.count) line\(pending.count == 1 ? " is" : "s are") not sealed by the hash chain (the daemon stopped before sealing them, or they were appended later)", isGap: true))
+        problems.append(Problem(
+            location: range(pending[...]),
+            message: isLast
+                ? "\(pending.count) line\(pending.count == 1 ? " is" : "s are") not sealed by the hash chain (the daemon stopped before sealing them)"
+                : "\(pending.count) line\(pending.count == 1 ? " is" : "s are") after the last seal of a closed file: appended later",
+            isGap: isLast))
         pending.removeAll()
     }
 

@@ -156,7 +156,7 @@ public final class ReceiptReplayer {
                     progress(finding, false)
                 }
             }
-            chain.endOfFile()
+            chain.endOfFile(isLast: file.path == files.last?.path)
         }
         report.sealedBlocks = chain.sealedBlocks
         for problem in chain.problems {
