@@ -105,6 +105,7 @@ let package = Package(
         // libFuzzer targets: build with `swift build --sanitize=fuzzer --product fuzz-…` (scripts/fuzz.sh).
         .executableTarget(name: "fuzz-frames", dependencies: ["ConsentServer"], path: "Fuzz/frames"),
         .executableTarget(name: "fuzz-policy", dependencies: ["PolicyEngine"], path: "Fuzz/policy"),
+        .executableTarget(name: "fuzz-write", dependencies: ["ConsentServer"], path: "Fuzz/write"),
         .testTarget(name: "ConsentModelTests", dependencies: ["ConsentModel"]),
         .testTarget(
             name: "PolicyEngineTests",

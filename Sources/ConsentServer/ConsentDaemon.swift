@@ -38,7 +38,8 @@ public final class ConsentDaemon: Sendable {
 
     /// Validates the configuration, compiles the policies (refusing to start on any error: the
     /// daemon never serves without a valid set) and loads the consent store.
-    public init(configuration: ServerConfiguration, logger: Logger) throws {
+    /// - Parameter synchronousCommits: false only for fuzzing (see `SQLiteConsentStore`).
+    public init(configuration: ServerConfiguration, logger: Logger, synchronousCommits: Bool = true) throws {
         let problems = configuration.problems()
         guard problems.isEmpty else { throw StartupError(description: "invalid configuration:\n  " + problems.joined(separator: "\n  ")) }
         let vocabulary = Vocabulary()
@@ -58,7 +59,8 @@ public final class ConsentDaemon: Sendable {
         let feed: ConsentFeed
         do {
             store = try SQLiteConsentStore(path: configuration.store, fileMode: configuration.fileMode,
-                                           maximumClockSkew: TimeSpan(microseconds: Int64(configuration.maximumClockSkew * 1_000_000)))
+                                           maximumClockSkew: TimeSpan(microseconds: Int64(configuration.maximumClockSkew * 1_000_000)),
+                                           synchronousCommits: synchronousCommits)
             feed = try ConsentFeed(store: store, vocabulary: vocabulary)
         } catch {
             throw StartupError(description: "\(error)")

@@ -33,6 +33,20 @@ import Testing
         #expect(answered >= 15, "the seeds hold real requests")
     }
 
+    @Test func writeInputsReplay() throws {
+        let inputs = Self.inputs("write")
+        #expect(inputs.count >= 10)
+        let scratch = "/tmp/cd-fuzz-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let exerciser = try WriteExerciser(policies: Self.repository.appendingPathComponent("Policies").path, scratch: scratch)
+        defer { exerciser.close() }
+        for input in inputs {
+            let bytes = try [UInt8](Data(contentsOf: input))
+            bytes.withUnsafeBytes { exerciser.exercise($0) }
+        }
+    }
+
     @Test func policyInputsReplay() throws {
         let inputs = Self.inputs("policy")
         #expect(inputs.count >= 5)

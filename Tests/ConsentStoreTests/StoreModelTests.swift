@@ -464,6 +464,9 @@ private final class ModelHarness {
     var recentFreshNames: [String] = []
     var keyedAttempts: [(key: String, records: [ConsentRecord], payload: [UInt8]?)] = []
     var scripted: [Op] = []
+    /// Whether the write being generated draws invalid values often (about one write in four)
+    /// or rarely, so that the store also grows a realistic state.
+    var hostile = true
 
     // Statistics, printed once per run.
     var stats: [String: Int] = [:]
@@ -509,12 +512,15 @@ private final class ModelHarness {
         }
     }
 
+    /// True with `percent` % for a hostile write, a quarter of that otherwise.
+    func invalid(_ percent: Int) -> Bool { below(400) < (hostile ? 4 : 1) * percent }
+
     func subject() -> String {
+        if invalid(8) { return pick(invalidSubjects) }
         switch below(100) {
         case 0..<12: return "victim"
         case 12..<20: return pick(["jos\u{E9}", "jose\u{301}", "\u{212B}", "\u{C5}", "A\u{30A}", "\u{17F}", "s", "S"])
-        case 20..<82: return pick(validSubjects)
-        case 82..<90: return pick(invalidSubjects)
+        case 20..<90: return pick(validSubjects)
         default:
             var id = ""
             for _ in 0..<(1 + below(3)) { id += pick(Hostile.subjectPieces) }
@@ -552,6 +558,7 @@ private final class ModelHarness {
     func skew(of writer: Writer) -> Int64 { writer == .other ? otherSkew : mainSkew }
 
     func recordedAt(now: Int64, skew: Int64) -> Int64 {
+        if !hostile, chance(70) { return now &- Int64(below(10_000_000_000)) }
         switch below(100) {
         case 0..<72: return now &- Int64(below(10_000_000_000))
         case 72..<77: return now &+ skew
@@ -563,6 +570,7 @@ private final class ModelHarness {
     }
 
     func expiresAt(recorded: Int64, now: Int64) -> Int64? {
+        if !hostile, chance(70) { return chance(60) ? nil : recorded &+ 1 &+ Int64(below(1_000_000_000_000)) }
         switch below(100) {
         case 0..<60: return nil
         case 60..<72: return recorded &+ 1
@@ -576,28 +584,22 @@ private final class ModelHarness {
     }
 
     func purpose() -> String {
-        switch below(100) {
-        case 0..<84: return pick(Hostile.purposes)
-        case 84..<88: return pick(Hostile.invalidPurposes)
-        default: return freshName("p")
-        }
+        if invalid(4) { return pick(Hostile.invalidPurposes) }
+        return chance(88) ? pick(Hostile.purposes) : freshName("p")
     }
 
     func dataCategory() -> String? {
+        if invalid(2) { return pick(Hostile.invalidDataCategories) }
         switch below(100) {
         case 0..<50: return nil
-        case 50..<90: return pick(Hostile.dataCategories)
-        case 90..<92: return pick(Hostile.invalidDataCategories)
+        case 50..<92: return pick(Hostile.dataCategories)
         default: return freshName("d")
         }
     }
 
     func source() -> String {
-        switch below(100) {
-        case 0..<85: return pick(Hostile.sources)
-        case 85..<88: return pick(Hostile.invalidSources)
-        default: return freshName("src")
-        }
+        if invalid(3) { return pick(Hostile.invalidSources) }
+        return chance(88) ? pick(Hostile.sources) : freshName("src")
     }
 
     func record(subject: String, now: Int64, skew: Int64, big: Bool = false) -> ConsentRecord {
@@ -607,9 +609,9 @@ private final class ModelHarness {
             recordedAt: Timestamp(microseconds: recorded), expiresAt: expiresAt(recorded: recorded, now: now).map(Timestamp.init(microseconds:)),
             legalBasis: LegalBasis(rawValue: UInt8(below(LegalBasis.allCases.count)))!, source: source(),
             noticeVersion: chance(40) ? nil : pick([0, 1, 2, UInt32.max, UInt32(truncatingIfNeeded: rng.next())]),
-            jurisdiction: chance(50) ? nil : chance(92) ? pick(Hostile.jurisdictions) : pick(Hostile.invalidJurisdictions),
+            jurisdiction: invalid(4) ? pick(Hostile.invalidJurisdictions) : chance(50) ? nil : pick(Hostile.jurisdictions),
             evidence: big ? String(repeating: pick(["e", "\u{E9}"]), count: 1500 + below(500))
-                : chance(50) ? nil : chance(92) ? pick(Hostile.evidence) : pick(Hostile.invalidEvidence)
+                : invalid(4) ? pick(Hostile.invalidEvidence) : chance(50) ? nil : pick(Hostile.evidence)
         )
     }
 
@@ -621,6 +623,8 @@ private final class ModelHarness {
     }
 
     func records(now: Int64, skew: Int64, big: Bool = false) -> [ConsentRecord] {
+        hostile = chance(25)
+        defer { hostile = true }
         let count = 1 + below(3)
         let first = subject()
         return (0..<count).map { _ in record(subject: chance(60) ? first : subject(), now: now, skew: skew, big: big) }
@@ -839,8 +843,17 @@ private final class ModelHarness {
             currentOp = op.rendered
             log.append("step \(step): \(currentOp)")
             if log.count > 40 { log.removeFirst() }
+            let t0 = ContinuousClock.now
             let touched = perform(op)
-            if failures == 0 { verifyStep(touched: touched, full: step % ModelRunConfiguration.fullCheckEvery == 0 || step == steps) }
+            let t1 = ContinuousClock.now
+            var erased: [String] = []
+            if case .erase = op { erased = touched }
+            if failures == 0 { verifyStep(touched: touched, erased: erased, full: false) }
+            let t2 = ContinuousClock.now
+            if failures == 0, step % ModelRunConfiguration.fullCheckEvery == 0 || step == steps { verifyStep(touched: [], full: true) }
+            let t3 = ContinuousClock.now
+            TIMING.perform += t1 - t0; TIMING.step += t2 - t1; TIMING.full += t3 - t2
+            TIMING.byOp[String(currentOp.prefix(12)), default: .zero] += t1 - t0
             if failures > 0 {
                 Issue.record(Comment(rawValue: """
                     model run stopped at seed=0x\(String(seed, radix: 16)) step=\(step) (reproduce: CONSENTD_MODEL_SEED=0x\(String(seed, radix: 16)) CONSENTD_MODEL_STEPS=\(step) swift test --filter StoreModelTests)
@@ -850,6 +863,7 @@ private final class ModelHarness {
                 return
             }
         }
+        print("TIMING", TIMING.perform, TIMING.step, TIMING.full, TIMING.byOp.sorted { $0.value > $1.value })
         print("StoreModelTests seed=0x\(String(seed, radix: 16)) skew=\(mainSkew)µs steps=\(steps): " + stats.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
               + " subjects=\(model.records.count) records=\(model.recordCount) keys=\(model.keys.count)")
     }
@@ -968,6 +982,7 @@ private final class ModelHarness {
                 if code(result) != .database { fail("expected the injected failure (a database error), got \(result)") }
             } else if op.cap, !replay, code(result) == .database {
                 count("diskFull.refused")
+                if case let .failure(error) = result, !"\(error)".contains("full") { fail("a capped write failed, but not for a full disk: \(error)") }
             } else {
                 switch result {
                 case let .success(value):
@@ -1036,6 +1051,7 @@ private final class ModelHarness {
                 if code != .database { fail("expected the injected failure (a database error), got \(result)") }
             } else if op.cap, code == .database {
                 count("erase.diskFull.refused")
+                if case let .failure(error) = result, !"\(error)".contains("full") { fail("a capped erasure failed, but not for a full disk: \(error)") }
             } else {
                 switch result {
                 case let .success(tombstone):
@@ -1065,12 +1081,12 @@ private final class ModelHarness {
     /// The subjects and their look-alikes, deduplicated by bytes.
     func lookupSet(_ subjects: [String]) -> [String] {
         var seen = Set<Bytes>()
-        return (subjects + ["victim", "victim\u{0}x"]).flatMap(twins(of:)).filter { seen.insert(Array($0.utf8)).inserted }
+        return (subjects.flatMap(twins(of:)) + ["victim", "victim\u{0}x", "victim\u{0}"]).filter { seen.insert(Array($0.utf8)).inserted }
     }
 
     // MARK: checking
 
-    func verifyStep(touched: [String], full: Bool) {
+    func verifyStep(touched: [String], erased: [String] = [], full: Bool) {
         do {
             let last = try store.lastSequence()
             if last != model.lastSequence { fail("lastSequence \(last), model \(model.lastSequence)") }
@@ -1084,8 +1100,8 @@ private final class ModelHarness {
 
             // (3) History of every touched subject (and its look-alikes), bytes and all.
             for subject in touched { compareHistory(subject, in: store) }
-            // Tombstones are per exact subject bytes.
-            for subject in touched {
+            // Tombstones are per exact subject bytes (checked for every subject at full checks).
+            for subject in erased {
                 let wanted = (model.tombstones[Array(subject.utf8)] ?? []).map {
                     ErasureTombstone(sequence: $0.sequence, subjectHash: store.subjectHash(subject), erasedAt: Timestamp(microseconds: $0.erasedAt), recordCount: $0.count)
                 }
@@ -1095,9 +1111,12 @@ private final class ModelHarness {
 
             guard full else { return }
             // (2) A fresh load from the store equals the model.
+            var c0 = ContinuousClock.now
             let loaded = try ConsentFeed(store: store, vocabulary: Vocabulary())
+            TIMING.byOp["Z-load", default: .zero] += ContinuousClock.now - c0; c0 = ContinuousClock.now
             compareIndex("fresh load", loaded.index, view: model.records, sequence: model.lastSequence, extra: touched)
             // Every stored record, in store order, from both connections.
+            TIMING.byOp["Z-compare", default: .zero] += ContinuousClock.now - c0; c0 = ContinuousClock.now
             let flattened = model.records.values.flatMap { $0 }.sorted { $0.sequence < $1.sequence }
             for (name, reader) in [("main", store!), ("second writer", other!)] {
                 var all: [ModelRecord] = []
@@ -1108,6 +1127,7 @@ private final class ModelHarness {
             }
             // The idempotency keys left in the store are exactly the model's (an erasure drops
             // the keys of writes that stored one of the subject's records).
+            TIMING.byOp["Z-forEach", default: .zero] += ContinuousClock.now - c0; c0 = ContinuousClock.now
             let keys = try storedIdempotencyKeys()
             let wanted = model.keys.mapValues { [$0.sequences.first ?? 0, UInt64($0.sequences.count)] }
             if keys != wanted {
@@ -1122,7 +1142,9 @@ private final class ModelHarness {
                 let want = tombstones.map { [$0.sequence, UInt64(bitPattern: $0.erasedAt), UInt64($0.count)] }
                 if got != want { fail("erasures(of: \(show(subject))): got \(got), model \(want)") }
             }
+            TIMING.byOp["Z-keys+tomb", default: .zero] += ContinuousClock.now - c0; c0 = ContinuousClock.now
             if try store.integrityCheck() != "ok" { fail("integrity check failed") }
+            TIMING.byOp["Z-integrity", default: .zero] += ContinuousClock.now - c0; c0 = ContinuousClock.now
         } catch {
             fail("checking threw \(error)")
         }
@@ -1242,3 +1264,5 @@ private final class ModelHarness {
         #expect(names(try ConsentFeed(store: try temporary.open(), vocabulary: Vocabulary()).index) == expected)
     }
 }
+
+nonisolated(unsafe) private var TIMING = (perform: Duration.zero, step: Duration.zero, full: Duration.zero, byOp: [String: Duration]())

@@ -11,12 +11,22 @@ import SwiftProtobuf
 /// rules, the allocation-free fast paths, the general decoder and the request processor, exactly
 /// as a connection would. For the libFuzzer target (`Fuzz/frames`) and its regression tests.
 ///
-/// Besides not crashing, it checks one property on every frame: when the fast path answers a
-/// Check or CheckBatch, the general path must answer the same request with the same decisions.
+/// Besides not crashing, it checks properties on every frame: when the fast path answers a
+/// Check or CheckBatch, its frame is well formed and the general path answers the same request
+/// with the same decisions; a check-role peer's explain carries no record trace.
+///
+/// The first byte of an input picks the peer: even, an admin; odd, a peer with the check role
+/// only. The store holds records at boundary instants (the epoch and its neighbours, the ends
+/// of the valid range, expiring ones) for subjects whose ids are byte-different spellings of
+/// one name, so decisions, explains and receipts meet them.
 public final class FrameExerciser {
     let daemon: ConsentDaemon
-    private var processor: RequestProcessor
+    private var admin: RequestProcessor
+    private var checker: RequestProcessor
     private let allocator = ByteBufferAllocator()
+
+    /// The subjects the store is seeded with.
+    public static let seededSubjects = ["a", "b", "e", "jos\u{E9}", "jose\u{301}", "\u{212B}", "\u{C5}", "victim", "v2"]
 
     /// A daemon over `policies` with a fresh store in `scratch` holding a few subjects.
     public init(policies: String, scratch: String) throws {
@@ -35,21 +45,41 @@ public final class FrameExerciser {
         daemon = try ConsentDaemon(configuration: configuration, logger: logger)
         let now = Timestamp.now()
         let purposes = daemon.state.policies.set.purposes.leaves
+        let data = daemon.state.policies.set.dataCategories.leaves
         if daemon.state.feed.index.snapshot().recordCount == 0 {
             var records: [ConsentRecord] = []
             for (index, purpose) in purposes.enumerated() {
                 records.append(ConsentRecord(subject: "a", purpose: purpose, choice: .grant, recordedAt: now, source: "fuzz", noticeVersion: 3))
                 records.append(ConsentRecord(subject: "b", purpose: purpose, choice: index % 2 == 0 ? .deny : .grant, recordedAt: now, source: "fuzz", noticeVersion: 1))
             }
+            // Boundary instants, relied on by decisions (the epoch answer once broke the frame).
+            let instants: [Int64] = [0, 1, -1, 999_999, -999_999, 1_000_000, -1_000_000, Timestamp.minimumValid.microseconds, Timestamp.minimumValid.microseconds + 1]
+            for (index, subject) in Self.seededSubjects.dropFirst(2).enumerated() {
+                for (offset, micros) in instants.enumerated() {
+                    let purpose = purposes[(index + offset) % purposes.count]
+                    records.append(ConsentRecord(
+                        subject: subject, purpose: purpose, dataCategory: offset % 3 == 0 ? data[offset % data.count] : nil,
+                        choice: (index + offset) % 2 == 0 ? .grant : .deny, recordedAt: Timestamp(microseconds: micros),
+                        expiresAt: offset % 2 == 0 ? Timestamp.maximumValid : nil, source: offset % 2 == 0 ? "fuzz" : "web",
+                        noticeVersion: offset % 4 == 0 ? nil : UInt32(offset)
+                    ))
+                }
+            }
             _ = try daemon.state.feed.record(records, idempotencyKey: nil, now: now)
         }
-        processor = RequestProcessor(state: daemon.state)
-        processor.peer = PeerCredentials(pid: 1, uid: daemon.state.ownUID, gid: 0)
+        admin = RequestProcessor(state: daemon.state)
+        admin.peer = PeerCredentials(pid: 1, uid: daemon.state.ownUID, gid: 0)
+        checker = RequestProcessor(state: daemon.state)
+        checker.peer = PeerCredentials(pid: 2, uid: 4_000_000_000, gid: 4_000_000_000)
+        precondition(checker.roles.check && !checker.roles.admin, "the fuzz checker must have the check role only")
     }
 
     /// Feeds `bytes` as one connection's stream; returns how many frames were answered.
     @discardableResult
     public func exercise(_ bytes: UnsafeRawBufferPointer) -> Int {
+        guard let first = bytes.first else { return 0 }
+        let asChecker = first & 1 == 1
+        let bytes = UnsafeRawBufferPointer(rebasing: bytes[1...])
         var offset = 0
         var answered = 0
         let limit = daemon.state.configuration.maximumFrameSize
@@ -59,24 +89,32 @@ public final class FrameExerciser {
             guard length <= UInt64(limit), rest.count - prefixBytes >= Int(length) else { break }
             let frame = UnsafeRawBufferPointer(rebasing: rest[prefixBytes..<(prefixBytes + Int(length))])
             offset += prefixBytes + Int(length)
-            answer(frame)
+            if asChecker { answer(frame, with: &checker, isAdmin: false) } else { answer(frame, with: &admin, isAdmin: true) }
             answered += 1
         }
-        if let lines = processor.pendingReceipts {
+        for processor in [admin, checker] {
+            guard let lines = processor.pendingReceipts else { continue }
             // Every line the encoder wrote must be one JSON object line with no raw control bytes.
             var start = 0
             for end in lines.ends {
                 let line = UnsafeRawBufferPointer(rebasing: lines.bytes[start..<end])
                 precondition(line.first == UInt8(ascii: "{") && line.last == UInt8(ascii: "\n") && line.dropLast().last == UInt8(ascii: "}"), "a receipt line is not one JSON object")
                 precondition(!line.dropLast().contains { $0 < 0x20 }, "a receipt line carries a raw control byte")
+                precondition(line.count <= 4096, "a receipt line is larger than its capped fields allow")
                 start = end
             }
         }
-        processor.flushReceipts()
+        admin.flushReceipts()
+        checker.flushReceipts()
         return answered
     }
 
-    private func answer(_ frame: UnsafeRawBufferPointer) {
+    private func answer(_ frame: UnsafeRawBufferPointer, with processor: inout RequestProcessor, isAdmin: Bool) {
+        // The shape check runs on every frame, as the handler runs it.
+        if let refusal = processor.refuseOversized(frame) {
+            precondition(refusal.error.code == .invalidArgument)
+            return
+        }
         var fast = allocator.buffer(capacity: 256)
         let answeredFast = processor.fastCheck(frame, into: &fast) || processor.fastBatch(frame, into: &fast)
         guard let request = try? Consentd_V1_Request(serializedBytes: RawBytes(frame)) else {
@@ -94,6 +132,9 @@ public final class FrameExerciser {
             return
         }
         _ = try? general.serializedBytes() as [UInt8]
+        if !isAdmin, case let .check(check)? = general.result {
+            precondition(check.explanation.records.isEmpty, "a check-role peer's explain disclosed record traces")
+        }
         guard answeredFast else { return }
         // The fast path's answer must say what the general path says.
         let fastResponse = fast.withUnsafeReadableBytes { bytes -> Consentd_V1_Response? in

@@ -61,8 +61,10 @@ public final class SQLiteConsentStore: Sendable {
     ///   - fileMode: the permission bits of the database, WAL and SHM files. A new file is created
     ///     with this mode (no window with a wider one); an existing file with wider bits is narrowed.
     ///   - maximumClockSkew: how far in the future a record's `recorded_at` may lie.
+    ///   - synchronousCommits: fsync every commit (the default, and what the contract needs);
+    ///     false only for fuzzing, where durability is not what is tested.
     public init(path: String, busyTimeout: Double = 5, fileMode: UInt16 = SQLiteConsentStore.defaultFileMode,
-                maximumClockSkew: TimeSpan = SQLiteConsentStore.defaultClockSkew) throws {
+                maximumClockSkew: TimeSpan = SQLiteConsentStore.defaultClockSkew, synchronousCommits: Bool = true) throws {
         self.path = path
         self.maximumClockSkew = maximumClockSkew
         try StoreFiles.secure(path, mode: fileMode)
@@ -70,7 +72,7 @@ public final class SQLiteConsentStore: Sendable {
         configuration.busyMode = .timeout(busyTimeout)
         configuration.prepareDatabase { db in
             // An acknowledged write must survive power loss: fsync the WAL at every commit.
-            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: synchronousCommits ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = OFF")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
             // Erased records are overwritten, not just unlinked, in the file and the WAL.
             try db.execute(sql: "PRAGMA secure_delete = ON")
