@@ -70,3 +70,43 @@ import Testing
         #expect(Set(ReasonCode.allCases.map(\.description)) == ["CONSENT_GRANTED", "NOT_OPTED_OUT", "LEGAL_BASIS", "PROHIBITED", "NO_CONSENT", "CONSENT_DENIED", "CONSENT_EXPIRED", "CONSENT_STALE", "OPTED_OUT_BY_SIGNAL", "NO_MATCHING_RULE", "UNKNOWN_PURPOSE", "UNKNOWN_DATA_CATEGORY", "INVALID_REQUEST"])
     }
 }
+
+@Suite struct TimestampRangeTests {
+    /// The protobuf split by an oracle that does the arithmetic in 128 bits.
+    static func oracleSplit(_ micros: Int64) -> (Int64, Int32) {
+        let wide = Int128(micros)
+        var seconds = wide / 1_000_000
+        var rest = wide % 1_000_000
+        if rest < 0 { seconds -= 1; rest += 1_000_000 }
+        return (Int64(seconds), Int32(rest * 1000))
+    }
+
+    @Test func theSplitIsTotalAndFloors() {
+        var rng = SystemRandomNumberGenerator()
+        var values: [Int64] = [.min, .min + 1, .max, .max - 1, 0, 1, -1, 999_999, -999_999, 1_000_000, -1_000_000, -1_000_001]
+        for _ in 0..<5000 { values.append(Int64.random(in: .min ... .max, using: &rng)) }
+        for micros in values {
+            let split = Timestamp(microseconds: micros).secondsAndNanos
+            let expected = Self.oracleSplit(micros)
+            #expect(split.seconds == expected.0 && split.nanos == expected.1, "\(micros)")
+            // Formatting never traps, whatever the value.
+            _ = Timestamp(microseconds: micros).rfc3339
+        }
+    }
+
+    @Test func onlyInstantsInTheValidRangeComeIn() {
+        #expect(Timestamp(seconds: -62_135_596_800, nanos: 0) == .minimumValid)
+        #expect(Timestamp(seconds: 253_402_300_799, nanos: 999_999_999) == .maximumValid)
+        for (seconds, nanos) in [(-62_135_596_801, 999_999_999), (253_402_300_800, 0), (0, -1), (0, 1_000_000_000), (Int64.min, 0), (Int64.max, 0),
+                                 (-9_223_372_036_854, 0), (1 << 57, 0)] as [(Int64, Int32)] {
+            #expect(Timestamp(seconds: seconds, nanos: nanos) == nil, "\(seconds) \(nanos)")
+        }
+        #expect(Timestamp(seconds: 0, nanos: 999) == Timestamp(microseconds: 0))
+        #expect(Timestamp(rfc3339: "0000-12-31T23:59:59Z") == nil)
+        #expect(Timestamp(rfc3339: "0001-01-01T00:00:00+00:01") == nil)
+        #expect(Timestamp(rfc3339: "0001-01-01T00:00:00Z") == .minimumValid)
+        #expect(Timestamp(rfc3339: "9999-12-31T23:59:59.999999Z") == .maximumValid)
+        #expect(Timestamp(seconds: Int64.max).microseconds == .max, "saturates instead of wrapping")
+        #expect(Timestamp(seconds: Int64.min).microseconds == .min)
+    }
+}
