@@ -135,7 +135,7 @@ public final class ConsentClient: @unchecked Sendable {
         let available = inboundEnd - inboundStart
         guard available > 0 else { return false }
         let prefix = inbound.withUnsafeBytes { FrameCodec.readPrefix(UnsafeRawBufferPointer(rebasing: $0[inboundStart..<inboundEnd])) }
-        if case let .length(length, prefixBytes) = prefix { return available >= prefixBytes + Int(length) }
+        if case let .length(length, prefixBytes) = prefix { return available >= prefixBytes && UInt64(available - prefixBytes) >= length }
         return false
     }
 

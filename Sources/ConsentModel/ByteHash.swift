@@ -62,6 +62,9 @@ public struct ByteKeyTable<Value: Sendable>: Sendable {
     }
     @usableFromInline let slots: [Slot]
     @usableFromInline let mask: Int
+    /// The longest key's length: a longer query is not hashed at all (a request cannot make the
+    /// hot path hash a megabyte per lookup).
+    @usableFromInline let longestKey: Int
     @usableFromInline let arena: [UInt8]
 
     /// Builds a table; later duplicates of a key are ignored.
@@ -89,6 +92,7 @@ public struct ByteKeyTable<Value: Sendable>: Sendable {
         self.slots = slots
         self.mask = mask
         self.arena = arena
+        self.longestKey = list.map { $0.0.utf8.count }.max() ?? 0
     }
 
     /// The value for `key`, if present.
@@ -100,6 +104,7 @@ public struct ByteKeyTable<Value: Sendable>: Sendable {
     /// The value for the key whose UTF-8 bytes are `bytes`, if present.
     @inlinable @inline(__always)
     public func lookup(_ bytes: UnsafeRawBufferPointer) -> Value? {
+        guard bytes.count <= longestKey else { return nil }
         let hash = ByteHash.hash(bytes)
         var position = Int(truncatingIfNeeded: hash) & mask
         return slots.withUnsafeBufferPointer { slots in

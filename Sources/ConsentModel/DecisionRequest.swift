@@ -11,6 +11,16 @@ public struct RequestContext: Hashable, Sendable {
     /// The instant to decide at; nil means now.
     public var at: Timestamp?
 
+    /// The most bytes a channel name may have.
+    public static let maximumChannelBytes = 64
+
+    /// Whether `bytes` may name a channel: 1–64 bytes of UTF-8 without control characters
+    /// (anything else denies the request as `INVALID_REQUEST`). One context is shared by every
+    /// item of a batch, so its values are bounded before any item looks them up.
+    public static func isValidChannel(_ channel: String) -> Bool {
+        channel.utf8.count <= maximumChannelBytes && Identifier.isValid(channel)
+    }
+
     /// Creates a context; every field defaults to absent.
     public init(jurisdiction: String? = nil, gpc: Bool = false, uspOptOut: Bool = false, channel: String? = nil, at: Timestamp? = nil) {
         self.jurisdiction = jurisdiction

@@ -68,14 +68,14 @@ public final class ConsentDaemon: Sendable {
         var receiptQueue: ReceiptQueue?
         var receiptWriter: ReceiptWriter?
         if let directory = configuration.receipts.directory {
-            let instance = String(UInt64(Timestamp.now().microseconds), radix: 36)
+            let instance = String(UInt64(clamping: Timestamp.now().microseconds), radix: 36)
             var hasher: (@Sendable (String) -> String)?
             if configuration.receipts.subject == .hash {
                 let keyed = store
                 hasher = { subject in keyed.subjectHash(subject) }
             }
             let queue = ReceiptQueue(configuration: configuration.receipts, instance: instance, hasher: hasher)
-            receiptWriter = try ReceiptWriter(queue: queue, directory: directory, fileMode: configuration.fileMode, logger: logger)
+            receiptWriter = try ReceiptWriter(queue: queue, directory: directory, fileMode: configuration.fileMode, anchor: ReceiptAnchor(store: store), logger: logger)
             do {
                 try PolicyArchive.save(files.policies, revision: set.revision, receipts: directory, fileMode: configuration.fileMode)
             } catch {

@@ -1,20 +1,36 @@
 /// Cheap checks of a `Request` frame's shape before anything is materialised from it: how many
-/// items a CheckBatch carries, how many records a RecordConsent carries. A frame of 1 MiB can
-/// hold hundreds of thousands of empty items; counting them first means an over-limit request
-/// is refused without building (and keeping) an object per item.
+/// items a CheckBatch carries, how many records a RecordConsent carries, whether it holds groups
+/// (no consentd.v1 message has one, so they can only be unknown fields). A frame of 1 MiB can hold
+/// hundreds of thousands of empty items; counting them first means an over-limit request is
+/// refused without building (and keeping) an object per item.
+///
+/// The walk reads varints as protobuf decoders do (a tenth byte's excess bits are ignored), so a
+/// frame the decoder accepts is never one the scan gives up on.
 public enum RequestScan {
-    /// The number of repeated entries a request carries: CheckBatch items (`check_batch.items`)
-    /// or RecordConsent records (`record_consent.records`), counted on the wire; nil when the
-    /// frame is neither or cannot be walked (the decoder then reports it).
-    public static func repeatedEntries(_ bytes: UnsafeRawBufferPointer) -> (id: UInt64, method: String, count: Int)? {
-        var reader = FastWireReader(bytes: bytes, start: 0, end: bytes.count)
-        var result: (String, Int)?
-        var id: UInt64 = 0
-        while reader.hasMore {
-            guard let (field, wire) = reader.tag() else { return nil }
+    /// What the scan found.
+    public struct Shape: Equatable, Sendable {
+        /// The request id (0 when absent).
+        public var id: UInt64 = 0
+        /// "CheckBatch" or "RecordConsent" when the frame holds one, else nil.
+        public var method: String?
+        /// Items or records, counted over every occurrence of the method field.
+        public var count = 0
+        /// The frame holds a group (wire type 3 or 4) at the top two levels.
+        public var hasGroup = false
+    }
+
+    /// The shape of a `Request` frame; nil when it cannot be walked (truncated, a length past the
+    /// end: the decoder refuses it too).
+    public static func shape(_ bytes: UnsafeRawBufferPointer) -> Shape? {
+        var reader = Walker(bytes: bytes, position: 0, end: bytes.count)
+        var shape = Shape()
+        while reader.position < reader.end {
+            guard let key = reader.varint() else { return nil }
+            let field = key >> 3, wire = key & 7
+            if wire == 3 || wire == 4 { shape.hasGroup = true; return shape }
             if field == 1 && wire == 0 {
-                guard let value = reader.varint() else { return nil }
-                id = value
+                guard let id = reader.varint() else { return nil }
+                shape.id = id
                 continue
             }
             // Request.check_batch = 3 (items = 1); Request.record_consent = 5 (records = 1).
@@ -23,15 +39,56 @@ public enum RequestScan {
                 continue
             }
             guard let range = reader.lengthDelimited() else { return nil }
-            var inner = FastWireReader(bytes: bytes, start: range.lowerBound, end: range.upperBound)
+            var inner = Walker(bytes: bytes, position: range.lowerBound, end: range.upperBound)
             var count = 0
-            while inner.hasMore {
-                guard let (innerField, innerWire) = inner.tag(), inner.skip(wire: innerWire) else { return nil }
-                if innerField == 1 && innerWire == 2 { count += 1 }
+            while inner.position < inner.end {
+                guard let innerKey = inner.varint() else { return nil }
+                let innerWire = innerKey & 7
+                if innerWire == 3 || innerWire == 4 { shape.hasGroup = true; return shape }
+                guard inner.skip(wire: innerWire) else { return nil }
+                if innerKey == 1 << 3 | 2 { count += 1 }
             }
             // A message field may come in several occurrences (they merge): the counts add up.
-            result = (field == 3 ? "CheckBatch" : "RecordConsent", (result?.1 ?? 0) + count)
+            shape.method = field == 3 ? "CheckBatch" : "RecordConsent"
+            shape.count += count
         }
-        return result.map { (id, $0.0, $0.1) }
+        return shape
+    }
+
+    /// Protobuf's own reading of the wire: up to ten bytes per varint, the tenth's excess bits ignored.
+    struct Walker {
+        let bytes: UnsafeRawBufferPointer
+        var position: Int
+        let end: Int
+
+        mutating func varint() -> UInt64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while position < end && shift < 70 {
+                let byte = bytes[position]
+                position += 1
+                if shift < 64 { value |= UInt64(byte & 0x7F) << shift }
+                if byte & 0x80 == 0 { return value }
+                shift += 7
+            }
+            return nil
+        }
+
+        mutating func skip(wire: UInt64) -> Bool {
+            switch wire {
+            case 0: return varint() != nil
+            case 1: guard end - position >= 8 else { return false }; position += 8; return true
+            case 5: guard end - position >= 4 else { return false }; position += 4; return true
+            case 2: return lengthDelimited() != nil
+            default: return false
+            }
+        }
+
+        mutating func lengthDelimited() -> Range<Int>? {
+            guard let length = varint(), length <= UInt64(end - position) else { return nil }
+            let range = position..<position + Int(length)
+            position = range.upperBound
+            return range
+        }
     }
 }

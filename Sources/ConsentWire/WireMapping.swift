@@ -47,7 +47,8 @@ extension Consentd_V1_LegalBasis {
 
     /// The model form; UNSPECIFIED means consent.
     public var model: LegalBasis? {
-        self == .unspecified ? .consent : LegalBasis(rawValue: UInt8(clamping: rawValue - 1))
+        guard rawValue >= 0, rawValue <= Int(UInt8.max) else { return nil }  // UNRECOGNIZED(-5) is not consent
+        return self == .unspecified ? .consent : LegalBasis(rawValue: UInt8(rawValue - 1))
     }
 }
 

@@ -17,12 +17,16 @@ import Glibc
 @Suite struct AdversarialSocketTests {
     static let measurement = "marketing.advertising.measurement"
 
-    /// Sends frames on a fresh connection, half-closes, returns every answer.
-    static func exchange(_ harness: DaemonHarness, _ frames: [[UInt8]]) throws -> [Consentd_V1_Response] {
-        let connection = try RawConnection(harness.socket)
-        for frame in frames { connection.send(frame) }
-        connection.finishSending()
-        return try responses(in: connection.readToEnd())
+    /// Sends frames on a fresh connection, half-closes, returns every answer (on a thread of
+    /// its own: blocking reads must not hold the cooperative pool other tests need).
+    static func exchange(_ harness: DaemonHarness, _ frames: [[UInt8]]) async throws -> [Consentd_V1_Response] {
+        let socket = harness.socket
+        return try await offThePool { _ in
+            let connection = try RawConnection(socket)
+            for frame in frames { connection.send(frame) }
+            connection.finishSending()
+            return try responses(in: connection.readToEnd())
+        }[0]
     }
 
     static func frame(_ request: Consentd_V1_Request) throws -> [UInt8] { FrameCodec.frame(try request.serializedBytes()) }
@@ -100,7 +104,7 @@ import Glibc
                 $0.history.at = wire
             }
         }
-        let answers = try Self.exchange(harness, frames)
+        let answers = try await Self.exchange(harness, frames)
         // Decisions are answered inline, writes and History on the pool: match by id.
         #expect(answers.map(\.id).sorted() == Array(1...id), "every frame answered; the daemon is alive")
         let now = Timestamp.now()
@@ -327,7 +331,7 @@ import Glibc
         var write: [UInt8] = [0x08, 0x08, 0x2A]
         FrameCodec.appendVarint(UInt64(records.count), to: &write)
         write += records
-        let answers = try Self.exchange(harness, [FrameCodec.frame(body), FrameCodec.frame(write)])
+        let answers = try await Self.exchange(harness, [FrameCodec.frame(body), FrameCodec.frame(write)])
         #expect(answers.map(\.id) == [7, 8])
         #expect(answers.first?.error.code == .invalidArgument)
         #expect(answers.first?.error.message.contains("500000 items in one CheckBatch; the limit is 100") == true)
@@ -348,12 +352,17 @@ import Glibc
         var nonBlocking = fcntl(connection.fd, F_GETFL)
         nonBlocking |= O_NONBLOCK
         _ = fcntl(connection.fd, F_SETFL, nonBlocking)
-        var sent = 0
-        var stalls = 0
-        while sent < flood.count && stalls < 200 {
-            let count = flood[sent...].withUnsafeBytes { Glibc.send(connection.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if count > 0 { sent += count; stalls = 0 } else { stalls += 1; usleep(5000) }
-        }
+        let fd = connection.fd
+        let frames = flood
+        let sent = try await offThePool { _ in
+            var sent = 0
+            var stalls = 0
+            while sent < frames.count && stalls < 200 {
+                let count = frames[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if count > 0 { sent += count; stalls = 0 } else { stalls += 1; usleep(5000) }
+            }
+            return sent
+        }[0]
         // The daemon stopped taking frames: far fewer than were sent were answered.
         let answered = harness.daemon.state.counters.requests.load(ordering: .relaxed)
         #expect(answered < UInt64(flood.count / 3), "the daemon stops reading a peer that does not read")
@@ -421,7 +430,7 @@ import Glibc
         inRecord.recordConsent.records[0].recordedAt = try withUnknown(inRecord.recordConsent.records[0].recordedAt)
         var inHistory = request(5) { $0.history.subjectID = "a"; $0.history.at = Google_Protobuf_Timestamp(seconds: 1, nanos: 0) }
         inHistory.history.at = try withUnknown(inHistory.history.at)
-        let answers = try Self.exchange(harness, try [inAt, inContext, inItem, inRecord, inHistory].map(Self.frame))
+        let answers = try await Self.exchange(harness, try [inAt, inContext, inItem, inRecord, inHistory].map(Self.frame))
         #expect(answers.map(\.id) == [1, 2, 3, 4, 5])
         #expect(answers.allSatisfy { $0.error.code == .unknownField }, "\(answers.map(\.error.code))")
         #expect(try harness.client().history(subject: "a").records.isEmpty)
@@ -561,6 +570,98 @@ import Glibc
         }
         try write(original)
         #expect(try ReceiptReplayer(directory: receipts, store: store).run().isClean)
+    }
+
+    // MARK: found by the adversarial review of this change
+
+    @Test func sealedReceiptsRemovedFromTheEndAreNoticedThroughTheStoresAnchor() async throws {
+        let receipts = "/tmp/cd-adv-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: receipts) }
+        let directory = "/tmp/cd-adv-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let storePath = directory + "/consentd.sqlite"
+        func run(_ checks: Int) async throws {
+            let harness = try await DaemonHarness {
+                $0.receipts.directory = receipts
+                $0.store = storePath
+            }
+            let client = try harness.client()
+            for index in 0..<checks {
+                _ = try client.check(subject: "s\(index)", purpose: Self.measurement, dataCategory: "user.behavior", context: RequestContext(jurisdiction: "DE"))
+            }
+            try await harness.stop()
+        }
+        try await run(10)
+        let store = try SQLiteConsentStore(path: storePath)
+        var report = try ReceiptReplayer(directory: receipts, store: store).run()
+        // Subjects that never had a record replay exactly, hashed or not: a strict replay of an
+        // untouched directory is clean.
+        #expect(report.isClean && report.unverifiable.isEmpty && report.unsealed.isEmpty, "\(report.mismatches) \(report.unverifiable.prefix(2))")
+        #expect(report.matched == 10)
+        // Delete the last four sealed blocks (receipt + seal each): the chain alone is whole.
+        let file = try #require(ReceiptFiles.list(receipts).last?.path)
+        let lines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").map(String.init)
+        try (lines.dropLast(8).joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        report = try ReceiptReplayer(directory: receipts, store: store).run()
+        #expect(report.mismatches.contains { $0.message.contains("removed from the end") }, "\(report.mismatches)")
+        // A daemon started on the shortened files records the break before it writes on.
+        try await run(3)
+        report = try ReceiptReplayer(directory: receipts, store: store).run()
+        #expect(report.mismatches.contains { $0.message.contains("found at start-up") }, "\(report.mismatches)")
+    }
+
+    @Test func reviewFindingsAtTheBoundary() async throws {
+        let harness = try await DaemonHarness()
+        let client = try harness.client()
+        // A negative legal basis is not consent.
+        var record = Consentd_V1_ConsentRecord.with { $0.subjectID = "lb"; $0.purpose = Self.measurement; $0.choice = .grant }
+        record.legalBasis = Consentd_V1_LegalBasis(rawValue: -5)!
+        // The notice version that means "unknown" inside the index is refused.
+        let notice = Consentd_V1_ConsentRecord.with { $0.subjectID = "nv"; $0.purpose = Self.measurement; $0.choice = .grant; $0.noticeVersion = .max }
+        // A channel over 64 bytes shared by a batch's items: each item is INVALID_REQUEST.
+        var batch = request(3) {
+            $0.checkBatch.items = (0..<500).map { index in Consentd_V1_CheckItem.with { $0.subjectID = "s\(index)"; $0.purpose = Self.measurement; $0.dataCategory = "user.behavior" } }
+            $0.checkBatch.context.channel = String(repeating: "w", count: 200_000)
+        }
+        batch.checkBatch.context.jurisdiction = "DE"
+        // A group field (no consentd.v1 message has one) inside a batch of too many items.
+        var grouped: [UInt8] = [0x08, 0x04, 0x1A]
+        var inner: [UInt8] = [0x0B, 0x0C]  // field 1, start group; end group
+        for _ in 0..<100 { inner += [0x0A, 0x00] }
+        FrameCodec.appendVarint(UInt64(inner.count), to: &grouped)
+        grouped += inner
+        // An id written as a ten-byte varint whose last byte has excess bits (decoders accept it):
+        // the item count is still found before decoding.
+        var longID: [UInt8] = [0x08, 0x85, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x7F, 0x1A]
+        var items: [UInt8] = []
+        for _ in 0..<20_000 { items += [0x0A, 0x00] }
+        FrameCodec.appendVarint(UInt64(items.count), to: &longID)
+        longID += items
+        // A subject that is not UTF-8: answered, and the connection stays open.
+        var badUTF8: [UInt8] = [0x08, 0x06, 0x12]
+        let check: [UInt8] = [0x0A, 0x02, 0xC0, 0xAF, 0x12, 0x01, 0x6D, 0x1A, 0x01, 0x75]
+        FrameCodec.appendVarint(UInt64(check.count), to: &badUTF8)
+        badUTF8 += check
+        let answers = try await Self.exchange(harness, [
+            try Self.frame(request(1) { $0.recordConsent.records = [record] }),
+            try Self.frame(request(2) { $0.recordConsent.records = [notice] }),
+            try Self.frame(batch), FrameCodec.frame(grouped), FrameCodec.frame(longID), FrameCodec.frame(badUTF8),
+            try Self.frame(request(7) { $0.status = Consentd_V1_StatusRequest() }),
+        ])
+        let byID = Dictionary(answers.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        #expect(byID[1]?.error.code == .invalidArgument, "\(String(describing: byID[1]))")
+        #expect(byID[2]?.error.code == .invalidArgument)
+        #expect(byID[3]?.checkBatch.results.count == 500)
+        #expect(byID[3]?.checkBatch.results.allSatisfy { $0.reason == .invalidRequest } == true)
+        #expect(byID[4]?.error.code == .unknownField)
+        #expect(answers.contains { $0.error.message.contains("20000 items in one CheckBatch") })
+        #expect(byID[6]?.error.code == .invalidArgument)
+        #expect(byID[6]?.error.message.contains("UTF-8") == true)
+        #expect(byID[7]?.status.version == ConsentDaemon.version, "the connection stayed open")
+        #expect(try client.history(subject: "lb").records.isEmpty)
+        #expect(try client.history(subject: "nv").records.isEmpty)
+        try await harness.stop()
     }
 }
 

@@ -50,7 +50,20 @@ import Glibc
         return sent
     }
 
-    @Test func floodingClientsDoNotGrowTheDaemon() throws {
+    /// Runs blocking socket work on a thread of its own, never on the few threads of Swift's
+    /// cooperative pool that other tests' async work (the store follower's polling) needs.
+    static func onAThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+            let thread = Thread { continuation.resume(with: Result { try body() }) }
+            thread.start()
+        }
+    }
+
+    @Test func floodingClientsDoNotGrowTheDaemon() async throws {
+        try await Self.onAThread { try Self.flood() }
+    }
+
+    static func flood() throws {
         let daemon = try DaemonProcess()
         defer { _ = daemon.terminate() }
         _ = try ConsentClient(socketPath: daemon.socket).status()
@@ -87,7 +100,11 @@ import Glibc
         for fd in connections { close(fd) }
     }
 
-    @Test func aCheckerExplainOverTheSocketShowsNoHistory() throws {
+    @Test func aCheckerExplainOverTheSocketShowsNoHistory() async throws {
+        try await Self.onAThread { try Self.checkerExplain() }
+    }
+
+    static func checkerExplain() throws {
         guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return }
         let daemon = try DaemonProcess(arguments: ["--socket-mode", "666"])
         defer { _ = daemon.terminate() }
@@ -110,7 +127,11 @@ import Glibc
         #expect(!json.stdout.contains("marketing.email"))
     }
 
-    @Test func theRealBinaryCreatesPrivateFiles() throws {
+    @Test func theRealBinaryCreatesPrivateFiles() async throws {
+        try await Self.onAThread { try Self.privateFiles() }
+    }
+
+    static func privateFiles() throws {
         let previous = umask(0o022)
         defer { umask(previous) }
         for (arguments, fileMode, directoryMode) in [([String](), 0o600, 0o700), (["--file-mode", "640"], 0o640, 0o750)] as [([String], Int, Int)] {

@@ -134,15 +134,30 @@ struct RequestProcessor {
         return true
     }
 
-    /// An error answer for a CheckBatch or RecordConsent with more entries than allowed, found
-    /// from the frame's shape before anything is decoded; nil when the frame is within limits.
+    /// An error answer for a frame refused from its shape before anything is decoded: a
+    /// CheckBatch or RecordConsent with more entries than allowed, or a group (no consentd.v1
+    /// message has one: an unknown field); nil when the frame may be decoded.
     func refuseOversized(_ bytes: UnsafeRawBufferPointer) -> Consentd_V1_Response? {
-        guard let shape = RequestScan.repeatedEntries(bytes) else { return nil }
-        let limit = shape.method == "CheckBatch" ? state.configuration.maximumBatchItems : ServerConfiguration.maximumRecordsPerWrite
+        guard let shape = RequestScan.shape(bytes) else { return nil }
+        if shape.hasGroup {
+            ServerCounters.bump(state.counters.requests)
+            return error(shape.id, .unknownField, "the request carries a group field, which consentd.v1 does not have")
+        }
+        guard let method = shape.method else { return nil }
+        let limit = method == "CheckBatch" ? state.configuration.maximumBatchItems : ServerConfiguration.maximumRecordsPerWrite
         guard shape.count > limit else { return nil }
         ServerCounters.bump(state.counters.requests)
-        let what = shape.method == "CheckBatch" ? "items in one CheckBatch" : "records in one RecordConsent"
+        let what = method == "CheckBatch" ? "items in one CheckBatch" : "records in one RecordConsent"
         return error(shape.id, .invalidArgument, "\(shape.count) \(what); the limit is \(limit)")
+    }
+
+    /// The answer to a frame the decoder refused only because a string is not valid UTF-8: an
+    /// error for that request, and the connection stays open (ids must be valid UTF-8; the
+    /// frame itself is sound). Nil for any other decoding failure.
+    func refuseInvalidUTF8(_ bytes: UnsafeRawBufferPointer, _ error: Error) -> Consentd_V1_Response? {
+        guard let decoding = error as? BinaryDecodingError, decoding == .invalidUTF8, let shape = RequestScan.shape(bytes) else { return nil }
+        ServerCounters.bump(state.counters.requests)
+        return self.error(shape.id, .invalidArgument, "a string field (a subject id, key or name) is not valid UTF-8")
     }
 
     mutating func process(_ request: Consentd_V1_Request) -> Outcome {

@@ -112,14 +112,18 @@ public final class FrameExerciser {
     private func answer(_ frame: UnsafeRawBufferPointer, with processor: inout RequestProcessor, isAdmin: Bool) {
         // The shape check runs on every frame, as the handler runs it.
         if let refusal = processor.refuseOversized(frame) {
-            precondition(refusal.error.code == .invalidArgument)
+            precondition(refusal.error.code == .invalidArgument || refusal.error.code == .unknownField)
             return
         }
         var fast = allocator.buffer(capacity: 256)
         let answeredFast = processor.fastCheck(frame, into: &fast) || processor.fastBatch(frame, into: &fast)
-        guard let request = try? Consentd_V1_Request(serializedBytes: RawBytes(frame)) else {
+        let request: Consentd_V1_Request
+        do {
+            request = try Consentd_V1_Request(serializedBytes: RawBytes(frame))
+        } catch {
             // Both paths must refuse what the decoder refuses.
             precondition(!answeredFast, "the fast path answered a frame that is not a Request")
+            _ = processor.refuseInvalidUTF8(frame, error)
             return
         }
         let general: Consentd_V1_Response

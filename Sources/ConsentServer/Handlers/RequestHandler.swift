@@ -193,6 +193,10 @@ final class RequestHandler: ChannelDuplexHandler {
         do {
             request = try frame.withUnsafeReadableBytes { try Consentd_V1_Request(serializedBytes: RawBytes($0)) }
         } catch {
+            if let refusal = frame.withUnsafeReadableBytes({ processor.refuseInvalidUTF8($0, error) }) {
+                write(context: context, refusal)
+                return
+            }
             reject(context: context, FrameError.malformedMessage("\(error)"))
             return
         }

@@ -1,3 +1,5 @@
+import ConsentModel
+import ConsentStore
 import Crypto
 import Foundation
 
@@ -65,6 +67,16 @@ public enum ReceiptChain {
         return genesis
     }
 
+    /// Whether a seal with `hash` is in the receipts files of `directory` (searched from the
+    /// newest file back; an anchor is at most about a second behind the newest seal).
+    static func contains(seal hash: String, in directory: String) -> Bool {
+        for file in ReceiptFiles.list(directory).reversed() {
+            guard let data = FileManager.default.contents(atPath: file.path) else { continue }
+            for line in data.split(separator: 0x0A).reversed() where parse(line)?.hash == hash { return true }
+        }
+        return false
+    }
+
     public static func hex(_ bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
@@ -113,6 +125,8 @@ struct ReceiptChainVerifier {
     private var pending: [(file: String, line: Int, bytes: ArraySlice<UInt8>)] = []
     private(set) var problems: [Problem] = []
     private(set) var sealedBlocks = 0
+    /// Every seal's hash seen (hex), to find the store's anchor among them.
+    private(set) var sealHashes = Set<String>()
 
     /// Feeds one non-empty line.
     mutating func line(_ bytes: ArraySlice<UInt8>, file: String, number: Int) {
@@ -156,6 +170,7 @@ struct ReceiptChainVerifier {
         }
         expected = ReceiptChain.unhex(seal.hash) ?? expected
         sealedBlocks += 1
+        sealHashes.insert(seal.hash)
         pending.removeAll()
     }
 
@@ -176,5 +191,19 @@ struct ReceiptChainVerifier {
     private func range(_ entries: ArraySlice<(file: String, line: Int, bytes: ArraySlice<UInt8>)>) -> String {
         guard let first = entries.first, let last = entries.last else { return "" }
         return first.line == last.line ? "\(first.file):\(first.line)" : "\(first.file):\(first.line)–\(last.line)"
+    }
+}
+
+/// Where the receipt writer anchors the chain's head outside the receipts files: the consent
+/// store, which the daemon writes durably and a replay reads.
+struct ReceiptAnchor: Sendable {
+    let load: @Sendable () throws -> String?
+    let save: @Sendable (String) throws -> Void
+    let recordBreak: @Sendable (String) throws -> Void
+
+    init(store: SQLiteConsentStore) {
+        load = { try store.receiptAnchor() }
+        save = { try store.setReceiptAnchor($0) }
+        recordBreak = { try store.recordReceiptChainBreak($0) }
     }
 }

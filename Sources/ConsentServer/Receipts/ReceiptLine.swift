@@ -1,5 +1,4 @@
 import ConsentModel
-import Crypto
 import PolicyEngine
 
 /// The parts of a receipt that depend only on the policy set, JSON-encoded once per set.
@@ -43,8 +42,8 @@ struct ReceiptInput {
     var kind: StaticString
 
     /// The most bytes of one field (subject, keys, jurisdiction, channel) a receipt holds; a
-    /// longer value (only invalid requests carry one) is replaced by its SHA-256 and length, so
-    /// one oversized request cannot make an oversized receipt.
+    /// longer value (only invalid requests carry one) is replaced by a short marker, so one
+    /// oversized request cannot make an oversized receipt — and costs nothing per batch item.
     static let maximumFieldBytes = 256
 
     var hasOversizedField: Bool {
@@ -53,11 +52,13 @@ struct ReceiptInput {
             || (jurisdiction?.count ?? 0) > limit || (channel?.count ?? 0) > limit
     }
 
-    /// `sha256:<hex>/<length>` for a field over the limit; the field itself otherwise.
+    /// `U+0001 truncated: N bytes` for a field over the limit; the field itself otherwise. The
+    /// marker starts with a control character, which no valid subject, key, jurisdiction or
+    /// channel holds, so a replay decides the receipt exactly as the daemon did: the value was
+    /// invalid (or unknown) then, and the marker is invalid (or unknown) now.
     static func capped(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
         guard bytes.count > maximumFieldBytes else { return Array(bytes) }
-        let digest = SHA256.hash(data: bytes).map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()
-        return Array("sha256:\(digest)/\(bytes.count)".utf8)
+        return Array("\u{1}truncated: \(bytes.count) bytes".utf8)
     }
 }
 

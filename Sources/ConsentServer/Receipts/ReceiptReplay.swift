@@ -159,6 +159,18 @@ public final class ReceiptReplayer {
             chain.endOfFile(isLast: file.path == files.last?.path)
         }
         report.sealedBlocks = chain.sealedBlocks
+        // The head the daemon anchored in the store must be in the files: otherwise sealed
+        // blocks were removed from their end (which the chain alone cannot show).
+        if let anchored = try? store.receiptAnchor(), !chain.sealHashes.contains(anchored) {
+            let finding = ReceiptReplayReport.Finding(location: "store", id: "", message: "hash chain: the store anchored seal \(anchored.prefix(16))…, which is not in the receipts: sealed receipts were removed from the end of the files")
+            report.mismatches.append(finding)
+            progress(finding, true)
+        }
+        for text in (try? store.receiptChainBreaks()) ?? [] {
+            let finding = ReceiptReplayReport.Finding(location: "store", id: "", message: "hash chain: a daemon found at start-up that receipts were missing — \(text)")
+            report.mismatches.append(finding)
+            progress(finding, true)
+        }
         for problem in chain.problems {
             let finding = ReceiptReplayReport.Finding(location: problem.location, id: "", message: "hash chain: " + problem.message)
             if problem.isGap {
@@ -193,13 +205,18 @@ public final class ReceiptReplayer {
         if let raw = receipt.subject {
             subject = raw
         } else if let hash = receipt.subject_hash {
-            guard let found = self.subject(hashed: hash) else {
+            if let found = self.subject(hashed: hash) {
+                subject = found
+            } else {
                 if let erasure = (try? store.erasures(hashed: hash))?.first(where: { $0.sequence > receipt.sequence }) {
                     return .unverifiable("the subject was erased after the decision (erasure at sequence \(erasure.sequence))")
                 }
-                return .unverifiable("no subject in the store has the keyed hash \(hash.prefix(16))… (erased, or a different store)")
+                // No record of the subject was ever stored (records are only removed by an
+                // erasure, which leaves a tombstone): it is decided with none. Its id is unknown,
+                // but only its validity matters then, and an INVALID_REQUEST receipt says that.
+                let placeholder = receipt.reason == ReasonCode.invalidRequest.description ? "" : "x"
+                return compare(receipt, set: set, time: time, at: at, subject: placeholder, records: [])
             }
-            subject = found
         } else {
             return .unverifiable("the receipt omits the subject")
         }
@@ -215,7 +232,12 @@ public final class ReceiptReplayer {
             return .unverifiable("the subject was erased after the decision (erasure at sequence \(erasure.sequence))")
         }
         let visible = records.filter { $0.sequence <= receipt.sequence }.sorted { $0.sequence < $1.sequence }
-        let compact = visible.map { $0.compact(in: set.vocabulary) }
+        return compare(receipt, set: set, time: time, at: at, subject: subject, records: visible)
+    }
+
+    /// Decides the receipt's question again with `records` and compares every field.
+    private func compare(_ receipt: Receipt, set: PolicySet, time: Timestamp, at: Timestamp?, subject: String, records: [ConsentRecord]) -> Outcome {
+        let compact = records.map { $0.compact(in: set.vocabulary) }
         let context = RequestContext(
             jurisdiction: receipt.context.jurisdiction, gpc: receipt.context.gpc ?? false, uspOptOut: receipt.context.usp_opt_out ?? false,
             channel: receipt.context.channel, at: at

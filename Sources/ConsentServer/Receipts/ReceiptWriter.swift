@@ -1,3 +1,4 @@
+import ConsentModel
 import Foundation
 import Logging
 import PolicyEngine
@@ -22,17 +23,20 @@ public final class ReceiptWriter: Service, Sendable {
     private let fileMode: UInt16
     /// The hash chain's head when this writer started (the last seal of the newest file).
     private let startHead: [UInt8]
+    /// Where the chain's head is anchored outside the files (the consent store), if anywhere.
+    private let anchor: ReceiptAnchor?
 
     /// Holds the writer still (tests use it to fill the queue deterministically).
     func setPaused(_ value: Bool) { paused.store(value, ordering: .releasing) }
 
     /// Creates the receipts directory if needed and checks it can be written (the daemon refuses
     /// to start otherwise).
-    init(queue: ReceiptQueue, directory: String, fileMode: UInt16 = 0o600, logger: Logger) throws {
+    init(queue: ReceiptQueue, directory: String, fileMode: UInt16 = 0o600, anchor: ReceiptAnchor? = nil, logger: Logger) throws {
         self.queue = queue
         self.directory = directory
         self.logger = logger
         self.fileMode = fileMode
+        self.anchor = anchor
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: Int(ReceiptFiles.directoryMode(for: fileMode))])
@@ -42,8 +46,19 @@ public final class ReceiptWriter: Service, Sendable {
         guard access(directory, W_OK) == 0 else {
             throw StartupError(description: "cannot write to the receipts directory \(directory): \(String(cString: strerror(errno)))")
         }
+        // Files and the directory left wider by someone else are narrowed, as the store is.
+        ReceiptFiles.narrow(directory, mode: ReceiptFiles.directoryMode(for: fileMode))
+        for file in ReceiptFiles.list(directory) { ReceiptFiles.narrow(file.path, mode: fileMode) }
         startIndex = (ReceiptFiles.list(directory).last?.index ?? 0) + 1
         startHead = ReceiptChain.head(of: directory)
+        // The files must still hold the head the store anchored; if they do not, sealed receipts
+        // were removed from their end. Say so where a replay will find it, then go on.
+        if let anchor, let anchored = try? anchor.load(), ReceiptChain.hex(startHead) != anchored,
+           !ReceiptChain.contains(seal: anchored, in: directory) {
+            let text = "at \(Timestamp.now()): the receipts in \(directory) end at seal \(ReceiptChain.hex(startHead).prefix(16))… but the store anchored seal \(anchored.prefix(16))…: sealed receipts were removed from the end of the files"
+            logger.error("receipts hash chain broken", metadata: ["detail": "\(text)"])
+            try? anchor.recordBreak(text)
+        }
     }
 
     public func run() async throws {
@@ -63,6 +78,7 @@ public final class ReceiptWriter: Service, Sendable {
     private func loop() {
         var file = ReceiptFile(directory: directory, index: startIndex, mode: fileMode)
         var head = startHead
+        var anchorPending = false
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1 << 20)
         var failedGap: (count: Int, reason: String)?
@@ -81,6 +97,8 @@ public final class ReceiptWriter: Service, Sendable {
                     file.sync()
                     dirty = false
                     lastSync = ContinuousClock.now
+                    // Anchored only once the sealed block is synced to its file.
+                    if anchorPending, let anchor, (try? anchor.save(ReceiptChain.hex(head))) != nil { anchorPending = false }
                 }
                 usleep(1000)
                 continue
@@ -99,6 +117,7 @@ public final class ReceiptWriter: Service, Sendable {
                 failedGap = nil
                 queue.recordWritten(count)
                 dirty = true
+                anchorPending = true
             case let .failure(error):
                 let reason = "write failed: \(error.message)"
                 failedGap = (count: (failedGap?.count ?? 0) + count, reason: reason)
@@ -116,6 +135,7 @@ public final class ReceiptWriter: Service, Sendable {
         }
         file.sync()
         file.close()
+        if anchorPending, let anchor { try? anchor.save(ReceiptChain.hex(head)) }
         logger.info("receipts flushed", metadata: ["written": "\(queue.writtenCount)", "dropped": "\(queue.droppedCount)"])
     }
 }
@@ -130,6 +150,14 @@ public enum ReceiptFiles {
                   let index = Int(name.dropFirst("receipts-".count).dropLast(".jsonl".count)) else { return nil }
             return (index, directory + "/" + name)
         }.sorted { $0.0 < $1.0 }
+    }
+
+    /// Removes permission bits beyond `mode` from an existing file or directory.
+    static func narrow(_ path: String, mode: UInt16) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return }
+        let current = UInt16(info.st_mode & 0o7777)
+        if current & ~mode != 0 { _ = chmod(path, mode_t(current & mode)) }
     }
 
     /// The mode of receipt directories: the file mode plus search bits for whoever may read.

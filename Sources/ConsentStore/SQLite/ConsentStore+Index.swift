@@ -22,6 +22,8 @@ final class KeyMapper: Sendable {
         var resolved: [(Int64, Int64, UInt32)] = []
         try db.exactQuery("SELECT id, kind, name FROM keys WHERE id > ? ORDER BY id", [.int(since)]) { row in
             let id = sqlite3_column_int64(row, 0), kind = sqlite3_column_int64(row, 1), name = columnText(row, 2) ?? ""
+            // Row ids index arrays: a foreign writer's negative or huge id is not followed.
+            guard id >= 0, id < 1 << 24 else { throw StoreError(.database, "keys table holds an id out of range (\(id)); not a consentd store?") }
             let table: KeyTable = kind == KeyKind.purpose.rawValue ? vocabulary.purposes : kind == KeyKind.data.rawValue ? vocabulary.dataCategories : vocabulary.sources
             resolved.append((id, kind, table.intern(name)))
         }
@@ -74,7 +76,7 @@ extension SQLiteConsentStore {
                     let count = Int(sqlite3_column_bytes(handle, 0))
                     builder.add(subject: UnsafeRawBufferPointer(start: bytes, count: count), record)
                 }
-                builder.covers(through: UInt64(through))
+                builder.covers(through: UInt64(clamping: through))
                 return builder.build()
             }
         }
@@ -90,7 +92,7 @@ extension SQLiteConsentStore {
             legalBasis: LegalBasis(rawValue: UInt8(truncatingIfNeeded: sqlite3_column_int64(handle, 7))) ?? .consent,
             recordedAt: Timestamp(microseconds: sqlite3_column_int64(handle, 5)),
             expiresAt: sqlite3_column_type(handle, 6) == SQLITE_NULL ? .distantFuture : Timestamp(microseconds: sqlite3_column_int64(handle, 6)),
-            sequence: UInt64(sqlite3_column_int64(handle, 1)),
+            sequence: UInt64(clamping: sqlite3_column_int64(handle, 1)),
             source: map(sources, sqlite3_column_int64(handle, 8)),
             noticeVersion: sqlite3_column_type(handle, 9) == SQLITE_NULL ? CompactRecord.noNotice : UInt32(clamping: sqlite3_column_int64(handle, 9))
         )
@@ -101,7 +103,7 @@ extension SQLiteConsentStore {
     public func changes(after sequence: UInt64, limit: Int = 20_000, mapper: KeyMapperHandle) throws -> (changes: [ConsentChange], through: UInt64) {
         try withDatabaseErrors {
             try pool.read { db in
-                var through = UInt64(try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'last_sequence'") ?? 0)
+                var through = UInt64(clamping: try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'last_sequence'") ?? 0)
                 guard through > sequence else { return ([], max(through, sequence)) }
                 try mapper.mapper.refresh(db)
                 let (purposes, data, sources) = mapper.mapper.tables()
@@ -121,8 +123,8 @@ extension SQLiteConsentStore {
                 let erasures = try Row.fetchAll(db, sql: "SELECT sequence, anchor_sequence FROM erasures WHERE sequence > ? AND sequence <= ? ORDER BY sequence",
                                                 arguments: [Int64(sequence), Int64(through)])
                 for row in erasures {
-                    let erased = UInt64(row[0] as Int64)
-                    if let anchor = row[1] as Int64? { records.append((erased, .erasureOf(anchorSequence: UInt64(anchor)))) }
+                    let erased = UInt64(clamping: row[0] as Int64)
+                    if let anchor = row[1] as Int64? { records.append((erased, .erasureOf(anchorSequence: UInt64(clamping: anchor)))) }
                 }
                 records.sort { $0.0 < $1.0 }
                 return (records.map(\.1), through)

@@ -138,6 +138,9 @@ public final class SQLiteConsentStore: Sendable {
         guard record.source.utf8.count <= 64 else {
             throw StoreError(.invalidRecord, "source must be 1 to 64 bytes")
         }
+        if record.noticeVersion == CompactRecord.noNotice {
+            throw StoreError(.invalidRecord, "notice version must be below \(CompactRecord.noNotice) (that value means \"unknown\")")
+        }
         if let jurisdiction = record.jurisdiction {
             guard !jurisdiction.isEmpty, jurisdiction.utf8.count <= 16, jurisdiction.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
                 throw StoreError(.invalidRecord, "jurisdiction must be 1 to 16 printable ASCII characters (an ISO 3166 code such as DE or US-CA)")
@@ -181,7 +184,7 @@ public final class SQLiteConsentStore: Sendable {
                     if let stored = found.fingerprint, stored != fingerprint {
                         throw StoreError(.idempotencyConflict, "idempotency key '\(idempotencyKey)' was used before for a different request; use a new key for a new request")
                     }
-                    return AppendResult(sequences: (0..<max(0, found.count)).map { UInt64(found.first + $0) }, replayed: true)
+                    return AppendResult(sequences: (0..<max(0, min(found.count, 1 << 20))).map { UInt64(clamping: found.first &+ $0) }, replayed: true)
                 }
             }
             let sequences = try insert(records, db: db, keys: &keys, now: now)
@@ -380,7 +383,7 @@ public final class SQLiteConsentStore: Sendable {
         return try withDatabaseErrors {
             try pool.read { db in
                 try Row.fetchAll(db, sql: "SELECT sequence, erased_at, record_count FROM erasures WHERE subject_hash = ? ORDER BY sequence", arguments: [hash]).map {
-                    ErasureTombstone(sequence: UInt64($0[0] as Int64), subjectHash: hash, erasedAt: Timestamp(microseconds: $0[1]), recordCount: $0[2])
+                    ErasureTombstone(sequence: UInt64(clamping: $0[0] as Int64), subjectHash: hash, erasedAt: Timestamp(microseconds: $0[1]), recordCount: $0[2])
                 }
             }
         }
@@ -393,6 +396,45 @@ public final class SQLiteConsentStore: Sendable {
                 try Row.fetchAll(db, sql: "SELECT sequence, erased_at, record_count FROM erasures WHERE subject_hash = ? ORDER BY sequence", arguments: [hash]).map {
                     ErasureTombstone(sequence: UInt64(bitPattern: $0[0] as Int64), subjectHash: hash, erasedAt: Timestamp(microseconds: $0[1]), recordCount: $0[2])
                 }
+            }
+        }
+    }
+
+    // MARK: receipts' anchor
+
+    /// The receipts hash chain's head as the daemon last anchored it here (hex), if ever: a
+    /// replay finds it in the files, so blocks deleted from their end are noticed.
+    public func receiptAnchor() throws -> String? {
+        try withDatabaseErrors { try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'receipt_anchor'") } }
+    }
+
+    /// Anchors the receipts hash chain's head (written by the receipt writer about once a second
+    /// and at shutdown, after the block it seals is in the file).
+    public func setReceiptAnchor(_ hash: String) throws {
+        try withDatabaseErrors {
+            try pool.write { db in
+                try db.execute(sql: "INSERT INTO store_meta (key, value) VALUES ('receipt_anchor', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", arguments: [hash])
+            }
+        }
+    }
+
+    /// Breaks of the receipts chain that a daemon found at start-up (one line each).
+    public func receiptChainBreaks() throws -> [String] {
+        try withDatabaseErrors {
+            try pool.read { db in
+                (try String.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'receipt_breaks'") ?? "").split(separator: "\n").map(String.init)
+            }
+        }
+    }
+
+    /// Records a break of the receipts chain, for every later replay to report.
+    public func recordReceiptChainBreak(_ text: String) throws {
+        try withDatabaseErrors {
+            try pool.write { db in
+                let old = try String.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'receipt_breaks'") ?? ""
+                let line = text.replacingOccurrences(of: "\n", with: " ")
+                try db.execute(sql: "INSERT INTO store_meta (key, value) VALUES ('receipt_breaks', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                               arguments: [old.isEmpty ? line : old + "\n" + line])
             }
         }
     }
@@ -418,7 +460,7 @@ public final class SQLiteConsentStore: Sendable {
     /// A record from a row of `recordColumns`, every text read with its length (never up to a NUL).
     static func record(from row: OpaquePointer) -> ConsentRecord {
         ConsentRecord(
-            sequence: UInt64(sqlite3_column_int64(row, 1)), subject: columnText(row, 0) ?? "", purpose: columnText(row, 2) ?? "",
+            sequence: UInt64(clamping: sqlite3_column_int64(row, 1)), subject: columnText(row, 0) ?? "", purpose: columnText(row, 2) ?? "",
             dataCategory: columnText(row, 3),
             choice: Choice(rawValue: UInt8(truncatingIfNeeded: sqlite3_column_int64(row, 4))) ?? .deny,
             recordedAt: Timestamp(microseconds: sqlite3_column_int64(row, 5)),
@@ -469,7 +511,7 @@ public final class SQLiteConsentStore: Sendable {
     /// The highest sequence handed out so far (records and erasures share the counter).
     public func lastSequence() throws -> UInt64 {
         try withDatabaseErrors {
-            try pool.read { db in UInt64(try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'last_sequence'") ?? 0) }
+            try pool.read { db in UInt64(clamping: try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'last_sequence'") ?? 0) }
         }
     }
 

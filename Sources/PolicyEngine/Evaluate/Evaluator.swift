@@ -67,7 +67,10 @@ extension PolicySet {
         guard let data = dataCategories.id(of: request.dataCategory) else { return .failure(DecisionFailure(.unknownDataCategory)) }
         guard let jurisdictionClass = jurisdictions.classOf(request.context.jurisdiction) else { return .failure(DecisionFailure(.invalidRequest)) }
         var channelBit: UInt64 = 1 << 63
-        if let channel = request.context.channel, let bit = channelTable[channel] { channelBit = bit }  // by bytes, as the fast path
+        if let channel = request.context.channel {
+            guard RequestContext.isValidChannel(channel) else { return .failure(DecisionFailure(.invalidRequest)) }
+            if let bit = channelTable[channel] { channelBit = bit }  // by bytes, as the fast path
+        }
         var signals: UInt8 = 0
         if request.context.gpc { signals |= RequestSignal.gpc.bit }
         if request.context.uspOptOut { signals |= RequestSignal.uspOptOut.bit }
@@ -93,7 +96,11 @@ extension PolicySet {
             jurisdictionClass = listed
         }
         var channelBit: UInt64 = 1 << 63
-        if let channelBytes, channelBytes.count > 0, let bit = channelTable.lookup(channelBytes) { channelBit = bit }
+        if let channelBytes, channelBytes.count > 0 {
+            // A channel over the limit (or with control bytes) is the general path's INVALID_REQUEST.
+            guard channelBytes.count <= RequestContext.maximumChannelBytes, Identifier.isPrintableASCII(bytes: channelBytes) else { return nil }
+            if let bit = channelTable.lookup(channelBytes) { channelBit = bit }
+        }
         var signals: UInt8 = 0
         if gpc { signals |= RequestSignal.gpc.bit }
         if uspOptOut { signals |= RequestSignal.uspOptOut.bit }
