@@ -18,7 +18,7 @@ start() {  # $1 binary, $2 store
     for _ in $(seq 100); do [ -S "$work/s.sock" ] && return; sleep 0.1; done
     echo "daemon did not start" >&2; exit 1
 }
-stop() { pkill -TERM -f "$work/s.sock" || true; for _ in $(seq 100); do [ -S "$work/s.sock" ] || return; sleep 0.1; done; }
+stop() { pkill -TERM -f "$work/s.sock" || true; for _ in $(seq 100); do [ -S "$work/s.sock" ] || return 0; sleep 0.1; done; }
 # The population, recorded once through the old daemon; each daemon gets its own copy.
 start "$before" "$work/seed.sqlite"
 "$ctl" bench --socket "$work/s.sock" --policies "$work/Policies" --subjects 100000 --duration 1 --warmup 0 --no-floor >/dev/null
@@ -34,8 +34,10 @@ run() {  # $1 label, $2 binary, rest: bench arguments
         --duration "$seconds" --warmup 1 --no-floor --json "$work/out.json" "$@" >/dev/null && python3 -c '
 import json,sys
 r=json.load(open(sys.argv[1]))
-d=r["daemon"]; l=d["latencyMicroseconds"]
-print("decisions/s %9.0f  requests/s %8.0f  p50 %7.1f us  p99 %8.1f us" % (d["decisionsPerSecond"], d["requestsPerSecond"], l["p50"], l["p99"]))
+def get(o, name):
+    return o[name] if name in o else o["".join("_" + c.lower() if c.isupper() else c for c in name)]
+d=get(r, "daemon"); l=get(d, "latencyMicroseconds")
+print("decisions/s %9.0f  requests/s %8.0f  p50 %7.1f us  p99 %8.1f us" % (get(d, "decisionsPerSecond"), get(d, "requestsPerSecond"), l["p50"], l["p99"]))
 ' "$work/out.json")
     stop
     printf '%-8s %-28s load %s  %s\n' "$label" "$*" "$load" "$line"
