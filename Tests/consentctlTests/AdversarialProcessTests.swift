@@ -54,7 +54,12 @@ import Glibc
     /// cooperative pool that other tests' async work (the store follower's polling) needs.
     static func onAThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
-            let thread = Thread { continuation.resume(with: Result { try body() }) }
+            let thread = Thread {
+                // Low priority (inherited by the daemons it starts): these floods must not starve
+                // suites that measure how promptly something happens.
+                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+                continuation.resume(with: Result { try body() })
+            }
             thread.start()
         }
     }
