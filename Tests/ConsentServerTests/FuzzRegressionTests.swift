@@ -3,14 +3,15 @@ import Foundation
 import PolicyEngine
 import Testing
 
-/// Every seed of the fuzz corpora, and every input a fuzzer ever crashed on (kept in
-/// Fuzz/regressions/<target>), replayed through the same code the libFuzzer targets run, with
-/// the same checks (the fast and general paths must agree on every frame).
+/// Every seed of the fuzz corpora, the minimised corpora the fuzzers grew (Fuzz/corpus/<target>),
+/// and every input a fuzzer ever crashed on (kept in Fuzz/regressions/<target>), replayed through
+/// the same code the libFuzzer targets run, with the same checks (the fast and general paths must
+/// agree on every frame; a write must come back whole).
 @Suite struct FuzzRegressionTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     static func inputs(_ target: String) -> [URL] {
-        ["Fuzz/seeds/", "Fuzz/regressions/"].flatMap { folder -> [URL] in
+        ["Fuzz/seeds/", "Fuzz/regressions/", "Fuzz/corpus/"].flatMap { folder -> [URL] in
             let directory = repository.appendingPathComponent(folder + target)
             let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
             return names.filter { !$0.hasPrefix(".") }.sorted().map { directory.appendingPathComponent($0) }

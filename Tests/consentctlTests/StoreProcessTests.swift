@@ -21,7 +21,9 @@ import Testing
             let committed = DispatchTime.now().uptimeNanoseconds
             while feed.index.snapshot().records(of: subject).isEmpty {
                 let waited = Double(DispatchTime.now().uptimeNanoseconds - committed) / 1e9
-                if waited > 5 { Issue.record("\(subject) not visible after 5 s"); return }
+                // A safety limit, not the measure: on a machine where every suite runs at once the
+                // follower's task can wait seconds for a thread; the median below is the measure.
+                if waited > 30 { Issue.record("\(subject) not visible after 30 s"); return }
                 try await Task.sleep(for: .milliseconds(1))
             }
             delays.append(Double(DispatchTime.now().uptimeNanoseconds - committed) / 1e6)
