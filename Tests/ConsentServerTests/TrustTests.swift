@@ -464,7 +464,7 @@ final class Tally: Sendable {
         let harness = try await DaemonHarness {
             $0.maximumConnections = idleCount + 6
             $0.maximumConnectionsPerUID = idleCount + 6  // one uid plays every client here
-            $0.idleTimeout = 6  // long enough that a busy machine cannot make the well-behaved client look idle
+            $0.idleTimeout = 8  // long enough that opening the idle connections on a busy machine outlasts none of them
             $0.frameTimeout = 1
         }
         var idle: [RawConnection] = []
@@ -481,13 +481,17 @@ final class Tally: Sendable {
             }
         }
         dripping.start()
-        // A well-behaved client takes the last slot; the cap refuses the next connection.
-        let client = try harness.client()
-        _ = try client.status()
         let socket = harness.socket
         let idleConnections = idle
+        // Everything the well-behaved client does happens on one thread of its own, from its
+        // connect to its last Check: a test that waited between them for a thread of the
+        // (busy, shared) cooperative pool could let the idle timeout close it, and the test would
+        // then be measuring the machine's load, not the daemon.
         let outcomes = try await offThePool { _ -> [String] in
             var problems: [String] = []
+            // A well-behaved client takes the last slot; the cap refuses the next connection.
+            let client = try ConsentClient(socketPath: socket, timeout: 10)
+            _ = try client.status()
             let extra = try RawConnection(socket)
             let refused = try responses(in: extra.readToEnd())
             if refused.first?.error.code != .resourceExhausted { problems.append("the connection over the cap was not refused: \(refused)") }
