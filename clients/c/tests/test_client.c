@@ -20,7 +20,7 @@
 
 #include "consentd/v1/consentd.pb-c.h"
 #include "consentd_client.h"
-#include "../src/consentd_internal.h"
+#include "../src/check_codec.h"
 
 static int failures = 0;
 static int checks = 0;

@@ -1,9 +1,9 @@
 /*
- * The client's hand-written Check encoder and decoder, shared with the tests that compare them
- * byte for byte with protobuf-c. Not part of the public API.
+ * The client's hand-written codec for the hot path (check_codec.c), shared with the tests that
+ * hold it to the golden wire vectors and to protobuf-c byte for byte. Not part of the public API.
  */
-#ifndef CONSENTD_INTERNAL_H
-#define CONSENTD_INTERNAL_H
+#ifndef CONSENTD_CHECK_CODEC_H
+#define CONSENTD_CHECK_CODEC_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,6 +20,15 @@ typedef struct fast_check {
     const uint8_t *revision;
     size_t revision_length;
 } fast_check;
+
+/* Writes `value` as a varint at p (room for 10 bytes); returns how many bytes it took. */
+size_t consentd__put_varint(uint8_t *p, uint64_t value);
+
+/* How many bytes `value` takes as a varint. */
+size_t consentd__varint_size(uint64_t value);
+
+/* Microseconds since the epoch as a protobuf Timestamp's seconds and (non-negative) nanos. */
+int64_t consentd__split_micros(int64_t micros, int32_t *nanos);
 
 /* Encodes a framed Request{id, check} into scratch; CONSENTD_ERR_NOMEM (with *out_length the
  * size needed) when it does not fit. */
