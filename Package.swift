@@ -113,7 +113,11 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "ConsentStoreTests", dependencies: ["ConsentStore", "ConsentModel"]),
-        .testTarget(name: "ConsentWireTests", dependencies: ["ConsentWire", "ConsentModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .testTarget(
+            name: "ConsentWireTests",
+            dependencies: ["ConsentWire", "ConsentModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Vectors"]  // golden wire vectors, read from the source tree (GoldenVectorTests)
+        ),
         .testTarget(
             name: "ConsentServerTests",
             dependencies: [

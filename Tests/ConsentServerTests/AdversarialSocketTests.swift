@@ -296,14 +296,14 @@ import Glibc
         explained.check.explain = true
         // As an admin: the full trace.
         processor.peer = PeerCredentials(pid: 1, uid: 0, gid: 0)
-        guard case let .respond(adminAnswer) = processor.process(explained) else { Issue.record("not answered inline"); return }
+        guard let adminAnswer = processor.process(explained).response else { Issue.record("not answered inline"); return }
         #expect(adminAnswer.check.explanation.records.count == 2)
         #expect(adminAnswer.check.explanation.text.contains("marketing.email"))
         // As a peer with the check role only: rules, the decision and its one relied-on record;
         // no other record of the subject.
         processor.peer = PeerCredentials(pid: 1, uid: 54321, gid: 54321)
         #expect(processor.roles.check && !processor.roles.admin)
-        guard case let .respond(checkerAnswer) = processor.process(explained) else { Issue.record("not answered inline"); return }
+        guard let checkerAnswer = processor.process(explained).response else { Issue.record("not answered inline"); return }
         #expect(checkerAnswer.check.explanation.records.isEmpty)
         #expect(!checkerAnswer.check.explanation.rules.isEmpty)
         #expect(!checkerAnswer.check.explanation.text.contains("marketing.email"))
@@ -311,7 +311,7 @@ import Glibc
         #expect(checkerAnswer.check.decision == adminAnswer.check.decision)
         #expect(checkerAnswer.check.reason == adminAnswer.check.reason)
         // History stays admin-only.
-        guard case let .respond(history) = processor.process(request(2) { $0.history.subjectID = "carol" }) else { Issue.record("not answered inline"); return }
+        guard let history = processor.process(request(2) { $0.history.subjectID = "carol" }).response else { Issue.record("not answered inline"); return }
         #expect(history.error.code == .permissionDenied)
         try await harness.stop()
     }

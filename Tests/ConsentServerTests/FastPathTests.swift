@@ -48,10 +48,11 @@ import Testing
                 continue
             }
             fast += 1
-            guard case let .respond(response) = processor.process(request) else { Issue.record("not answered inline"); continue }
-            let expected = FrameCodec.frame(try response.serializedBytes())
+            let outcome = processor.process(request)
+            guard let expected = outcome.frameBySwiftProtobuf else { Issue.record("not answered inline"); continue }
             let actual = Array(buffer.readableBytesView)
             #expect(actual == expected, "request \(request)")
+            #expect(outcome.frame == expected, "the general path's frame differs from SwiftProtobuf's: request \(request)")
             if actual != expected { break }
         }
         #expect(fast > 300)
@@ -90,8 +91,10 @@ import Testing
                 continue
             }
             fast += 1
-            guard case let .respond(response) = processor.process(request) else { Issue.record("not inline"); continue }
-            #expect(Array(buffer.readableBytesView) == FrameCodec.frame(try response.serializedBytes()), "request \(request)")
+            let outcome = processor.process(request)
+            guard let expected = outcome.frameBySwiftProtobuf else { Issue.record("not inline"); continue }
+            #expect(Array(buffer.readableBytesView) == expected, "request \(request)")
+            #expect(outcome.frame == expected, "the general path's frame differs from SwiftProtobuf's: request \(request)")
         }
         #expect(fast > 50)
         try await harness.stop()

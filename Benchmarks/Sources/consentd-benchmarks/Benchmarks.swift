@@ -260,17 +260,14 @@ struct Allocations: ParsableCommand {
             $0.context.jurisdiction = "DE"
         }
         let encodedRequest: [UInt8] = try wireRequest.serializedBytes()
-        var wireResponse = Consentd_V1_Response()
-        wireResponse.id = 7
-        wireResponse.check = Consentd_V1_CheckResponse.with {
-            $0.decision = .allow
-            $0.reason = .consentGranted
-            $0.ruleID = "eea-targeted-ads"
-            $0.policyRevision = set.revision
-            $0.consentSequence = 1234
-            $0.ruleLocation = "eea.yaml:9:5"
-            $0.obligations = ["pseudonymize"]
-        }
+        // The answer the daemon's general path writes (AnswerWriter, as the fast path writes into its buffer).
+        let encodedPolicy = EncodedPolicy(revision: set.revision, rules: [("eea-targeted-ads", "eea.yaml:9:5", ["pseudonymize"])])
+        let answer = CheckAnswer(
+            decision: UInt64(Consentd_V1_Decision.allow.rawValue), reason: UInt64(Consentd_V1_Reason.consentGranted.rawValue), ruleIndex: 0,
+            withObligations: true, policy: encodedPolicy, consentSequence: 1234, record: nil, legalBasis: UInt64(Consentd_V1_LegalBasis.consent.rawValue)
+        )
+        var reused: [UInt8] = []
+        reused.reserveCapacity(256)
 
         func count(_ name: String, _ body: () throws -> Int) rethrows -> (String, Double) {
             var sink = 0
@@ -289,7 +286,12 @@ struct Allocations: ParsableCommand {
             count("frame_decode_check_request") {
                 try encodedRequest.withUnsafeBytes { try Consentd_V1_Request(serializedBytes: RawBytes($0)).id == 7 ? 1 : 0 }
             },
-            count("frame_encode_check_response") { (try wireResponse.serializedBytes() as [UInt8]).count },
+            count("frame_encode_check_response") { AnswerWriter.checkFrame(id: 7, answer).count },
+            count("frame_write_check_response_reused") {
+                reused.removeAll(keepingCapacity: true)
+                AnswerWriter.writeCheckFrame(id: 7, answer, into: &reused)
+                return reused.count
+            },
         ]
         let limits = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: thresholds)))) as? [String: Double] ?? [:]
         var failed = false

@@ -5,55 +5,6 @@ import PolicyEngine
 import SwiftProtobuf
 
 extension PolicySet {
-    /// The wire form of a decision made under this set, reading `sequence` of the consent store.
-    func checkResponse(_ decision: Decision, sequence: UInt64) -> Consentd_V1_CheckResponse {
-        var response = Consentd_V1_CheckResponse()
-        response.decision = Consentd_V1_Decision(decision.effect)
-        response.reason = Consentd_V1_Reason(decision.reason)
-        response.policyRevision = revision
-        response.consentSequence = sequence
-        if decision.ruleIndex >= 0 {
-            let rule = rules[Int(decision.ruleIndex)]
-            response.ruleID = rule.id
-            response.ruleLocation = rule.location.description
-            if decision.isAllowed { response.obligations = rule.obligations }
-        }
-        if let basis = decision.legalBasis { response.legalBasis = Consentd_V1_LegalBasis(basis) }
-        if let record = decision.record { response.consentRecord = wireRecord(record) }
-        return response
-    }
-
-    /// The compact result of one batch item.
-    func checkResult(_ decision: Decision) -> Consentd_V1_CheckResult {
-        var result = Consentd_V1_CheckResult()
-        result.decision = Consentd_V1_Decision(decision.effect)
-        result.reason = Consentd_V1_Reason(decision.reason)
-        if decision.ruleIndex >= 0 {
-            let rule = rules[Int(decision.ruleIndex)]
-            result.ruleID = rule.id
-            if decision.isAllowed && !rule.obligations.isEmpty { result.obligations = rule.obligations }
-        }
-        if let basis = decision.legalBasis { result.legalBasis = Consentd_V1_LegalBasis(basis) }
-        if let record = decision.record { result.consentRecordSequence = record.sequence }
-        return result
-    }
-
-    /// A compact record as the wire shows a relied-on record (the subject is the request's).
-    func wireRecord(_ record: CompactRecord) -> Consentd_V1_ConsentRecord {
-        let summary = summary(of: record)
-        var wire = Consentd_V1_ConsentRecord()
-        wire.sequence = summary.sequence
-        wire.purpose = summary.purpose
-        wire.dataCategory = summary.dataCategory ?? ""
-        wire.choice = Consentd_V1_Choice(summary.choice)
-        wire.recordedAt = Google_Protobuf_Timestamp(summary.recordedAt)
-        if let expires = summary.expiresAt { wire.expiresAt = Google_Protobuf_Timestamp(expires) }
-        wire.source = summary.source
-        if let notice = summary.noticeVersion { wire.noticeVersion = notice }
-        wire.legalBasis = Consentd_V1_LegalBasis(summary.legalBasis)
-        return wire
-    }
-
     /// The wire form of an explanation.
     func wireExplanation(_ explanation: Explanation) -> Consentd_V1_Explanation {
         var wire = Consentd_V1_Explanation()

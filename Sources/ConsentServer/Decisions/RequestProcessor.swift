@@ -24,7 +24,7 @@ struct RequestProcessor {
     private var receipts: ConnectionReceipts?
     private let metrics: DaemonMetrics?
     /// Pre-encoded response parts for the serving policy set (rebuilt after a reload).
-    private var parts: CheckResponseParts?
+    private var parts: AnswerParts?
     /// Reused buffers of the batch fast path.
     private var batch = ParsedBatch()
     private var batchResolved: [(ResolvedRequest, Range<Int>)] = []
@@ -53,6 +53,9 @@ struct RequestProcessor {
     enum Outcome {
         /// The response, ready now.
         case respond(Consentd_V1_Response)
+        /// The response's frame (length prefix included), ready now: Check and CheckBatch
+        /// answers, written by `AnswerWriter` as the allocation-free path writes them.
+        case respondFrame([UInt8])
         /// Work that blocks (SQLite); run it off the event loop, then send its response.
         case offload(@Sendable () -> Consentd_V1_Response)
     }
@@ -86,9 +89,17 @@ struct RequestProcessor {
                 decision: decision, sequence: snapshot.sequence, kind: "check"
             ), set: set)
         }
-        if parts?.set !== set { parts = CheckResponseParts(set: set) }
-        parts!.writeFrame(id: check.id, decision: decision, sequence: snapshot.sequence, into: &buffer)
+        AnswerWriter.writeCheckFrame(id: check.id, answerParts(set).answer(decision, sequence: snapshot.sequence), into: &buffer)
         return true
+    }
+
+    /// The encoded strings of `set` for answers, renewed when a reload swapped the set.
+    @inline(__always)
+    private mutating func answerParts(_ set: PolicySet) -> AnswerParts {
+        if let parts, parts.set === set { return parts }
+        let renewed = AnswerParts(set: set)
+        parts = renewed
+        return renewed
     }
 
     /// Answers a plain CheckBatch straight from the frame's bytes (see `fastCheck`); all items
@@ -129,8 +140,11 @@ struct RequestProcessor {
             }
         }
         ServerCounters.bump(state.counters.requests)
-        if parts?.set !== set { parts = CheckResponseParts(set: set) }
-        parts!.writeBatchFrame(id: batch.id, decisions: batchDecisions, sequence: snapshot.sequence, into: &buffer)
+        let parts = answerParts(set), decisions = batchDecisions
+        AnswerWriter.writeBatchFrame(
+            id: batch.id, policy: parts.policy, consentSequence: snapshot.sequence, count: decisions.count,
+            result: { parts.result(decisions[$0]) }, into: &buffer
+        )
         return true
     }
 
@@ -169,10 +183,10 @@ struct RequestProcessor {
         switch request.method {
         case let .check(check)?:
             guard roles.check else { return .respond(permissionDenied(id, "Check")) }
-            return .respond(self.check(id, check))
+            return self.check(id, check)
         case let .checkBatch(batch)?:
             guard roles.check else { return .respond(permissionDenied(id, "CheckBatch")) }
-            return .respond(self.checkBatch(id, batch))
+            return self.checkBatch(id, batch)
         case let .listUses(list)?:
             guard roles.check else { return .respond(permissionDenied(id, "ListUses")) }
             return .respond(self.listUses(id, list))
@@ -261,60 +275,58 @@ struct RequestProcessor {
         }
     }
 
-    mutating func check(_ id: UInt64, _ check: Consentd_V1_CheckRequest) -> Consentd_V1_Response {
+    mutating func check(_ id: UInt64, _ check: Consentd_V1_CheckRequest) -> Outcome {
         let context: RequestContext
-        do { context = try check.context.model() } catch { return self.error(id, .invalidArgument, error.message) }
+        do { context = try check.context.model() } catch { return .respond(self.error(id, .invalidArgument, error.message)) }
         let set = policies.current()
         let snapshot = consent.current()
         let request = DecisionRequest(subject: check.subjectID, purpose: check.purpose, dataCategory: check.dataCategory, context: context)
         let records = snapshot.records(of: request.subject)
         let now = Timestamp.now()
-        var response = Consentd_V1_Response()
-        response.id = id
         let decision: Decision
+        var explained: [UInt8]?
         if check.explain {
             var explanation = set.explain(request, consent: records, now: now)
             // Every record of the subject is consent history: admins only (as History is).
             if !roles.admin { explanation = explanation.withoutRecordTrace() }
             decision = explanation.decision
-            var result = set.checkResponse(explanation.decision, sequence: snapshot.sequence)
-            result.explanation = set.wireExplanation(explanation)
-            response.check = result
+            explained = (try? set.wireExplanation(explanation).serializedBytes()) ?? []
         } else {
             decision = set.decide(request, consent: records, now: now)
-            response.check = set.checkResponse(decision, sequence: snapshot.sequence)
         }
         count(decision)
         receipt(subject: request.subject, purpose: request.purpose, dataCategory: request.dataCategory, context: request.context,
                 time: now, decision: decision, sequence: snapshot.sequence, set: set, kind: "check")
-        return response
+        return .respondFrame(AnswerWriter.checkFrame(id: id, answerParts(set).answer(decision, sequence: snapshot.sequence), explanation: explained))
     }
 
-    mutating func checkBatch(_ id: UInt64, _ batch: Consentd_V1_CheckBatchRequest) -> Consentd_V1_Response {
+    mutating func checkBatch(_ id: UInt64, _ batch: Consentd_V1_CheckBatchRequest) -> Outcome {
         guard batch.items.count <= state.configuration.maximumBatchItems else {
-            return error(id, .invalidArgument, "\(batch.items.count) items in one CheckBatch; the limit is \(state.configuration.maximumBatchItems)")
+            return .respond(error(id, .invalidArgument, "\(batch.items.count) items in one CheckBatch; the limit is \(state.configuration.maximumBatchItems)"))
         }
         let context: RequestContext
-        do { context = try batch.context.model() } catch { return self.error(id, .invalidArgument, error.message) }
+        do { context = try batch.context.model() } catch { return .respond(self.error(id, .invalidArgument, error.message)) }
         let set = policies.current()
         let snapshot = consent.current()
         let now = Timestamp.now()
-        var result = Consentd_V1_CheckBatchResponse()
-        result.policyRevision = set.revision
-        result.consentSequence = snapshot.sequence
-        result.results.reserveCapacity(batch.items.count)
+        var decisions: [Decision] = []
+        decisions.reserveCapacity(batch.items.count)
         for item in batch.items {
             let request = DecisionRequest(subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context)
             let decision = set.decide(request, consent: snapshot.records(of: item.subjectID), now: now)
             count(decision)
             receipt(subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context,
                     time: now, decision: decision, sequence: snapshot.sequence, set: set, kind: "batch")
-            result.results.append(set.checkResult(decision))
+            decisions.append(decision)
         }
-        var response = Consentd_V1_Response()
-        response.id = id
-        response.checkBatch = result
-        return response
+        let parts = answerParts(set)
+        var frame: [UInt8] = []
+        frame.reserveCapacity(64 + 32 * decisions.count)
+        AnswerWriter.writeBatchFrame(
+            id: id, policy: parts.policy, consentSequence: snapshot.sequence, count: decisions.count,
+            result: { parts.result(decisions[$0]) }, into: &frame
+        )
+        return .respondFrame(frame)
     }
 
     mutating func listUses(_ id: UInt64, _ list: Consentd_V1_ListUsesRequest) -> Consentd_V1_Response {

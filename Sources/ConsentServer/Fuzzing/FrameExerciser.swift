@@ -12,8 +12,9 @@ import SwiftProtobuf
 /// as a connection would. For the libFuzzer target (`Fuzz/frames`) and its regression tests.
 ///
 /// Besides not crashing, it checks properties on every frame: when the fast path answers a
-/// Check or CheckBatch, its frame is well formed and the general path answers the same request
-/// with the same decisions; a check-role peer's explain carries no record trace.
+/// Check or CheckBatch, the general path's answer to the same request is the same frame, byte
+/// for byte; every encoded answer is a frame SwiftProtobuf reads and writes back unchanged; a
+/// check-role peer's explain carries no record trace.
 ///
 /// The first byte of an input picks the peer: even, an admin; odd, a peer with the check role
 /// only. The store holds records at boundary instants (the epoch and its neighbours, the ends
@@ -127,40 +128,30 @@ public final class FrameExerciser {
             return
         }
         let general: Consentd_V1_Response
+        let generalFrame: [UInt8]
         switch processor.process(request) {
         case let .respond(response):
             general = response
+            generalFrame = FrameCodec.frame((try? response.serializedBytes()) ?? [])
+        case let .respondFrame(frame):
+            // An answer written by AnswerWriter must be one frame that SwiftProtobuf — an
+            // encoder sharing no code with it — reads and writes back byte for byte.
+            guard let decoded = try? Consentd_V1_Response(frame: frame) else { preconditionFailure("the general path wrote an unreadable frame") }
+            precondition(FrameCodec.frame((try? decoded.serializedBytes()) ?? []) == frame, "SwiftProtobuf writes this answer differently: \(decoded)")
+            general = decoded
+            generalFrame = frame
         case .offload:
             // Consent administration stops at the hand-off to the blocking pool: what runs there
             // is SQLite, which would dominate every execution (and writes would grow the store).
             return
         }
-        _ = try? general.serializedBytes() as [UInt8]
         if !isAdmin, case let .check(check)? = general.result {
             precondition(check.explanation.records.isEmpty, "a check-role peer's explain disclosed record traces")
         }
         guard answeredFast else { return }
-        // The fast path's answer must say what the general path says.
-        let fastResponse = fast.withUnsafeReadableBytes { bytes -> Consentd_V1_Response? in
-            guard case let .length(length, prefixBytes) = FrameCodec.readPrefix(bytes), bytes.count == prefixBytes + Int(length) else { return nil }
-            return try? Consentd_V1_Response(serializedBytes: RawBytes(UnsafeRawBufferPointer(rebasing: bytes[prefixBytes...])))
-        }
-        guard let fastResponse else { preconditionFailure("the fast path wrote an unreadable frame") }
-        precondition(fastResponse.id == general.id, "fast and general paths answer different ids: \(fastResponse.id) vs \(general.id)")
-        switch (fastResponse.result, general.result) {
-        case let (.check(a)?, .check(b)?):
-            precondition(a.decision == b.decision && a.reason == b.reason && a.ruleID == b.ruleID
-                && a.consentRecord.sequence == b.consentRecord.sequence && a.obligations == b.obligations,
-                "fast and general Check differ: \(a) vs \(b)")
-        case let (.checkBatch(a)?, .checkBatch(b)?):
-            precondition(a.results.count == b.results.count, "batch sizes differ")
-            for (x, y) in zip(a.results, b.results) {
-                precondition(x.decision == y.decision && x.reason == y.reason && x.ruleID == y.ruleID
-                    && x.consentRecordSequence == y.consentRecordSequence, "fast and general batch items differ: \(x) vs \(y)")
-            }
-        default:
-            preconditionFailure("fast and general paths answer different kinds: \(String(describing: fastResponse.result)) vs \(String(describing: general.result))")
-        }
+        // The fast path's answer must be the general path's, byte for byte.
+        let fastFrame = Array(fast.readableBytesView)
+        precondition(fastFrame == generalFrame, "fast and general paths answer differently: \((try? Consentd_V1_Response(frame: fastFrame)).map { "\($0)" } ?? "an unreadable frame") vs \(general)")
     }
 
     /// Stops the daemon's threads.

@@ -37,6 +37,7 @@ public final class WriteExerciser {
     private func run(_ request: Consentd_V1_Request) -> Consentd_V1_Response {
         switch processor.process(request) {
         case let .respond(response): return response
+        case let .respondFrame(frame): return (try? Consentd_V1_Response(frame: frame)) ?? Consentd_V1_Response()
         case let .offload(work): return work()
         }
     }

@@ -204,6 +204,11 @@ final class RequestHandler: ChannelDuplexHandler {
         case let .respond(response):
             write(context: context, response)
             metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
+        case let .respondFrame(frame):
+            if pending == nil { pending = context.channel.allocator.buffer(capacity: frame.count) }
+            pending!.writeBytes(frame)
+            needsFlush = true
+            metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
         case let .offload(work):
             inFlight += 1
             state.counters.inFlight.add(1, ordering: .relaxed)

@@ -1,0 +1,113 @@
+import ConsentModel
+
+/// A policy set's strings as Check answers carry them, encoded once per set: the revision and,
+/// per rule, its id, location and obligations as complete fields. Answers then copy bytes.
+public final class EncodedPolicy: Sendable {
+    /// `CheckResponse.policy_revision` (field 4).
+    public let checkRevision: [UInt8]
+    /// `CheckBatchResponse.policy_revision` (field 2).
+    public let batchRevision: [UInt8]
+    /// Per rule, in the set's order.
+    public let rules: [EncodedRule]
+
+    /// Encodes `revision` and `rules` (id, location, obligations), in the set's rule order.
+    public init(revision: String, rules: [(id: String, location: String, obligations: [String])]) {
+        checkRevision = WireWriter.encodedStringField(4, revision)
+        batchRevision = WireWriter.encodedStringField(2, revision)
+        self.rules = rules.map { EncodedRule(id: $0.id, location: $0.location, obligations: $0.obligations) }
+    }
+}
+
+/// One rule's fields, encoded.
+public struct EncodedRule: Sendable {
+    /// `rule_id` (field 3 of both CheckResponse and CheckResult).
+    public let ruleID: [UInt8]
+    /// `CheckResponse.obligations` (field 8, once per obligation).
+    public let checkObligations: [UInt8]
+    /// `CheckResponse.rule_location` (field 9).
+    public let location: [UInt8]
+    /// `CheckResult.obligations` (field 5, once per obligation).
+    public let resultObligations: [UInt8]
+
+    public init(id: String, location: String, obligations: [String]) {
+        ruleID = WireWriter.encodedStringField(3, id)
+        self.location = WireWriter.encodedStringField(9, location)
+        checkObligations = obligations.flatMap { WireWriter.encodedStringField(8, $0) }
+        resultObligations = obligations.flatMap { WireWriter.encodedStringField(5, $0) }
+    }
+}
+
+/// The consent record an answer relied on, as `ConsentRecord` carries it (the subject is the
+/// request's and is not repeated). Enum values are the wire's numbers.
+public struct AnswerRecord: Sendable {
+    public var purpose: String
+    /// Empty: the record covers all data.
+    public var dataCategory: String
+    public var choice: UInt64
+    public var recordedAt: Timestamp
+    public var expiresAt: Timestamp?
+    public var legalBasis: UInt64
+    public var source: String
+    public var noticeVersion: UInt32?
+    public var sequence: UInt64
+
+    public init(purpose: String, dataCategory: String, choice: UInt64, recordedAt: Timestamp, expiresAt: Timestamp?,
+                legalBasis: UInt64, source: String, noticeVersion: UInt32?, sequence: UInt64) {
+        self.purpose = purpose
+        self.dataCategory = dataCategory
+        self.choice = choice
+        self.recordedAt = recordedAt
+        self.expiresAt = expiresAt
+        self.legalBasis = legalBasis
+        self.source = source
+        self.noticeVersion = noticeVersion
+        self.sequence = sequence
+    }
+}
+
+/// Everything a `CheckResponse` says, in wire terms: the one value both answer paths build and
+/// the one writer (`AnswerWriter`) encodes. Enum values are the wire's numbers.
+public struct CheckAnswer: Sendable {
+    public var decision: UInt64
+    public var reason: UInt64
+    /// The deciding rule's index in `policy.rules`, or -1 when no rule decided.
+    public var ruleIndex: Int32
+    /// Whether the rule's obligations come with the answer (an allow).
+    public var withObligations: Bool
+    public var policy: EncodedPolicy
+    public var consentSequence: UInt64
+    public var record: AnswerRecord?
+    public var legalBasis: UInt64
+
+    public init(decision: UInt64, reason: UInt64, ruleIndex: Int32, withObligations: Bool, policy: EncodedPolicy,
+                consentSequence: UInt64, record: AnswerRecord?, legalBasis: UInt64) {
+        self.decision = decision
+        self.reason = reason
+        self.ruleIndex = ruleIndex
+        self.withObligations = withObligations
+        self.policy = policy
+        self.consentSequence = consentSequence
+        self.record = record
+        self.legalBasis = legalBasis
+    }
+}
+
+/// What one `CheckResult` of a batch says (the revision and sequence are the batch's).
+public struct BatchResult: Sendable {
+    public var decision: UInt64
+    public var reason: UInt64
+    /// Index into the batch's `EncodedPolicy.rules`, or -1.
+    public var ruleIndex: Int32
+    public var withObligations: Bool
+    public var recordSequence: UInt64
+    public var legalBasis: UInt64
+
+    public init(decision: UInt64, reason: UInt64, ruleIndex: Int32, withObligations: Bool, recordSequence: UInt64, legalBasis: UInt64) {
+        self.decision = decision
+        self.reason = reason
+        self.ruleIndex = ruleIndex
+        self.withObligations = withObligations
+        self.recordSequence = recordSequence
+        self.legalBasis = legalBasis
+    }
+}
