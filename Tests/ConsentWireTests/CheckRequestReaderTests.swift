@@ -1,0 +1,62 @@
+import ConsentModel
+import ConsentWire
+import SwiftProtobuf
+import Testing
+
+/// The zero-copy request readers may decline anything (the general decoder then answers), but must
+/// never read a frame that SwiftProtobuf refuses. Tags are where they once differed.
+@Suite struct CheckRequestReaderTests {
+    /// `field`/`wire` as a tag spelled in `minimal + extra` bytes (continuation bytes of zeros).
+    static func tag(_ field: UInt64, _ wire: UInt64, extra: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        FrameCodec.appendVarint(field << 3 | wire, to: &bytes)
+        guard extra > 0 else { return bytes }
+        bytes[bytes.count - 1] |= 0x80
+        bytes += [UInt8](repeating: 0x80, count: extra - 1) + [0x00]
+        return bytes
+    }
+
+    static func field(_ number: UInt64, _ body: [UInt8], extra: Int) -> [UInt8] {
+        var bytes = tag(number, 2, extra: extra)
+        FrameCodec.appendVarint(UInt64(body.count), to: &bytes)
+        return bytes + body
+    }
+
+    /// Every tag of a Check — top level, CheckRequest, Context — spelled in 1 to 11 bytes, one at a time.
+    @Test(arguments: 0..<6, 0...10)
+    func theCheckReaderReadsTagsAsSwiftProtobufDoes(position: Int, extra: Int) {
+        func x(_ p: Int) -> Int { p == position ? extra : 0 }
+        let context = Self.field(1, Array("DE".utf8), extra: x(4)) + Self.tag(2, 0, extra: x(5)) + [1]
+        let check = Self.field(1, Array("a".utf8), extra: x(2)) + Self.field(2, Array("p".utf8), extra: 0)
+            + Self.field(3, Array("d".utf8), extra: 0) + Self.field(4, context, extra: x(3))
+        let request = Self.tag(1, 0, extra: x(0)) + [3] + Self.field(2, check, extra: x(1))
+        let decoded = try? Consentd_V1_Request(serializedBytes: request)
+        let parsed = request.withUnsafeBytes { ParsedCheck.parse($0) }
+        #expect((parsed != nil) == (decoded != nil), "tag \(position) in \(1 + extra) bytes: reader \(parsed != nil), SwiftProtobuf \(decoded != nil)")
+        if let parsed, let decoded {
+            #expect(parsed.id == decoded.id && parsed.gpc == decoded.check.context.gpc)
+        }
+    }
+
+    /// The same for a CheckBatch: the method's tag, an item's, an item field's, the context's.
+    @Test(arguments: 0..<4, 0...10)
+    func theBatchReaderReadsTagsAsSwiftProtobufDoes(position: Int, extra: Int) {
+        func x(_ p: Int) -> Int { p == position ? extra : 0 }
+        let item = Self.field(1, Array("a".utf8), extra: x(2)) + Self.field(2, Array("p".utf8), extra: 0) + Self.field(3, Array("d".utf8), extra: 0)
+        let batch = Self.field(1, item, extra: x(1)) + Self.field(2, Self.field(1, Array("DE".utf8), extra: 0), extra: x(3))
+        let request = [0x08, 0x07] + Self.field(3, batch, extra: x(0))
+        let decoded = try? Consentd_V1_Request(serializedBytes: request)
+        var reader = ParsedBatch()
+        let parsed = request.withUnsafeBytes { reader.parse($0, maximumItems: 8) }
+        #expect(parsed == (decoded != nil), "tag \(position) in \(1 + extra) bytes: reader \(parsed), SwiftProtobuf \(decoded != nil)")
+        if parsed { #expect(reader.items.count == 1 && reader.id == 7) }
+    }
+
+    /// The fuzz finding itself: a CheckBatch tag in eight bytes, refused by the decoder.
+    @Test func anEightByteBatchTagIsDeclined() {
+        let frame: [UInt8] = [0x9A, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00]
+        #expect((try? Consentd_V1_Request(serializedBytes: frame)) == nil)
+        var reader = ParsedBatch()
+        #expect(!frame.withUnsafeBytes { reader.parse($0, maximumItems: 8) })
+    }
+}
