@@ -14,10 +14,11 @@ public enum AnswerWriter {
     /// encoded `Explanation` message written as field 10.
     @inlinable
     public static func writeCheckFrame<S: WireSink>(id: UInt64, _ answer: CheckAnswer, explanation: [UInt8]? = nil, into sink: inout S) {
-        let rule: EncodedRule? = answer.ruleIndex >= 0 ? answer.policy.rules[Int(answer.ruleIndex)] : nil
+        let policy = answer.policy
+        let rule: EncodedRule? = answer.ruleIndex >= 0 ? policy.rules[Int(answer.ruleIndex)] : nil
         let recordSize = answer.record.map(recordBodySize) ?? 0
         var checkSize = WireWriter.varintFieldSize(1, answer.decision) + WireWriter.varintFieldSize(2, answer.reason)
-            + answer.policy.checkRevision.count + WireWriter.varintFieldSize(5, answer.consentSequence)
+            + policy.checkRevision.count + WireWriter.varintFieldSize(5, answer.consentSequence)
             + (answer.record == nil ? 0 : WireWriter.messageFieldSize(6, bodySize: recordSize))
             + WireWriter.varintFieldSize(7, answer.legalBasis)
         if let rule {
@@ -26,26 +27,28 @@ public enum AnswerWriter {
         if let explanation { checkSize += WireWriter.messageFieldSize(10, bodySize: explanation.count) }
         let responseSize = WireWriter.varintFieldSize(responseID, id) + WireWriter.messageFieldSize(responseCheck, bodySize: checkSize)
 
-        WireWriter.varint(UInt64(responseSize), into: &sink)
-        WireWriter.varintField(responseID, id, into: &sink)
-        WireWriter.messageHeader(responseCheck, bodySize: checkSize, into: &sink)
-        WireWriter.varintField(1, answer.decision, into: &sink)
-        WireWriter.varintField(2, answer.reason, into: &sink)
-        if let rule { WireWriter.encoded(rule.ruleID, into: &sink) }                       // 3 rule_id
-        WireWriter.encoded(answer.policy.checkRevision, into: &sink)                      // 4 policy_revision
-        WireWriter.varintField(5, answer.consentSequence, into: &sink)
-        if let record = answer.record {                                                    // 6 consent_record
-            WireWriter.messageHeader(6, bodySize: recordSize, into: &sink)
-            writeRecordBody(record, into: &sink)
-        }
-        WireWriter.varintField(7, answer.legalBasis, into: &sink)
-        if let rule {
-            if answer.withObligations { WireWriter.encoded(rule.checkObligations, into: &sink) }  // 8 obligations
-            WireWriter.encoded(rule.location, into: &sink)                                         // 9 rule_location
-        }
-        if let explanation {                                                               // 10 explanation
-            WireWriter.messageHeader(10, bodySize: explanation.count, into: &sink)
-            WireWriter.encoded(explanation, into: &sink)
+        policy.bytes.withUnsafeBytes { encoded in
+            WireWriter.varint(UInt64(responseSize), into: &sink)
+            WireWriter.varintField(responseID, id, into: &sink)
+            WireWriter.messageHeader(responseCheck, bodySize: checkSize, into: &sink)
+            WireWriter.varintField(1, answer.decision, into: &sink)
+            WireWriter.varintField(2, answer.reason, into: &sink)
+            if let rule { WireWriter.slice(rule.ruleID, of: encoded, into: &sink) }            // 3 rule_id
+            WireWriter.slice(policy.checkRevision, of: encoded, into: &sink)                   // 4 policy_revision
+            WireWriter.varintField(5, answer.consentSequence, into: &sink)
+            if let record = answer.record {                                                     // 6 consent_record
+                WireWriter.messageHeader(6, bodySize: recordSize, into: &sink)
+                writeRecordBody(record, into: &sink)
+            }
+            WireWriter.varintField(7, answer.legalBasis, into: &sink)
+            if let rule {
+                if answer.withObligations { WireWriter.slice(rule.checkObligations, of: encoded, into: &sink) }  // 8 obligations
+                WireWriter.slice(rule.location, of: encoded, into: &sink)                                      // 9 rule_location
+            }
+            if let explanation {                                                                // 10 explanation
+                WireWriter.messageHeader(10, bodySize: explanation.count, into: &sink)
+                WireWriter.encoded(explanation, into: &sink)
+            }
         }
     }
 
@@ -94,22 +97,24 @@ public enum AnswerWriter {
         for index in 0..<count { resultsSize += WireWriter.messageFieldSize(1, bodySize: resultBodySize(result(index), policy)) }
         let batchSize = resultsSize + policy.batchRevision.count + WireWriter.varintFieldSize(3, consentSequence)
         let responseSize = WireWriter.varintFieldSize(responseID, id) + WireWriter.messageFieldSize(responseBatch, bodySize: batchSize)
-        WireWriter.varint(UInt64(responseSize), into: &sink)
-        WireWriter.varintField(responseID, id, into: &sink)
-        WireWriter.messageHeader(responseBatch, bodySize: batchSize, into: &sink)
-        for index in 0..<count {
-            let item = result(index)
-            WireWriter.messageHeader(1, bodySize: resultBodySize(item, policy), into: &sink)
-            WireWriter.varintField(1, item.decision, into: &sink)
-            WireWriter.varintField(2, item.reason, into: &sink)
-            let rule: EncodedRule? = item.ruleIndex >= 0 ? policy.rules[Int(item.ruleIndex)] : nil
-            if let rule { WireWriter.encoded(rule.ruleID, into: &sink) }                                // 3 rule_id
-            WireWriter.varintField(4, item.recordSequence, into: &sink)
-            if let rule, item.withObligations { WireWriter.encoded(rule.resultObligations, into: &sink) } // 5 obligations
-            WireWriter.varintField(6, item.legalBasis, into: &sink)
+        policy.bytes.withUnsafeBytes { encoded in
+            WireWriter.varint(UInt64(responseSize), into: &sink)
+            WireWriter.varintField(responseID, id, into: &sink)
+            WireWriter.messageHeader(responseBatch, bodySize: batchSize, into: &sink)
+            for index in 0..<count {
+                let item = result(index)
+                WireWriter.messageHeader(1, bodySize: resultBodySize(item, policy), into: &sink)
+                WireWriter.varintField(1, item.decision, into: &sink)
+                WireWriter.varintField(2, item.reason, into: &sink)
+                let rule: EncodedRule? = item.ruleIndex >= 0 ? policy.rules[Int(item.ruleIndex)] : nil
+                if let rule { WireWriter.slice(rule.ruleID, of: encoded, into: &sink) }                                 // 3 rule_id
+                WireWriter.varintField(4, item.recordSequence, into: &sink)
+                if let rule, item.withObligations { WireWriter.slice(rule.resultObligations, of: encoded, into: &sink) } // 5 obligations
+                WireWriter.varintField(6, item.legalBasis, into: &sink)
+            }
+            WireWriter.slice(policy.batchRevision, of: encoded, into: &sink)                                           // 2 policy_revision
+            WireWriter.varintField(3, consentSequence, into: &sink)
         }
-        WireWriter.encoded(policy.batchRevision, into: &sink)                                          // 2 policy_revision
-        WireWriter.varintField(3, consentSequence, into: &sink)
     }
 
     @inlinable

@@ -1,40 +1,48 @@
 import ConsentModel
 
 /// A policy set's strings as Check answers carry them, encoded once per set: the revision and,
-/// per rule, its id, location and obligations as complete fields. Answers then copy bytes.
+/// per rule, its id, location and obligations as complete fields, back to back in one array.
+/// Answers then copy byte ranges of it — no reference counting per field on the hot path.
 public final class EncodedPolicy: Sendable {
+    /// Every encoded field, back to back.
+    public let bytes: [UInt8]
     /// `CheckResponse.policy_revision` (field 4).
-    public let checkRevision: [UInt8]
+    public let checkRevision: Range<Int>
     /// `CheckBatchResponse.policy_revision` (field 2).
-    public let batchRevision: [UInt8]
+    public let batchRevision: Range<Int>
     /// Per rule, in the set's order.
     public let rules: [EncodedRule]
 
     /// Encodes `revision` and `rules` (id, location, obligations), in the set's rule order.
     public init(revision: String, rules: [(id: String, location: String, obligations: [String])]) {
-        checkRevision = WireWriter.encodedStringField(4, revision)
-        batchRevision = WireWriter.encodedStringField(2, revision)
-        self.rules = rules.map { EncodedRule(id: $0.id, location: $0.location, obligations: $0.obligations) }
+        var bytes: [UInt8] = []
+        func append(_ field: UInt64, _ texts: [String]) -> Range<Int> {
+            let start = bytes.count
+            for text in texts { WireWriter.stringField(field, text, into: &bytes) }
+            return start..<bytes.count
+        }
+        checkRevision = append(4, [revision])
+        batchRevision = append(2, [revision])
+        self.rules = rules.map { rule in
+            EncodedRule(
+                ruleID: append(3, [rule.id]), checkObligations: append(8, rule.obligations),
+                location: append(9, [rule.location]), resultObligations: append(5, rule.obligations)
+            )
+        }
+        self.bytes = bytes
     }
 }
 
-/// One rule's fields, encoded.
+/// Where one rule's encoded fields lie in `EncodedPolicy.bytes`.
 public struct EncodedRule: Sendable {
     /// `rule_id` (field 3 of both CheckResponse and CheckResult).
-    public let ruleID: [UInt8]
+    public let ruleID: Range<Int>
     /// `CheckResponse.obligations` (field 8, once per obligation).
-    public let checkObligations: [UInt8]
+    public let checkObligations: Range<Int>
     /// `CheckResponse.rule_location` (field 9).
-    public let location: [UInt8]
+    public let location: Range<Int>
     /// `CheckResult.obligations` (field 5, once per obligation).
-    public let resultObligations: [UInt8]
-
-    public init(id: String, location: String, obligations: [String]) {
-        ruleID = WireWriter.encodedStringField(3, id)
-        self.location = WireWriter.encodedStringField(9, location)
-        checkObligations = obligations.flatMap { WireWriter.encodedStringField(8, $0) }
-        resultObligations = obligations.flatMap { WireWriter.encodedStringField(5, $0) }
-    }
+    public let resultObligations: Range<Int>
 }
 
 /// The consent record an answer relied on, as `ConsentRecord` carries it (the subject is the

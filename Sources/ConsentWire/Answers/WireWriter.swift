@@ -104,10 +104,10 @@ public enum WireWriter {
         bytes.withUnsafeBytes { sink.writeWireBytes($0) }
     }
 
-    /// A string field encoded once, for values written many times (rule ids, revisions).
-    public static func encodedStringField(_ field: UInt64, _ text: String) -> [UInt8] {
-        var out: [UInt8] = []
-        stringField(field, text, into: &out)
-        return out
+    /// Writes `range` of bytes encoded earlier (pre-encoded fields).
+    @inlinable @inline(__always)
+    public static func slice<S: WireSink>(_ range: Range<Int>, of encoded: UnsafeRawBufferPointer, into sink: inout S) {
+        guard !range.isEmpty else { return }
+        sink.writeWireBytes(UnsafeRawBufferPointer(rebasing: encoded[range]))
     }
 }

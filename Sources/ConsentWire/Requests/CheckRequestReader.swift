@@ -17,9 +17,11 @@ public struct ParsedCheck: Equatable, Sendable {
     public var uspOptOut = false
     public var at: Timestamp?
 
+    @inlinable
     public init() {}
 
     /// Reads a `Request` holding a plain `CheckRequest`; nil for anything else.
+    @inlinable
     public static func parse(_ bytes: UnsafeRawBufferPointer) -> ParsedCheck? {
         var parsed = ParsedCheck()
         var reader = FastWireReader(bytes: bytes, start: 0, end: bytes.count)
@@ -40,7 +42,8 @@ public struct ParsedCheck: Equatable, Sendable {
         return sawCheck ? parsed : nil
     }
 
-    private mutating func parseCheck(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+    @inlinable
+    mutating func parseCheck(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
         var reader = FastWireReader(bytes: bytes, start: range.lowerBound, end: range.upperBound)
         var sawContext = false
         while reader.hasMore {
@@ -62,6 +65,7 @@ public struct ParsedCheck: Equatable, Sendable {
     }
 
     /// Reads a `Context` message at `range` into this value's context fields.
+    @inlinable
     public mutating func parseContext(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
         var reader = FastWireReader(bytes: bytes, start: range.lowerBound, end: range.upperBound)
         var sawAt = false
