@@ -16,17 +16,22 @@ public final class EncodedPolicy: Sendable {
     /// Encodes `revision` and `rules` (id, location, obligations), in the set's rule order.
     public init(revision: String, rules: [(id: String, location: String, obligations: [String])]) {
         var bytes: [UInt8] = []
-        func append(_ field: UInt64, _ texts: [String]) -> Range<Int> {
+        func append(_ field: UInt64, _ text: String) -> Range<Int> {
             let start = bytes.count
-            for text in texts { WireWriter.stringField(field, text, into: &bytes) }
+            WireWriter.stringField(field, text, into: &bytes)
             return start..<bytes.count
         }
-        checkRevision = append(4, [revision])
-        batchRevision = append(2, [revision])
+        func appendRepeated(_ field: UInt64, _ texts: [String]) -> Range<Int> {
+            let start = bytes.count
+            for text in texts { WireWriter.repeatedStringElement(field, text, into: &bytes) }
+            return start..<bytes.count
+        }
+        checkRevision = append(4, revision)
+        batchRevision = append(2, revision)
         self.rules = rules.map { rule in
             EncodedRule(
-                ruleID: append(3, [rule.id]), checkObligations: append(8, rule.obligations),
-                location: append(9, [rule.location]), resultObligations: append(5, rule.obligations)
+                ruleID: append(3, rule.id), checkObligations: appendRepeated(8, rule.obligations),
+                location: append(9, rule.location), resultObligations: appendRepeated(5, rule.obligations)
             )
         }
         self.bytes = bytes

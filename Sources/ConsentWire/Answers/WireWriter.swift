@@ -62,6 +62,18 @@ public enum WireWriter {
         text.withUTF8 { bytesField(field, UnsafeRawBufferPointer($0), into: &sink) }
     }
 
+    /// One element of a repeated string field: written even when empty (unlike a singular field,
+    /// every element of a repeated field is on the wire).
+    @inlinable
+    public static func repeatedStringElement<S: WireSink>(_ field: UInt64, _ text: String, into sink: inout S) {
+        var text = text
+        text.withUTF8 { bytes in
+            varint(field << 3 | 2, into: &sink)
+            varint(UInt64(bytes.count), into: &sink)
+            if bytes.count > 0 { sink.writeWireBytes(UnsafeRawBufferPointer(bytes)) }
+        }
+    }
+
     /// A message field's tag and length; its body follows.
     @inlinable @inline(__always)
     public static func messageHeader<S: WireSink>(_ field: UInt64, bodySize: Int, into sink: inout S) {
