@@ -112,7 +112,10 @@ let package = Package(
             dependencies: ["PolicyEngine", "ConsentModel"],
             resources: [.copy("Fixtures")]
         ),
-        .testTarget(name: "ConsentStoreTests", dependencies: ["ConsentStore", "ConsentModel"]),
+        .testTarget(
+            name: "ConsentStoreTests",
+            dependencies: ["ConsentStore", "ConsentModel", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .testTarget(
             name: "ConsentWireTests",
             dependencies: ["ConsentWire", "ConsentModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")],

@@ -69,10 +69,10 @@ public final class ConsentDaemon: Sendable {
         var receiptWriter: ReceiptWriter?
         if let directory = configuration.receipts.directory {
             let instance = String(UInt64(clamping: Timestamp.now().microseconds), radix: 36)
-            var hasher: (@Sendable (String) -> String)?
+            var hasher: (@Sendable (UnsafeRawBufferPointer) -> String)?
             if configuration.receipts.subject == .hash {
                 let keyed = store
-                hasher = { subject in keyed.subjectHash(subject) }
+                hasher = { subject in keyed.subjectHash(bytes: subject) }
             }
             let queue = ReceiptQueue(configuration: configuration.receipts, instance: instance, hasher: hasher)
             receiptWriter = try ReceiptWriter(queue: queue, directory: directory, fileMode: configuration.fileMode, anchor: ReceiptAnchor(store: store), logger: logger)

@@ -346,18 +346,22 @@ final class Tally: Sendable {
         }
         let client = try harness.client()
         _ = try client.record([grant("alice", measurement)])
-        for subject in ["alice", "bob"] {
-            _ = try client.check(subject: subject, purpose: measurement, dataCategory: "user.behavior", context: RequestContext(jurisdiction: "DE"))
+        // One connection: its receipts keep the last subject's hash, which must never be reused for another.
+        let subjects = ["alice", "bob", "alice", "alice\u{0}"]
+        for subject in subjects {
+            _ = try? client.check(subject: subject, purpose: measurement, dataCategory: "user.behavior", context: RequestContext(jurisdiction: "DE"))
         }
         try await harness.stop(keepFiles: true)
         defer { try? FileManager.default.removeItem(at: harness.directory) }
         let lines = ReceiptDirectory(path: receipts).lines
-        #expect(lines.count == 2)
+        #expect(lines.count == subjects.count)
         #expect(!lines.contains { $0.contains("alice") || $0.contains(#""subject":"#) })
         let store = try SQLiteConsentStore(path: harness.daemon.state.configuration.store)
-        #expect(lines[0].contains(store.subjectHash("alice")))
+        for (line, subject) in zip(lines, subjects) {
+            #expect(line.contains(#""subject_hash":"\#(store.subjectHash(subject))""#), "\(subject.debugDescription): \(line)")
+        }
         let report = try ReceiptReplayer(directory: receipts, store: store).run()
-        #expect(report.matched == 2, "alice's receipt is re-decided through the keyed hash; bob, who never had a record and no tombstone, with none")
+        #expect(report.matched == subjects.count, "alice's receipt is re-decided through the keyed hash; bob, who never had a record and no tombstone, with none")
         #expect(report.unverifiable.isEmpty)
         #expect(report.mismatches.isEmpty)
     }

@@ -1,6 +1,8 @@
 import ConsentModel
 @testable import ConsentStore
+import Crypto
 import Foundation
+import GRDB
 import Testing
 
 /// A fresh store file in a temporary directory, removed afterwards.
@@ -82,6 +84,21 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
         #expect(try store.history(of: "alice", asOf: at("2026-01-15T00:00:00Z")).map(\.sequence) == [1])
         #expect(try store.history(of: "alice", asOf: at("2026-02-15T00:00:00Z")).map(\.sequence) == [1, 2])
         #expect(try store.history(of: "alice", asOf: at("2026-03-02T00:00:00Z")).map(\.sequence) == [1, 2, 3])
+    }
+
+    /// The subject hash copies a keyed HMAC state and writes hex by hand; a one-shot HMAC under
+    /// the key read from the file, printed with `%02x`, must give the same text for every id.
+    @Test func subjectHashIsTheHMACOfTheIdUnderTheStoresKey() throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        let stored = try #require(try store.pool.read { try String.fetchOne($0, sql: "SELECT value FROM store_meta WHERE key = 'erasure_key'") })
+        let key = SymmetricKey(data: try #require(Data(base64Encoded: stored)))
+        let subjects = ["alice", "bob", "alice", "", "jos\u{E9}", "jose\u{301}", String(repeating: "\u{10FFFF}", count: 64), "a\u{0}b"]
+        for subject in subjects {
+            let expected = HMAC<SHA256>.authenticationCode(for: Data(subject.utf8), using: key).map { String(format: "%02x", $0) }.joined()
+            #expect(store.subjectHash(subject) == expected, "\(subject.debugDescription)")
+            #expect(Array(subject.utf8).withUnsafeBytes { store.subjectHash(bytes: $0) } == expected)
+        }
     }
 
     @Test func erasureDeletesEverythingAndLeavesOnlyAKeyedHashTombstone() throws {

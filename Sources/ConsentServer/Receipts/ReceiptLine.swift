@@ -75,6 +75,10 @@ struct ConnectionReceipts {
     private var sampleCredit: Double = 0
     private var parts: ReceiptParts?
     private var clock = TimeFormatter()
+    /// The last subject hashed and its hash: a ListUses answer or a batch decides one subject
+    /// many times, and the keyed hash is the costliest part of a receipt.
+    private var hashedSubject: [UInt8] = []
+    private var hashedSubjectText = ""
     let lines = ReceiptLines()
 
     init(queue: ReceiptQueue, connection: UInt64) {
@@ -95,6 +99,15 @@ struct ConnectionReceipts {
         return false
     }
 
+    private mutating func subjectHash(_ subject: UnsafeRawBufferPointer) -> String {
+        if hashedSubjectText.isEmpty || !hashedSubject.elementsEqual(subject) {
+            hashedSubject.removeAll(keepingCapacity: true)
+            hashedSubject.append(contentsOf: subject)
+            hashedSubjectText = queue.subjectHash(subject)
+        }
+        return hashedSubjectText
+    }
+
     /// Appends one receipt line.
     mutating func append(_ input: ReceiptInput, set: PolicySet) {
         if input.hasOversizedField {
@@ -106,7 +119,7 @@ struct ConnectionReceipts {
         let parts = self.parts.unsafelyUnwrapped
         let rule = Int(input.decision.ruleIndex)
         let ruleBytes: [UInt8]? = rule >= 0 && rule < parts.rules.count ? parts.rules[rule] : nil
-        let hash = queue.subjectMode == .hash ? queue.subjectHash(input.subject) : ""
+        let hash = queue.subjectMode == .hash ? subjectHash(input.subject) : ""
         var bound = 400 + idPrefix.count + parts.revision.count + (ruleBytes?.count ?? 0) + hash.utf8.count
         bound += 6 * (input.subject.count + input.purpose.count + input.dataCategory.count + (input.jurisdiction?.count ?? 0) + (input.channel?.count ?? 0))
         lines.reserve(bound)

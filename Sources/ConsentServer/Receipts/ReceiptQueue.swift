@@ -21,7 +21,7 @@ public final class ReceiptQueue: Sendable {
     let instance: String
     let sampleRate: Double
     let subjectMode: ReceiptConfiguration.SubjectMode
-    private let hasher: (@Sendable (String) -> String)?
+    private let hasher: (@Sendable (UnsafeRawBufferPointer) -> String)?
     /// Receipts the queue holds before the full policy applies.
     let capacity: Int
     /// The most the queue ever holds (`block` mode admits receipts of requests already read past
@@ -36,7 +36,7 @@ public final class ReceiptQueue: Sendable {
     private let lastErrorText = Mutex<String>("")
 
     /// - Parameter hasher: the consent store's keyed subject hash, for `subject: hash`.
-    init(configuration: ReceiptConfiguration, instance: String, hasher: (@Sendable (String) -> String)?) {
+    init(configuration: ReceiptConfiguration, instance: String, hasher: (@Sendable (UnsafeRawBufferPointer) -> String)?) {
         self.configuration = configuration
         self.instance = instance
         sampleRate = configuration.sampleRate
@@ -63,7 +63,7 @@ public final class ReceiptQueue: Sendable {
     private let queuedBytes = Atomic<Int>(0)
 
     func subjectHash(_ subject: UnsafeRawBufferPointer) -> String {
-        hasher?(String(decoding: subject, as: UTF8.self)) ?? ""
+        hasher?(subject) ?? ""
     }
 
     /// Moves the lines of one frame into the queue: as many as fit, the rest dropped and counted.

@@ -43,7 +43,8 @@ public final class SQLiteConsentStore: Sendable {
     public let path: String
     let pool: DatabasePool
     private let keyCache = KeyCache()
-    private let erasureKey: SymmetricKey
+    /// HMAC-SHA256 keyed with the store's erasure key once; each subject hash copies it.
+    private let subjectHMAC: HMAC<SHA256>
     private let injectedFailures = Mutex(0)
     /// How far in the future a record's `recorded_at` may lie (clocks of writers disagree a little;
     /// a record from the far future would override every later real choice).
@@ -88,7 +89,7 @@ public final class SQLiteConsentStore: Sendable {
                 try db.execute(sql: "INSERT INTO store_meta (key, value) VALUES ('erasure_key', ?)", arguments: [fresh])
                 return fresh
             }
-            erasureKey = SymmetricKey(data: Data(base64Encoded: key) ?? Data(key.utf8))
+            subjectHMAC = HMAC<SHA256>(key: SymmetricKey(data: Data(base64Encoded: key) ?? Data(key.utf8)))
             // SQLite gives the WAL and SHM files the database file's mode; narrow any left over
             // from before with wider bits.
             try StoreFiles.narrow(path + "-wal", mode: fileMode)
@@ -439,12 +440,30 @@ public final class SQLiteConsentStore: Sendable {
         }
     }
 
-    /// HMAC-SHA256 of the subject id under this store's erasure key, as hex.
+    /// HMAC-SHA256 of the subject id under this store's erasure key, as lowercase hex.
     public func subjectHash(_ subject: String) -> String {
-        HMAC<SHA256>.authenticationCode(for: Data(subject.utf8), using: erasureKey).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        var subject = subject
+        return subject.withUTF8 { subjectHash(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// HMAC-SHA256 of the subject id's bytes under this store's erasure key, as lowercase hex
+    /// (receipts hash every decision's subject with it, so it allocates only the answer).
+    public func subjectHash(bytes: UnsafeRawBufferPointer) -> String {
+        var mac = subjectHMAC
+        mac.update(data: bytes)
+        let code = mac.finalize()
+        return String(unsafeUninitializedCapacity: 2 * SHA256.byteCount) { out in
+            let digits: StaticString = "0123456789abcdef"
+            var index = 0
+            code.withUnsafeBytes { bytes in
+                for byte in bytes {
+                    out[index] = digits.utf8Start[Int(byte >> 4)]
+                    out[index + 1] = digits.utf8Start[Int(byte & 0x0f)]
+                    index += 2
+                }
+            }
+            return index
+        }
     }
 
     // MARK: reading
