@@ -13,6 +13,9 @@ let package = Package(
         .library(name: "ConsentWire", targets: ["ConsentWire"]),
         .library(name: "ConsentServer", targets: ["ConsentServer"]),
         .library(name: "ConsentClient", targets: ["ConsentClient"]),
+        // Seeded workloads (synthetic populations, the generator's RNG) for consentctl's load
+        // tests and generators and the Benchmarks package.
+        .library(name: "ConsentWorkload", targets: ["ConsentWorkload"]),
         .executable(name: "consentd", targets: ["consentd"]),
         .executable(name: "consentctl", targets: ["consentctl"]),
     ],
@@ -78,6 +81,17 @@ let package = Package(
             name: "ConsentClient",
             dependencies: ["ConsentModel", "ConsentWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
+        .target(name: "ConsentWorkload", dependencies: ["ConsentModel"]),
+        .target(
+            name: "ConsentTesting",
+            dependencies: [
+                "ConsentWorkload", "ConsentModel", "PolicyEngine", "ConsentStore", "ConsentWire", "ConsentServer", "ConsentClient",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "consentd",
             dependencies: [
@@ -97,24 +111,25 @@ let package = Package(
                 "ConsentClient",
                 "ConsentWire",
                 "ConsentServer",
+                "ConsentWorkload",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // libFuzzer targets: build with `swift build --sanitize=fuzzer --product fuzz-…` (scripts/fuzz.sh).
-        .executableTarget(name: "fuzz-frames", dependencies: ["ConsentServer"], path: "Fuzz/frames"),
-        .executableTarget(name: "fuzz-policy", dependencies: ["PolicyEngine"], path: "Fuzz/policy"),
-        .executableTarget(name: "fuzz-write", dependencies: ["ConsentServer"], path: "Fuzz/write"),
+        .executableTarget(name: "fuzz-frames", dependencies: ["ConsentTesting"], path: "Fuzz/frames"),
+        .executableTarget(name: "fuzz-policy", dependencies: ["ConsentTesting"], path: "Fuzz/policy"),
+        .executableTarget(name: "fuzz-write", dependencies: ["ConsentTesting"], path: "Fuzz/write"),
         .testTarget(name: "ConsentModelTests", dependencies: ["ConsentModel"]),
         .testTarget(
             name: "PolicyEngineTests",
-            dependencies: ["PolicyEngine", "ConsentModel"],
+            dependencies: ["PolicyEngine", "ConsentModel", "ConsentWorkload"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "ConsentStoreTests",
-            dependencies: ["ConsentStore", "ConsentModel", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["ConsentStore", "ConsentModel", "ConsentWorkload", .product(name: "Crypto", package: "swift-crypto"), .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "ConsentWireTests",
@@ -124,7 +139,7 @@ let package = Package(
         .testTarget(
             name: "ConsentServerTests",
             dependencies: [
-                "ConsentServer", "ConsentClient", "ConsentWire", "ConsentModel", "ConsentStore", "PolicyEngine",
+                "ConsentServer", "ConsentClient", "ConsentWire", "ConsentModel", "ConsentStore", "PolicyEngine", "ConsentTesting", "ConsentWorkload",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -133,7 +148,7 @@ let package = Package(
         ),
         .testTarget(
             name: "consentctlTests",
-            dependencies: ["consentctl", "ConsentStore", "ConsentModel", "ConsentWire", "ConsentClient", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["consentctl", "ConsentStore", "ConsentModel", "ConsentWire", "ConsentClient", "ConsentWorkload", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
     ],
     swiftLanguageModes: [.v6]

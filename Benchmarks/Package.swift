@@ -24,6 +24,7 @@ let package = Package(
                 .product(name: "PolicyEngine", package: parent.lastPathComponent),
                 .product(name: "ConsentStore", package: parent.lastPathComponent),
                 .product(name: "ConsentWire", package: parent.lastPathComponent),
+                .product(name: "ConsentWorkload", package: parent.lastPathComponent),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

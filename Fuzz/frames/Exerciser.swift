@@ -1,4 +1,4 @@
-import ConsentServer
+import ConsentTesting
 import Foundation
 
 /// Set up in LLVMFuzzerInitialize (a global outside main.swift is initialized lazily; libFuzzer's main

@@ -1,4 +1,5 @@
-import PolicyEngine
+import ConsentTesting
+
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafeRawPointer, _ size: Int) -> CInt {

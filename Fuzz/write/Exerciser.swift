@@ -1,4 +1,4 @@
-import ConsentServer
+import ConsentTesting
 import Foundation
 
 /// Set up in LLVMFuzzerInitialize (see Fuzz/frames). Policies: $CONSENTD_FUZZ_POLICIES or ./Policies.

@@ -2,7 +2,9 @@ import ConsentClient
 import ConsentModel
 @testable import ConsentServer
 @testable import ConsentStore
+import ConsentTesting
 import ConsentWire
+import ConsentWorkload
 import Foundation
 import SwiftProtobuf
 import Testing

@@ -1,6 +1,8 @@
 import ConsentModel
 @testable import ConsentServer
+import ConsentTesting
 import ConsentWire
+import ConsentWorkload
 import Foundation
 import NIOCore
 import SwiftProtobuf

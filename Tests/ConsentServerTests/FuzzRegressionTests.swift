@@ -1,4 +1,5 @@
 import ConsentServer
+import ConsentTesting
 import Foundation
 import PolicyEngine
 import Testing

@@ -2,6 +2,7 @@ import ConsentClient
 import ConsentModel
 import ConsentServer
 import ConsentStore
+import ConsentTesting
 import ConsentWire
 import Foundation
 import PolicyEngine

@@ -1,6 +1,7 @@
 import ConsentClient
 import ConsentModel
 import ConsentServer
+import ConsentTesting
 import ConsentWire
 import Foundation
 import Testing

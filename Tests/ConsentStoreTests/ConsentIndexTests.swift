@@ -1,5 +1,6 @@
 import ConsentModel
 @testable import ConsentStore
+import ConsentWorkload
 import Testing
 
 @Suite struct ConsentIndexTests {

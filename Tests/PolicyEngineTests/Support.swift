@@ -1,4 +1,5 @@
 import ConsentModel
+import ConsentWorkload
 import Foundation
 import PolicyEngine
 import Testing

@@ -1,8 +1,9 @@
-import Foundation
 import ConsentModel
 import ConsentWire
-@testable import consentctl
+import ConsentWorkload
+import Foundation
 import Testing
+@testable import consentctl
 
 /// `consentctl bench`: argument handling, the open-loop schedule, the wire scan and the
 /// histogram output on a tiny real run. No timing assertions.
@@ -92,8 +93,8 @@ import Testing
     }
 }
 
-/// SplitMix64 from ConsentModel, wrapped so the test can pass it inout.
+/// SplitMix64 from ConsentWorkload, wrapped so the test can pass it inout.
 struct ConsentModelRNG {
-    var generator: ConsentModel.SplitMix64
-    init(seed: UInt64) { generator = ConsentModel.SplitMix64(seed: seed) }
+    var generator: ConsentWorkload.SplitMix64
+    init(seed: UInt64) { generator = ConsentWorkload.SplitMix64(seed: seed) }
 }

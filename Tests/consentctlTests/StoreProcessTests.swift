@@ -1,5 +1,6 @@
 import ConsentModel
 import ConsentStore
+import ConsentWorkload
 import Foundation
 import Testing
 

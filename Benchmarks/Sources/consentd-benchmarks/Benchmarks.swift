@@ -2,11 +2,12 @@ import ArgumentParser
 import ConsentModel
 import ConsentStore
 import ConsentWire
-import SwiftProtobuf
+import ConsentWorkload
 import Foundation
 import Glibc
 import MallocInterposerSwift
 import PolicyEngine
+import SwiftProtobuf
 import Synchronization
 
 @main

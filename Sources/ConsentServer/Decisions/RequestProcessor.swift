@@ -10,16 +10,16 @@ import SwiftProtobuf
 /// consent administration is returned as work for a blocking thread pool.
 ///
 /// No I/O of its own and no NIO: the channel handler feeds it requests and writes what it returns.
-struct RequestProcessor {
-    let state: ServerState
+package struct RequestProcessor {
+    package let state: ServerState
     private var policies: PolicyReader
     private var consent: SnapshotReader
     /// The peer's credentials from SO_PEERCRED, if known.
-    var peer: PeerCredentials? {
+    package var peer: PeerCredentials? {
         didSet { roles = state.roles(of: peer) }
     }
     /// What the peer may do.
-    private(set) var roles: PeerRoles
+    package private(set) var roles: PeerRoles
     /// This connection's receipts, when receipts are on.
     private var receipts: ConnectionReceipts?
     private let metrics: DaemonMetrics?
@@ -30,7 +30,7 @@ struct RequestProcessor {
     private var batchResolved: [(ResolvedRequest, Range<Int>)] = []
     private var batchDecisions: [Decision] = []
 
-    init(state: ServerState) {
+    package init(state: ServerState) {
         self.state = state
         self.policies = PolicyReader(state.policies)
         self.consent = SnapshotReader(state.feed.index)
@@ -42,15 +42,15 @@ struct RequestProcessor {
     }
 
     /// The receipt lines encoded since the last flush (for the fuzz target's checks).
-    var pendingReceipts: ReceiptLines? { receipts?.lines }
+    package var pendingReceipts: ReceiptLines? { receipts?.lines }
 
     /// Hands this frame's receipts to the writer's queue.
-    mutating func flushReceipts() {
+    package mutating func flushReceipts() {
         receipts?.flush()
     }
 
     /// What to do with a request.
-    enum Outcome {
+    package enum Outcome {
         /// The response, ready now.
         case respond(Consentd_V1_Response)
         /// The response's frame (length prefix included), ready now: Check and CheckBatch
@@ -62,7 +62,7 @@ struct RequestProcessor {
 
     /// Answers a plain Check straight from the frame's bytes into `buffer` (see `ParsedCheck`).
     /// Returns false, having written nothing, when the general path must answer.
-    mutating func fastCheck(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
+    package mutating func fastCheck(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
         guard roles.check, let check = ParsedCheck.parse(bytes) else { return false }
         let subject = UnsafeRawBufferPointer(rebasing: bytes[check.subject])
         guard Identifier.isPrintableASCII(bytes: subject) else { return false }
@@ -104,7 +104,7 @@ struct RequestProcessor {
 
     /// Answers a plain CheckBatch straight from the frame's bytes (see `fastCheck`); all items
     /// are resolved before anything is written, so a decline leaves `buffer` untouched.
-    mutating func fastBatch(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
+    package mutating func fastBatch(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
         guard roles.check, batch.parse(bytes, maximumItems: state.configuration.maximumBatchItems) else { return false }
         let set = policies.current()
         let context = batch.context
@@ -151,7 +151,7 @@ struct RequestProcessor {
     /// An error answer for a frame refused from its shape before anything is decoded: a
     /// CheckBatch or RecordConsent with more entries than allowed, or a group (no consentd.v1
     /// message has one: an unknown field); nil when the frame may be decoded.
-    func refuseOversized(_ bytes: UnsafeRawBufferPointer) -> Consentd_V1_Response? {
+    package func refuseOversized(_ bytes: UnsafeRawBufferPointer) -> Consentd_V1_Response? {
         guard let shape = RequestScan.shape(bytes) else { return nil }
         if shape.hasGroup {
             ServerCounters.bump(state.counters.requests)
@@ -168,13 +168,13 @@ struct RequestProcessor {
     /// The answer to a frame the decoder refused only because a string is not valid UTF-8: an
     /// error for that request, and the connection stays open (ids must be valid UTF-8; the
     /// frame itself is sound). Nil for any other decoding failure.
-    func refuseInvalidUTF8(_ bytes: UnsafeRawBufferPointer, _ error: Error) -> Consentd_V1_Response? {
+    package func refuseInvalidUTF8(_ bytes: UnsafeRawBufferPointer, _ error: Error) -> Consentd_V1_Response? {
         guard let decoding = error as? BinaryDecodingError, decoding == .invalidUTF8, let shape = RequestScan.shape(bytes) else { return nil }
         ServerCounters.bump(state.counters.requests)
         return self.error(shape.id, .invalidArgument, "a string field (a subject id, key or name) is not valid UTF-8")
     }
 
-    mutating func process(_ request: Consentd_V1_Request) -> Outcome {
+    package mutating func process(_ request: Consentd_V1_Request) -> Outcome {
         ServerCounters.bump(state.counters.requests)
         let id = request.id
         if request.hasUnknownFieldsAnywhere {

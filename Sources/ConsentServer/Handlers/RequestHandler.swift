@@ -8,10 +8,16 @@ import SwiftProtobuf
 struct QuiesceEvent: Sendable {}
 
 /// The peer's credentials as SO_PEERCRED reports them (the layout of Linux `struct ucred`).
-struct PeerCredentials: Sendable {
-    var pid: Int32 = 0
-    var uid: UInt32 = 0
-    var gid: UInt32 = 0
+package struct PeerCredentials: Sendable {
+    package var pid: Int32 = 0
+    package var uid: UInt32 = 0
+    package var gid: UInt32 = 0
+
+    package init(pid: Int32, uid: UInt32, gid: UInt32) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
 
     /// The credentials of a connected channel, read on its event loop (nil where unsupported).
     static func read(_ channel: Channel) -> PeerCredentials? {

@@ -224,13 +224,13 @@ struct ConnectionReceipts {
 }
 
 /// Encoded receipt lines of one frame, in raw memory the connection keeps and reuses.
-final class ReceiptLines {
+package final class ReceiptLines {
     private(set) var base: UnsafeMutablePointer<UInt8>
     private(set) var size = 0
     private var capacity: Int
     /// Where each line ends.
-    private(set) var ends: [Int] = []
-    var count: Int { ends.count }
+    package private(set) var ends: [Int] = []
+    package var count: Int { ends.count }
 
     init(capacity: Int = 16_384) {
         self.capacity = capacity
@@ -259,7 +259,7 @@ final class ReceiptLines {
         ends.append(size)
     }
 
-    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+    package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 
     func removeAll() {
         size = 0

@@ -4,6 +4,7 @@ import ConsentModel
 import ConsentServer
 import ConsentStore
 import ConsentWire
+import ConsentWorkload
 import Foundation
 import Histogram
 import PolicyEngine

@@ -1,6 +1,7 @@
-import Foundation
 import ConsentModel
 import ConsentWire
+import ConsentWorkload
+import Foundation
 import SwiftProtobuf
 
 /// The kinds of request a bench run mixes.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ConsentModel
 import ConsentStore
+import ConsentWorkload
 import Foundation
 import PolicyEngine
 

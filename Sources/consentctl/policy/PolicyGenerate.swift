@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConsentModel
+import ConsentWorkload
 import Foundation
 
 /// `consentctl policy generate` — a large synthetic policy set, for reload and scale tests.

@@ -1,3 +1,5 @@
+import ConsentModel
+
 /// A deterministic, seeded generator of realistic consent histories, for load tests and
 /// benchmarks (`consentctl consent generate`, the benchmark suite).
 ///

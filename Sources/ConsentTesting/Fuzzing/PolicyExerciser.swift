@@ -1,4 +1,5 @@
 import ConsentModel
+import PolicyEngine
 
 /// Compiles arbitrary text as a policy file, alone (as a taxonomy or anything else) and beside a
 /// known-good taxonomy (so rule files compile), and when a set results decides a few requests

@@ -1,4 +1,5 @@
 import ConsentModel
+import ConsentServer
 import ConsentStore
 import ConsentWire
 import Foundation
