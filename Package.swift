@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "PolicyEngine", targets: ["PolicyEngine"]),
         .library(name: "ConsentStore", targets: ["ConsentStore"]),
         .library(name: "ConsentWire", targets: ["ConsentWire"]),
+        .library(name: "ConsentTransport", targets: ["ConsentTransport"]),
+        .library(name: "ConsentReceipts", targets: ["ConsentReceipts"]),
         .library(name: "ConsentServer", targets: ["ConsentServer"]),
         .library(name: "ConsentClient", targets: ["ConsentClient"]),
         // Seeded workloads (synthetic populations, the generator's RNG) for consentctl's load
@@ -60,9 +62,29 @@ let package = Package(
             exclude: ["Generated/README.md"]
         ),
         .target(
+            name: "ConsentTransport",
+            dependencies: [
+                "ConsentWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+        ),
+        .target(
+            name: "ConsentReceipts",
+            dependencies: [
+                "ConsentModel", "PolicyEngine", "ConsentStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            // Receipts are encoded on the event loops (see ConsentServer's setting).
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+        ),
+        .target(
             name: "ConsentServer",
             dependencies: [
-                "ConsentModel", "PolicyEngine", "ConsentStore", "ConsentWire",
+                "ConsentModel", "PolicyEngine", "ConsentStore", "ConsentWire", "ConsentReceipts", "ConsentTransport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -85,7 +107,7 @@ let package = Package(
         .target(
             name: "ConsentTesting",
             dependencies: [
-                "ConsentWorkload", "ConsentModel", "PolicyEngine", "ConsentStore", "ConsentWire", "ConsentServer", "ConsentClient",
+                "ConsentWorkload", "ConsentModel", "PolicyEngine", "ConsentStore", "ConsentWire", "ConsentServer", "ConsentClient", "ConsentReceipts",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -96,6 +118,7 @@ let package = Package(
             name: "consentd",
             dependencies: [
                 "ConsentServer",
+                "ConsentReceipts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -105,12 +128,13 @@ let package = Package(
         .executableTarget(
             name: "consentctl",
             dependencies: [
+                "ConsentReceipts",
                 "ConsentModel",
                 "PolicyEngine",
                 "ConsentStore",
                 "ConsentClient",
                 "ConsentWire",
-                "ConsentServer",
+                "ConsentTransport",
                 "ConsentWorkload",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -139,7 +163,7 @@ let package = Package(
         .testTarget(
             name: "ConsentServerTests",
             dependencies: [
-                "ConsentServer", "ConsentClient", "ConsentWire", "ConsentModel", "ConsentStore", "PolicyEngine", "ConsentTesting", "ConsentWorkload",
+                "ConsentServer", "ConsentClient", "ConsentWire", "ConsentModel", "ConsentStore", "PolicyEngine", "ConsentTesting", "ConsentWorkload", "ConsentReceipts",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -148,7 +172,7 @@ let package = Package(
         ),
         .testTarget(
             name: "consentctlTests",
-            dependencies: ["consentctl", "ConsentStore", "ConsentModel", "ConsentWire", "ConsentClient", "ConsentWorkload", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["consentctl", "ConsentReceipts", "ConsentStore", "ConsentModel", "ConsentWire", "ConsentClient", "ConsentWorkload", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,4 +1,5 @@
 import ConsentModel
+import ConsentReceipts
 import ConsentStore
 import Logging
 import NIOCore
@@ -75,7 +76,11 @@ public final class ConsentDaemon: Sendable {
                 hasher = { subject in keyed.subjectHash(bytes: subject) }
             }
             let queue = ReceiptQueue(configuration: configuration.receipts, instance: instance, hasher: hasher)
-            receiptWriter = try ReceiptWriter(queue: queue, directory: directory, fileMode: configuration.fileMode, anchor: ReceiptAnchor(store: store), logger: logger)
+            do {
+                receiptWriter = try ReceiptWriter(queue: queue, directory: directory, fileMode: configuration.fileMode, anchor: ReceiptAnchor(store: store), logger: logger)
+            } catch let error as ReceiptDirectoryError {
+                throw StartupError(description: error.description)
+            }
             do {
                 try PolicyArchive.save(files.policies, revision: set.revision, receipts: directory, fileMode: configuration.fileMode)
             } catch {

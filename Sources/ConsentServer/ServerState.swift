@@ -1,4 +1,5 @@
 import ConsentModel
+import ConsentReceipts
 import ConsentStore
 import Logging
 import PolicyEngine

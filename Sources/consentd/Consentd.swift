@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConsentReceipts
 import ConsentServer
 import Foundation
 import Logging

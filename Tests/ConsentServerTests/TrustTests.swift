@@ -1,5 +1,6 @@
 import ConsentClient
 import ConsentModel
+@testable import ConsentReceipts
 @testable import ConsentServer
 import ConsentStore
 import ConsentTesting

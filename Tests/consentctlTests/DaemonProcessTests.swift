@@ -1,5 +1,6 @@
 import ConsentClient
 import ConsentModel
+@testable import ConsentReceipts
 import ConsentWire
 import ConsentStore
 import Foundation

@@ -1,3 +1,5 @@
+import ConsentReceipts
+import ConsentTransport
 import ConsentWire
 import Logging
 import NIOCore

@@ -1,4 +1,5 @@
 import ConsentModel
+import ConsentReceipts
 import Foundation
 import Logging
 import PolicyEngine

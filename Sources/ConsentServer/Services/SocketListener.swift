@@ -1,3 +1,4 @@
+import ConsentTransport
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,4 +1,5 @@
 import ConsentModel
+import ConsentReceipts
 import ConsentServer
 import ConsentStore
 import ConsentWire

@@ -1,7 +1,7 @@
 import ArgumentParser
 import ConsentClient
 import ConsentModel
-import ConsentServer
+import ConsentTransport
 import ConsentStore
 import ConsentWire
 import ConsentWorkload

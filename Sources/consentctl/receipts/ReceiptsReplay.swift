@@ -1,5 +1,5 @@
 import ArgumentParser
-import ConsentServer
+import ConsentReceipts
 import ConsentStore
 import Foundation
 

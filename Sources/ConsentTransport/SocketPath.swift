@@ -7,12 +7,14 @@ import Darwin
 /// Why the socket path cannot be used.
 public struct SocketPathError: Error, CustomStringConvertible, Sendable {
     public let description: String
+
+    package init(description: String) { self.description = description }
 }
 
 /// Makes the socket path ready to bind: a stale socket left by a dead daemon is removed; a live
 /// daemon's socket, or a file that is not a socket, is refused with a clear message.
-enum SocketPath {
-    static func prepare(_ path: String) throws {
+package enum SocketPath {
+    package static func prepare(_ path: String) throws {
         var info = stat()
         guard lstat(path, &info) == 0 else { return }
         guard info.st_mode & S_IFMT == S_IFSOCK else {
@@ -46,7 +48,7 @@ enum SocketPath {
     }
 
     /// What identifies the socket file this daemon created: device and inode.
-    struct Identity: Sendable, Equatable {
+    package struct Identity: Sendable, Equatable {
         var device: UInt64
         var inode: UInt64
     }
@@ -54,14 +56,14 @@ enum SocketPath {
     /// Where to bind so that the socket never exists at `path` with a wider mode than asked for:
     /// a fresh directory beside `path` that only this user can enter. After `chmod`, `publish`
     /// links the socket into place (failing, rather than replacing, if something appeared there).
-    struct Staging {
-        let directory: String
-        let temporaryPath: String
-        let finalPath: String
+    package struct Staging {
+        package let directory: String
+        package let temporaryPath: String
+        package let finalPath: String
 
         /// Links the bound socket to its final path and removes the staging directory; returns the
         /// identity of the published socket.
-        func publish() throws -> Identity {
+        package func publish() throws -> Identity {
             defer { discard() }
             guard link(temporaryPath, finalPath) == 0 else {
                 let error = errno
@@ -77,7 +79,7 @@ enum SocketPath {
         }
 
         /// Removes the staging directory and anything bound in it.
-        func discard() {
+        package func discard() {
             unlink(temporaryPath)
             rmdir(directory)
         }
@@ -85,7 +87,7 @@ enum SocketPath {
 
     /// A private staging directory next to `path` (mode 0700); nil when the staged path would be
     /// longer than a socket path may be.
-    static func staging(for path: String) throws -> Staging? {
+    package static func staging(for path: String) throws -> Staging? {
         let slash = path.lastIndex(of: "/")
         let parent = slash.map { String(path[..<$0]) } ?? "."
         let base = (parent.isEmpty ? "" : parent) + "/.consentd-sock.XXXXXX"
@@ -98,7 +100,7 @@ enum SocketPath {
         return Staging(directory: directory, temporaryPath: directory + "/s", finalPath: path)
     }
 
-    static func identity(of path: String) -> Identity? {
+    package static func identity(of path: String) -> Identity? {
         var info = stat()
         guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return nil }
         return Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
@@ -106,7 +108,7 @@ enum SocketPath {
 
     /// Removes the socket at `path` only if it is the one this daemon created (same device and
     /// inode): a successor that bound the path after this daemon stopped listening keeps its socket.
-    static func remove(_ path: String, ifStill identity: Identity) {
+    package static func remove(_ path: String, ifStill identity: Identity) {
         if SocketPath.identity(of: path) == identity { unlink(path) }
     }
 }

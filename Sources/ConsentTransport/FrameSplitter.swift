@@ -1,22 +1,26 @@
 import ConsentWire
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A frame the daemon refuses; the connection is answered with an error and closed.
-enum FrameError: Error, CustomStringConvertible {
+package enum FrameError: Error, CustomStringConvertible {
     case malformedLength
     case tooLarge(UInt64, limit: Int)
     case malformedMessage(String)
     case truncated(Int)
     case tooSlow(received: Int, seconds: Double)
 
-    var code: Consentd_V1_ErrorCode {
+    package var code: Consentd_V1_ErrorCode {
         switch self {
         case .malformedLength, .malformedMessage, .truncated, .tooSlow: .malformedFrame
         case .tooLarge: .frameTooLarge
         }
     }
 
-    var description: String {
+    package var description: String {
         switch self {
         case .malformedLength: "the length prefix is not a valid base-128 varint"
         case let .tooLarge(length, limit): "a frame of \(length) bytes exceeds the limit of \(limit) bytes"
@@ -33,20 +37,22 @@ enum FrameError: Error, CustomStringConvertible {
 ///
 /// A frame must also arrive whole within `frameTimeout` of its first byte, so a peer that drips
 /// a byte at a time (which the idle timeout alone would never catch) is answered and closed.
-struct FrameSplitter {
-    let maximumFrameSize: Int
+package struct FrameSplitter {
+    @usableFromInline let maximumFrameSize: Int
     /// Nanoseconds; 0 = no limit.
-    let frameTimeout: Int64
-    private var partialSince: Int64?
+    @usableFromInline let frameTimeout: Int64
+    @usableFromInline var partialSince: Int64?
 
-    init(maximumFrameSize: Int, frameTimeout: Double = 0) {
+    package init(maximumFrameSize: Int, frameTimeout: Double = 0) {
         self.maximumFrameSize = maximumFrameSize
         self.frameTimeout = Int64(frameTimeout * 1e9)
     }
 
     /// The next whole frame at the front of `buffer` (moving past it), or nil when more bytes
     /// are needed; throws for a malformed or oversized prefix, or a frame that is too slow.
-    mutating func next(_ buffer: inout ByteBuffer) throws -> ByteBuffer? {
+    /// (Inlinable: the daemon's read loop calls it once per frame.)
+    @inlinable
+    package mutating func next(_ buffer: inout ByteBuffer) throws -> ByteBuffer? {
         let prefix = buffer.withUnsafeReadableBytes { FrameCodec.readPrefix($0) }
         switch prefix {
         case .incomplete:
@@ -67,9 +73,12 @@ struct FrameSplitter {
     }
 
     /// Called when only part of a frame is buffered: starts its clock, or fails when it ran out.
-    private mutating func waitForRest(_ buffer: ByteBuffer) throws {
+    @usableFromInline
+    mutating func waitForRest(_ buffer: ByteBuffer) throws {
         guard frameTimeout > 0, buffer.readableBytes > 0 else { return }
-        let now = DaemonMetrics.now()
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        let now = Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
         if let since = partialSince {
             if now - since > frameTimeout {
                 throw FrameError.tooSlow(received: buffer.readableBytes, seconds: Double(frameTimeout) / 1e9)
@@ -80,7 +89,7 @@ struct FrameSplitter {
     }
 
     /// The error for input that ended inside a frame, if it did.
-    static func leftover(_ buffer: ByteBuffer?) -> FrameError? {
+    package static func leftover(_ buffer: ByteBuffer?) -> FrameError? {
         guard let buffer, buffer.readableBytes > 0 else { return nil }
         return .truncated(buffer.readableBytes)
     }

@@ -23,7 +23,7 @@ final class ReceiptParts {
 }
 
 /// One decision as a receipt's fields, borrowed from the request for the time of encoding.
-struct ReceiptInput {
+package struct ReceiptInput {
     var subject: UnsafeRawBufferPointer
     var purpose: UnsafeRawBufferPointer
     var dataCategory: UnsafeRawBufferPointer
@@ -40,6 +40,25 @@ struct ReceiptInput {
     var sequence: UInt64
     /// What kind of request: "check", "batch", "list_uses".
     var kind: StaticString
+
+    package init(
+        subject: UnsafeRawBufferPointer, purpose: UnsafeRawBufferPointer, dataCategory: UnsafeRawBufferPointer,
+        jurisdiction: UnsafeRawBufferPointer?, channel: UnsafeRawBufferPointer?, gpc: Bool, uspOptOut: Bool,
+        requestedAt: Timestamp?, time: Timestamp, decision: Decision, sequence: UInt64, kind: StaticString
+    ) {
+        self.subject = subject
+        self.purpose = purpose
+        self.dataCategory = dataCategory
+        self.jurisdiction = jurisdiction
+        self.channel = channel
+        self.gpc = gpc
+        self.uspOptOut = uspOptOut
+        self.requestedAt = requestedAt
+        self.time = time
+        self.decision = decision
+        self.sequence = sequence
+        self.kind = kind
+    }
 
     /// The most bytes of one field (subject, keys, jurisdiction, channel) a receipt holds; a
     /// longer value (only invalid requests carry one) is replaced by a short marker, so one
@@ -68,7 +87,7 @@ struct ReceiptInput {
 /// Encoding writes through a raw cursor into space reserved once per receipt (an upper bound:
 /// every string byte escaped), so the hot path does no per-byte capacity checks and no
 /// allocation; strings that need no escaping are copied whole.
-struct ConnectionReceipts {
+package struct ConnectionReceipts {
     let queue: ReceiptQueue
     private let idPrefix: [UInt8]
     private var counter: UInt64 = 0
@@ -79,16 +98,16 @@ struct ConnectionReceipts {
     /// many times, and the keyed hash is the costliest part of a receipt.
     private var hashedSubject: [UInt8] = []
     private var hashedSubjectText = ""
-    let lines = ReceiptLines()
+    package let lines = ReceiptLines()
 
-    init(queue: ReceiptQueue, connection: UInt64) {
+    package init(queue: ReceiptQueue, connection: UInt64) {
         self.queue = queue
         idPrefix = Array("\(queue.instance)-\(connection)-".utf8)
     }
 
     /// Whether the next decision gets a receipt (deterministic sampling at the configured rate).
     @inline(__always)
-    mutating func sample() -> Bool {
+    package mutating func sample() -> Bool {
         let rate = queue.sampleRate
         if rate >= 1 { return true }
         sampleCredit += rate
@@ -109,7 +128,7 @@ struct ConnectionReceipts {
     }
 
     /// Appends one receipt line.
-    mutating func append(_ input: ReceiptInput, set: PolicySet) {
+    package mutating func append(_ input: ReceiptInput, set: PolicySet) {
         if input.hasOversizedField {
             appendCapped(input, set: set)
             return
@@ -217,7 +236,7 @@ struct ConnectionReceipts {
     }
 
     /// Hands the lines of this frame to the queue.
-    func flush() {
+    package func flush() {
         guard lines.count > 0 else { return }
         queue.enqueue(lines)
     }

@@ -31,7 +31,7 @@ public final class ReceiptWriter: Service, Sendable {
 
     /// Creates the receipts directory if needed and checks it can be written (the daemon refuses
     /// to start otherwise).
-    init(queue: ReceiptQueue, directory: String, fileMode: UInt16 = 0o600, anchor: ReceiptAnchor? = nil, logger: Logger) throws {
+    package init(queue: ReceiptQueue, directory: String, fileMode: UInt16 = 0o600, anchor: ReceiptAnchor? = nil, logger: Logger) throws {
         self.queue = queue
         self.directory = directory
         self.logger = logger
@@ -41,10 +41,10 @@ public final class ReceiptWriter: Service, Sendable {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: Int(ReceiptFiles.directoryMode(for: fileMode))])
         } catch {
-            throw StartupError(description: "cannot create the receipts directory \(directory): \(error.localizedDescription)")
+            throw ReceiptDirectoryError(description: "cannot create the receipts directory \(directory): \(error.localizedDescription)")
         }
         guard access(directory, W_OK) == 0 else {
-            throw StartupError(description: "cannot write to the receipts directory \(directory): \(String(cString: strerror(errno)))")
+            throw ReceiptDirectoryError(description: "cannot write to the receipts directory \(directory): \(String(cString: strerror(errno)))")
         }
         // Files and the directory left wider by someone else are narrowed, as the store is.
         ReceiptFiles.narrow(directory, mode: ReceiptFiles.directoryMode(for: fileMode))
@@ -264,4 +264,9 @@ public enum PolicyArchive {
         let path = directory + "/policies/" + revision
         return FileManager.default.fileExists(atPath: path) ? path : nil
     }
+}
+
+/// The receipts directory cannot be created or written (the daemon refuses to start).
+public struct ReceiptDirectoryError: Error, CustomStringConvertible, Sendable {
+    public let description: String
 }

@@ -196,12 +196,12 @@ struct ReceiptChainVerifier {
 
 /// Where the receipt writer anchors the chain's head outside the receipts files: the consent
 /// store, which the daemon writes durably and a replay reads.
-struct ReceiptAnchor: Sendable {
+package struct ReceiptAnchor: Sendable {
     let load: @Sendable () throws -> String?
     let save: @Sendable (String) throws -> Void
     let recordBreak: @Sendable (String) throws -> Void
 
-    init(store: SQLiteConsentStore) {
+    package init(store: SQLiteConsentStore) {
         load = { try store.receiptAnchor() }
         save = { try store.setReceiptAnchor($0) }
         recordBreak = { try store.recordReceiptChainBreak($0) }

@@ -16,7 +16,7 @@ public final class ReceiptQueue: Sendable {
     }
 
     private let state = Mutex(State())
-    let configuration: ReceiptConfiguration
+    package let configuration: ReceiptConfiguration
     /// Names this daemon run in decision ids.
     let instance: String
     let sampleRate: Double
@@ -36,7 +36,7 @@ public final class ReceiptQueue: Sendable {
     private let lastErrorText = Mutex<String>("")
 
     /// - Parameter hasher: the consent store's keyed subject hash, for `subject: hash`.
-    init(configuration: ReceiptConfiguration, instance: String, hasher: (@Sendable (UnsafeRawBufferPointer) -> String)?) {
+    package init(configuration: ReceiptConfiguration, instance: String, hasher: (@Sendable (UnsafeRawBufferPointer) -> String)?) {
         self.configuration = configuration
         self.instance = instance
         sampleRate = configuration.sampleRate
@@ -57,9 +57,9 @@ public final class ReceiptQueue: Sendable {
     public var lastError: String { lastErrorText.withLock { $0 } }
 
     /// In `block` mode: the connections should stop reading until the queue drains.
-    var isCongested: Bool { configuration.whenFull == .block && (queued >= capacity || queuedBytes.load(ordering: .relaxed) >= byteLimit / 2) }
+    package var isCongested: Bool { configuration.whenFull == .block && (queued >= capacity || queuedBytes.load(ordering: .relaxed) >= byteLimit / 2) }
     /// In `block` mode: reading may resume.
-    var hasRoom: Bool { queued < capacity / 2 && queuedBytes.load(ordering: .relaxed) < byteLimit / 4 }
+    package var hasRoom: Bool { queued < capacity / 2 && queuedBytes.load(ordering: .relaxed) < byteLimit / 4 }
     private let queuedBytes = Atomic<Int>(0)
 
     func subjectHash(_ subject: UnsafeRawBufferPointer) -> String {
@@ -113,7 +113,7 @@ public final class ReceiptQueue: Sendable {
         lastErrorText.withLock { if !$0.isEmpty { $0 = "" } }
     }
 
-    func recordWriteFailure(lost count: Int, error: String) {
+    package func recordWriteFailure(lost count: Int, error: String) {
         dropped.add(UInt64(count), ordering: .relaxed)
         lastErrorText.withLock { $0 = error }
     }
