@@ -118,8 +118,7 @@ let package = Package(
             name: "consentd",
             dependencies: [
                 "ConsentServer",
-                "ConsentReceipts",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "PolicyEngine",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
@@ -172,7 +171,7 @@ let package = Package(
         ),
         .testTarget(
             name: "consentctlTests",
-            dependencies: ["consentctl", "ConsentReceipts", "ConsentStore", "ConsentModel", "ConsentWire", "ConsentClient", "ConsentWorkload", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["consentctl", "ConsentReceipts", "ConsentServer", "ConsentStore", "ConsentModel", "ConsentWire", "ConsentClient", "ConsentWorkload", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -117,6 +117,13 @@ import Glibc
             #expect(error.kind == .server(.invalidArgument))
             #expect(error.message.contains("purpose 'analytics.nope' is not in the policy taxonomy"))
         }
+        // The daemon and consentctl check record keys with one rule and one "did you mean".
+        do {
+            _ = try client.record([grant("dave", "analytics"), grant("dave", "marketing.emial")])
+            Issue.record("a misspelt purpose was stored")
+        } catch let error as ConsentClientError {
+            #expect(error.message == "records[1]: purpose 'marketing.emial' is not in the policy taxonomy; did you mean 'marketing.email'?")
+        }
         #expect(try client.history(subject: "dave").records.count == 1)
         try await harness.stop()
     }

@@ -368,6 +368,34 @@ final class Tally: Sendable {
         #expect(report.mismatches.isEmpty)
     }
 
+    /// A reload whose sources cannot be kept beside the receipts is refused, as a start would be:
+    /// receipts must never name a revision replay cannot find.
+    @Test func aReloadWhoseSourcesCannotBeArchivedKeepsTheLastGoodSet() async throws {
+        let receipts = "/tmp/cd-receipts-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: receipts) }
+        let harness = try await DaemonHarness { $0.receipts.directory = receipts }
+        let client = try harness.client()
+        let serving = try client.status().policyRevision
+        // The archive's folder becomes a plain file: nothing can be written under it.
+        try FileManager.default.moveItem(atPath: receipts + "/policies", toPath: receipts + "/policies-kept")
+        #expect(FileManager.default.createFile(atPath: receipts + "/policies", contents: Data("not a folder".utf8)))
+        let us = try String(contentsOf: harness.policies.appendingPathComponent("us.yaml"), encoding: .utf8)
+        try harness.write(policy: "us.yaml", us + "\n# a changed revision\n")
+        #expect(harness.daemon.reloader.reload() == false)
+        let status = try client.status()
+        #expect(status.policyRevision == serving)
+        #expect(status.policyErrors.contains { $0.code == "policy-archive" && $0.message.contains("replay needs them") }, "\(status.policyErrors)")
+        #expect(status.counters.reloadsFailed == 1)
+        // Once the sources can be kept, the same change installs.
+        try FileManager.default.removeItem(atPath: receipts + "/policies")
+        try FileManager.default.moveItem(atPath: receipts + "/policies-kept", toPath: receipts + "/policies")
+        #expect(harness.daemon.reloader.reload())
+        let revision = try client.status().policyRevision
+        #expect(revision != serving)
+        #expect(FileManager.default.fileExists(atPath: receipts + "/policies/" + revision + "/us.yaml"))
+        try await harness.stop()
+    }
+
     @Test func aFailingDiskIsCountedAndReportedAndTheDaemonKeepsAnswering() async throws {
         // /dev/full: every write fails with ENOSPC.
         guard FileManager.default.fileExists(atPath: "/dev/full") else { return }
@@ -437,6 +465,27 @@ final class Tally: Sendable {
         // Counters never go back: a second scrape with nothing new reads the same.
         let (_, again) = try httpGet(port: port, path: "/metrics")
         #expect(sample(again, #"consentd_decisions_total{decision="allow",reason="CONSENT_GRANTED"}"#) == 3)
+
+        // Every use ListUses reports is a decision event like a Check's: counted in Status and the
+        // metrics, and receipted, once each.
+        let uses = try client.listUses(subject: "alice", context: RequestContext(jurisdiction: "DE")).uses.count
+        #expect(uses > 0)
+        let status = try client.status().counters
+        let (_, latest) = try httpGet(port: port, path: "/metrics")
+        #expect(status.decisions == UInt64(6 + uses))
+        #expect(status.allowed == UInt64(3 + uses))
+        let decisionSeries = latest.split(separator: "\n").filter { $0.hasPrefix("consentd_decisions_total{") }
+        #expect(decisionSeries.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +) == Double(status.decisions))
+        #expect((sample(latest, "consentd_receipts_written_total") ?? 0) + (sample(latest, "consentd_receipts_queued") ?? 0) == Double(6 + uses))
+        // Status and the exposition are built from one counter table: they agree on every counter both show.
+        #expect(sample(latest, "consentd_requests_total") == Double(status.requests))
+        #expect(sample(latest, "consentd_connections_accepted_total") == Double(status.connectionsAccepted))
+        #expect(sample(latest, "consentd_connections_refused_total") == Double(status.connectionsRefused))
+        #expect(sample(latest, "consentd_connections_idle_closed_total") == Double(status.connectionsIdleClosed))
+        #expect(sample(latest, #"consentd_policy_reloads_total{result="ok"}"#) == Double(status.reloadsOk))
+        #expect(sample(latest, #"consentd_policy_reloads_total{result="failed"}"#) == Double(status.reloadsFailed))
+        #expect((sample(latest, #"consentd_frames_rejected_total{cause="malformed"}"#) ?? 0) + (sample(latest, #"consentd_frames_rejected_total{cause="too_large"}"#) ?? 0)
+                == Double(status.framesRejected))
 
         let (notFound, _) = try httpGet(port: port, path: "/other")
         #expect(notFound.hasPrefix("HTTP/1.1 404"))

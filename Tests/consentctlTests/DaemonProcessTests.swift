@@ -1,6 +1,7 @@
 import ConsentClient
 import ConsentModel
 @testable import ConsentReceipts
+import ConsentServer
 import ConsentWire
 import ConsentStore
 import Foundation
@@ -248,6 +249,44 @@ final class DaemonProcess {
         try process.run()
         process.waitUntilExit()
         #expect(process.terminationStatus == 64)
-        #expect(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("consentd.yaml:2: unknown key 'max-conections'"))
+        #expect(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("consentd.yaml:2: unknown key 'max-conections'; did you mean 'max-connections'?"))
+    }
+
+    /// The options are one table: --help lists each, the command line and the file spell each one
+    /// way, and the old plural file keys are refused with the one spelling.
+    @Test func optionsAreSpeltOneWayOnTheCommandLineInTheFileAndInHelp() throws {
+        func consentd(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+            let process = Process()
+            process.executableURL = CLI.binary.deletingLastPathComponent().appendingPathComponent("consentd")
+            process.arguments = arguments
+            let out = Pipe(), err = Pipe()
+            process.standardOutput = out
+            process.standardError = err
+            try process.run()
+            let stdout = out.fileHandleForReading.readDataToEndOfFile()
+            let stderr = err.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        }
+        let help = try consentd(["--help"])
+        #expect(help.status == 0)
+        for option in ConfigurationOption.all {
+            #expect(help.out.contains("  --\(option.name)"), "--help does not list --\(option.name)")
+        }
+        #expect(help.out.contains("[1048576]"), "--help shows defaults")
+        let plural = try consentd(["--admin-uids", "5"])
+        #expect(plural.status == 64)
+        #expect(plural.err.contains("unknown option '--admin-uids'; did you mean '--admin-uid'?"), "\(plural.err)")
+        let missing = try consentd(["--max-connections"])
+        #expect(missing.status == 64 && missing.err.contains("--max-connections needs a value"), "\(missing.err)")
+        let bad = try consentd(["--max-connections=many"])
+        #expect(bad.status == 64 && bad.err.contains("max-connections: expected a whole number, not 'many'"), "\(bad.err)")
+        let scratch = Scratch()
+        let config = try scratch.write("consentd.yaml", "admin-uids: [1001]\n")
+        let file = try consentd(["--config", config])
+        #expect(file.status == 64)
+        #expect(file.err.contains("unknown key 'admin-uids'; did you mean 'admin-uid'?"), "\(file.err)")
+        let invalid = try consentd(["--max-frame-size", "10"])
+        #expect(invalid.status == 64 && invalid.err.contains("max-frame-size: must be between 64 bytes and 64 MiB"), "\(invalid.err)")
     }
 }

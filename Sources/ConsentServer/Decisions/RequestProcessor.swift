@@ -79,17 +79,16 @@ package struct RequestProcessor {
         let snapshot = consent.current()
         let decision = snapshot.withRecords(ofSubjectBytes: subject) { set.decide(resolved, records: $0) }
         ServerCounters.bump(state.counters.requests)
-        count(decision)
-        if receipts != nil && receipts!.sample() {
-            receipts!.append(ReceiptInput(
+        decided(DecisionEvent(
+            asked: .bytes(
                 subject: subject, purpose: UnsafeRawBufferPointer(rebasing: bytes[check.purpose]),
                 dataCategory: UnsafeRawBufferPointer(rebasing: bytes[check.data]),
                 jurisdiction: check.jurisdiction.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
-                channel: check.channel.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
-                gpc: check.gpc, uspOptOut: check.uspOptOut, requestedAt: check.at, time: check.at == nil ? at : .now(),
-                decision: decision, sequence: snapshot.sequence, kind: "check"
-            ), set: set)
-        }
+                channel: check.channel.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
+            ),
+            gpc: check.gpc, uspOptOut: check.uspOptOut, requestedAt: check.at, decidedAt: check.at == nil ? at : nil,
+            decision: decision, sequence: snapshot.sequence, kind: .check
+        ), set: set)
         AnswerWriter.writeCheckFrame(id: check.id, answerParts(set).answer(decision, sequence: snapshot.sequence), into: &buffer)
         return true
     }
@@ -124,21 +123,21 @@ package struct RequestProcessor {
         }
         let snapshot = consent.current()
         batchDecisions.removeAll(keepingCapacity: true)
-        for (resolved, subject) in batchResolved {
-            let decision = snapshot.withRecords(ofSubjectBytes: UnsafeRawBufferPointer(rebasing: bytes[subject])) { set.decide(resolved, records: $0) }
-            count(decision)
+        // One instant for every item's receipt (a batch is decided at one time).
+        let decidedAt = context.at == nil ? at : (receipts == nil ? nil : Timestamp.now())
+        for (index, (resolved, subject)) in batchResolved.enumerated() {
+            let subjectBytes = UnsafeRawBufferPointer(rebasing: bytes[subject])
+            let decision = snapshot.withRecords(ofSubjectBytes: subjectBytes) { set.decide(resolved, records: $0) }
+            let item = batch.items[index]
+            decided(DecisionEvent(
+                asked: .bytes(
+                    subject: subjectBytes, purpose: UnsafeRawBufferPointer(rebasing: bytes[item.purpose]),
+                    dataCategory: UnsafeRawBufferPointer(rebasing: bytes[item.data]), jurisdiction: jurisdiction, channel: channel
+                ),
+                gpc: context.gpc, uspOptOut: context.uspOptOut, requestedAt: context.at, decidedAt: decidedAt,
+                decision: decision, sequence: snapshot.sequence, kind: .batch
+            ), set: set)
             batchDecisions.append(decision)
-        }
-        if receipts != nil {
-            let time = context.at == nil ? at : Timestamp.now()
-            for (index, item) in batch.items.enumerated() where receipts!.sample() {
-                receipts!.append(ReceiptInput(
-                    subject: UnsafeRawBufferPointer(rebasing: bytes[item.subject]), purpose: UnsafeRawBufferPointer(rebasing: bytes[item.purpose]),
-                    dataCategory: UnsafeRawBufferPointer(rebasing: bytes[item.data]), jurisdiction: jurisdiction, channel: channel,
-                    gpc: context.gpc, uspOptOut: context.uspOptOut, requestedAt: context.at, time: time,
-                    decision: batchDecisions[index], sequence: snapshot.sequence, kind: "batch"
-                ), set: set)
-            }
         }
         ServerCounters.bump(state.counters.requests)
         let parts = answerParts(set), decisions = batchDecisions
@@ -209,8 +208,13 @@ package struct RequestProcessor {
     }
 
     func error(_ id: UInt64, _ code: Consentd_V1_ErrorCode, _ message: String) -> Consentd_V1_Response {
+        Self.refusal(id, code, message, state: state)
+    }
+
+    /// Every refused request becomes its wire error here, counted once for Status and metrics.
+    static func refusal(_ id: UInt64, _ code: Consentd_V1_ErrorCode, _ message: String, state: ServerState) -> Consentd_V1_Response {
         ServerCounters.bump(state.counters.errors)
-        metrics?.refusedRequest(code)
+        state.metrics?.refusedRequest(code)
         return .error(id: id, code, message)
     }
 
@@ -227,53 +231,66 @@ package struct RequestProcessor {
             do {
                 return try work(state)
             } catch let error as StoreError {
-                ServerCounters.bump(state.counters.errors)
                 let code: Consentd_V1_ErrorCode = error.code == .invalidRecord || error.code == .idempotencyConflict ? .invalidArgument : .unavailable
-                state.metrics?.refusedRequest(code)
-                return .error(id: id, code, error.message)
+                return Self.refusal(id, code, error.message, state: state)
             } catch let error as WireRecordError {
-                ServerCounters.bump(state.counters.errors)
-                state.metrics?.refusedRequest(.invalidArgument)
-                return .error(id: id, .invalidArgument, error.message)
+                return Self.refusal(id, .invalidArgument, error.message, state: state)
             } catch {
-                ServerCounters.bump(state.counters.errors)
-                state.metrics?.refusedRequest(.internal)
                 state.logger.error("internal error", metadata: ["error": "\(error)"])
-                return .error(id: id, .internal, "internal error: \(error)")
+                return Self.refusal(id, .internal, "internal error: \(error)", state: state)
             }
         }
     }
 
     // MARK: decisions (inline)
 
+    /// Every decision reported to a caller passes here once — a Check, each CheckBatch item, each
+    /// use ListUses reports — and here only: the Status counters, the metrics and the receipt
+    /// (when sampled) all consume this one event.
     @inline(__always)
-    mutating func count(_ decision: Decision) {
+    mutating func decided(_ event: DecisionEvent, set: PolicySet) {
+        let decision = event.decision
         ServerCounters.bump(state.counters.decisions)
         if decision.isAllowed { ServerCounters.bump(state.counters.allowed) } else { ServerCounters.bump(state.counters.denied) }
         metrics?.count(decision)
+        guard receipts != nil, receipts!.sample() else { return }
+        let time = event.decidedAt ?? .now()
+        switch event.asked {
+        case let .bytes(subject, purpose, dataCategory, jurisdiction, channel):
+            receipts!.append(ReceiptInput(
+                subject: subject, purpose: purpose, dataCategory: dataCategory, jurisdiction: jurisdiction, channel: channel,
+                gpc: event.gpc, uspOptOut: event.uspOptOut, requestedAt: event.requestedAt, time: time,
+                decision: decision, sequence: event.sequence, kind: event.kind.name
+            ), set: set)
+        case let .strings(subject, purpose, dataCategory, jurisdiction, channel):
+            var joined: [UInt8] = []
+            var ends: [Int] = []
+            for field in [subject, purpose, dataCategory, jurisdiction ?? "", channel ?? ""] {
+                joined.append(contentsOf: field.utf8)
+                ends.append(joined.count)
+            }
+            joined.withUnsafeBytes { raw in
+                func field(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: raw[(i == 0 ? 0 : ends[i - 1])..<ends[i]]) }
+                receipts!.append(ReceiptInput(
+                    subject: field(0), purpose: field(1), dataCategory: field(2),
+                    jurisdiction: jurisdiction == nil ? nil : field(3), channel: channel == nil ? nil : field(4),
+                    gpc: event.gpc, uspOptOut: event.uspOptOut, requestedAt: event.requestedAt, time: time,
+                    decision: decision, sequence: event.sequence, kind: event.kind.name
+                ), set: set)
+            }
+        }
     }
 
-    /// A receipt for a decision of the general (decoded) path.
-    mutating func receipt(
-        subject: String, purpose: String, dataCategory: String, context: RequestContext, time: Timestamp,
-        decision: Decision, sequence: UInt64, set: PolicySet, kind: StaticString
-    ) {
-        guard receipts != nil, receipts!.sample() else { return }
-        var joined: [UInt8] = []
-        var ends: [Int] = []
-        for field in [subject, purpose, dataCategory, context.jurisdiction ?? "", context.channel ?? ""] {
-            joined.append(contentsOf: field.utf8)
-            ends.append(joined.count)
-        }
-        joined.withUnsafeBytes { raw in
-            func field(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: raw[(i == 0 ? 0 : ends[i - 1])..<ends[i]]) }
-            receipts!.append(ReceiptInput(
-                subject: field(0), purpose: field(1), dataCategory: field(2),
-                jurisdiction: context.jurisdiction == nil ? nil : field(3), channel: context.channel == nil ? nil : field(4),
-                gpc: context.gpc, uspOptOut: context.uspOptOut, requestedAt: context.at, time: time,
-                decision: decision, sequence: sequence, kind: kind
-            ), set: set)
-        }
+    /// The event of a decision of the general (decoded) path.
+    private func event(
+        _ decision: Decision, subject: String, purpose: String, dataCategory: String, context: RequestContext,
+        at now: Timestamp, sequence: UInt64, kind: DecisionEvent.Kind
+    ) -> DecisionEvent {
+        DecisionEvent(
+            asked: .strings(subject: subject, purpose: purpose, dataCategory: dataCategory, jurisdiction: context.jurisdiction, channel: context.channel),
+            gpc: context.gpc, uspOptOut: context.uspOptOut, requestedAt: context.at, decidedAt: now,
+            decision: decision, sequence: sequence, kind: kind
+        )
     }
 
     mutating func check(_ id: UInt64, _ check: Consentd_V1_CheckRequest) -> Outcome {
@@ -295,9 +312,8 @@ package struct RequestProcessor {
         } else {
             decision = set.decide(request, consent: records, now: now)
         }
-        count(decision)
-        receipt(subject: request.subject, purpose: request.purpose, dataCategory: request.dataCategory, context: request.context,
-                time: now, decision: decision, sequence: snapshot.sequence, set: set, kind: "check")
+        decided(event(decision, subject: request.subject, purpose: request.purpose, dataCategory: request.dataCategory, context: request.context,
+                      at: now, sequence: snapshot.sequence, kind: .check), set: set)
         return .respondFrame(AnswerWriter.checkFrame(id: id, answerParts(set).answer(decision, sequence: snapshot.sequence), explanation: explained))
     }
 
@@ -315,9 +331,8 @@ package struct RequestProcessor {
         for item in batch.items {
             let request = DecisionRequest(subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context)
             let decision = set.decide(request, consent: snapshot.records(of: item.subjectID), now: now)
-            count(decision)
-            receipt(subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context,
-                    time: now, decision: decision, sequence: snapshot.sequence, set: set, kind: "batch")
+            decided(event(decision, subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context,
+                          at: now, sequence: snapshot.sequence, kind: .batch), set: set)
             decisions.append(decision)
         }
         let parts = answerParts(set)
@@ -347,8 +362,8 @@ package struct RequestProcessor {
             for data in set.dataCategories.leaves {
                 let decision = set.decide(DecisionRequest(subject: list.subjectID, purpose: purpose, dataCategory: data, context: context), consent: records, now: now)
                 guard decision.isAllowed else { continue }
-                receipt(subject: list.subjectID, purpose: purpose, dataCategory: data, context: context,
-                        time: now, decision: decision, sequence: snapshot.sequence, set: set, kind: "list_uses")
+                decided(event(decision, subject: list.subjectID, purpose: purpose, dataCategory: data, context: context,
+                              at: now, sequence: snapshot.sequence, kind: .listUses), set: set)
                 result.uses.append(Consentd_V1_Use.with {
                     $0.purpose = purpose
                     $0.dataCategory = data
@@ -415,11 +430,8 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
     }
     let set = state.policies.set
     for (index, record) in records.enumerated() {
-        if !set.purposes.contains(record.purpose) {
-            return .error(id: id, .invalidArgument, "records[\(index)]: purpose '\(record.purpose)' is not in the policy taxonomy")
-        }
-        if let data = record.dataCategory, !set.dataCategories.contains(data) {
-            return .error(id: id, .invalidArgument, "records[\(index)]: data category '\(data)' is not in the policy taxonomy")
+        if let problem = set.keyProblem(purpose: record.purpose, dataCategory: record.dataCategory) {
+            return .error(id: id, .invalidArgument, "records[\(index)]: \(problem)")
         }
     }
     // The idempotency fingerprint is the records as sent (before `recorded_at` defaults to now),

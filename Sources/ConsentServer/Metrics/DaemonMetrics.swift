@@ -62,22 +62,23 @@ public final class DaemonMetrics: Sendable {
         }
         self.refused = refused
 
-        let c: [(String, [(String, String)], @Sendable (ServerState) -> UInt64)] = [
-            ("consentd_requests_total", [], { $0.counters.requests.load(ordering: .relaxed) }),
-            ("consentd_connections_accepted_total", [], { $0.counters.connectionsAccepted.load(ordering: .relaxed) }),
-            ("consentd_connections_refused_total", [], { $0.counters.connectionsRefused.load(ordering: .relaxed) }),
-            ("consentd_connections_idle_closed_total", [], { $0.counters.connectionsIdleClosed.load(ordering: .relaxed) }),
-            ("consentd_frames_rejected_total", [("cause", "malformed")], { $0.counters.framesMalformed.load(ordering: .relaxed) }),
-            ("consentd_frames_rejected_total", [("cause", "too_large")], { $0.counters.framesTooLarge.load(ordering: .relaxed) }),
-            ("consentd_policy_reloads_total", [("result", "ok")], { $0.counters.reloadsOK.load(ordering: .relaxed) }),
-            ("consentd_policy_reloads_total", [("result", "failed")], { $0.counters.reloadsFailed.load(ordering: .relaxed) }),
-            ("consentd_receipts_written_total", [], { $0.receipts?.writtenCount ?? 0 }),
-            ("consentd_receipts_dropped_total", [], { $0.receipts?.droppedCount ?? 0 }),
-        ]
+        // The daemon's own counters, from the one table Status is built from too.
+        var c: [(String, [(String, String)], @Sendable (ServerState) -> UInt64)] = []
+        var g: [(String, @Sendable (ServerState) -> Double)] = []
+        for row in ServerCounters.table {
+            let read = row.read
+            switch row.series {
+            case let .counter(name, dimensions)?: c.append((name, dimensions, { read($0.counters) }))
+            case let .gauge(name)?: g.append((name, { Double(read($0.counters)) }))
+            case nil: break
+            }
+        }
+        let written: @Sendable (ServerState) -> UInt64 = { $0.receipts?.writtenCount ?? 0 }
+        let dropped: @Sendable (ServerState) -> UInt64 = { $0.receipts?.droppedCount ?? 0 }
+        c.append(("consentd_receipts_written_total", [], written))
+        c.append(("consentd_receipts_dropped_total", [], dropped))
         counters = c.map { (counter: CoreMetrics.Counter(label: $0.0, dimensions: $0.1, factory: factory), read: $0.2) }
-        let g: [(String, @Sendable (ServerState) -> Double)] = [
-            ("consentd_requests_in_flight", { Double($0.counters.inFlight.load(ordering: .relaxed)) }),
-            ("consentd_connections_open", { Double($0.counters.connectionsOpen.load(ordering: .relaxed)) }),
+        let stateGauges: [(String, @Sendable (ServerState) -> Double)] = [
             ("consentd_consent_index_subjects", { Double($0.feed.index.snapshot().subjectCount) }),
             ("consentd_consent_index_records", { Double($0.feed.index.snapshot().recordCount) }),
             ("consentd_consent_sequence", { Double($0.feed.index.snapshot().sequence) }),
@@ -85,6 +86,7 @@ public final class DaemonMetrics: Sendable {
             ("consentd_policy_last_load_seconds", { $0.policies.current.loadMilliseconds / 1000 }),
             ("consentd_receipts_queued", { Double($0.receipts?.queued ?? 0) }),
         ]
+        g += stateGauges
         gauges = g.map { (name: $0.0, gauge: CoreMetrics.Gauge(label: $0.0, dimensions: [], factory: factory), read: $0.1) }
     }
 

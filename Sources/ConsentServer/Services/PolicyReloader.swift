@@ -64,14 +64,11 @@ public final class PolicyReloader: Service, Sendable {
         do {
             let files = try PolicyDirectory.read(directory)
             let result = PolicyCompiler.compile(files.policies, vocabulary: state.vocabulary)
-            if let set = result.policySet {
-                if let directory = state.configuration.receipts.directory {
-                    // Receipts name the revision; keep its sources before any receipt can name it.
-                    do { try PolicyArchive.save(files.policies, revision: set.revision, receipts: directory, fileMode: state.configuration.fileMode) } catch {
-                        state.receipts?.recordWriteFailure(lost: 0, error: "\(error)")
-                        state.logger.error("cannot archive the policy sources for receipts", metadata: ["revision": "\(set.revision)", "error": "\(error)"])
-                    }
-                }
+            if let set = result.policySet, let archiveProblem = archive(files.policies, revision: set.revision) {
+                // Receipts name the revision, and replay needs its sources: a set whose sources
+                // cannot be kept is not installed (as the daemon refuses to start without them).
+                diagnostics = [archiveProblem]
+            } else if let set = result.policySet {
                 let previous = state.policies.set.revision
                 let elapsed = ContinuousClock.now - started
                 let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
@@ -82,8 +79,9 @@ public final class PolicyReloader: Service, Sendable {
                     "warnings": "\(result.diagnostics.count)", "milliseconds": "\(String(format: "%.1f", milliseconds))",
                 ])
                 return true
+            } else {
+                diagnostics = result.diagnostics.filter { $0.severity == .error }
             }
-            diagnostics = result.diagnostics.filter { $0.severity == .error }
         } catch {
             diagnostics = [Diagnostic(.error, "unreadable-directory", at: SourceLocation(file: directory, line: 1, column: 1), "\(error)")]
         }
@@ -95,6 +93,19 @@ public final class PolicyReloader: Service, Sendable {
             "first": "\(diagnostics.first.map(\.description) ?? "-")",
         ])
         return false
+    }
+
+    /// Keeps the sources of `revision` beside the receipts (when receipts are on); the problem, if
+    /// they cannot be kept.
+    private func archive(_ sources: [PolicySource], revision: String) -> Diagnostic? {
+        guard let receipts = state.configuration.receipts.directory else { return nil }
+        do {
+            try PolicyArchive.save(sources, revision: revision, receipts: receipts, fileMode: state.configuration.fileMode)
+            return nil
+        } catch {
+            return Diagnostic(.error, "policy-archive", at: SourceLocation(file: receipts + "/policies", line: 1, column: 1),
+                              "cannot keep the sources of revision \(revision) beside the receipts (replay needs them): \(error)")
+        }
     }
 
     /// Path → [size, modification time in ns] of every YAML file under the directory.

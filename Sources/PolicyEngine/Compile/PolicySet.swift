@@ -103,3 +103,19 @@ public final class PolicySet: Sendable {
     /// The rule with this id, if any.
     public func rule(id: String) -> RuleInfo? { rules.first { $0.id == id } }
 }
+
+extension PolicySet {
+    /// Why a consent record's keys do not belong to this set — a purpose or data category outside
+    /// its taxonomy, with a "did you mean" — or nil when both do. The one check of record keys
+    /// against a taxonomy: the daemon's RecordConsent and consentctl's writes and imports use it.
+    /// - Parameter taxonomy: how the message names the taxonomy.
+    public func keyProblem(purpose: String, dataCategory: String?, taxonomy: String = "the policy taxonomy") -> String? {
+        if !purposes.contains(purpose) {
+            return "purpose '\(purpose)' is not in \(taxonomy)" + (Suggest.didYouMean(purpose, in: purposes.keys).map { "; \($0)" } ?? "")
+        }
+        if let dataCategory, !dataCategories.contains(dataCategory) {
+            return "data category '\(dataCategory)' is not in \(taxonomy)" + (Suggest.didYouMean(dataCategory, in: dataCategories.keys).map { "; \($0)" } ?? "")
+        }
+        return nil
+    }
+}

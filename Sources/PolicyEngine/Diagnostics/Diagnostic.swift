@@ -75,9 +75,10 @@ extension Array where Element == Diagnostic {
     public var hasErrors: Bool { contains { $0.severity == .error } }
 }
 
-/// Suggests the closest candidate to a misspelt name, for "did you mean" hints.
-enum Suggest {
-    static func closest(to name: String, in candidates: some Sequence<String>) -> String? {
+/// Suggests the closest candidate to a misspelt name, for "did you mean" hints: the one "did
+/// you mean" of the project (policy diagnostics, record keys, test suites).
+public enum Suggest {
+    public static func closest(to name: String, in candidates: some Sequence<String>) -> String? {
         var best: (String, Int)?
         for candidate in candidates {
             let distance = editDistance(Array(name.utf8), Array(candidate.utf8))
@@ -87,7 +88,7 @@ enum Suggest {
         return best?.0
     }
 
-    static func didYouMean(_ name: String, in candidates: some Sequence<String>) -> String? {
+    public static func didYouMean(_ name: String, in candidates: some Sequence<String>) -> String? {
         closest(to: name, in: candidates).map { "did you mean '\($0)'?" }
     }
 

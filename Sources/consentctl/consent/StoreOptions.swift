@@ -49,30 +49,6 @@ struct StoreOptions: ParsableArguments {
             printError("(fix them, name another directory with --policies, or pass --no-taxonomy-check)")
             throw ExitCode(1)
         }
-        let purposes = set.purposes
-        let data = set.dataCategories
-        return { record in
-            if !purposes.contains(record.purpose) {
-                return "purpose '\(record.purpose)' is not in the taxonomy of \(directory)" + (suggestion(record.purpose, purposes.keys).map { "; did you mean '\($0)'?" } ?? "")
-            }
-            if let category = record.dataCategory, !data.contains(category) {
-                return "data category '\(category)' is not in the taxonomy of \(directory)" + (suggestion(category, data.keys).map { "; did you mean '\($0)'?" } ?? "")
-            }
-            return nil
-        }
+        return { record in set.keyProblem(purpose: record.purpose, dataCategory: record.dataCategory, taxonomy: "the taxonomy of \(directory)") }
     }
-}
-
-/// The closest key by shared prefix segments and length, for hints.
-func suggestion(_ key: String, _ candidates: [String]) -> String? {
-    let parts = key.split(separator: ".")
-    var best: (String, Int)?
-    for candidate in candidates {
-        let other = candidate.split(separator: ".")
-        var shared = 0
-        while shared < min(parts.count, other.count), parts[shared] == other[shared] { shared += 1 }
-        let score = shared * 10 - abs(other.count - parts.count) - abs(candidate.count - key.count)
-        if shared > 0 || candidate.count > 3 && key.hasPrefix(String(candidate.prefix(3))), best == nil || score > best!.1 { best = (candidate, score) }
-    }
-    return best?.0
 }
