@@ -17,8 +17,6 @@ public final class PolicyHolder: Sendable {
         public var loadedAt: Timestamp
         /// Diagnostics of the last failed reload; empty once a reload succeeds.
         public var lastErrors: [Diagnostic]
-        /// When the last reload failed, if it did.
-        public var lastFailureAt: Timestamp?
         /// Milliseconds the last successful load took (read + compile + swap).
         public var loadMilliseconds: Double = 0
     }
@@ -45,10 +43,9 @@ public final class PolicyHolder: Sendable {
     }
 
     /// Records a failed reload; the serving set stays.
-    func recordFailure(_ diagnostics: [Diagnostic], at instant: Timestamp) {
+    func recordFailure(_ diagnostics: [Diagnostic]) {
         state.withLock {
             $0.lastErrors = diagnostics
-            $0.lastFailureAt = instant
         }
     }
 }

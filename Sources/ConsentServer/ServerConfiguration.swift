@@ -1,4 +1,5 @@
 import ConsentReceipts
+import ConsentWire
 
 /// Everything the daemon can be told, each with a default; validated once at start-up.
 public struct ServerConfiguration: Sendable, Equatable {
@@ -11,7 +12,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Permission bits of the socket file.
     public var socketMode: UInt16 = 0o660
     /// Largest request frame accepted, in bytes.
-    public var maximumFrameSize = 1 << 20
+    public var maximumFrameSize = FrameCodec.defaultMaximumFrameSize
     /// Most connections served at once; more are refused with RESOURCE_EXHAUSTED.
     public var maximumConnections = 1024
     /// Most connections one uid may hold at once (0: three quarters of `maximumConnections`), so

@@ -56,8 +56,6 @@ final class ConnectionRegistry: Sendable {
         return nil
     }
 
-    var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
-
     /// Stops admitting, asks every connection to finish what it has read and close, and waits
     /// until they have (at most `limit`).
     func quiesce(limit: Duration = .seconds(10)) async {

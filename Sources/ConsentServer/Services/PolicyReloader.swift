@@ -85,7 +85,7 @@ public final class PolicyReloader: Service, Sendable {
         } catch {
             diagnostics = [Diagnostic(.error, "unreadable-directory", at: SourceLocation(file: directory, line: 1, column: 1), "\(error)")]
         }
-        state.policies.recordFailure(diagnostics, at: now)
+        state.policies.recordFailure(diagnostics)
         ServerCounters.bump(state.counters.reloadsFailed)
         state.logger.error("policy reload failed; the last good set keeps serving", metadata: [
             "revision": "\(state.policies.set.revision)",

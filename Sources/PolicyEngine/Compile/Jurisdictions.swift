@@ -95,7 +95,6 @@ struct JurisdictionTable: Sendable {
     /// `bits[class * words + rule / 64] >> (rule % 64) & 1`: the rule accepts the class.
     let bits: [UInt64]
     let words: Int
-    let classCount: Int
 
     init(rules: [[JurisdictionMatcher]?]) {
         var codes = Set<String>()
@@ -141,7 +140,6 @@ struct JurisdictionTable: Sendable {
         self.unlistedSubdivisionTable = ByteKeyTable(unlisted.map { ($0.key, $0.value) })
         self.bits = bits
         self.words = words
-        self.classCount = representatives.count
     }
 
     /// The class of a request's jurisdiction, or nil when the text is not an ISO 3166 code.

@@ -100,8 +100,6 @@ public final class PolicySet: Sendable {
         self.saleOrSharing = sale
     }
 
-    /// The rule with this id, if any.
-    public func rule(id: String) -> RuleInfo? { rules.first { $0.id == id } }
 }
 
 extension PolicySet {
