@@ -1,6 +1,7 @@
 /// Reads protobuf wire format in place: varints, tags, length-delimited ranges. No copies, no
 /// allocation; every read is bounds-checked and returns nil on malformed input. The one reader
-/// behind the allocation-free request paths and `RequestScan`.
+/// behind the allocation-free request paths and `RequestScan`, reading varints and tags exactly
+/// as SwiftProtobuf's decoder does, so no reader here accepts or refuses a frame differently.
 public struct FastWireReader {
     public let bytes: UnsafeRawBufferPointer
     public var position: Int
@@ -16,18 +17,17 @@ public struct FastWireReader {
     @inlinable
     public var hasMore: Bool { position < end }
 
+    /// A varint as SwiftProtobuf reads one: at most ten bytes, the tenth's excess bits ignored.
     @inlinable @inline(__always)
     public mutating func varint() -> UInt64? {
         var value: UInt64 = 0
         var shift: UInt64 = 0
-        while position < end {
+        while position < end && shift <= 63 {
             let byte = bytes[position]
             position += 1
-            if shift == 63 && byte > 1 { return nil }
-            value |= UInt64(byte & 0x7F) << shift
+            value |= UInt64(byte & 0x7F) &<< shift
             if byte & 0x80 == 0 { return value }
             shift += 7
-            if shift > 63 { return nil }
         }
         return nil
     }

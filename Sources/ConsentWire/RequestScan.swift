@@ -4,8 +4,8 @@
 /// hundreds of thousands of empty items; counting them first means an over-limit request is
 /// refused without building (and keeping) an object per item.
 ///
-/// The walk reads varints as protobuf decoders do (a tenth byte's excess bits are ignored), so a
-/// frame the decoder accepts is never one the scan gives up on.
+/// The walk reads with `FastWireReader`, whose varints are SwiftProtobuf's, so a frame the
+/// decoder accepts is never one the scan gives up on.
 public enum RequestScan {
     /// What the scan found.
     public struct Shape: Equatable, Sendable {
@@ -22,7 +22,7 @@ public enum RequestScan {
     /// The shape of a `Request` frame; nil when it cannot be walked (truncated, a length past the
     /// end: the decoder refuses it too).
     public static func shape(_ bytes: UnsafeRawBufferPointer) -> Shape? {
-        var reader = Walker(bytes: bytes, position: 0, end: bytes.count)
+        var reader = FastWireReader(bytes: bytes, start: 0, end: bytes.count)
         var shape = Shape()
         while reader.position < reader.end {
             guard let key = reader.varint() else { return nil }
@@ -35,17 +35,17 @@ public enum RequestScan {
             }
             // Request.check_batch = 3 (items = 1); Request.record_consent = 5 (records = 1).
             guard wire == 2, field == 3 || field == 5 else {
-                guard reader.skip(wire: wire) else { return nil }
+                guard reader.skip(wire: Int(wire)) else { return nil }
                 continue
             }
             guard let range = reader.lengthDelimited() else { return nil }
-            var inner = Walker(bytes: bytes, position: range.lowerBound, end: range.upperBound)
+            var inner = FastWireReader(bytes: bytes, start: range.lowerBound, end: range.upperBound)
             var count = 0
             while inner.position < inner.end {
                 guard let innerKey = inner.varint() else { return nil }
                 let innerWire = innerKey & 7
                 if innerWire == 3 || innerWire == 4 { shape.hasGroup = true; return shape }
-                guard inner.skip(wire: innerWire) else { return nil }
+                guard inner.skip(wire: Int(innerWire)) else { return nil }
                 if innerKey == 1 << 3 | 2 { count += 1 }
             }
             // A message field may come in several occurrences (they merge): the counts add up.
@@ -53,42 +53,5 @@ public enum RequestScan {
             shape.count += count
         }
         return shape
-    }
-
-    /// Protobuf's own reading of the wire: up to ten bytes per varint, the tenth's excess bits ignored.
-    struct Walker {
-        let bytes: UnsafeRawBufferPointer
-        var position: Int
-        let end: Int
-
-        mutating func varint() -> UInt64? {
-            var value: UInt64 = 0
-            var shift: UInt64 = 0
-            while position < end && shift < 70 {
-                let byte = bytes[position]
-                position += 1
-                if shift < 64 { value |= UInt64(byte & 0x7F) << shift }
-                if byte & 0x80 == 0 { return value }
-                shift += 7
-            }
-            return nil
-        }
-
-        mutating func skip(wire: UInt64) -> Bool {
-            switch wire {
-            case 0: return varint() != nil
-            case 1: guard end - position >= 8 else { return false }; position += 8; return true
-            case 5: guard end - position >= 4 else { return false }; position += 4; return true
-            case 2: return lengthDelimited() != nil
-            default: return false
-            }
-        }
-
-        mutating func lengthDelimited() -> Range<Int>? {
-            guard let length = varint(), length <= UInt64(end - position) else { return nil }
-            let range = position..<position + Int(length)
-            position = range.upperBound
-            return range
-        }
     }
 }

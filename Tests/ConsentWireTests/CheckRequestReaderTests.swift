@@ -52,6 +52,38 @@ import Testing
         if parsed { #expect(reader.items.count == 1 && reader.id == 7) }
     }
 
+    /// A value varint (the request id, a bool) spelled in 1 to 11 bytes, the tenth byte anything:
+    /// the readers and the shape scan read it exactly as SwiftProtobuf does (up to ten bytes, the
+    /// tenth's excess bits ignored) — one varint rule for every reader in ConsentWire.
+    @Test(arguments: [0, 1, 2, 0x7F, 0xFF])
+    func valueVarintsAreReadAsSwiftProtobufReadsThem(last: Int) {
+        for length in 1...11 {
+            // 0x81, 0x80, ... then `last` (with its continuation bit cleared, except past ten bytes).
+            var varint: [UInt8] = [UInt8](repeating: 0x80, count: length - 1)
+            if length > 1 { varint[0] = 0x81 }
+            varint.append(length > 10 ? 0x00 : UInt8(last & 0x7F))
+            for position in 0..<2 {
+                let id = position == 0 ? varint : [0x07]
+                let gpc = position == 1 ? varint : [0x01]
+                let context = Self.field(1, Array("DE".utf8), extra: 0) + [0x10] + gpc
+                let check = Self.field(1, Array("a".utf8), extra: 0) + Self.field(2, Array("p".utf8), extra: 0)
+                    + Self.field(3, Array("d".utf8), extra: 0) + Self.field(4, context, extra: 0)
+                let request = [0x08] + id + Self.field(2, check, extra: 0)
+                let decoded = try? Consentd_V1_Request(serializedBytes: request)
+                let parsed = request.withUnsafeBytes { ParsedCheck.parse($0) }
+                let shape = request.withUnsafeBytes { RequestScan.shape($0) }
+                let what = "varint of \(length) bytes ending \(last) as \(position == 0 ? "id" : "gpc")"
+                #expect((parsed != nil) == (decoded != nil), "\(what): reader \(parsed != nil), SwiftProtobuf \(decoded != nil)")
+                // The scan walks the top level (and a batch's or a write's entries), not a Check's fields.
+                if position == 0 { #expect((shape != nil) == (decoded != nil), "\(what): scan \(shape != nil), SwiftProtobuf \(decoded != nil)") }
+                if let decoded {
+                    #expect(parsed?.id == decoded.id && parsed?.gpc == decoded.check.context.gpc, "\(what)")
+                    #expect(shape?.id == decoded.id, "\(what)")
+                }
+            }
+        }
+    }
+
     /// The fuzz finding itself: a CheckBatch tag in eight bytes, refused by the decoder.
     @Test func anEightByteBatchTagIsDeclined() {
         let frame: [UInt8] = [0x9A, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00]
