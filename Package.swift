@@ -170,6 +170,12 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "ConsentReceiptsTests",
+            dependencies: [
+                "ConsentReceipts", "ConsentServer", "ConsentClient", "ConsentWire", "ConsentModel", "ConsentStore", "ConsentTesting",
+            ]
+        ),
+        .testTarget(
             name: "consentctlTests",
             dependencies: ["consentctl", "ConsentReceipts", "ConsentServer", "ConsentStore", "ConsentModel", "ConsentWire", "ConsentClient", "ConsentWorkload", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),

@@ -1,16 +1,20 @@
 import ConsentModel
 import ConsentWire
 import Foundation
+import Synchronization
+
+/// A policy key of the shipped taxonomy many tests decide about.
+public let measurement = "marketing.advertising.measurement"
 
 /// A request with an id.
-func request(_ id: UInt64, _ body: (inout Consentd_V1_Request) -> Void) -> Consentd_V1_Request {
+public func request(_ id: UInt64, _ body: (inout Consentd_V1_Request) -> Void) -> Consentd_V1_Request {
     var request = Consentd_V1_Request()
     request.id = id
     body(&request)
     return request
 }
 
-func checkRequest(_ id: UInt64, _ subject: String, _ purpose: String, _ data: String, jurisdiction: String = "DE") -> Consentd_V1_Request {
+public func checkRequest(_ id: UInt64, _ subject: String, _ purpose: String, _ data: String, jurisdiction: String = "DE") -> Consentd_V1_Request {
     request(id) {
         $0.check = Consentd_V1_CheckRequest.with {
             $0.subjectID = subject
@@ -21,14 +25,14 @@ func checkRequest(_ id: UInt64, _ subject: String, _ purpose: String, _ data: St
     }
 }
 
-func grant(_ subject: String, _ purpose: String, _ choice: Choice = .grant, notice: UInt32 = 3) -> ConsentRecord {
+public func grant(_ subject: String, _ purpose: String, _ choice: Choice = .grant, notice: UInt32 = 3) -> ConsentRecord {
     ConsentRecord(subject: subject, purpose: purpose, choice: choice, recordedAt: .now(), source: "test", noticeVersion: notice)
 }
 
 /// Runs blocking work (socket I/O with the blocking client) on threads of its own, so it never
 /// occupies the few threads of Swift's cooperative pool that the daemon's services and other
 /// tests running in parallel need. `body` is called once per thread with its index.
-func offThePool<T: Sendable>(threads: Int = 1, _ body: @escaping @Sendable (Int) throws -> T) async throws -> [T] {
+public func offThePool<T: Sendable>(threads: Int = 1, _ body: @escaping @Sendable (Int) throws -> T) async throws -> [T] {
     try await withThrowingTaskGroup(of: T.self) { group in
         for index in 0..<threads {
             group.addTask {
@@ -43,4 +47,11 @@ func offThePool<T: Sendable>(threads: Int = 1, _ body: @escaping @Sendable (Int)
         for try await result in group { results.append(result) }
         return results
     }
+}
+
+/// A count several threads add to.
+public final class Tally: Sendable {
+    public let value = Atomic<Int>(0)
+
+    public init() {}
 }

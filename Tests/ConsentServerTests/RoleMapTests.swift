@@ -1,0 +1,48 @@
+import ConsentClient
+import ConsentModel
+@testable import ConsentReceipts
+@testable import ConsentServer
+import ConsentStore
+import ConsentTesting
+import ConsentWire
+import Foundation
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct RoleMapTests {
+    func state(_ configure: (inout ServerConfiguration) -> Void) async throws -> (DaemonHarness, ServerState) {
+        let harness = try await DaemonHarness {
+            $0.allowAnyAdmin = false
+            configure(&$0)
+        }
+        return (harness, harness.daemon.state)
+    }
+
+    @Test func theRoleMapDecidesWhoMayDoWhat() async throws {
+        let own = UInt32(getuid())
+        typealias Case = (String, (inout ServerConfiguration) -> Void, PeerCredentials?, PeerRoles)
+        let cases: [Case] = [
+            ("own uid: everything", { _ in }, PeerCredentials(pid: 1, uid: own, gid: 5), PeerRoles(check: true, admin: true)),
+            ("root: everything", { _ in }, PeerCredentials(pid: 1, uid: 0, gid: 0), PeerRoles(check: true, admin: true)),
+            ("others check by default", { _ in }, PeerCredentials(pid: 1, uid: 4242, gid: 4242), PeerRoles(check: true, admin: false)),
+            ("unknown peer checks by default", { _ in }, nil, PeerRoles(check: true, admin: false)),
+            ("admin uid", { $0.adminUIDs = [4242] }, PeerCredentials(pid: 1, uid: 4242, gid: 1), PeerRoles(check: true, admin: true)),
+            ("admin gid", { $0.adminGIDs = [77] }, PeerCredentials(pid: 1, uid: 4242, gid: 77), PeerRoles(check: true, admin: true)),
+            ("check list excludes others", { $0.checkUIDs = [5000] }, PeerCredentials(pid: 1, uid: 4242, gid: 1), PeerRoles(check: false, admin: false)),
+            ("check list admits its uid", { $0.checkUIDs = [4242] }, PeerCredentials(pid: 1, uid: 4242, gid: 1), PeerRoles(check: true, admin: false)),
+            ("check gid admits members", { $0.checkGIDs = [88] }, PeerCredentials(pid: 1, uid: 4242, gid: 88), PeerRoles(check: true, admin: false)),
+            ("check list: unknown peer refused", { $0.checkGIDs = [88] }, nil, PeerRoles(check: false, admin: false)),
+            ("admins check even when listed checkers exist", { $0.checkUIDs = [5000] }, PeerCredentials(pid: 1, uid: own, gid: 1), PeerRoles(check: true, admin: true)),
+            ("allow-any-admin", { $0.allowAnyAdmin = true; $0.checkUIDs = [5000] }, nil, PeerRoles(check: true, admin: true)),
+        ]
+        for (name, configure, peer, expected) in cases {
+            let (harness, state) = try await state(configure)
+            #expect(state.roles(of: peer) == expected, "\(name)")
+            try await harness.stop()
+        }
+    }
+}
