@@ -273,9 +273,7 @@ public final class ReceiptReplayer {
         var problems: [String] = []
         for (path, origin) in candidates {
             do {
-                let files = try PolicyDirectory.read(path)
-                let result = PolicyCompiler.compile(files.policies, vocabulary: Vocabulary())
-                guard let set = result.policySet else {
+                guard let set = try PolicyDirectory.compile(path, vocabulary: Vocabulary()).result.policySet else {
                     problems.append("\(origin) \(path) does not compile")
                     continue
                 }

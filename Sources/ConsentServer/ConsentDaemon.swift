@@ -44,18 +44,15 @@ public final class ConsentDaemon: Sendable {
         let problems = configuration.problems()
         guard problems.isEmpty else { throw StartupError(description: "invalid configuration:\n  " + problems.joined(separator: "\n  ")) }
         let vocabulary = Vocabulary()
-        let loadStarted = ContinuousClock.now
-        let files: (policies: [PolicySource], tests: [PolicySource])
-        do { files = try PolicyDirectory.read(configuration.policies) } catch {
-            throw StartupError(description: "\(error)")
+        let loader = PolicyLoader(directory: configuration.policies, receipts: configuration.receipts.directory, fileMode: configuration.fileMode)
+        let loaded: PolicyLoader.Loaded
+        switch loader.load(vocabulary: vocabulary) {
+        case let .success(success): loaded = success
+        case let .failure(failure):
+            throw StartupError(description: "the policies in \(configuration.policies) cannot be loaded; not starting:\n" + failure.diagnostics.map(\.description).joined(separator: "\n"))
         }
-        let compiled = PolicyCompiler.compile(files.policies, vocabulary: vocabulary)
-        guard let set = compiled.policySet else {
-            throw StartupError(description: "the policies in \(configuration.policies) do not compile; not starting:\n" + compiled.diagnostics.map(\.description).joined(separator: "\n"))
-        }
-        for warning in compiled.diagnostics { logger.warning("policy: \(warning.description)") }
-        let loadTime = ContinuousClock.now - loadStarted
-        let loadMilliseconds = Double(loadTime.components.seconds) * 1000 + Double(loadTime.components.attoseconds) / 1e15
+        let set = loaded.set
+        for warning in loaded.warnings { logger.warning("policy: \(warning.description)") }
         let store: SQLiteConsentStore
         let feed: ConsentFeed
         do {
@@ -81,11 +78,6 @@ public final class ConsentDaemon: Sendable {
             } catch let error as ReceiptDirectoryError {
                 throw StartupError(description: error.description)
             }
-            do {
-                try PolicyArchive.save(files.policies, revision: set.revision, receipts: directory, fileMode: configuration.fileMode)
-            } catch {
-                throw StartupError(description: "cannot keep the policy sources beside the receipts: \(error)")
-            }
             receiptQueue = queue
         }
         let metrics = configuration.metricsAddress != nil ? DaemonMetrics() : nil
@@ -94,12 +86,15 @@ public final class ConsentDaemon: Sendable {
         threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
         state = ServerState(
-            configuration: configuration, vocabulary: vocabulary, policies: PolicyHolder(set, at: .now(), milliseconds: loadMilliseconds),
+            configuration: configuration, vocabulary: vocabulary, policies: PolicyHolder(set, at: .now(), milliseconds: loaded.milliseconds),
             feed: feed, ownUID: UInt32(getuid()), metrics: metrics, receipts: receiptQueue, logger: logger
         )
         listener = SocketListener(state: state, group: group, threadPool: threadPool)
-        reloader = PolicyReloader(state: state)
-        follower = ConsentFollower(state: state)
+        reloader = PolicyReloader(
+            settings: .init(loader: loader, pollInterval: configuration.policyPollInterval),
+            policies: state.policies, vocabulary: vocabulary, counters: state.counters, logger: logger
+        )
+        follower = ConsentFollower(feed: feed, interval: configuration.storePollInterval, logger: logger)
         self.receiptWriter = receiptWriter
         if let metrics, let text = configuration.metricsAddress, let address = MetricsAddress(text) {
             metricsServer = MetricsServer(state: state, metrics: metrics, address: address, group: group)

@@ -124,6 +124,18 @@ import Glibc
         } catch let error as ConsentClientError {
             #expect(error.message == "records[1]: purpose 'marketing.emial' is not in the policy taxonomy; did you mean 'marketing.email'?")
         }
+        // A refused write names the record at fault, and every refusal — decided inline or on the
+        // blocking pool — is counted once, in one place.
+        let errorsBefore = try client.status().counters.errors
+        do {
+            _ = try client.record([grant("dave", "analytics"), grant("dave\u{1}", "analytics")])
+            Issue.record("a subject with a control character was stored")
+        } catch let error as ConsentClientError {
+            #expect(error.message.hasPrefix("records[1]: subject_id "), "\(error.message)")
+        }
+        #expect(throws: ConsentClientError.self) { try client.history(subject: "") }
+        #expect(throws: ConsentClientError.self) { try client.erase(subject: "a\u{0}b") }
+        #expect(try client.status().counters.errors == errorsBefore + 3)
         #expect(try client.history(subject: "dave").records.count == 1)
         try await harness.stop()
     }

@@ -125,7 +125,7 @@ final class DaemonProcess {
         process.waitUntilExit()
         let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationStatus == 1)
-        #expect(text.contains("do not compile; not starting"))
+        #expect(text.contains("cannot be loaded; not starting"))
         #expect(text.contains("t.yaml:3:"))
         #expect(!FileManager.default.fileExists(atPath: scratch.path("consentd.sock")))
     }

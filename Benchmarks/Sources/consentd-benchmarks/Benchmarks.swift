@@ -34,8 +34,7 @@ struct Decide: ParsableCommand {
 
     func run() throws {
         let vocabulary = Vocabulary()
-        let files = try PolicyDirectory.read(policies)
-        guard let set = PolicyCompiler.compile(files.policies, vocabulary: vocabulary).policySet else {
+        guard let set = try PolicyDirectory.compile(policies, vocabulary: vocabulary).result.policySet else {
             throw ValidationError("policies in \(policies) do not compile; run consentctl policy lint")
         }
         let now = Timestamp(rfc3339: "2026-06-01T00:00:00Z")!
@@ -245,8 +244,7 @@ struct Allocations: ParsableCommand {
             throw ExitCode(2)
         }
         let vocabulary = Vocabulary()
-        let files = try PolicyDirectory.read(policies)
-        guard let set = PolicyCompiler.compile(files.policies, vocabulary: vocabulary).policySet else { throw ValidationError("policies do not compile") }
+        guard let set = try PolicyDirectory.compile(policies, vocabulary: vocabulary).result.policySet else { throw ValidationError("policies do not compile") }
         let now = Timestamp(rfc3339: "2026-06-01T00:00:00Z")!
         let population = SyntheticPopulation(purposes: set.purposes.keys, dataCategories: set.dataCategories.keys, subjects: 10_000, seed: 1, now: now)
         let snapshot = buildSnapshot(population, vocabulary)

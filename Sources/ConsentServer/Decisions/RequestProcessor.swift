@@ -418,9 +418,9 @@ package struct RequestProcessor {
 // MARK: administration (blocking; run on the thread pool)
 
 private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentRequest, state: ServerState) throws -> Consentd_V1_Response {
-    guard !request.records.isEmpty else { return .error(id: id, .invalidArgument, "RecordConsent needs at least one record") }
+    guard !request.records.isEmpty else { throw WireRecordError(message: "RecordConsent needs at least one record") }
     guard request.records.count <= ServerConfiguration.maximumRecordsPerWrite else {
-        return .error(id: id, .invalidArgument, "\(request.records.count) records in one RecordConsent; the limit is \(ServerConfiguration.maximumRecordsPerWrite)")
+        throw WireRecordError(message: "\(request.records.count) records in one RecordConsent; the limit is \(ServerConfiguration.maximumRecordsPerWrite)")
     }
     let now = Timestamp.now()
     let records = try request.records.enumerated().map { index, wire in
@@ -430,8 +430,11 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
     }
     let set = state.policies.set
     for (index, record) in records.enumerated() {
+        if let problem = Identifier.problem(record.subject) {
+            throw WireRecordError(message: "records[\(index)]: subject_id \(problem)")
+        }
         if let problem = set.keyProblem(purpose: record.purpose, dataCategory: record.dataCategory) {
-            return .error(id: id, .invalidArgument, "records[\(index)]: \(problem)")
+            throw WireRecordError(message: "records[\(index)]: \(problem)")
         }
     }
     // The idempotency fingerprint is the records as sent (before `recorded_at` defaults to now),
@@ -457,7 +460,7 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
 }
 
 private func subjectHistory(_ id: UInt64, _ request: Consentd_V1_HistoryRequest, state: ServerState) throws -> Consentd_V1_Response {
-        if let problem = Identifier.problem(request.subjectID) { return .error(id: id, .invalidArgument, "subject_id \(problem)") }
+        if let problem = Identifier.problem(request.subjectID) { throw WireRecordError(message: "subject_id \(problem)") }
         let store = state.feed.store
         let records = try request.hasAt ? store.history(of: request.subjectID, asOf: request.at.model(field: "at")) : store.history(of: request.subjectID)
         var response = Consentd_V1_Response()
@@ -470,7 +473,7 @@ private func subjectHistory(_ id: UInt64, _ request: Consentd_V1_HistoryRequest,
 }
 
 private func eraseSubject(_ id: UInt64, _ request: Consentd_V1_EraseSubjectRequest, state: ServerState) throws -> Consentd_V1_Response {
-    if let problem = Identifier.problem(request.subjectID) { return .error(id: id, .invalidArgument, "subject_id \(problem)") }
+    if let problem = Identifier.problem(request.subjectID) { throw WireRecordError(message: "subject_id \(problem)") }
     let tombstone = try state.feed.erase(subject: request.subjectID)
     var response = Consentd_V1_Response()
     response.id = id

@@ -11,13 +11,29 @@ import UnixSignals
 /// the whole set is read and compiled here, off the event loops, and swapped in only if it has no
 /// errors; otherwise the last good set keeps serving and Status reports the diagnostics.
 public final class PolicyReloader: Service, Sendable {
-    let state: ServerState
+    /// What the reloader reads and where it reports: nothing else of the daemon.
+    struct Settings: Sendable {
+        /// How the set is loaded (the directory, the archive beside the receipts).
+        var loader: PolicyLoader
+        /// Seconds between looks at the directory; 0 = only on request (SIGHUP).
+        var pollInterval: Double
+    }
+
+    private let settings: Settings
+    private let policies: PolicyHolder
+    private let vocabulary: Vocabulary
+    private let counters: ServerCounters
+    private let logger: Logger
     private let requested = Atomic<Bool>(false)
     private let lastSignature: Mutex<[String: [Int]]>
 
-    init(state: ServerState) {
-        self.state = state
-        self.lastSignature = Mutex(PolicyReloader.signature(of: state.configuration.policies))
+    init(settings: Settings, policies: PolicyHolder, vocabulary: Vocabulary, counters: ServerCounters, logger: Logger) {
+        self.settings = settings
+        self.policies = policies
+        self.vocabulary = vocabulary
+        self.counters = counters
+        self.logger = logger
+        self.lastSignature = Mutex(PolicyReloader.signature(of: settings.loader.directory))
     }
 
     /// Asks for a reload at the next check (what SIGHUP does).
@@ -28,17 +44,17 @@ public final class PolicyReloader: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await _ in signals.cancelOnGracefulShutdown() {
-                    self.state.logger.info("SIGHUP: reloading policies")
+                    self.logger.info("SIGHUP: reloading policies")
                     self.requestReload()
                 }
             }
             group.addTask {
-                let interval = self.state.configuration.policyPollInterval
+                let interval = self.settings.pollInterval
                 while !Task.isCancelled && !Task.isShuttingDownGracefully {
                     try? await Task.sleep(for: .milliseconds(Int(max(interval, 0.05) * 1000)))
                     var changed = false
                     if interval > 0 {
-                        let signature = PolicyReloader.signature(of: self.state.configuration.policies)
+                        let signature = PolicyReloader.signature(of: self.settings.loader.directory)
                         changed = self.lastSignature.withLock { last in
                             defer { last = signature }
                             return last != signature
@@ -54,57 +70,29 @@ public final class PolicyReloader: Service, Sendable {
         }
     }
 
-    /// Reads, compiles and (if clean) installs the policy directory now.
+    /// Reads, compiles and (if clean and archived) installs the policy directory now.
     @discardableResult
     public func reload() -> Bool {
-        let directory = state.configuration.policies
         let now = Timestamp.now()
-        let started = ContinuousClock.now
-        let diagnostics: [Diagnostic]
-        do {
-            let files = try PolicyDirectory.read(directory)
-            let result = PolicyCompiler.compile(files.policies, vocabulary: state.vocabulary)
-            if let set = result.policySet, let archiveProblem = archive(files.policies, revision: set.revision) {
-                // Receipts name the revision, and replay needs its sources: a set whose sources
-                // cannot be kept is not installed (as the daemon refuses to start without them).
-                diagnostics = [archiveProblem]
-            } else if let set = result.policySet {
-                let previous = state.policies.set.revision
-                let elapsed = ContinuousClock.now - started
-                let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-                state.policies.install(set, at: now, milliseconds: milliseconds)
-                ServerCounters.bump(state.counters.reloadsOK)
-                state.logger.info("policies reloaded", metadata: [
-                    "revision": "\(set.revision)", "previous": "\(previous)", "rules": "\(set.rules.count)",
-                    "warnings": "\(result.diagnostics.count)", "milliseconds": "\(String(format: "%.1f", milliseconds))",
-                ])
-                return true
-            } else {
-                diagnostics = result.diagnostics.filter { $0.severity == .error }
-            }
-        } catch {
-            diagnostics = [Diagnostic(.error, "unreadable-directory", at: SourceLocation(file: directory, line: 1, column: 1), "\(error)")]
-        }
-        state.policies.recordFailure(diagnostics)
-        ServerCounters.bump(state.counters.reloadsFailed)
-        state.logger.error("policy reload failed; the last good set keeps serving", metadata: [
-            "revision": "\(state.policies.set.revision)",
-            "errors": "\(diagnostics.count)",
-            "first": "\(diagnostics.first.map(\.description) ?? "-")",
-        ])
-        return false
-    }
-
-    /// Keeps the sources of `revision` beside the receipts (when receipts are on); the problem, if
-    /// they cannot be kept.
-    private func archive(_ sources: [PolicySource], revision: String) -> Diagnostic? {
-        guard let receipts = state.configuration.receipts.directory else { return nil }
-        do {
-            try PolicyArchive.save(sources, revision: revision, receipts: receipts, fileMode: state.configuration.fileMode)
-            return nil
-        } catch {
-            return Diagnostic(.error, "policy-archive", at: SourceLocation(file: receipts + "/policies", line: 1, column: 1),
-                              "cannot keep the sources of revision \(revision) beside the receipts (replay needs them): \(error)")
+        switch settings.loader.load(vocabulary: vocabulary) {
+        case let .success(loaded):
+            let previous = policies.set.revision
+            policies.install(loaded.set, at: now, milliseconds: loaded.milliseconds)
+            ServerCounters.bump(counters.reloadsOK)
+            logger.info("policies reloaded", metadata: [
+                "revision": "\(loaded.set.revision)", "previous": "\(previous)", "rules": "\(loaded.set.rules.count)",
+                "warnings": "\(loaded.warnings.count)", "milliseconds": "\(String(format: "%.1f", loaded.milliseconds))",
+            ])
+            return true
+        case let .failure(failure):
+            policies.recordFailure(failure.diagnostics)
+            ServerCounters.bump(counters.reloadsFailed)
+            logger.error("policy reload failed; the last good set keeps serving", metadata: [
+                "revision": "\(policies.set.revision)",
+                "errors": "\(failure.diagnostics.count)",
+                "first": "\(failure.diagnostics.first.map(\.description) ?? "-")",
+            ])
+            return false
         }
     }
 
@@ -112,7 +100,7 @@ public final class PolicyReloader: Service, Sendable {
     static func signature(of directory: String) -> [String: [Int]] {
         guard let enumerator = FileManager.default.enumerator(at: URL(fileURLWithPath: directory), includingPropertiesForKeys: [.fileSizeKey, .contentModificationDateKey]) else { return [:] }
         var signature: [String: [Int]] = [:]
-        for case let url as URL in enumerator where url.pathExtension == "yaml" || url.pathExtension == "yml" {
+        for case let url as URL in enumerator where PolicyDirectory.isPolicyFile(url) {
             let values = try? url.resourceValues(forKeys: [.fileSizeKey, .contentModificationDateKey])
             signature[url.path] = [values?.fileSize ?? -1, Int((values?.contentModificationDate?.timeIntervalSince1970 ?? 0) * 1e9)]
         }

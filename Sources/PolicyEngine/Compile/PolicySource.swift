@@ -1,3 +1,4 @@
+import ConsentModel
 import Foundation
 
 /// The text of one policy-directory file and the path diagnostics name it by.
@@ -43,9 +44,7 @@ public enum PolicyDirectory {
         var tests: [PolicySource] = []
         let prefix = root.path.hasSuffix("/") ? root.path : root.path + "/"
         for case let url as URL in enumerator {
-            let name = url.lastPathComponent
-            guard name.hasSuffix(".yaml") || name.hasSuffix(".yml"), !name.hasPrefix(".") else { continue }
-            guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
+            guard isPolicyFile(url), (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
             let full = url.standardizedFileURL.path
             let relative = full.hasPrefix(prefix) ? String(full.dropFirst(prefix.count)) : full
             let data: Data
@@ -59,5 +58,20 @@ public enum PolicyDirectory {
         policies.sort { $0.path < $1.path }
         tests.sort { $0.path < $1.path }
         return (policies, tests)
+    }
+
+    /// Whether a file below a policy directory is one of its files: `*.yaml` or `*.yml`, not
+    /// hidden. The reader and the daemon's change watcher both ask this.
+    public static func isPolicyFile(_ url: URL) -> Bool {
+        let name = url.lastPathComponent
+        return (name.hasSuffix(".yaml") || name.hasSuffix(".yml")) && !name.hasPrefix(".")
+    }
+
+    /// Reads the directory and compiles its policy files (its test suites are returned, not
+    /// compiled): the one read → compile that the daemon, consentctl, receipt replay and the
+    /// benchmarks share.
+    public static func compile(_ directory: String, vocabulary: Vocabulary) throws -> (policies: [PolicySource], tests: [PolicySource], result: CompileResult) {
+        let files = try read(directory)
+        return (files.policies, files.tests, PolicyCompiler.compile(files.policies, vocabulary: vocabulary))
     }
 }

@@ -9,15 +9,13 @@ struct LoadedPolicies {
     let result: CompileResult
 
     static func load(_ directory: String, vocabulary: Vocabulary) throws -> LoadedPolicies {
-        let files: (policies: [PolicySource], tests: [PolicySource])
         do {
-            files = try PolicyDirectory.read(directory)
+            let loaded = try PolicyDirectory.compile(directory, vocabulary: vocabulary)
+            return LoadedPolicies(policies: loaded.policies, tests: loaded.tests, result: loaded.result)
         } catch {
             printError("consentctl: \(error)")
             throw ExitCode(66)
         }
-        let result = PolicyCompiler.compile(files.policies, vocabulary: vocabulary)
-        return LoadedPolicies(policies: files.policies, tests: files.tests, result: result)
     }
 }
 
