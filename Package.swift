@@ -1,7 +1,9 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Layering (see README "Modules"): ConsentModel <- PolicyEngine <- executables.
+// Layering (see README "Modules"): ConsentModel <- PolicyEngine, ConsentStore, ConsentWire
+// <- ConsentTransport, ConsentReceipts <- ConsentServer (the daemon) <- consentd. consentctl links
+// everything but ConsentServer; ConsentTesting (test support) is in no library product.
 // The decision core never imports NIO, GRDB or SwiftProtobuf.
 let package = Package(
     name: "consentd",

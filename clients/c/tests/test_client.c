@@ -21,20 +21,8 @@
 #include "consentd/v1/consentd.pb-c.h"
 #include "consentd_client.h"
 #include "../src/check_codec.h"
+#include "check.h"
 
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(condition, ...)                                                             \
-    do {                                                                                  \
-        checks++;                                                                         \
-        if (!(condition)) {                                                               \
-            failures++;                                                                   \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #condition);          \
-            fprintf(stderr, __VA_ARGS__);                                                 \
-            fprintf(stderr, "\n");                                                        \
-        }                                                                                 \
-    } while (0)
 
 #define CHECK_STATUS(client, status, expected)                                                        \
     CHECK((status) == (expected), "got %s (%s), expected %s", consentd_status_name(status),          \

@@ -18,20 +18,8 @@
 #include "consentd/v1/consentd.pb-c.h"
 #include "consentd_client.h"
 #include "../src/check_codec.h"
+#include "check.h"
 
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(condition, ...)                                    \
-    do {                                                         \
-        checks++;                                                \
-        if (!(condition)) {                                      \
-            failures++;                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                        \
-            fputc('\n', stderr);                                 \
-        }                                                        \
-    } while (0)
 
 static uint8_t *read_file(const char *path, size_t *length) {
     FILE *f = fopen(path, "rb");
