@@ -21,7 +21,7 @@ public final class ServerCounters: Sendable {
     /// Requests handed to the blocking pool and not answered yet.
     let inFlight = Atomic<Int>(0)
 
-    init() {}
+    package init() {}
 
     @inline(__always)
     static func bump(_ counter: borrowing Atomic<UInt64>, by amount: UInt64 = 1) {

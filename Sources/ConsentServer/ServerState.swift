@@ -1,6 +1,8 @@
 import ConsentModel
 import ConsentReceipts
 import ConsentStore
+import ConsentWire
+import SwiftProtobuf
 import Logging
 import PolicyEngine
 import Synchronization
@@ -53,31 +55,48 @@ public final class ServerState: Sendable {
         self.logger = logger
     }
 
-    /// What a peer may do, from its SO_PEERCRED credentials (nil: unknown, which may check only
-    /// when every peer may).
-    func roles(of peer: PeerCredentials?) -> PeerRoles {
-        let c = configuration
-        let admin: Bool
-        if c.allowAnyAdmin {
-            admin = true
-        } else if let peer {
-            admin = peer.uid == ownUID || peer.uid == 0 || c.adminUIDs.contains(peer.uid) || c.adminGIDs.contains(peer.gid)
-        } else {
-            admin = false
-        }
-        let everyoneChecks = c.checkUIDs.isEmpty && c.checkGIDs.isEmpty
-        let check = admin || everyoneChecks || peer.map { c.checkUIDs.contains($0.uid) || c.checkGIDs.contains($0.gid) } ?? false
-        return PeerRoles(check: check, admin: admin)
+    /// Who may do what.
+    package var roleMap: RoleMap { RoleMap(configuration: configuration, ownUID: ownUID) }
+
+    /// What each connection's request processor is given.
+    package var requestServices: RequestServices {
+        RequestServices(
+            policies: policies, consent: feed.index, store: feed, counters: counters, metrics: metrics, receipts: receipts,
+            roleMap: roleMap, maximumBatchItems: configuration.maximumBatchItems, status: { [self] in status() }, logger: logger
+        )
     }
-}
 
-/// The roles of one peer.
-public struct PeerRoles: Sendable, Equatable {
-    /// Check, CheckBatch, ListUses, Status.
-    public var check: Bool
-    /// RecordConsent, History, EraseSubject (and everything `check` allows).
-    public var admin: Bool
+    /// A processor for a new connection of this daemon (as the socket listener makes one).
+    package func makeProcessor() -> RequestProcessor {
+        RequestProcessor(services: requestServices, connection: nextConnectionNumber())
+    }
 
-    /// Role names, for Status.
-    public var names: [String] { (check ? ["check"] : []) + (admin ? ["admin"] : []) }
+    /// The daemon's status (without the caller's roles, which are the connection's).
+    func status() -> Consentd_V1_StatusResponse {
+        let policyState = policies.current
+        let snapshot = feed.index.snapshot()
+        var status = Consentd_V1_StatusResponse()
+        status.version = ConsentDaemon.version
+        status.policyRevision = policyState.set.revision
+        status.policyLoadedAt = Google_Protobuf_Timestamp(policyState.loadedAt)
+        status.policyErrors = policyState.lastErrors.map(\.wire)
+        status.rules = UInt32(clamping: policyState.set.rules.count)
+        status.consentSequence = snapshot.sequence
+        status.subjects = UInt64(snapshot.subjectCount)
+        status.records = UInt64(snapshot.recordCount)
+        status.counters = counters.wire
+        status.startedAt = Google_Protobuf_Timestamp(startedAt)
+        status.policyDirectory = configuration.policies
+        status.storePath = configuration.store
+        status.lastReloadMilliseconds = policyState.loadMilliseconds
+        if let receipts {
+            status.receiptsDirectory = receipts.configuration.directory ?? ""
+            status.receiptsError = receipts.lastError
+            status.receiptsQueued = UInt64(receipts.queued)
+            status.counters.receiptsWritten = receipts.writtenCount
+            status.counters.receiptsDropped = receipts.droppedCount
+        }
+        status.metricsAddress = metricsAddress
+        return status
+    }
 }

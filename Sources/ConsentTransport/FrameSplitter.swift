@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// A frame the daemon refuses; the connection is answered with an error and closed.
-package enum FrameError: Error, CustomStringConvertible {
+package enum FrameError: Error, Equatable, CustomStringConvertible {
     case malformedLength
     case tooLarge(UInt64, limit: Int)
     case malformedMessage(String)

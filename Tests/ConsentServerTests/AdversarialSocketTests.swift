@@ -294,7 +294,7 @@ import Glibc
         }
         let store = harness.daemon.state.feed
         _ = try store.record([grant("carol", Self.measurement), grant("carol", "marketing.email", .deny)])
-        var processor = RequestProcessor(state: harness.daemon.state)
+        var processor = harness.daemon.state.makeProcessor()
         var explained = checkRequest(1, "carol", Self.measurement, "user.behavior")
         explained.check.explain = true
         // As an admin: the full trace.

@@ -19,7 +19,7 @@ import Testing
             ConsentRecord(subject: "bob", purpose: "marketing", dataCategory: "user.behavior", choice: .deny, recordedAt: Timestamp(rfc3339: "2026-01-01T00:00:00Z")!, expiresAt: Timestamp(rfc3339: "2030-01-01T00:00:00Z")!, source: "web", noticeVersion: 0),
             grant("carol", "analytics", notice: 1),
         ])
-        var processor = RequestProcessor(state: harness.daemon.state)
+        var processor = harness.daemon.state.makeProcessor()
         var rng = SplitMix64(seed: 77)
         let subjects = ["alice", "bob", "carol", "nobody", "", "ünïcode", String(repeating: "x", count: 300)]
         let purposes = ["marketing.advertising.targeted", "marketing.email", "service.essential", "analytics.product", "marketing.sale_or_sharing", "nope", "MARKETING"]
@@ -66,7 +66,7 @@ import Testing
         let harness = try await DaemonHarness()
         let client = try harness.client()
         _ = try client.record([grant("alice", "marketing"), grant("bob", "analytics", .deny)])
-        var processor = RequestProcessor(state: harness.daemon.state)
+        var processor = harness.daemon.state.makeProcessor()
         var rng = SplitMix64(seed: 5)
         let subjects = ["alice", "bob", "nobody", "ü"]
         let purposes = ["marketing.email", "marketing.advertising.targeted", "service.essential", "analytics.product", "nope"]

@@ -14,16 +14,15 @@ import Glibc
 #endif
 
 @Suite struct RoleMapTests {
-    func state(_ configure: (inout ServerConfiguration) -> Void) async throws -> (DaemonHarness, ServerState) {
-        let harness = try await DaemonHarness {
-            $0.allowAnyAdmin = false
-            configure(&$0)
-        }
-        return (harness, harness.daemon.state)
+    /// The role map of a configuration, as a daemon running as `own` builds it.
+    func roleMap(own: UInt32, _ configure: (inout ServerConfiguration) -> Void) -> RoleMap {
+        var configuration = ServerConfiguration()
+        configure(&configuration)
+        return RoleMap(configuration: configuration, ownUID: own)
     }
 
-    @Test func theRoleMapDecidesWhoMayDoWhat() async throws {
-        let own = UInt32(getuid())
+    @Test func theRoleMapDecidesWhoMayDoWhat() {
+        let own = UInt32(getuid()) == 0 ? 1000 : UInt32(getuid())
         typealias Case = (String, (inout ServerConfiguration) -> Void, PeerCredentials?, PeerRoles)
         let cases: [Case] = [
             ("own uid: everything", { _ in }, PeerCredentials(pid: 1, uid: own, gid: 5), PeerRoles(check: true, admin: true)),
@@ -40,9 +39,23 @@ import Glibc
             ("allow-any-admin", { $0.allowAnyAdmin = true; $0.checkUIDs = [5000] }, nil, PeerRoles(check: true, admin: true)),
         ]
         for (name, configure, peer, expected) in cases {
-            let (harness, state) = try await state(configure)
-            #expect(state.roles(of: peer) == expected, "\(name)")
-            try await harness.stop()
+            #expect(roleMap(own: own, configure).roles(of: peer) == expected, "\(name)")
         }
+    }
+
+    /// The running daemon builds its role map from its configuration and its own uid.
+    @Test func theDaemonsProcessorsUseItsRoleMap() async throws {
+        let harness = try await DaemonHarness {
+            $0.allowAnyAdmin = false
+            $0.checkUIDs = [5000]
+        }
+        var processor = harness.daemon.state.makeProcessor()
+        processor.peer = PeerCredentials(pid: 1, uid: 4242, gid: 1)
+        #expect(processor.roles == PeerRoles(check: false, admin: false))
+        processor.peer = PeerCredentials(pid: 1, uid: 5000, gid: 1)
+        #expect(processor.roles == PeerRoles(check: true, admin: false))
+        processor.peer = PeerCredentials(pid: 1, uid: UInt32(getuid()), gid: 1)
+        #expect(processor.roles == PeerRoles(check: true, admin: true))
+        try await harness.stop()
     }
 }

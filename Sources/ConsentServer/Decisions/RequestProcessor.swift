@@ -12,12 +12,12 @@ import SwiftProtobuf
 ///
 /// No I/O of its own and no NIO: the channel handler feeds it requests and writes what it returns.
 package struct RequestProcessor {
-    package let state: ServerState
+    package let services: RequestServices
     private var policies: PolicyReader
     private var consent: SnapshotReader
     /// The peer's credentials from SO_PEERCRED, if known.
     package var peer: PeerCredentials? {
-        didSet { roles = state.roles(of: peer) }
+        didSet { roles = services.roleMap.roles(of: peer) }
     }
     /// What the peer may do.
     package private(set) var roles: PeerRoles
@@ -31,14 +31,15 @@ package struct RequestProcessor {
     private var batchResolved: [(ResolvedRequest, Range<Int>)] = []
     private var batchDecisions: [Decision] = []
 
-    package init(state: ServerState) {
-        self.state = state
-        self.policies = PolicyReader(state.policies)
-        self.consent = SnapshotReader(state.feed.index)
-        self.roles = state.roles(of: nil)
-        self.metrics = state.metrics
-        if let queue = state.receipts {
-            receipts = ConnectionReceipts(queue: queue, connection: state.nextConnectionNumber())
+    /// The processor of connection number `connection` (named in its receipts).
+    package init(services: RequestServices, connection: UInt64) {
+        self.services = services
+        self.policies = PolicyReader(services.policies)
+        self.consent = SnapshotReader(services.consent)
+        self.roles = services.roleMap.roles(of: nil)
+        self.metrics = services.metrics
+        if let queue = services.receipts {
+            receipts = ConnectionReceipts(queue: queue, connection: connection)
         }
     }
 
@@ -78,7 +79,7 @@ package struct RequestProcessor {
         ) else { return false }
         let snapshot = consent.current()
         let decision = snapshot.withRecords(ofSubjectBytes: subject) { set.decide(resolved, records: $0) }
-        ServerCounters.bump(state.counters.requests)
+        ServerCounters.bump(services.counters.requests)
         decided(DecisionEvent(
             asked: .bytes(
                 subject: subject, purpose: UnsafeRawBufferPointer(rebasing: bytes[check.purpose]),
@@ -105,7 +106,7 @@ package struct RequestProcessor {
     /// Answers a plain CheckBatch straight from the frame's bytes (see `fastCheck`); all items
     /// are resolved before anything is written, so a decline leaves `buffer` untouched.
     package mutating func fastBatch(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
-        guard roles.check, batch.parse(bytes, maximumItems: state.configuration.maximumBatchItems) else { return false }
+        guard roles.check, batch.parse(bytes, maximumItems: services.maximumBatchItems) else { return false }
         let set = policies.current()
         let context = batch.context
         let at = context.at ?? .now()
@@ -139,7 +140,7 @@ package struct RequestProcessor {
             ), set: set)
             batchDecisions.append(decision)
         }
-        ServerCounters.bump(state.counters.requests)
+        ServerCounters.bump(services.counters.requests)
         let parts = answerParts(set), decisions = batchDecisions
         AnswerWriter.writeBatchFrame(
             id: batch.id, policy: parts.policy, consentSequence: snapshot.sequence, count: decisions.count,
@@ -154,13 +155,13 @@ package struct RequestProcessor {
     package func refuseOversized(_ bytes: UnsafeRawBufferPointer) -> Consentd_V1_Response? {
         guard let shape = RequestScan.shape(bytes) else { return nil }
         if shape.hasGroup {
-            ServerCounters.bump(state.counters.requests)
+            ServerCounters.bump(services.counters.requests)
             return error(shape.id, .unknownField, "the request carries a group field, which consentd.v1 does not have")
         }
         guard let method = shape.method else { return nil }
-        let limit = method == "CheckBatch" ? state.configuration.maximumBatchItems : ServerConfiguration.maximumRecordsPerWrite
+        let limit = method == "CheckBatch" ? services.maximumBatchItems : ServerConfiguration.maximumRecordsPerWrite
         guard shape.count > limit else { return nil }
-        ServerCounters.bump(state.counters.requests)
+        ServerCounters.bump(services.counters.requests)
         let what = method == "CheckBatch" ? "items in one CheckBatch" : "records in one RecordConsent"
         return error(shape.id, .invalidArgument, "\(shape.count) \(what); the limit is \(limit)")
     }
@@ -170,12 +171,12 @@ package struct RequestProcessor {
     /// frame itself is sound). Nil for any other decoding failure.
     package func refuseInvalidUTF8(_ bytes: UnsafeRawBufferPointer, _ error: Error) -> Consentd_V1_Response? {
         guard let decoding = error as? BinaryDecodingError, decoding == .invalidUTF8, let shape = RequestScan.shape(bytes) else { return nil }
-        ServerCounters.bump(state.counters.requests)
+        ServerCounters.bump(services.counters.requests)
         return self.error(shape.id, .invalidArgument, "a string field (a subject id, key or name) is not valid UTF-8")
     }
 
     package mutating func process(_ request: Consentd_V1_Request) -> Outcome {
-        ServerCounters.bump(state.counters.requests)
+        ServerCounters.bump(services.counters.requests)
         let id = request.id
         if request.hasUnknownFieldsAnywhere {
             return .respond(error(id, .unknownField, "the request carries fields this daemon does not know (at any depth, nested messages included); upgrade consentd or drop them"))
@@ -195,49 +196,53 @@ package struct RequestProcessor {
             return .respond(status(id))
         case let .recordConsent(record)?:
             guard roles.admin else { return .respond(permissionDenied(id, "RecordConsent")) }
-            return offload(id) { state in try recordConsent(id, record, state: state) }
+            return offload(id) { store, set in try recordConsent(id, record, store: store, set: set) }
         case let .history(history)?:
             guard roles.admin else { return .respond(permissionDenied(id, "History")) }
-            return offload(id) { state in try subjectHistory(id, history, state: state) }
+            return offload(id) { store, _ in try subjectHistory(id, history, store: store.store) }
         case let .eraseSubject(erase)?:
             guard roles.admin else { return .respond(permissionDenied(id, "EraseSubject")) }
-            return offload(id) { state in try eraseSubject(id, erase, state: state) }
+            return offload(id) { store, _ in try eraseSubject(id, erase, store: store) }
         case nil:
             return .respond(error(id, .unknownMethod, "the request names no method this daemon knows (an empty or newer `method`)"))
         }
     }
 
     func error(_ id: UInt64, _ code: Consentd_V1_ErrorCode, _ message: String) -> Consentd_V1_Response {
-        Self.refusal(id, code, message, state: state)
+        Self.refusal(id, code, message, services: services)
     }
 
     /// Every refused request becomes its wire error here, counted once for Status and metrics.
-    static func refusal(_ id: UInt64, _ code: Consentd_V1_ErrorCode, _ message: String, state: ServerState) -> Consentd_V1_Response {
-        ServerCounters.bump(state.counters.errors)
-        state.metrics?.refusedRequest(code)
+    static func refusal(_ id: UInt64, _ code: Consentd_V1_ErrorCode, _ message: String, services: RequestServices) -> Consentd_V1_Response {
+        ServerCounters.bump(services.counters.errors)
+        services.metrics?.refusedRequest(code)
         return .error(id: id, code, message)
     }
 
     func permissionDenied(_ id: UInt64, _ method: String) -> Consentd_V1_Response {
-        ServerCounters.bump(state.counters.permissionDenied)
+        ServerCounters.bump(services.counters.permissionDenied)
         let who = peer.map { "uid \($0.uid) (gid \($0.gid), pid \($0.pid))" } ?? "a peer with unknown credentials"
         let role = roles.check ? "may only check" : "has no role in this daemon's role map"
         return error(id, .permissionDenied, "\(method) is not allowed: \(who) \(role)")
     }
 
-    func offload(_ id: UInt64, _ work: @escaping @Sendable (ServerState) throws -> Consentd_V1_Response) -> Outcome {
-        let state = self.state
+    /// Consent administration, as work for the blocking pool; its failures become refusals.
+    func offload(_ id: UInt64, _ work: @escaping @Sendable (ConsentFeed, PolicySet) throws -> Consentd_V1_Response) -> Outcome {
+        let services = self.services
+        guard let store = services.store else {
+            return .respond(error(id, .unavailable, "this daemon has no consent store to administer"))
+        }
         return .offload {
             do {
-                return try work(state)
+                return try work(store, services.policies.set)
             } catch let error as StoreError {
                 let code: Consentd_V1_ErrorCode = error.code == .invalidRecord || error.code == .idempotencyConflict ? .invalidArgument : .unavailable
-                return Self.refusal(id, code, error.message, state: state)
+                return Self.refusal(id, code, error.message, services: services)
             } catch let error as WireRecordError {
-                return Self.refusal(id, .invalidArgument, error.message, state: state)
+                return Self.refusal(id, .invalidArgument, error.message, services: services)
             } catch {
-                state.logger.error("internal error", metadata: ["error": "\(error)"])
-                return Self.refusal(id, .internal, "internal error: \(error)", state: state)
+                services.logger.error("internal error", metadata: ["error": "\(error)"])
+                return Self.refusal(id, .internal, "internal error: \(error)", services: services)
             }
         }
     }
@@ -250,8 +255,8 @@ package struct RequestProcessor {
     @inline(__always)
     mutating func decided(_ event: DecisionEvent, set: PolicySet) {
         let decision = event.decision
-        ServerCounters.bump(state.counters.decisions)
-        if decision.isAllowed { ServerCounters.bump(state.counters.allowed) } else { ServerCounters.bump(state.counters.denied) }
+        ServerCounters.bump(services.counters.decisions)
+        if decision.isAllowed { ServerCounters.bump(services.counters.allowed) } else { ServerCounters.bump(services.counters.denied) }
         metrics?.count(decision)
         guard receipts != nil, receipts!.sample() else { return }
         let time = event.decidedAt ?? .now()
@@ -318,8 +323,8 @@ package struct RequestProcessor {
     }
 
     mutating func checkBatch(_ id: UInt64, _ batch: Consentd_V1_CheckBatchRequest) -> Outcome {
-        guard batch.items.count <= state.configuration.maximumBatchItems else {
-            return .respond(error(id, .invalidArgument, "\(batch.items.count) items in one CheckBatch; the limit is \(state.configuration.maximumBatchItems)"))
+        guard batch.items.count <= services.maximumBatchItems else {
+            return .respond(error(id, .invalidArgument, "\(batch.items.count) items in one CheckBatch; the limit is \(services.maximumBatchItems)"))
         }
         let context: RequestContext
         do { context = try batch.context.model() } catch { return .respond(self.error(id, .invalidArgument, error.message)) }
@@ -383,30 +388,7 @@ package struct RequestProcessor {
     }
 
     func status(_ id: UInt64) -> Consentd_V1_Response {
-        let policyState = state.policies.current
-        let snapshot = state.feed.index.snapshot()
-        var status = Consentd_V1_StatusResponse()
-        status.version = ConsentDaemon.version
-        status.policyRevision = policyState.set.revision
-        status.policyLoadedAt = Google_Protobuf_Timestamp(policyState.loadedAt)
-        status.policyErrors = policyState.lastErrors.map(\.wire)
-        status.rules = UInt32(clamping: policyState.set.rules.count)
-        status.consentSequence = snapshot.sequence
-        status.subjects = UInt64(snapshot.subjectCount)
-        status.records = UInt64(snapshot.recordCount)
-        status.counters = state.counters.wire
-        status.startedAt = Google_Protobuf_Timestamp(state.startedAt)
-        status.policyDirectory = state.configuration.policies
-        status.storePath = state.configuration.store
-        status.lastReloadMilliseconds = policyState.loadMilliseconds
-        if let receipts = state.receipts {
-            status.receiptsDirectory = receipts.configuration.directory ?? ""
-            status.receiptsError = receipts.lastError
-            status.receiptsQueued = UInt64(receipts.queued)
-            status.counters.receiptsWritten = receipts.writtenCount
-            status.counters.receiptsDropped = receipts.droppedCount
-        }
-        status.metricsAddress = state.metricsAddress
+        var status = services.status()
         status.callerRoles = roles.names
         var response = Consentd_V1_Response()
         response.id = id
@@ -417,7 +399,7 @@ package struct RequestProcessor {
 
 // MARK: administration (blocking; run on the thread pool)
 
-private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentRequest, state: ServerState) throws -> Consentd_V1_Response {
+private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentRequest, store: ConsentFeed, set: PolicySet) throws -> Consentd_V1_Response {
     guard !request.records.isEmpty else { throw WireRecordError(message: "RecordConsent needs at least one record") }
     guard request.records.count <= ServerConfiguration.maximumRecordsPerWrite else {
         throw WireRecordError(message: "\(request.records.count) records in one RecordConsent; the limit is \(ServerConfiguration.maximumRecordsPerWrite)")
@@ -428,7 +410,6 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
             throw WireRecordError(message: "records[\(index)]: \(error.message)")
         }
     }
-    let set = state.policies.set
     for (index, record) in records.enumerated() {
         if let problem = Identifier.problem(record.subject) {
             throw WireRecordError(message: "records[\(index)]: subject_id \(problem)")
@@ -447,34 +428,34 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
             payload += bytes
         }
     }
-    let result = try state.feed.record(records, idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey,
+    let result = try store.record(records, idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey,
                                        payload: request.idempotencyKey.isEmpty ? nil : payload, now: now)
     var response = Consentd_V1_Response()
     response.id = id
     response.recordConsent = Consentd_V1_RecordConsentResponse.with {
         $0.sequences = result.sequences
         $0.replayed = result.replayed
-        $0.consentSequence = state.feed.appliedSequence
+        $0.consentSequence = store.appliedSequence
     }
     return response
 }
 
-private func subjectHistory(_ id: UInt64, _ request: Consentd_V1_HistoryRequest, state: ServerState) throws -> Consentd_V1_Response {
-        if let problem = Identifier.problem(request.subjectID) { throw WireRecordError(message: "subject_id \(problem)") }
-        let store = state.feed.store
-        let records = try request.hasAt ? store.history(of: request.subjectID, asOf: request.at.model(field: "at")) : store.history(of: request.subjectID)
-        var response = Consentd_V1_Response()
-        response.id = id
-        response.history = Consentd_V1_HistoryResponse.with {
-            $0.records = records.map(Consentd_V1_ConsentRecord.init)
-            $0.erasures = ((try? store.erasures(of: request.subjectID)) ?? []).map(\.wire)
-        }
-        return response
+private func subjectHistory(_ id: UInt64, _ request: Consentd_V1_HistoryRequest, store: SQLiteConsentStore) throws -> Consentd_V1_Response {
+    if let problem = Identifier.problem(request.subjectID) { throw WireRecordError(message: "subject_id \(problem)") }
+    let records = try request.hasAt ? store.history(of: request.subjectID, asOf: request.at.model(field: "at")) : store.history(of: request.subjectID)
+    let erasures = try store.erasures(of: request.subjectID)
+    var response = Consentd_V1_Response()
+    response.id = id
+    response.history = Consentd_V1_HistoryResponse.with {
+        $0.records = records.map(Consentd_V1_ConsentRecord.init)
+        $0.erasures = erasures.map(\.wire)
+    }
+    return response
 }
 
-private func eraseSubject(_ id: UInt64, _ request: Consentd_V1_EraseSubjectRequest, state: ServerState) throws -> Consentd_V1_Response {
+private func eraseSubject(_ id: UInt64, _ request: Consentd_V1_EraseSubjectRequest, store: ConsentFeed) throws -> Consentd_V1_Response {
     if let problem = Identifier.problem(request.subjectID) { throw WireRecordError(message: "subject_id \(problem)") }
-    let tombstone = try state.feed.erase(subject: request.subjectID)
+    let tombstone = try store.erase(subject: request.subjectID)
     var response = Consentd_V1_Response()
     response.id = id
     response.eraseSubject = Consentd_V1_EraseSubjectResponse.with { $0.tombstone = tombstone.wire }

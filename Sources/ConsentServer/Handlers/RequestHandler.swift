@@ -36,8 +36,27 @@ package struct PeerCredentials: Sendable {
     }
 }
 
+/// The limits of one connection, from the configuration.
+struct ConnectionLimits: Sendable {
+    var maximumFrameSize = FrameCodec.defaultMaximumFrameSize
+    var frameTimeout: Double = 10
+    var maximumPendingOutput = 256 << 10
+    var maximumInFlight = 256
+
+    init() {}
+
+    init(_ configuration: ServerConfiguration) {
+        maximumFrameSize = configuration.maximumFrameSize
+        frameTimeout = configuration.frameTimeout
+        maximumPendingOutput = configuration.maximumPendingOutput
+        maximumInFlight = configuration.maximumInFlight
+    }
+}
+
 /// The hot path: splits the byte stream into frames, answers decisions inline from snapshots,
-/// sends consent administration to the blocking pool, and flushes once per read burst.
+/// sends consent administration to the blocking pool, and flushes once per read burst. When to
+/// read, take a frame or close is decided by `ConnectionStateMachine`; this handler owns the
+/// buffers and carries its actions out.
 ///
 /// Memory per connection is bounded: frames are cut out of the input only while there is room
 /// for their answers. When the answers waiting for the peer pass `maximumPendingOutput` and the
@@ -50,31 +69,28 @@ final class RequestHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private var processor: RequestProcessor
+    private var connection: ConnectionStateMachine
+    private let services: RequestServices
+    private let limits: ConnectionLimits
     private let threadPool: NIOThreadPool
-    private let state: ServerState
     private var splitter: FrameSplitter
     /// Bytes read and not yet cut into frames.
     private var inbound: ByteBuffer?
-    private var inFlight = 0
-    private var readPending = false
-    private var needsFlush = false
-    private var processing = false
-    private var readsSinceCheck = 0
-    private var inputClosed = false
-    private var closing = false
-    private var scratch: [UInt8] = []
     /// Responses of the current read burst, written as one buffer.
     private var pending: ByteBuffer?
-
-    private let metrics: DaemonMetrics?
+    private var needsFlush = false
+    /// Guards `processInbound` against re-entry from the callbacks it causes.
+    private var processing = false
+    private var scratch: [UInt8] = []
     private var receiptWaitScheduled = false
 
-    init(state: ServerState, threadPool: NIOThreadPool) {
-        self.state = state
-        self.metrics = state.metrics
-        self.processor = RequestProcessor(state: state)
+    init(processor: RequestProcessor, limits: ConnectionLimits, threadPool: NIOThreadPool) {
+        self.processor = processor
+        self.services = processor.services
+        self.limits = limits
+        self.connection = ConnectionStateMachine(maximumInFlight: limits.maximumInFlight)
         self.threadPool = threadPool
-        self.splitter = FrameSplitter(maximumFrameSize: state.configuration.maximumFrameSize, frameTimeout: state.configuration.frameTimeout)
+        self.splitter = FrameSplitter(maximumFrameSize: limits.maximumFrameSize, frameTimeout: limits.frameTimeout)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -91,8 +107,7 @@ final class RequestHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closing else { return }
-        readsSinceCheck += 1
+        guard connection.bytesRead() else { return }
         var bytes = unwrapInboundIn(data)
         if inbound == nil || inbound!.readableBytes == 0 {
             inbound = bytes
@@ -102,22 +117,39 @@ final class RequestHandler: ChannelDuplexHandler {
         processInbound(context: context)
     }
 
+    /// What holds input back now (for reads).
+    private func room(_ context: ChannelHandlerContext) -> ConnectionStateMachine.Room {
+        ConnectionStateMachine.Room(
+            writable: context.channel.isWritable,
+            receiptsCongested: services.receipts?.isCongested == true,
+            frameWaiting: hasWholeFrame(limitedTo: UInt64(Int32.max)),
+            answersOverBudget: (pending?.readableBytes ?? 0) >= limits.maximumPendingOutput
+        )
+    }
+
     /// Whether another frame may be taken now: not closing, `block` receipts not congested, and
     /// the answers already made have room (under the budget, or the peer is reading them).
     private func mayTakeFrame(context: ChannelHandlerContext) -> Bool {
-        guard !closing else { return false }
-        if state.receipts?.isCongested == true { return false }
-        guard let pending, pending.readableBytes >= state.configuration.maximumPendingOutput else { return true }
-        // A full budget of answers: hand them to the channel; take more frames only while the
-        // peer is reading (what the channel holds is bounded by one budget and its watermark).
-        flushIfNeeded(context: context)
-        return context.channel.isWritable
+        let room = ConnectionStateMachine.Room(
+            receiptsCongested: services.receipts?.isCongested == true,
+            answersOverBudget: (pending?.readableBytes ?? 0) >= limits.maximumPendingOutput
+        )
+        switch connection.frameRoom(room) {
+        case .take: return true
+        case .stop: return false
+        case .flushFirst:
+            // A full budget of answers: hand them to the channel; take more frames only while
+            // the peer is reading (what the channel holds is bounded by one budget and its
+            // watermark).
+            flushIfNeeded(context: context)
+            return context.channel.isWritable
+        }
     }
 
     /// Closes once every answer written so far has reached the socket (or after 5 s, for a peer
     /// that never reads): closing at once would discard answers still queued in the channel.
     private func closeAfterWrites(context: ChannelHandlerContext) {
-        closing = true
+        connection.close()
         inbound = nil
         if let buffer = pending, buffer.readableBytes > 0 {
             pending = nil
@@ -159,29 +191,25 @@ final class RequestHandler: ChannelDuplexHandler {
                 inbound!.discardReadBytes()
             }
         }
-        if state.receipts?.isCongested == true { waitForReceipts(context: context) }
-        finishIfInputClosed(context: context)
+        if services.receipts?.isCongested == true { waitForReceipts(context: context) }
+        switch connection.finish(leftover: FrameSplitter.leftover(inbound), wholeFrameWaiting: hasWholeFrame(limitedTo: .max)) {
+        case .none: break
+        case let .reject(error): reject(context: context, error)
+        case .close: closeAfterWrites(context: context)
+        }
     }
 
-    /// After the peer half-closed: once every frame is answered and nothing is in flight, close;
-    /// input that ends inside a frame is answered with an error first.
-    private func finishIfInputClosed(context: ChannelHandlerContext) {
-        guard inputClosed, !closing, inFlight == 0 else { return }
-        if let error = FrameSplitter.leftover(inbound) {
-            // Whole frames still waiting for room are answered first.
-            let hasWholeFrame = inbound!.withUnsafeReadableBytes { bytes -> Bool in
-                if case let .length(length, prefix) = FrameCodec.readPrefix(bytes) { return bytes.count >= prefix + Int(clamping: length) }
-                return false
-            }
-            if hasWholeFrame { return }
-            reject(context: context, error)
-            return
+    /// A whole frame (of at most `limit` bytes) is buffered and not yet answered.
+    private func hasWholeFrame(limitedTo limit: UInt64) -> Bool {
+        guard let inbound, inbound.readableBytes > 0, !connection.isClosing else { return false }
+        return inbound.withUnsafeReadableBytes { bytes -> Bool in
+            if case let .length(length, prefix) = FrameCodec.readPrefix(bytes) { return bytes.count >= prefix + Int(clamping: min(length, limit)) }
+            return false
         }
-        closeAfterWrites(context: context)
     }
 
     private func handle(_ frame: ByteBuffer, context: ChannelHandlerContext) {
-        let started = metrics != nil ? DaemonMetrics.now() : 0
+        let started = services.metrics != nil ? DaemonMetrics.now() : 0
         defer { processor.flushReceipts() }
         if pending == nil { pending = context.channel.allocator.buffer(capacity: 4096) }
         let answered = frame.withUnsafeReadableBytes { bytes in
@@ -189,7 +217,7 @@ final class RequestHandler: ChannelDuplexHandler {
         }
         if answered {
             needsFlush = true
-            metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
+            services.metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
             return
         }
         // Refuse an oversized batch or write from its shape, before materialising its entries.
@@ -211,19 +239,19 @@ final class RequestHandler: ChannelDuplexHandler {
         switch processor.process(request) {
         case let .respond(response):
             write(context: context, response)
-            metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
+            services.metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
         case let .respondFrame(frame):
             if pending == nil { pending = context.channel.allocator.buffer(capacity: frame.count) }
             pending!.writeBytes(frame)
             needsFlush = true
-            metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
+            services.metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
         case let .offload(work):
-            inFlight += 1
-            state.counters.inFlight.add(1, ordering: .relaxed)
+            connection.offloadStarted()
+            services.counters.inFlight.add(1, ordering: .relaxed)
             threadPool.runIfActive(eventLoop: context.eventLoop, work).assumeIsolated().whenComplete { result in
-                self.inFlight -= 1
-                self.state.counters.inFlight.subtract(1, ordering: .relaxed)
-                self.metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
+                self.connection.offloadFinished()
+                self.services.counters.inFlight.subtract(1, ordering: .relaxed)
+                self.services.metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
                 switch result {
                 case let .success(response): self.write(context: context, response)
                 case let .failure(error): self.write(context: context, .error(id: request.id, .unavailable, "could not run the request: \(error)"))
@@ -250,7 +278,7 @@ final class RequestHandler: ChannelDuplexHandler {
             pending!.writeBytes(payload)
             needsFlush = true
         } catch {
-            state.logger.error("cannot encode a response", metadata: ["error": "\(error)"])
+            services.logger.error("cannot encode a response", metadata: ["error": "\(error)"])
         }
     }
 
@@ -267,9 +295,10 @@ final class RequestHandler: ChannelDuplexHandler {
 
     /// Answers a broken frame with an error and closes this connection only.
     private func reject(context: ChannelHandlerContext, _ error: FrameError) {
-        guard !closing else { return }
-        ServerCounters.bump(state.counters.framesRejected)
-        if case .tooLarge = error { ServerCounters.bump(state.counters.framesTooLarge) } else { ServerCounters.bump(state.counters.framesMalformed) }
+        guard connection.frameRejected() else { return }
+        let counters = services.counters
+        ServerCounters.bump(counters.framesRejected)
+        if case .tooLarge = error { ServerCounters.bump(counters.framesTooLarge) } else { ServerCounters.bump(counters.framesMalformed) }
         write(context: context, .error(id: 0, error.code, "\(error); closing the connection"))
         closeAfterWrites(context: context)
     }
@@ -279,7 +308,7 @@ final class RequestHandler: ChannelDuplexHandler {
             reject(context: context, frameError)
         } else {
             if !(error is ChannelError) && !(error is IOError) {
-                state.logger.debug("connection error", metadata: ["error": "\(error)"])
+                services.logger.debug("connection error", metadata: ["error": "\(error)"])
             }
             context.close(promise: nil)
         }
@@ -287,25 +316,11 @@ final class RequestHandler: ChannelDuplexHandler {
 
     // MARK: backpressure
 
-    /// Whether frames already read are waiting for room.
-    private var hasUnprocessedInput: Bool { (inbound?.readableBytes ?? 0) > 0 && !closing }
-
     func read(context: ChannelHandlerContext) {
-        if inFlight >= state.configuration.maximumInFlight || !context.channel.isWritable || state.receipts?.isCongested == true
-            || hasUnprocessedFrame {
-            readPending = true
-            if state.receipts?.isCongested == true { waitForReceipts(context: context) }
-        } else {
-            context.read()
-        }
-    }
-
-    /// A whole frame is buffered and not yet answered (it waits for room): read no more.
-    private var hasUnprocessedFrame: Bool {
-        guard hasUnprocessedInput else { return false }
-        return inbound!.withUnsafeReadableBytes { bytes -> Bool in
-            if case let .length(length, prefix) = FrameCodec.readPrefix(bytes) { return bytes.count >= prefix + Int(clamping: min(length, UInt64(Int32.max))) }
-            return false
+        switch connection.read(room(context)) {
+        case .read: context.read()
+        case .hold: break
+        case .waitForReceipts: waitForReceipts(context: context)
         }
     }
 
@@ -314,8 +329,8 @@ final class RequestHandler: ChannelDuplexHandler {
         receiptWaitScheduled = true
         context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(1)) {
             self.receiptWaitScheduled = false
-            guard context.channel.isActive, !self.closing else { return }
-            guard self.state.receipts?.hasRoom == true else {
+            guard context.channel.isActive, !self.connection.isClosing else { return }
+            guard self.services.receipts?.hasRoom == true else {
                 self.waitForReceipts(context: context)
                 return
             }
@@ -335,25 +350,21 @@ final class RequestHandler: ChannelDuplexHandler {
     }
 
     private func resumeReadingIfPossible(context: ChannelHandlerContext) {
-        guard readPending, !closing, inFlight < state.configuration.maximumInFlight, context.channel.isWritable else { return }
-        if state.receipts?.isCongested == true {
-            waitForReceipts(context: context)
-            return
+        switch connection.resume(room(context)) {
+        case .read: context.read()
+        case .hold: break
+        case .waitForReceipts: waitForReceipts(context: context)
         }
-        guard !hasUnprocessedFrame else { return }
-        readPending = false
-        context.read()
     }
 
-    private func scheduleQuietCheck(context: ChannelHandlerContext, deadline: NIODeadline) {
-        readsSinceCheck = 0
+    private func scheduleQuietCheck(context: ChannelHandlerContext) {
         context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(30)) {
             guard context.channel.isActive else { return }
-            // Quiet means the peer sent nothing, not that this handler held reading back.
-            if (self.readsSinceCheck == 0 && self.inFlight == 0 && !self.hasUnprocessedInput && !self.readPending) || NIODeadline.now() > deadline {
-                self.closeAfterWrites(context: context)
-            } else {
-                self.scheduleQuietCheck(context: context, deadline: deadline)
+            let unanswered = (self.inbound?.readableBytes ?? 0) > 0
+            switch self.connection.quietCheck(now: NIODeadline.now().uptimeNanoseconds, unansweredInput: unanswered) {
+            case .close: self.closeAfterWrites(context: context)
+            case .checkAgain: self.scheduleQuietCheck(context: context)
+            case .done: break
             }
         }
     }
@@ -361,18 +372,20 @@ final class RequestHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
             // The peer finished sending (half-close): answer what is in flight, then close.
-            inputClosed = true
+            connection.peerHalfClosed()
             flushIfNeeded(context: context)
             processInbound(context: context)
         } else if event is QuiesceEvent {
             // Answer everything the peer has already sent: keep reading until the connection has
             // been quiet (nothing read, nothing in flight) for one check interval, then close. A
             // peer that keeps sending is closed after a grace period.
+            guard connection.quiesce(deadline: (NIODeadline.now() + .seconds(5)).uptimeNanoseconds) else { return }
             flushIfNeeded(context: context)
             context.read()
-            scheduleQuietCheck(context: context, deadline: NIODeadline.now() + .seconds(5))
+            scheduleQuietCheck(context: context)
         } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            ServerCounters.bump(state.counters.connectionsIdleClosed)
+            ServerCounters.bump(services.counters.connectionsIdleClosed)
+            connection.close()
             context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)

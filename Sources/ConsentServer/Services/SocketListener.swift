@@ -60,6 +60,8 @@ public final class SocketListener: Service, Sendable {
             let bindPath = staging?.temporaryPath ?? path
             let state = self.state
             let threadPool = self.threadPool
+            let services = state.requestServices
+            let limits = ConnectionLimits(configuration)
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
                 // At most 4 reads of up to 64 KiB per read cycle: what one connection can have
@@ -84,7 +86,8 @@ public final class SocketListener: Service, Sendable {
                         if configuration.idleTimeout > 0 {
                             try handlers.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000))))
                         }
-                        try handlers.addHandler(RequestHandler(state: state, threadPool: threadPool))
+                        let processor = RequestProcessor(services: services, connection: state.nextConnectionNumber())
+                        try handlers.addHandler(RequestHandler(processor: processor, limits: limits, threadPool: threadPool))
                     }
                 }
                 .bind(unixDomainSocketPath: bindPath, cleanupExistingSocketFile: false)

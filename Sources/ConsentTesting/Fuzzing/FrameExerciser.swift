@@ -70,9 +70,9 @@ public final class FrameExerciser {
             }
             _ = try daemon.state.feed.record(records, idempotencyKey: nil, now: now)
         }
-        admin = RequestProcessor(state: daemon.state)
+        admin = daemon.state.makeProcessor()
         admin.peer = PeerCredentials(pid: 1, uid: daemon.state.ownUID, gid: 0)
-        checker = RequestProcessor(state: daemon.state)
+        checker = daemon.state.makeProcessor()
         checker.peer = PeerCredentials(pid: 2, uid: 4_000_000_000, gid: 4_000_000_000)
         precondition(checker.roles.check && !checker.roles.admin, "the fuzz checker must have the check role only")
     }

@@ -28,7 +28,7 @@ public final class WriteExerciser {
         var logger = Logger(label: "consentd-fuzz-write")
         logger.logLevel = .critical
         daemon = try ConsentDaemon(configuration: configuration, logger: logger, synchronousCommits: false)
-        processor = RequestProcessor(state: daemon.state)
+        processor = daemon.state.makeProcessor()
         processor.peer = PeerCredentials(pid: 1, uid: daemon.state.ownUID, gid: 0)
     }
 
