@@ -22,65 +22,6 @@ final class ReceiptParts {
     }
 }
 
-/// One decision as a receipt's fields, borrowed from the request for the time of encoding.
-package struct ReceiptInput {
-    var subject: UnsafeRawBufferPointer
-    var purpose: UnsafeRawBufferPointer
-    var dataCategory: UnsafeRawBufferPointer
-    var jurisdiction: UnsafeRawBufferPointer?
-    var channel: UnsafeRawBufferPointer?
-    var gpc: Bool
-    var uspOptOut: Bool
-    /// The instant the request asked to decide at, if it gave one.
-    var requestedAt: Timestamp?
-    /// When the decision was made.
-    var time: Timestamp
-    var decision: Decision
-    /// The consent-store sequence the decision read.
-    var sequence: UInt64
-    /// What kind of request: "check", "batch", "list_uses".
-    var kind: StaticString
-
-    package init(
-        subject: UnsafeRawBufferPointer, purpose: UnsafeRawBufferPointer, dataCategory: UnsafeRawBufferPointer,
-        jurisdiction: UnsafeRawBufferPointer?, channel: UnsafeRawBufferPointer?, gpc: Bool, uspOptOut: Bool,
-        requestedAt: Timestamp?, time: Timestamp, decision: Decision, sequence: UInt64, kind: StaticString
-    ) {
-        self.subject = subject
-        self.purpose = purpose
-        self.dataCategory = dataCategory
-        self.jurisdiction = jurisdiction
-        self.channel = channel
-        self.gpc = gpc
-        self.uspOptOut = uspOptOut
-        self.requestedAt = requestedAt
-        self.time = time
-        self.decision = decision
-        self.sequence = sequence
-        self.kind = kind
-    }
-
-    /// The most bytes of one field (subject, keys, jurisdiction, channel) a receipt holds; a
-    /// longer value (only invalid requests carry one) is replaced by a short marker, so one
-    /// oversized request cannot make an oversized receipt — and costs nothing per batch item.
-    static let maximumFieldBytes = 256
-
-    var hasOversizedField: Bool {
-        let limit = Self.maximumFieldBytes
-        return subject.count > limit || purpose.count > limit || dataCategory.count > limit
-            || (jurisdiction?.count ?? 0) > limit || (channel?.count ?? 0) > limit
-    }
-
-    /// `U+0001 truncated: N bytes` for a field over the limit; the field itself otherwise. The
-    /// marker starts with a control character, which no valid subject, key, jurisdiction or
-    /// channel holds, so a replay decides the receipt exactly as the daemon did: the value was
-    /// invalid (or unknown) then, and the marker is invalid (or unknown) now.
-    static func capped(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
-        guard bytes.count > maximumFieldBytes else { return Array(bytes) }
-        return Array("\u{1}truncated: \(bytes.count) bytes".utf8)
-    }
-}
-
 /// Receipts of one connection, encoded as JSON lines on the event loop and handed to the shared
 /// queue once per frame (one lock per frame, not per receipt).
 ///
@@ -127,32 +68,50 @@ package struct ConnectionReceipts {
         return hashedSubjectText
     }
 
-    /// Appends one receipt line.
-    package mutating func append(_ input: ReceiptInput, set: PolicySet) {
-        if input.hasOversizedField {
-            appendCapped(input, set: set)
-            return
+    /// Appends the receipt line of one decision.
+    package mutating func append(_ event: DecisionEvent, set: PolicySet) {
+        let time = event.decidedAt ?? .now()
+        switch event.asked {
+        case let .bytes(fields):
+            encodeCapping(fields, of: event, at: time, set: set)
+        case let .strings(subject, purpose, dataCategory, jurisdiction, channel):
+            AskedFields.holding([Array(subject.utf8), Array(purpose.utf8), Array(dataCategory.utf8)], jurisdiction.map { Array($0.utf8) }, channel.map { Array($0.utf8) }) {
+                encodeCapping($0, of: event, at: time, set: set)
+            }
         }
+    }
+
+    /// `encode`, with every oversized field replaced by its marker (`AskedFields.capped`, the rare path).
+    @inline(__always)
+    private mutating func encodeCapping(_ fields: AskedFields, of event: DecisionEvent, at time: Timestamp, set: PolicySet) {
+        if fields.hasOversizedField {
+            fields.capped { encode($0, of: event, at: time, set: set) }
+        } else {
+            encode(fields, of: event, at: time, set: set)
+        }
+    }
+
+    private mutating func encode(_ fields: AskedFields, of event: DecisionEvent, at time: Timestamp, set: PolicySet) {
         if parts?.set !== set { parts = ReceiptParts(set: set) }
         counter += 1
         let parts = self.parts.unsafelyUnwrapped
-        let rule = Int(input.decision.ruleIndex)
+        let rule = Int(event.decision.ruleIndex)
         let ruleBytes: [UInt8]? = rule >= 0 && rule < parts.rules.count ? parts.rules[rule] : nil
-        let hash = queue.subjectMode == .hash ? subjectHash(input.subject) : ""
+        let hash = queue.subjectMode == .hash ? subjectHash(fields.subject) : ""
         var bound = 400 + idPrefix.count + parts.revision.count + (ruleBytes?.count ?? 0) + hash.utf8.count
-        bound += 6 * (input.subject.count + input.purpose.count + input.dataCategory.count + (input.jurisdiction?.count ?? 0) + (input.channel?.count ?? 0))
+        bound += 6 * (fields.subject.count + fields.purpose.count + fields.dataCategory.count + (fields.jurisdiction?.count ?? 0) + (fields.channel?.count ?? 0))
         lines.reserve(bound)
         var out = RawCursor(lines.end)
         out.put(#"{"id":""#)
         out.put(idPrefix)
         out.putDecimal(counter)
         out.put(#"","time":""#)
-        clock.write(input.time, to: &out)
+        clock.write(time, to: &out)
         out.put(UInt8(ascii: "\""))
         switch queue.subjectMode {
         case .raw:
             out.put(#","subject":"#)
-            out.putString(input.subject)
+            out.putString(fields.subject)
         case .hash:
             out.put(#","subject_hash":""#)
             var text = hash
@@ -162,78 +121,57 @@ package struct ConnectionReceipts {
             break
         }
         out.put(#","purpose":"#)
-        out.putString(input.purpose)
+        out.putString(fields.purpose)
         out.put(#","data_category":"#)
-        out.putString(input.dataCategory)
+        out.putString(fields.dataCategory)
         out.put(#","context":{"#)
         var separator = false
-        if let jurisdiction = input.jurisdiction, jurisdiction.count > 0 {
+        if let jurisdiction = fields.jurisdiction, jurisdiction.count > 0 {
             out.put(#""jurisdiction":"#)
             out.putString(jurisdiction)
             separator = true
         }
-        if input.gpc {
+        if event.gpc {
             if separator { out.put(UInt8(ascii: ",")) }
             out.put(#""gpc":true"#)
             separator = true
         }
-        if input.uspOptOut {
+        if event.uspOptOut {
             if separator { out.put(UInt8(ascii: ",")) }
             out.put(#""usp_opt_out":true"#)
             separator = true
         }
-        if let channel = input.channel, channel.count > 0 {
+        if let channel = fields.channel, channel.count > 0 {
             if separator { out.put(UInt8(ascii: ",")) }
             out.put(#""channel":"#)
             out.putString(channel)
             separator = true
         }
-        if let at = input.requestedAt {
+        if let at = event.requestedAt {
             if separator { out.put(UInt8(ascii: ",")) }
             out.put(#""at":""#)
             clock.write(at, to: &out)
             out.put(UInt8(ascii: "\""))
         }
-        out.put(input.decision.isAllowed ? #"},"decision":"allow","reason":""# : #"},"decision":"deny","reason":""#)
-        out.put(input.decision.reason.name)
+        out.put(event.decision.isAllowed ? #"},"decision":"allow","reason":""# : #"},"decision":"deny","reason":""#)
+        out.put(event.decision.reason.name)
         out.put(UInt8(ascii: "\""))
         if let ruleBytes {
             out.put(UInt8(ascii: ","))
             out.put(ruleBytes)
         }
         out.put(#","record":"#)
-        out.putDecimal(input.decision.record?.sequence ?? 0)
+        out.putDecimal(event.decision.record?.sequence ?? 0)
         out.put(UInt8(ascii: ","))
         out.put(parts.revision)
         out.put(#","sequence":"#)
-        out.putDecimal(input.sequence)
+        out.putDecimal(event.sequence)
         out.put(#","kind":""#)
-        out.put(input.kind)
+        out.put(event.kind.name)
         out.put("\"}\n")
         lines.commit(until: out.position)
     }
 
-    /// `append` with every oversized field replaced by `ReceiptInput.capped` (the rare path).
-    private mutating func appendCapped(_ input: ReceiptInput, set: PolicySet) {
-        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
-        let fields = [input.subject, input.purpose, input.dataCategory, input.jurisdiction ?? empty, input.channel ?? empty].map(ReceiptInput.capped)
-        var joined: [UInt8] = []
-        var ends: [Int] = []
-        for field in fields {
-            joined += field
-            ends.append(joined.count)
-        }
-        joined.withUnsafeBytes { raw in
-            func field(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: raw[(i == 0 ? 0 : ends[i - 1])..<ends[i]]) }
-            var capped = input
-            capped.subject = field(0)
-            capped.purpose = field(1)
-            capped.dataCategory = field(2)
-            capped.jurisdiction = input.jurisdiction == nil ? nil : field(3)
-            capped.channel = input.channel == nil ? nil : field(4)
-            append(capped, set: set)
-        }
-    }
 
     /// Hands the lines of this frame to the queue.
     package func flush() {

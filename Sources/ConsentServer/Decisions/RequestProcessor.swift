@@ -81,12 +81,12 @@ package struct RequestProcessor {
         let decision = snapshot.withRecords(ofSubjectBytes: subject) { set.decide(resolved, records: $0) }
         ServerCounters.bump(services.counters.requests)
         decided(DecisionEvent(
-            asked: .bytes(
+            asked: .bytes(AskedFields(
                 subject: subject, purpose: UnsafeRawBufferPointer(rebasing: bytes[check.purpose]),
                 dataCategory: UnsafeRawBufferPointer(rebasing: bytes[check.data]),
                 jurisdiction: check.jurisdiction.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
                 channel: check.channel.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
-            ),
+            )),
             gpc: check.gpc, uspOptOut: check.uspOptOut, requestedAt: check.at, decidedAt: check.at == nil ? at : nil,
             decision: decision, sequence: snapshot.sequence, kind: .check
         ), set: set)
@@ -131,10 +131,10 @@ package struct RequestProcessor {
             let decision = snapshot.withRecords(ofSubjectBytes: subjectBytes) { set.decide(resolved, records: $0) }
             let item = batch.items[index]
             decided(DecisionEvent(
-                asked: .bytes(
+                asked: .bytes(AskedFields(
                     subject: subjectBytes, purpose: UnsafeRawBufferPointer(rebasing: bytes[item.purpose]),
                     dataCategory: UnsafeRawBufferPointer(rebasing: bytes[item.data]), jurisdiction: jurisdiction, channel: channel
-                ),
+                )),
                 gpc: context.gpc, uspOptOut: context.uspOptOut, requestedAt: context.at, decidedAt: decidedAt,
                 decision: decision, sequence: snapshot.sequence, kind: .batch
             ), set: set)
@@ -259,31 +259,7 @@ package struct RequestProcessor {
         if decision.isAllowed { ServerCounters.bump(services.counters.allowed) } else { ServerCounters.bump(services.counters.denied) }
         metrics?.count(decision)
         guard receipts != nil, receipts!.sample() else { return }
-        let time = event.decidedAt ?? .now()
-        switch event.asked {
-        case let .bytes(subject, purpose, dataCategory, jurisdiction, channel):
-            receipts!.append(ReceiptInput(
-                subject: subject, purpose: purpose, dataCategory: dataCategory, jurisdiction: jurisdiction, channel: channel,
-                gpc: event.gpc, uspOptOut: event.uspOptOut, requestedAt: event.requestedAt, time: time,
-                decision: decision, sequence: event.sequence, kind: event.kind.name
-            ), set: set)
-        case let .strings(subject, purpose, dataCategory, jurisdiction, channel):
-            var joined: [UInt8] = []
-            var ends: [Int] = []
-            for field in [subject, purpose, dataCategory, jurisdiction ?? "", channel ?? ""] {
-                joined.append(contentsOf: field.utf8)
-                ends.append(joined.count)
-            }
-            joined.withUnsafeBytes { raw in
-                func field(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: raw[(i == 0 ? 0 : ends[i - 1])..<ends[i]]) }
-                receipts!.append(ReceiptInput(
-                    subject: field(0), purpose: field(1), dataCategory: field(2),
-                    jurisdiction: jurisdiction == nil ? nil : field(3), channel: channel == nil ? nil : field(4),
-                    gpc: event.gpc, uspOptOut: event.uspOptOut, requestedAt: event.requestedAt, time: time,
-                    decision: decision, sequence: event.sequence, kind: event.kind.name
-                ), set: set)
-            }
-        }
+        receipts!.append(event, set: set)
     }
 
     /// The event of a decision of the general (decoded) path.
