@@ -37,18 +37,7 @@ public final class ReceiptWriter: Service, Sendable {
         self.logger = logger
         self.fileMode = fileMode
         self.anchor = anchor
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: Int(ReceiptFiles.directoryMode(for: fileMode))])
-        } catch {
-            throw ReceiptDirectoryError(description: "cannot create the receipts directory \(directory): \(error.localizedDescription)")
-        }
-        guard access(directory, W_OK) == 0 else {
-            throw ReceiptDirectoryError(description: "cannot write to the receipts directory \(directory): \(String(cString: strerror(errno)))")
-        }
-        // Files and the directory left wider by someone else are narrowed, as the store is.
-        ReceiptFiles.narrow(directory, mode: ReceiptFiles.directoryMode(for: fileMode))
-        for file in ReceiptFiles.list(directory) { ReceiptFiles.narrow(file.path, mode: fileMode) }
+        try ReceiptFiles.prepare(directory, fileMode: fileMode)
         startIndex = (ReceiptFiles.list(directory).last?.index ?? 0) + 1
         startHead = ReceiptChain.head(of: directory)
         // The files must still hold the head the store anchored; if they do not, sealed receipts
@@ -152,6 +141,41 @@ public enum ReceiptFiles {
         }.sorted { $0.0 < $1.0 }
     }
 
+    /// Makes `directory` ready for receipts: created if missing; an existing one must be a
+    /// directory of receipts (receipts files and the `policies` archive, nothing else) and not a
+    /// shared one (sticky bit), because it and its files are then narrowed to `fileMode`, as the
+    /// store is — `--receipts /tmp` must not take everyone's access to /tmp away.
+    public static func prepare(_ directory: String, fileMode: UInt16) throws(ReceiptDirectoryError) {
+        let directoryMode = directoryMode(for: fileMode)
+        var info = stat()
+        if stat(directory, &info) == 0 {
+            guard info.st_mode & S_IFMT == S_IFDIR else {
+                throw ReceiptDirectoryError(description: "the receipts directory \(directory) is not a directory")
+            }
+            guard info.st_mode & S_ISVTX == 0 else {
+                throw ReceiptDirectoryError(description: "the receipts directory \(directory) is a shared directory (mode \(String(info.st_mode & 0o7777, radix: 8))); give receipts a directory of their own")
+            }
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            let receipts = Set(list(directory).map { ($0.path as NSString).lastPathComponent })
+            let foreign = names.filter { $0 != "policies" && !receipts.contains($0) }.sorted()
+            guard foreign.isEmpty else {
+                throw ReceiptDirectoryError(description: "the receipts directory \(directory) holds files that are not receipts (\(foreign.prefix(3).joined(separator: ", "))\(foreign.count > 3 ? ", …" : "")); give receipts a directory of their own")
+            }
+        } else {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: Int(directoryMode)])
+            } catch {
+                throw ReceiptDirectoryError(description: "cannot create the receipts directory \(directory): \(error.localizedDescription)")
+            }
+        }
+        guard access(directory, W_OK) == 0 else {
+            throw ReceiptDirectoryError(description: "cannot write to the receipts directory \(directory): \(String(cString: strerror(errno)))")
+        }
+        // Files and the directory left wider by someone else are narrowed, as the store is.
+        narrow(directory, mode: directoryMode)
+        for file in list(directory) { narrow(file.path, mode: fileMode) }
+    }
+
     /// Removes permission bits beyond `mode` from an existing file or directory.
     static func narrow(_ path: String, mode: UInt16) {
         var info = stat()
@@ -171,8 +195,9 @@ public enum ReceiptFiles {
     }
 }
 
-struct ReceiptWriteError: Error {
+struct ReceiptWriteError: Error, CustomStringConvertible {
     let message: String
+    var description: String { message }
 }
 
 /// The file being appended to; opened lazily, rotated by size.
@@ -234,28 +259,76 @@ struct ReceiptFile {
 /// Each policy revision's sources, kept beside the receipts so a replay can compile exactly the
 /// set a receipt names: `policies/<revision>/<file>`.
 public enum PolicyArchive {
-    /// Saves the sources of `revision` unless already saved (write to a temporary directory, then rename).
+    /// Saves the sources of `revision` unless already saved (write to a temporary directory, then
+    /// rename). An existing entry for the revision must hold exactly these sources: anything else
+    /// there (a file, an emptied directory, an edited copy) would make receipts that replay
+    /// cannot reproduce, so it is an error, not "already saved".
     public static func save(_ sources: [PolicySource], revision: String, receipts directory: String, fileMode: UInt16 = 0o600) throws {
         let root = directory + "/policies"
         let target = root + "/" + revision
-        if FileManager.default.fileExists(atPath: target) { return }
+        if FileManager.default.fileExists(atPath: target) {
+            try verify(sources, in: target)
+            return
+        }
         let temporary = root + "/.incoming-\(revision)-\(getpid())"
-        let directoryAttributes: [FileAttributeKey: Any] = [.posixPermissions: Int(ReceiptFiles.directoryMode(for: fileMode))]
+        let mode = ReceiptFiles.directoryMode(for: fileMode)
         try? FileManager.default.removeItem(atPath: temporary)
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: directoryAttributes)
-        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true, attributes: directoryAttributes)
+        var keep = false
+        defer { if !keep { try? FileManager.default.removeItem(atPath: temporary) } }
+        try makeDirectory(root, mode: mode)
+        try makeDirectory(temporary, mode: mode)
         for source in sources {
             let path = temporary + "/" + source.path
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: directoryAttributes)
-            guard FileManager.default.createFile(atPath: path, contents: Data(source.text.utf8), attributes: [.posixPermissions: Int(fileMode)]) else {
-                throw ReceiptWriteError(message: "cannot write \(path)")
+            var parent = temporary
+            for component in source.path.split(separator: "/").dropLast() {
+                parent += "/" + component
+                try makeDirectory(parent, mode: mode)
             }
+            try write(Array(source.text.utf8), to: path, mode: fileMode)
         }
         if rename(temporary, target) != 0 {
             let error = errno
-            try? FileManager.default.removeItem(atPath: temporary)
-            if FileManager.default.fileExists(atPath: target) { return }
+            if FileManager.default.fileExists(atPath: target) {
+                try verify(sources, in: target)
+                return
+            }
             throw ReceiptWriteError(message: "cannot archive policy revision \(revision) in \(root): \(String(cString: strerror(error)))")
+        }
+        keep = true
+    }
+
+    private static func makeDirectory(_ path: String, mode: UInt16) throws {
+        if mkdir(path, mode_t(mode)) != 0 && errno != EEXIST {
+            throw ReceiptWriteError(message: "cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    private static func write(_ bytes: [UInt8], to path: String, mode: UInt16) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(mode))
+        guard fd >= 0 else { throw ReceiptWriteError(message: "cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var written = 0
+        while written < bytes.count {
+            let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw ReceiptWriteError(message: "cannot write \(path): \(String(cString: strerror(errno)))")
+            }
+            written += count
+        }
+        guard fsync(fd) == 0 else { throw ReceiptWriteError(message: "cannot write \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    /// Checks that an archived revision holds `sources`, byte for byte.
+    private static func verify(_ sources: [PolicySource], in target: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ReceiptWriteError(message: "\(target) exists but is not an archived policy revision (not a directory); move it away")
+        }
+        for source in sources {
+            guard let data = FileManager.default.contents(atPath: target + "/" + source.path), data.elementsEqual(source.text.utf8) else {
+                throw ReceiptWriteError(message: "\(target) does not hold this revision's \(source.path) (missing or different); move it away")
+            }
         }
     }
 

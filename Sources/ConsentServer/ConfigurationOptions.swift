@@ -48,6 +48,12 @@ public struct ConfigurationOption: Sendable {
     /// Sets this option in `configuration` from its text (a command-line argument or a scalar of
     /// the file); the error says what was expected.
     public func set(_ text: String, in configuration: inout ServerConfiguration) throws(ConfigurationOptionError) {
+        // A control character (a NUL above all: the path would end there at the C boundary) has
+        // no place in any value.
+        if let control = text.unicodeScalars.first(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            let hex = String(control.value, radix: 16, uppercase: true)
+            throw fail("the value contains a control character (U+\(String(repeating: "0", count: 4 - hex.count) + hex))")
+        }
         switch kind {
         case .text:
             apply(&configuration, .text(text))
@@ -55,7 +61,10 @@ public struct ConfigurationOption: Sendable {
             guard let number = Int(text) else { throw fail("expected a whole number, not '\(text)'") }
             apply(&configuration, .integer(number))
         case .number:
-            guard let number = Double(text), number.isFinite else { throw fail("expected a number, not '\(text)'") }
+            // Decimal only: Double("0x10") would read hexadecimal.
+            guard text.allSatisfy({ $0.isASCII && ($0.isNumber || "+-.eE".contains($0)) }), let number = Double(text), number.isFinite else {
+                throw fail("expected a decimal number, not '\(text)'")
+            }
             apply(&configuration, .number(number))
         case .octal:
             guard !text.isEmpty, let bits = UInt16(text, radix: 8), bits <= 0o777 else { throw fail("'\(text)' is not an octal permission like 660") }

@@ -43,11 +43,19 @@ public final class ConsentDaemon: Sendable {
     public init(configuration: ServerConfiguration, logger: Logger, synchronousCommits: Bool = true) throws {
         let problems = configuration.problems()
         guard problems.isEmpty else { throw StartupError(description: "invalid configuration:\n  " + problems.joined(separator: "\n  ")) }
+        if let directory = configuration.receipts.directory {
+            // Before the loader archives the policies there.
+            do { try ReceiptFiles.prepare(directory, fileMode: configuration.fileMode) } catch {
+                throw StartupError(description: error.description)
+            }
+        }
         let vocabulary = Vocabulary()
         let loader = PolicyLoader(directory: configuration.policies, receipts: configuration.receipts.directory, fileMode: configuration.fileMode)
         let loaded: PolicyLoader.Loaded
         switch loader.load(vocabulary: vocabulary) {
         case let .success(success): loaded = success
+        case let .failure(failure) where failure.archive:
+            throw StartupError(description: "cannot use the receipts directory \(configuration.receipts.directory ?? ""); not starting:\n" + failure.diagnostics.map(\.message).joined(separator: "\n"))
         case let .failure(failure):
             throw StartupError(description: "the policies in \(configuration.policies) cannot be loaded; not starting:\n" + failure.diagnostics.map(\.description).joined(separator: "\n"))
         }
@@ -92,7 +100,7 @@ public final class ConsentDaemon: Sendable {
         listener = SocketListener(state: state, group: group, threadPool: threadPool)
         reloader = PolicyReloader(
             settings: .init(loader: loader, pollInterval: configuration.policyPollInterval),
-            policies: state.policies, vocabulary: vocabulary, counters: state.counters, logger: logger
+            policies: state.policies, vocabulary: vocabulary, counters: state.counters, logger: logger, files: loaded.files
         )
         follower = ConsentFollower(feed: feed, interval: configuration.storePollInterval, logger: logger)
         self.receiptWriter = receiptWriter

@@ -1,4 +1,5 @@
 import ConsentReceipts
+import Foundation
 import ConsentWire
 
 /// Everything the daemon can be told, each with a default; validated once at start-up.
@@ -63,7 +64,14 @@ public struct ServerConfiguration: Sendable, Equatable {
 
     /// The per-uid connection cap in force.
     public var effectiveConnectionsPerUID: Int {
-        maximumConnectionsPerUID > 0 ? maximumConnectionsPerUID : max(1, maximumConnections * 3 / 4)
+        maximumConnectionsPerUID > 0 ? maximumConnectionsPerUID : max(1, maximumConnections / 4 * 3 + maximumConnections % 4 * 3 / 4)
+    }
+
+    /// Whether `path` is `directory` or below it, symbolic links resolved (as far as they exist).
+    static func isSameOrInside(_ path: String, _ directory: String) -> Bool {
+        let resolved = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+        let base = URL(fileURLWithPath: directory).standardizedFileURL.resolvingSymlinksInPath().path
+        return resolved == base || resolved.hasPrefix(base.hasSuffix("/") ? base : base + "/")
     }
 
     /// Problems with the values, in plain words; empty when valid.
@@ -75,18 +83,28 @@ public struct ServerConfiguration: Sendable, Equatable {
         if socket.utf8.count > 107 { problems.append("socket: '\(socket)' is longer than the 107 bytes a Unix socket path may have") }
         if socketMode > 0o777 { problems.append("socket-mode: must be an octal permission like 660") }
         if maximumFrameSize < 64 || maximumFrameSize > 64 << 20 { problems.append("max-frame-size: must be between 64 bytes and 64 MiB") }
-        if maximumConnections < 1 { problems.append("max-connections: must be at least 1") }
-        if maximumInFlight < 1 { problems.append("max-in-flight: must be at least 1") }
-        if maximumConnectionsPerUID < 0 { problems.append("max-connections-per-uid: must not be negative (0: three quarters of max-connections)") }
-        if maximumPendingOutput < 4096 { problems.append("max-pending-output: must be at least 4096 bytes") }
+        if maximumConnections < 1 || maximumConnections > 1_000_000 { problems.append("max-connections: must be between 1 and 1000000") }
+        if maximumInFlight < 1 || maximumInFlight > 1 << 20 { problems.append("max-in-flight: must be between 1 and 1048576") }
+        if maximumConnectionsPerUID < 0 || maximumConnectionsPerUID > 1_000_000 {
+            problems.append("max-connections-per-uid: must be between 0 (three quarters of max-connections) and 1000000")
+        }
+        if maximumPendingOutput < 4096 || maximumPendingOutput > 1 << 30 { problems.append("max-pending-output: must be between 4096 bytes and 1 GiB") }
         if fileMode & ~0o660 != 0 || fileMode & 0o600 != 0o600 { problems.append("file-mode: must give the owner read and write (600) and may add group bits (640, 660); never others or execute") }
         if !(maximumClockSkew >= 0 && maximumClockSkew <= 86_400) { problems.append("max-clock-skew: must be between 0 and 86400 seconds") }
-        if maximumBatchItems < 1 { problems.append("max-batch-items: must be at least 1") }
-        if !(idleTimeout >= 0 && idleTimeout <= 1e6) { problems.append("idle-timeout: must be between 0 and 1000000 seconds") }
-        if !(frameTimeout >= 0 && frameTimeout <= 1e6) { problems.append("frame-timeout: must be between 0 and 1000000 seconds") }
+        if maximumBatchItems < 1 || maximumBatchItems > 1_000_000 { problems.append("max-batch-items: must be between 1 and 1000000") }
+        // Times: 0 where it means "never" or "only on SIGHUP", otherwise at least the
+        // resolution the daemon keeps (a smaller value would round to 0 and mean the opposite).
+        if !(idleTimeout == 0 || (idleTimeout >= 0.001 && idleTimeout <= 1e6)) { problems.append("idle-timeout: must be 0 (never) or between 0.001 and 1000000 seconds") }
+        if !(frameTimeout == 0 || (frameTimeout >= 0.001 && frameTimeout <= 1e6)) { problems.append("frame-timeout: must be 0 (never) or between 0.001 and 1000000 seconds") }
         if eventLoops < 0 || eventLoops > 256 { problems.append("event-loops: must be between 0 (one per core) and 256") }
-        if !(policyPollInterval >= 0 && policyPollInterval <= 1e6) { problems.append("policy-poll-interval: must be between 0 and 1000000 seconds") }
-        if !(storePollInterval > 0 && storePollInterval <= 1e6) { problems.append("store-poll-interval: must be positive (at most 1000000 seconds)") }
+        if !(policyPollInterval == 0 || (policyPollInterval >= 0.05 && policyPollInterval <= 1e6)) {
+            problems.append("policy-poll-interval: must be 0 (only on SIGHUP) or between 0.05 and 1000000 seconds")
+        }
+        if !(storePollInterval >= 0.001 && storePollInterval <= 1e6) { problems.append("store-poll-interval: must be between 0.001 and 1000000 seconds") }
+        if let receipts = self.receipts.directory, !receipts.isEmpty, !policies.isEmpty,
+           Self.isSameOrInside(receipts, policies) || Self.isSameOrInside(policies, receipts) {
+            problems.append("receipts: '\(receipts)' and the policy directory '\(policies)' overlap; the policy sources archived beside the receipts would be read as policies (give each a directory of its own)")
+        }
         problems += receipts.problems()
         if let metricsAddress, MetricsAddress(metricsAddress) == nil {
             problems.append("metrics: '\(metricsAddress)' is not host:port (e.g. 127.0.0.1:9464)")

@@ -14,7 +14,7 @@ enum Consentd {
     static let about = """
     consentd — the consent-aware policy decision point: answers Check over a Unix socket.
 
-    Usage: consentd [--OPTION VALUE | --OPTION=VALUE]... [--config FILE] [--log-level LEVEL]
+    Usage: consentd [--OPTION VALUE | --OPTION=VALUE | --FLAG | --FLAG=true|false]... [--config FILE] [--log-level LEVEL]
            consentd --help | --version
 
     With no options it serves ./Policies and ./consentd.sqlite on ./consentd.sock. Every option \
@@ -54,7 +54,7 @@ enum Consentd {
 
     static func main() async {
         do {
-            try await run(Array(CommandLine.arguments.dropFirst()))
+            try await run(try arguments())
         } catch let error as UsageError {
             FileHandle.standardError.write(Data("consentd: \(error.message)\n".utf8))
             exit(64)
@@ -66,6 +66,21 @@ enum Consentd {
 
     struct UsageError: Error {
         let message: String
+    }
+
+    /// The command-line arguments as given: refused when one is not UTF-8, rather than repaired
+    /// (`CommandLine.arguments` would replace the bytes, and the daemon would then serve a path
+    /// other than the one named).
+    static func arguments() throws -> [String] {
+        var words: [String] = []
+        for index in 1..<Int(CommandLine.argc) {
+            guard let pointer = CommandLine.unsafeArgv[index] else { break }
+            guard let word = String(validatingCString: pointer) else {
+                throw UsageError(message: "argument \(index) is not valid UTF-8")
+            }
+            words.append(word)
+        }
+        return words
     }
 
     /// What the command line asked for.
@@ -119,12 +134,25 @@ enum Consentd {
             func value() throws -> String {
                 if let inline { return inline }
                 guard index < argv.count else { throw UsageError(message: "--\(name) needs a value (see --help)") }
+                let next = argv[index]
+                // `--socket --allow-any-admin` forgot the value: refuse rather than take an
+                // option's name for a path (`--socket=--allow-any-admin` means it).
+                if next.hasPrefix("--"), isOptionName(String(next.dropFirst(2).prefix { $0 != "=" })) {
+                    throw UsageError(message: "--\(name) needs a value, and '\(next)' is an option (write --\(name)=\(next) if that is the value)")
+                }
                 index += 1
-                return argv[index - 1]
+                return next
+            }
+            func noValue() throws {
+                if inline != nil { throw UsageError(message: "--\(name) takes no value") }
             }
             switch name {
-            case "help": arguments.help = true
-            case "version": arguments.version = true
+            case "help":
+                try noValue()
+                arguments.help = true
+            case "version":
+                try noValue()
+                arguments.version = true
             case "config": arguments.config = try value()
             case "log-level": arguments.logLevel = try value()
             default:
@@ -149,12 +177,20 @@ enum Consentd {
         return arguments
     }
 
+    /// Whether `name` is one of consentd's options.
+    static func isOptionName(_ name: String) -> Bool {
+        ConfigurationOption.named(name) != nil || programOptions.contains { $0.name == name }
+    }
+
     /// The defaults, then the file, then the command line; validated as a whole.
     static func makeConfiguration(_ arguments: Arguments) throws -> ServerConfiguration {
         var configuration = ServerConfiguration()
         if let path = arguments.config {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            guard let data = FileManager.default.contents(atPath: path) else {
                 throw UsageError(message: "cannot read configuration file \(path)")
+            }
+            guard let text = String(validating: data, as: UTF8.self) else {
+                throw UsageError(message: "configuration file \(path) is not valid UTF-8")
             }
             try apply(file: text, path: path, to: &configuration)
         }
@@ -193,14 +229,28 @@ enum Consentd {
             do {
                 if option.kind == .ids {
                     guard let list = value.sequence else { throw ConfigurationOptionError(option: key, message: "expected a list of numeric ids, like [1001]") }
-                    try option.set(ids: list.map { $0.string ?? "" }, in: &configuration)
+                    try option.set(ids: list.map { try scalarText($0, key: key) }, in: &configuration)
                 } else {
-                    guard let scalar = value.string else { throw ConfigurationOptionError(option: key, message: "expected a single value") }
-                    try option.set(scalar, in: &configuration)
+                    try option.set(try scalarText(value, key: key), in: &configuration)
                 }
             } catch let error as ConfigurationOptionError {
                 throw UsageError(message: "\(path):\(line): \(error.description)")
             }
+        }
+    }
+
+    /// The text of a plain value of the file: a string, number or boolean. A null (`null`, `~`,
+    /// or nothing) is refused rather than taken as its spelling (`receipts: null` would turn
+    /// receipts on in a directory named `null`), and so is any other tag (`!!binary`).
+    static func scalarText(_ node: Node, key: String) throws(ConfigurationOptionError) -> String {
+        guard case let .scalar(scalar) = node else { throw ConfigurationOptionError(option: key, message: "expected a single value") }
+        switch Tag.Name(rawValue: node.tag.rawValue) {
+        case .str, .int, .float, .bool:
+            return scalar.string
+        case .null:
+            throw ConfigurationOptionError(option: key, message: "a null value ('\(scalar.string)'); remove the key to keep the default")
+        default:
+            throw ConfigurationOptionError(option: key, message: "a value tagged \(node.tag.rawValue); write plain text")
         }
     }
 

@@ -52,7 +52,7 @@ import Testing
     @Test func badValuesSayWhatWasExpected() {
         let cases: [(String, String, String)] = [
             ("max-frame-size", "1MB", "expected a whole number"),
-            ("idle-timeout", "nan", "expected a number"),
+            ("idle-timeout", "nan", "expected a decimal number"),
             ("socket-mode", "999", "is not an octal permission"),
             ("receipt-subject", "plain", "is not raw, hash or omit"),
             ("admin-uid", "-1", "is not a numeric id"),
@@ -68,5 +68,65 @@ import Testing
             }
             #expect(configuration == ServerConfiguration(), "a refused value changed the configuration")
         }
+    }
+
+    /// Values from outside are checked for range before anything computes with them (a huge
+    /// max-connections once overflowed the per-uid share on the first connection).
+    @Test func largeValuesAreRefusedAndTheUIDShareNeverOverflows() throws {
+        var configuration = ServerConfiguration()
+        try #require(ConfigurationOption.named("max-connections")).set("9223372036854775807", in: &configuration)
+        #expect(configuration.problems().contains { $0.hasPrefix("max-connections: must be between 1 and 1000000") })
+        #expect(configuration.effectiveConnectionsPerUID == Int.max / 4 * 3 + Int.max % 4 * 3 / 4)
+        for connections in [1, 2, 3, 4, 5, 7, 1024, 1_000_000] {
+            configuration.maximumConnections = connections
+            #expect(configuration.effectiveConnectionsPerUID == max(1, connections * 3 / 4), "\(connections)")
+        }
+        for (name, value) in [("max-in-flight", "2000000"), ("max-pending-output", "4294967296"), ("max-batch-items", "1000001"), ("max-connections-per-uid", "1000001")] {
+            var configuration = ServerConfiguration()
+            try #require(ConfigurationOption.named(name)).set(value, in: &configuration)
+            #expect(configuration.problems().contains { $0.hasPrefix(name + ": must be between") }, "\(name) \(value)")
+        }
+    }
+
+    /// A time that would round to zero would mean "never" (or be raised without a word).
+    @Test func timesBelowTheirResolutionAreRefused() throws {
+        for (name, value) in [("frame-timeout", "0.0000001"), ("idle-timeout", "0.0001"), ("policy-poll-interval", "0.01"), ("store-poll-interval", "0.0001")] {
+            var configuration = ServerConfiguration()
+            try #require(ConfigurationOption.named(name)).set(value, in: &configuration)
+            #expect(configuration.problems().contains { $0.hasPrefix(name + ": must be") }, "\(name) \(value)")
+        }
+        for (name, value) in [("frame-timeout", "0"), ("idle-timeout", "0"), ("policy-poll-interval", "0"), ("frame-timeout", "0.001"), ("policy-poll-interval", "0.05")] {
+            var configuration = ServerConfiguration()
+            try #require(ConfigurationOption.named(name)).set(value, in: &configuration)
+            #expect(configuration.problems().isEmpty, "\(name) \(value): \(configuration.problems())")
+        }
+    }
+
+    @Test func numbersAreDecimalAndValuesHoldNoControlCharacters() throws {
+        var configuration = ServerConfiguration()
+        let timeout = try #require(ConfigurationOption.named("idle-timeout"))
+        for text in ["0x10", "0x1p4", " 5", "5s", "nan", "inf"] {
+            #expect(throws: ConfigurationOptionError.self, "\(text)") { try timeout.set(text, in: &configuration) }
+        }
+        try timeout.set("1.5e2", in: &configuration)
+        #expect(configuration.idleTimeout == 150)
+        for text in ["s\0evil.sock", "line\nbreak", "tab\there", "del\u{7F}"] {
+            #expect(throws: ConfigurationOptionError.self, "\(text.debugDescription)") { try ConfigurationOption.named("socket")!.set(text, in: &configuration) }
+        }
+        #expect(configuration.socket == "consentd.sock")
+    }
+
+    /// The receipts directory may not overlap the policy directory: the archived sources would
+    /// be read as policies, every reload would fail and the next start would be refused.
+    @Test func receiptsAndPoliciesMayNotOverlap() {
+        for (receipts, policies) in [("Policies/receipts", "Policies"), ("Policies", "Policies"), ("./Policies/x/../r", "Policies/"), ("r", "r/policies")] {
+            var configuration = ServerConfiguration()
+            configuration.policies = policies
+            configuration.receipts.directory = receipts
+            #expect(configuration.problems().contains { $0.contains("overlap") }, "\(receipts) \(policies)")
+        }
+        var configuration = ServerConfiguration()
+        configuration.receipts.directory = "receipts"
+        #expect(configuration.problems().isEmpty)
     }
 }

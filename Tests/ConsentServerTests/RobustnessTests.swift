@@ -210,7 +210,9 @@ func responses(in bytes: [UInt8]) throws -> [Consentd_V1_Response] {
         while try client.status().policyRevision == before {
             try await Task.sleep(for: .milliseconds(20))
             waited += 20
-            if waited > 10_000 { Issue.record("the change was not picked up in 10 s"); break }
+            // A liveness bound, not a speed claim: beside the suites that hold the cooperative
+            // pool's threads for minutes (the model tests), the poller's task may wait its turn.
+            if waited > 60_000 { Issue.record("the change was not picked up in 60 s"); break }
         }
         #expect(try client.check(subject: "z", purpose: "analytics.product", dataCategory: "user", context: RequestContext(jurisdiction: "JP")).ruleID == "watched")
         try await harness.stop()

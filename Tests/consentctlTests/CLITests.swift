@@ -15,6 +15,9 @@ enum CLI {
         return repository.appendingPathComponent(".build/debug/consentctl")
     }
 
+    /// The `consentd` built beside `consentctl`.
+    static var consentd: String { binary.deletingLastPathComponent().appendingPathComponent("consentd").path }
+
     struct Output {
         var status: Int32
         var stdout: String

@@ -238,36 +238,23 @@ final class DaemonProcess {
         #expect(output.stdout.contains("record 7, replay 1"))
     }
 
+    /// Runs `consentd` with `arguments` (it refuses, or prints help, and exits).
+    func consentd(_ arguments: [String], in directory: URL = CLI.repository) throws -> (status: Int32, out: String, err: String) {
+        let output = try CLI.run(arguments, in: directory, executable: CLI.consentd)
+        return (output.status, output.stdout, output.stderr)
+    }
+
     @Test func configurationErrorsAreClear() throws {
         let scratch = Scratch()
         let config = try scratch.write("consentd.yaml", "max-connections: 10\nmax-conections: 5\n")
-        let process = Process()
-        process.executableURL = CLI.binary.deletingLastPathComponent().appendingPathComponent("consentd")
-        process.arguments = ["--config", config]
-        let err = Pipe()
-        process.standardError = err
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 64)
-        #expect(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("consentd.yaml:2: unknown key 'max-conections'; did you mean 'max-connections'?"))
+        let refused = try consentd(["--config", config])
+        #expect(refused.status == 64)
+        #expect(refused.err.contains("consentd.yaml:2: unknown key 'max-conections'; did you mean 'max-connections'?"), "\(refused.err)")
     }
 
     /// The options are one table: --help lists each, the command line and the file spell each one
     /// way, and the old plural file keys are refused with the one spelling.
     @Test func optionsAreSpeltOneWayOnTheCommandLineInTheFileAndInHelp() throws {
-        func consentd(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-            let process = Process()
-            process.executableURL = CLI.binary.deletingLastPathComponent().appendingPathComponent("consentd")
-            process.arguments = arguments
-            let out = Pipe(), err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            try process.run()
-            let stdout = out.fileHandleForReading.readDataToEndOfFile()
-            let stderr = err.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-        }
         let help = try consentd(["--help"])
         #expect(help.status == 0)
         for option in ConfigurationOption.all {
@@ -288,5 +275,53 @@ final class DaemonProcess {
         #expect(file.err.contains("unknown key 'admin-uids'; did you mean 'admin-uid'?"), "\(file.err)")
         let invalid = try consentd(["--max-frame-size", "10"])
         #expect(invalid.status == 64 && invalid.err.contains("max-frame-size: must be between 64 bytes and 64 MiB"), "\(invalid.err)")
+    }
+
+    /// What the review found passed through silently: each is now refused with exit 64 and a
+    /// reason, before anything is created.
+    @Test func hostileArgumentsAndFilesAreRefusedNotReinterpreted() throws {
+        let scratch = Scratch()
+        let cases: [([String], String)] = [
+            (["--max-connections", "9223372036854775807"], "max-connections: must be between 1 and 1000000"),
+            (["--socket", "--allow-any-admin"], "--socket needs a value, and '--allow-any-admin' is an option"),
+            (["--store", "--receipts=x"], "--store needs a value, and '--receipts=x' is an option"),
+            (["--help=yes"], "--help takes no value"),
+            (["--idle-timeout", "0x10"], "idle-timeout: expected a decimal number, not '0x10'"),
+            (["--frame-timeout", "0.0000001"], "frame-timeout: must be 0 (never) or between 0.001"),
+            (["--policy-poll-interval", "0.01"], "policy-poll-interval: must be 0 (only on SIGHUP) or between 0.05"),
+            (["--socket", "s\u{1}evil.sock"], "socket: the value contains a control character (U+0001)"),
+            (["--receipts", "Policies/receipts"], "overlap"),
+        ]
+        for (arguments, expected) in cases {
+            let refused = try consentd(arguments, in: scratch.url)
+            #expect(refused.status == 64 && refused.err.contains(expected), "\(arguments): \(refused.status) \(refused.err)")
+        }
+        let files: [(String, String)] = [
+            ("receipts: null\n", "receipts: a null value ('null'); remove the key to keep the default"),
+            ("receipts: ~\n", "receipts: a null value ('~')"),
+            ("receipts:\n", "receipts: a null value"),
+            ("socket: !!binary aGVsbG8=\n", "socket: a value tagged tag:yaml.org,2002:binary; write plain text"),
+            ("store: \"st\\0x.sqlite\"\n", "store: the value contains a control character (U+0000)"),
+            ("admin-uid: [1, null]\n", "admin-uid: a null value"),
+        ]
+        for (text, expected) in files {
+            let config = try scratch.write("consentd.yaml", text)
+            let refused = try consentd(["--config", config], in: scratch.url)
+            #expect(refused.status == 64 && refused.err.contains(expected), "\(text.debugDescription): \(refused.err)")
+        }
+        let latin1 = scratch.path("latin1.yaml")
+        try Data([0x73, 0x6F, 0x63, 0x6B, 0x65, 0x74, 0x3A, 0x20, 0x63, 0xE9, 0x0A]).write(to: URL(fileURLWithPath: latin1))
+        let notUTF8 = try consentd(["--config", latin1], in: scratch.url)
+        #expect(notUTF8.status == 64 && notUTF8.err.contains("is not valid UTF-8"), "\(notUTF8.err)")
+        // An argument that is not UTF-8 (built by the shell: Foundation's Process takes Strings).
+        let shell = try CLI.run(["-c", "exec \"$0\" --socket \"$(printf 's\\377.sock')\"", CLI.consentd], in: scratch.url, executable: "/bin/sh")
+        #expect(shell.status == 64 && shell.stderr.contains("argument 2 is not valid UTF-8"), "\(shell.stderr)")
+        // A receipts directory that cannot be one is named as the cause (not the policies).
+        FileManager.default.createFile(atPath: scratch.path("afile.yaml"), contents: Data())
+        let notDirectory = try consentd(["--receipts", "afile.yaml"], in: scratch.url)
+        #expect(notDirectory.status == 1 && notDirectory.err.contains("the receipts directory afile.yaml is not a directory"), "\(notDirectory.err)")
+        // Nothing was created by any refusal.
+        let left = try FileManager.default.contentsOfDirectory(atPath: scratch.url.path).filter { !$0.hasSuffix(".yaml") }
+        #expect(left.isEmpty, "\(left)")
     }
 }

@@ -15,6 +15,8 @@ struct PolicyLoader: Sendable {
 
     struct Loaded {
         let set: PolicySet
+        /// The policy files the set was compiled from (relative paths).
+        let files: [String]
         /// Warnings of a set that compiled.
         let warnings: [Diagnostic]
         /// Read + compile + archive.
@@ -24,6 +26,9 @@ struct PolicyLoader: Sendable {
     /// Why no set was loaded: the errors, with where they are.
     struct Failure: Error {
         let diagnostics: [Diagnostic]
+        /// The set compiled, but its sources could not be kept beside the receipts (a cause
+        /// outside the policies — a full disk, a bad receipts directory — which may go away).
+        var archive = false
     }
 
     func load(vocabulary: Vocabulary) -> Result<Loaded, Failure> {
@@ -43,10 +48,10 @@ struct PolicyLoader: Sendable {
                 return .failure(Failure(diagnostics: [Diagnostic(
                     .error, "policy-archive", at: SourceLocation(file: receipts + "/policies", line: 1, column: 1),
                     "cannot keep the sources of revision \(set.revision) beside the receipts (replay needs them): \(error)"
-                )]))
+                )], archive: true))
             }
         }
         let elapsed = ContinuousClock.now - started
-        return .success(Loaded(set: set, warnings: result.diagnostics, milliseconds: Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15))
+        return .success(Loaded(set: set, files: files.policies.map(\.path), warnings: result.diagnostics, milliseconds: Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15))
     }
 }

@@ -25,15 +25,17 @@ public final class PolicyReloader: Service, Sendable {
     private let counters: ServerCounters
     private let logger: Logger
     private let requested = Atomic<Bool>(false)
-    private let lastSignature: Mutex<[String: [Int]]>
+    /// The policy files of the serving set (a reload that drops one is logged).
+    private let servingFiles: Mutex<[String]>
 
-    init(settings: Settings, policies: PolicyHolder, vocabulary: Vocabulary, counters: ServerCounters, logger: Logger) {
+    /// - Parameter files: the policy files of the set loaded at start-up.
+    init(settings: Settings, policies: PolicyHolder, vocabulary: Vocabulary, counters: ServerCounters, logger: Logger, files: [String]) {
         self.settings = settings
         self.policies = policies
         self.vocabulary = vocabulary
         self.counters = counters
         self.logger = logger
-        self.lastSignature = Mutex(PolicyReloader.signature(of: settings.loader.directory))
+        self.servingFiles = Mutex(files)
     }
 
     /// Asks for a reload at the next check (what SIGHUP does).
@@ -50,19 +52,16 @@ public final class PolicyReloader: Service, Sendable {
             }
             group.addTask {
                 let interval = self.settings.pollInterval
+                var watch = ReloadWatch(loaded: PolicyReloader.signature(of: self.settings.loader.directory))
                 while !Task.isCancelled && !Task.isShuttingDownGracefully {
                     try? await Task.sleep(for: .milliseconds(Int(max(interval, 0.05) * 1000)))
-                    var changed = false
-                    if interval > 0 {
-                        let signature = PolicyReloader.signature(of: self.settings.loader.directory)
-                        changed = self.lastSignature.withLock { last in
-                            defer { last = signature }
-                            return last != signature
-                        }
-                    }
-                    if self.requested.exchange(false, ordering: .acquiringAndReleasing) || changed {
-                        self.reload()
-                    }
+                    let now = ContinuousClock.now
+                    let signature = interval > 0 ? PolicyReloader.signature(of: self.settings.loader.directory) : nil
+                    let asked = self.requested.exchange(false, ordering: .acquiringAndReleasing)
+                    guard watch.isDue(signature: signature, asked: asked, now: now) else { continue }
+                    let attempted = PolicyReloader.signature(of: self.settings.loader.directory)
+                    let failure = self.attempt()
+                    watch.attempted(attempted, retryable: failure?.archive == true, now: now)
                 }
             }
             await group.next()
@@ -72,7 +71,9 @@ public final class PolicyReloader: Service, Sendable {
 
     /// Reads, compiles and (if clean and archived) installs the policy directory now.
     @discardableResult
-    public func reload() -> Bool {
+    public func reload() -> Bool { attempt() == nil }
+
+    private func attempt() -> PolicyLoader.Failure? {
         let now = Timestamp.now()
         switch settings.loader.load(vocabulary: vocabulary) {
         case let .success(loaded):
@@ -83,7 +84,16 @@ public final class PolicyReloader: Service, Sendable {
                 "revision": "\(loaded.set.revision)", "previous": "\(previous)", "rules": "\(loaded.set.rules.count)",
                 "warnings": "\(loaded.warnings.count)", "milliseconds": "\(String(format: "%.1f", loaded.milliseconds))",
             ])
-            return true
+            let dropped = servingFiles.withLock { files in
+                defer { files = loaded.files }
+                return Set(files).subtracting(loaded.files).sorted()
+            }
+            if !dropped.isEmpty {
+                // Legal (a set with no errors replaces the running one), but a file missing for
+                // one poll of a non-atomic deploy takes its rules — prohibitions too — with it.
+                logger.warning("a policy reload dropped whole files; their rules no longer apply", metadata: ["files": "\(dropped.joined(separator: ", "))"])
+            }
+            return nil
         case let .failure(failure):
             policies.recordFailure(failure.diagnostics)
             ServerCounters.bump(counters.reloadsFailed)
@@ -91,19 +101,68 @@ public final class PolicyReloader: Service, Sendable {
                 "revision": "\(policies.set.revision)",
                 "errors": "\(failure.diagnostics.count)",
                 "first": "\(failure.diagnostics.first.map(\.description) ?? "-")",
+                "retry": "\(failure.archive ? "yes, with backoff (the cause is outside the policies)" : "on the next change or SIGHUP")",
             ])
-            return false
+            return failure
         }
     }
 
-    /// Path → [size, modification time in ns] of every YAML file under the directory.
+    /// What the directory holds, as the loader would list it: each policy file's path, size and
+    /// modification time, or the listing's error (a change of either is a change).
     static func signature(of directory: String) -> [String: [Int]] {
-        guard let enumerator = FileManager.default.enumerator(at: URL(fileURLWithPath: directory), includingPropertiesForKeys: [.fileSizeKey, .contentModificationDateKey]) else { return [:] }
-        var signature: [String: [Int]] = [:]
-        for case let url as URL in enumerator where PolicyDirectory.isPolicyFile(url) {
-            let values = try? url.resourceValues(forKeys: [.fileSizeKey, .contentModificationDateKey])
-            signature[url.path] = [values?.fileSize ?? -1, Int((values?.contentModificationDate?.timeIntervalSince1970 ?? 0) * 1e9)]
+        do {
+            var signature: [String: [Int]] = [:]
+            for entry in try PolicyDirectory.list(directory) { signature[entry.relative] = [entry.size, entry.modified] }
+            return signature
+        } catch {
+            return ["\u{1}error: \(error)": []]
         }
-        return signature
+    }
+}
+
+/// When the poller reloads (a value; unit-tested without a directory or a clock).
+///
+/// A change is reloaded once the directory has looked the same for two polls in a row, so a
+/// deploy that copies files one by one is not compiled half-way (a set missing its
+/// prohibitions file for one poll would allow what they forbid). A reload that failed for a
+/// cause outside the policies (the archive beside the receipts: a full disk) is retried with a
+/// backoff from 1 s to 60 s; one that failed to compile waits for the next change or SIGHUP.
+struct ReloadWatch {
+    /// The directory as of the last reload (or start-up).
+    private(set) var loaded: [String: [Int]]
+    /// A changed signature seen once, waiting for a second look.
+    private(set) var candidate: [String: [Int]]?
+    private(set) var retryAt: ContinuousClock.Instant?
+    private(set) var backoff: Duration = .seconds(1)
+
+    init(loaded: [String: [Int]]) { self.loaded = loaded }
+
+    /// Whether to reload now, given this poll's signature (nil: not polling), a SIGHUP, the time.
+    mutating func isDue(signature: [String: [Int]]?, asked: Bool, now: ContinuousClock.Instant) -> Bool {
+        var due = asked
+        if let signature {
+            if signature == loaded {
+                candidate = nil
+            } else if signature == candidate {
+                due = true
+            } else {
+                candidate = signature
+            }
+        }
+        if let retryAt, now >= retryAt { due = true }
+        return due
+    }
+
+    /// A reload of the directory as `signature` was attempted.
+    mutating func attempted(_ signature: [String: [Int]], retryable: Bool, now: ContinuousClock.Instant) {
+        loaded = signature
+        candidate = nil
+        if retryable {
+            retryAt = now + backoff
+            backoff = min(backoff * 2, .seconds(60))
+        } else {
+            retryAt = nil
+            backoff = .seconds(1)
+        }
     }
 }

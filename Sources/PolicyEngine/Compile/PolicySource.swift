@@ -1,6 +1,10 @@
 import ConsentModel
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The text of one policy-directory file and the path diagnostics name it by.
 public struct PolicySource: Hashable, Sendable {
     /// Path relative to the policy directory (or as given).
@@ -29,35 +33,105 @@ public enum PolicyDirectory {
         public var description: String { "cannot read policy directory \(path): \(reason)" }
     }
 
-    /// The set's files and its test suites, each sorted by relative path.
+    /// One policy file found below a policy directory.
+    public struct Entry: Sendable, Equatable {
+        /// Path relative to the directory (what diagnostics name).
+        public var relative: String
+        /// Where to read it (through a symbolic link, if it is one).
+        public var path: String
+        /// Size and modification time (nanoseconds) of the file read, for change detection.
+        public var size: Int
+        public var modified: Int
+    }
+
+    /// Every policy file below `directory`, sorted by relative path: regular `*.yaml`/`*.yml`
+    /// files, and symbolic links to regular files (a ConfigMap mount, a shared prohibitions
+    /// file). Hidden names (`.x`, `..data`) are skipped, files and directories alike. Nothing
+    /// that could be a policy file is skipped silently: a policy name that is a FIFO, a device,
+    /// a dangling link or a link to a directory, and a link to a directory among the
+    /// subdirectories, are errors naming the entry. The reader and the daemon's change watcher
+    /// both list through here.
+    public static func list(_ directory: String) throws -> [Entry] {
+        let root = URL(fileURLWithPath: directory).standardizedFileURL.path
+        var info = stat()
+        guard stat(root, &info) == 0 else { throw ReadError(path: directory, reason: errno == ENOENT ? "no such directory" : String(cString: strerror(errno))) }
+        guard info.st_mode & S_IFMT == S_IFDIR else { throw ReadError(path: directory, reason: "not a directory") }
+        var entries: [Entry] = []
+        try walk(root, relative: "", depth: 0, into: &entries)
+        return entries.sorted { $0.relative < $1.relative }
+    }
+
+    private static func walk(_ directory: String, relative: String, depth: Int, into entries: inout [Entry]) throws {
+        guard depth < 32 else { throw ReadError(path: relative, reason: "more than 32 levels of subdirectories") }
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+            throw ReadError(path: relative.isEmpty ? directory : relative, reason: "cannot list it (\(String(cString: strerror(EACCES))))")
+        }
+        for name in names.sorted() where !name.hasPrefix(".") {
+            let path = directory + "/" + name
+            let shown = relative.isEmpty ? name : relative + "/" + name
+            let isPolicyName = isPolicyFile(URL(fileURLWithPath: name))
+            var link = stat()
+            guard lstat(path, &link) == 0 else { throw ReadError(path: shown, reason: String(cString: strerror(errno))) }
+            switch link.st_mode & S_IFMT {
+            case S_IFDIR:
+                try walk(path, relative: shown, depth: depth + 1, into: &entries)
+            case S_IFREG:
+                if isPolicyName { entries.append(Entry(relative: shown, path: path, size: Int(link.st_size), modified: modified(link))) }
+            case S_IFLNK:
+                var target = stat()
+                guard stat(path, &target) == 0 else {
+                    if isPolicyName { throw ReadError(path: shown, reason: "a symbolic link to nothing (\(String(cString: strerror(errno))))") }
+                    continue
+                }
+                switch target.st_mode & S_IFMT {
+                case S_IFREG:
+                    if isPolicyName { entries.append(Entry(relative: shown, path: path, size: Int(target.st_size), modified: modified(target))) }
+                case S_IFDIR:
+                    throw ReadError(path: shown, reason: "a symbolic link to a directory, which is not read (link the files, or give the linked directory itself)")
+                default:
+                    if isPolicyName { throw ReadError(path: shown, reason: "a symbolic link to something that is not a regular file") }
+                }
+            default:
+                if isPolicyName { throw ReadError(path: shown, reason: "not a regular file") }
+            }
+        }
+    }
+
+    private static func modified(_ info: stat) -> Int {
+        Int(info.st_mtim.tv_sec) &* 1_000_000_000 &+ Int(info.st_mtim.tv_nsec)
+    }
+
+    /// The set's files and its test suites, each sorted by relative path. A file that is not
+    /// UTF-8 is refused (not repaired: a repaired rule id or key would be a different one).
     public static func read(_ directory: String) throws -> (policies: [PolicySource], tests: [PolicySource]) {
-        let root = URL(fileURLWithPath: directory).standardizedFileURL
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory) else {
-            throw ReadError(path: directory, reason: "no such directory")
-        }
-        guard isDirectory.boolValue else { throw ReadError(path: directory, reason: "not a directory") }
-        guard let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else {
-            throw ReadError(path: directory, reason: "cannot list it")
-        }
         var policies: [PolicySource] = []
         var tests: [PolicySource] = []
-        let prefix = root.path.hasSuffix("/") ? root.path : root.path + "/"
-        for case let url as URL in enumerator {
-            guard isPolicyFile(url), (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
-            let full = url.standardizedFileURL.path
-            let relative = full.hasPrefix(prefix) ? String(full.dropFirst(prefix.count)) : full
-            let data: Data
-            do { data = try Data(contentsOf: url) } catch {
-                throw ReadError(path: relative, reason: error.localizedDescription)
+        for entry in try list(directory) {
+            guard let data = FileManager.default.contents(atPath: entry.path) else {
+                throw ReadError(path: entry.relative, reason: "cannot read it")
             }
-            let text = String(decoding: data, as: UTF8.self)
-            let source = PolicySource(path: relative, text: text)
+            guard let text = String(validating: data, as: UTF8.self) else {
+                throw ReadError(path: entry.relative, reason: "not valid UTF-8 (byte \(invalidUTF8Offset(data)))")
+            }
+            let source = PolicySource(path: entry.relative, text: text)
             if source.isTestSuite { tests.append(source) } else { policies.append(source) }
         }
-        policies.sort { $0.path < $1.path }
-        tests.sort { $0.path < $1.path }
         return (policies, tests)
+    }
+
+    /// The offset of the first byte that is not part of valid UTF-8.
+    static func invalidUTF8Offset(_ data: Data) -> Int {
+        var iterator = data.makeIterator()
+        var parser = Unicode.UTF8.ForwardParser()
+        var offset = 0
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case let .valid(scalar): offset += scalar.count
+            case .error: return offset
+            case .emptyInput: return offset
+            }
+        }
     }
 
     /// Whether a file below a policy directory is one of its files: `*.yaml` or `*.yml`, not

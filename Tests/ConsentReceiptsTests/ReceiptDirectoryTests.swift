@@ -1,0 +1,107 @@
+@testable import ConsentReceipts
+import Foundation
+import PolicyEngine
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The receipts directory is consentd's own: it is created or adopted only when it holds
+/// receipts and nothing else, and the policy archive in it holds exactly what receipts name.
+@Suite struct ReceiptDirectoryTests {
+    final class Scratch {
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("rd-\(UUID().uuidString.prefix(8))").path
+        init() throws { try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true) }
+        deinit { try? FileManager.default.removeItem(atPath: root) }
+        func mode(_ path: String) -> UInt16 {
+            var info = stat()
+            stat(path, &info)
+            return UInt16(info.st_mode & 0o7777)
+        }
+    }
+
+    func refusal(_ directory: String) -> String? {
+        do {
+            try ReceiptFiles.prepare(directory, fileMode: 0o600)
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test func aSharedDirectoryIsRefusedAndLeftAsItWas() throws {
+        let scratch = try Scratch()
+        let shared = scratch.root + "/shared"
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: false)
+        chmod(shared, 0o1777)
+        #expect(refusal(shared)?.contains("is a shared directory (mode 1777)") == true)
+        #expect(scratch.mode(shared) == 0o1777)
+    }
+
+    @Test func aDirectoryHoldingOtherFilesIsRefusedAndLeftAsItWas() throws {
+        let scratch = try Scratch()
+        let other = scratch.root + "/var-log"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: false)
+        chmod(other, 0o755)
+        FileManager.default.createFile(atPath: other + "/app.log", contents: Data("other app\n".utf8))
+        FileManager.default.createFile(atPath: other + "/receipts-000001.jsonl", contents: Data())
+        let refused = refusal(other)
+        #expect(refused?.contains("holds files that are not receipts (app.log)") == true, "\(refused ?? "adopted")")
+        #expect(scratch.mode(other) == 0o755)
+    }
+
+    @Test func aNewOrOwnDirectoryIsMadePrivate() throws {
+        let scratch = try Scratch()
+        let fresh = scratch.root + "/a/b/receipts"
+        #expect(refusal(fresh) == nil)
+        #expect(scratch.mode(fresh) == 0o700)
+        let own = scratch.root + "/own"
+        try FileManager.default.createDirectory(atPath: own + "/policies", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: own + "/receipts-000001.jsonl", contents: Data(), attributes: [.posixPermissions: 0o644])
+        chmod(own, 0o755)
+        #expect(refusal(own) == nil)
+        #expect(scratch.mode(own) == 0o700)
+        #expect(scratch.mode(own + "/receipts-000001.jsonl") == 0o600)
+        FileManager.default.createFile(atPath: scratch.root + "/file", contents: Data())
+        #expect(refusal(scratch.root + "/file")?.contains("is not a directory") == true)
+    }
+
+    /// Whatever sits where a revision's sources belong must be those sources; an archive that
+    /// cannot be written leaves no temporary directory behind and names the cause.
+    @Test func theArchiveHoldsExactlyTheSourcesOfTheRevision() throws {
+        let scratch = try Scratch()
+        let sources = [PolicySource(path: "eea.yaml", text: "a: 1\n"), PolicySource(path: "us/us.yaml", text: "b: 2\n")]
+        try PolicyArchive.save(sources, revision: "r1", receipts: scratch.root)
+        #expect(FileManager.default.contents(atPath: scratch.root + "/policies/r1/us/us.yaml") == Data("b: 2\n".utf8))
+        try PolicyArchive.save(sources, revision: "r1", receipts: scratch.root)  // already there, the same
+        // A stray file, an emptied directory, an edited copy: each is refused.
+        FileManager.default.createFile(atPath: scratch.root + "/policies/r2", contents: Data("x".utf8))
+        #expect(throws: (any Error).self) { try PolicyArchive.save(sources, revision: "r2", receipts: scratch.root) }
+        try FileManager.default.createDirectory(atPath: scratch.root + "/policies/r3", withIntermediateDirectories: true)
+        #expect(throws: (any Error).self) { try PolicyArchive.save(sources, revision: "r3", receipts: scratch.root) }
+        try "a: 2\n".write(toFile: scratch.root + "/policies/r1/eea.yaml", atomically: false, encoding: .utf8)
+        do {
+            try PolicyArchive.save(sources, revision: "r1", receipts: scratch.root)
+            Issue.record("an edited archive was trusted")
+        } catch {
+            #expect("\(error)".contains("does not hold this revision's eea.yaml"), "\(error)")
+        }
+        // Unwritable: the cause is named and no temporary directory is left.
+        if getuid() != 0 {
+            chmod(scratch.root + "/policies", 0o500)
+            #expect(throws: (any Error).self) { try PolicyArchive.save(sources, revision: "r4", receipts: scratch.root) }
+            chmod(scratch.root + "/policies", 0o700)
+        }
+        let clash = [PolicySource(path: "eea.yaml/x.yaml", text: "c\n")]
+        FileManager.default.createFile(atPath: scratch.root + "/blocker", contents: Data())
+        do {
+            try PolicyArchive.save(clash + sources, revision: "r5", receipts: scratch.root + "/blocker")
+            Issue.record("archived below a file")
+        } catch {
+            #expect("\(error)".contains("Not a directory"), "\(error)")
+        }
+        let names = try FileManager.default.contentsOfDirectory(atPath: scratch.root + "/policies")
+        #expect(!names.contains { $0.hasPrefix(".incoming") }, "\(names)")
+    }
+}
