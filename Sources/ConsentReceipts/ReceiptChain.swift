@@ -26,7 +26,7 @@ public enum ReceiptChain {
     }
 
     /// The prefix that marks a seal line.
-    static let marker = Array(#"{"chain":"#.utf8)
+    static let marker = ReceiptSchema.sealMarker
 
     /// SHA-256 of `previous` followed by `block`.
     public static func hash(previous: [UInt8], block: UnsafeRawBufferPointer) -> [UInt8] {
@@ -43,7 +43,7 @@ public enum ReceiptChain {
             let block = UnsafeRawBufferPointer(rebasing: raw[start...])
             return (Self.hash(previous: previous, block: block), block.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) })
         }
-        buffer += Array(#"{"chain":{"lines":"#.utf8) + Array(String(lines).utf8)
+        buffer += ReceiptSchema.sealMarker + Array(#"{"lines":"#.utf8) + Array(String(lines).utf8)
         buffer += Array(#","prev":""#.utf8) + Array(hex(previous).utf8)
         buffer += Array(#"","hash":""#.utf8) + Array(hex(hash).utf8) + Array("\"}}\n".utf8)
         return hash
@@ -143,8 +143,9 @@ struct ReceiptChainVerifier {
             if extra > 0 {
                 // The writer leaves unsealed bytes only where a write failed, and then starts the
                 // next block with a gap marker saying so; anything else was put there later.
-                let afterFailedWrite = pending[extra].bytes.starts(with: Array(#"{"gap":"#.utf8))
-                    && String(decoding: pending[extra].bytes, as: UTF8.self).contains(#""reason":"write failed"#)
+                let afterFailedWrite = ReceiptSchema.GapLine.parse(pending[extra].bytes).map {
+                    if case .writeFailed = ReceiptSchema.GapReason(text: $0.gap.reason) { true } else { false }
+                } ?? false
                 problems.append(Problem(
                     location: range(pending[0..<extra]),
                     message: afterFailedWrite

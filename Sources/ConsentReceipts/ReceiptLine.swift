@@ -153,7 +153,7 @@ package struct ConnectionReceipts {
             clock.write(at, to: &out)
             out.put(UInt8(ascii: "\""))
         }
-        out.put(event.decision.isAllowed ? #"},"decision":"allow","reason":""# : #"},"decision":"deny","reason":""#)
+        out.put(event.decision.isAllowed ? ReceiptSchema.decisionFields.allow : ReceiptSchema.decisionFields.deny)
         out.put(event.decision.reason.name)
         out.put(UInt8(ascii: "\""))
         if let ruleBytes {

@@ -76,7 +76,7 @@ public final class ReceiptQueue: Sendable {
             while take > 0 && lines.ends[take - 1] > byteRoom { take -= 1 }
             if take > 0 {
                 if state.gap > 0 {
-                    ReceiptQueue.appendGap(state.gap, reason: "queue full", to: &state.bytes)
+                    ReceiptSchema.appendGap(state.gap, reason: .queueFull, to: &state.bytes)
                     state.gap = 0
                 }
                 let end = lines.ends[take - 1]
@@ -96,7 +96,7 @@ public final class ReceiptQueue: Sendable {
     func take(swapping spare: inout [UInt8]) -> Int {
         let count = state.withLock { state -> Int in
             if state.gap > 0 {
-                ReceiptQueue.appendGap(state.gap, reason: "queue full", to: &state.bytes)
+                ReceiptSchema.appendGap(state.gap, reason: .queueFull, to: &state.bytes)
                 state.gap = 0
             }
             swap(&state.bytes, &spare)
@@ -118,13 +118,4 @@ public final class ReceiptQueue: Sendable {
         lastErrorText.withLock { $0 = error }
     }
 
-    /// `{"gap":{"dropped":N,"reason":"…"}}`: receipts that should be here and are not.
-    static func appendGap(_ count: UInt64, reason: String, to out: inout [UInt8]) {
-        out.append(contentsOf: #"{"gap":{"dropped":"#.utf8)
-        out.append(contentsOf: String(count).utf8)
-        out.append(contentsOf: #","reason":"#.utf8)
-        var text = reason
-        text.withUTF8 { ReceiptJSON.appendString(UnsafeRawBufferPointer($0), to: &out) }
-        out.append(contentsOf: "}}\n".utf8)
-    }
 }

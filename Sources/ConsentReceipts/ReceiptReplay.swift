@@ -29,14 +29,6 @@ public struct Receipt: Decodable, Sendable {
     public var kind: String?
 }
 
-private struct GapLine: Decodable {
-    struct Gap: Decodable {
-        var dropped: UInt64
-        var reason: String
-    }
-    var gap: Gap
-}
-
 /// What a replay found.
 public struct ReceiptReplayReport: Sendable {
     /// A receipt whose replayed decision differs, or a line or revision that cannot be checked
@@ -130,7 +122,7 @@ public final class ReceiptReplayer {
                 if ReceiptChain.parse(line) != nil { continue }
                 let location = "\(name):\(lineNumber)"
                 let lineData = Data(line)
-                if line.starts(with: Array(#"{"gap""#.utf8)), let gap = try? decoder.decode(GapLine.self, from: lineData) {
+                if let gap = ReceiptSchema.GapLine.parse(line) {
                     report.dropped[gap.gap.reason, default: 0] += gap.gap.dropped
                     continue
                 }
@@ -244,7 +236,7 @@ public final class ReceiptReplayer {
         )
         let request = DecisionRequest(subject: subject, purpose: receipt.purpose, dataCategory: receipt.data_category, context: context)
         let decision = set.decide(request, consent: compact[...], now: time)
-        let replayedDecision = decision.isAllowed ? "allow" : "deny"
+        let replayedDecision = ReceiptSchema.decisionWord(allowed: decision.isAllowed)
         let replayedRule = decision.ruleIndex >= 0 ? set.rules[Int(decision.ruleIndex)].id : nil
         let replayedRecord = decision.record?.sequence ?? 0
         var differences: [String] = []

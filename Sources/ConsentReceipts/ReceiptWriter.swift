@@ -70,7 +70,7 @@ public final class ReceiptWriter: Service, Sendable {
         var anchorPending = false
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1 << 20)
-        var failedGap: (count: Int, reason: String)?
+        var failedGap: (count: Int, reason: ReceiptSchema.GapReason)?
         var lastSync = ContinuousClock.now
         var dirty = false
         while true {
@@ -95,7 +95,7 @@ public final class ReceiptWriter: Service, Sendable {
             var blockStart = 0
             if let gap = failedGap {
                 var prefix: [UInt8] = [UInt8(ascii: "\n")] // ends a line a failed write may have cut (not sealed)
-                ReceiptQueue.appendGap(UInt64(gap.count), reason: gap.reason, to: &prefix)
+                ReceiptSchema.appendGap(UInt64(gap.count), reason: gap.reason, to: &prefix)
                 buffer.insert(contentsOf: prefix, at: 0)
                 blockStart = 1
             }
@@ -108,7 +108,7 @@ public final class ReceiptWriter: Service, Sendable {
                 dirty = true
                 anchorPending = true
             case let .failure(error):
-                let reason = "write failed: \(error.message)"
+                let reason = ReceiptSchema.GapReason.writeFailed(error.message)
                 failedGap = (count: (failedGap?.count ?? 0) + count, reason: reason)
                 queue.recordWriteFailure(lost: count, error: "\(file.path): \(error.message)")
                 logger.error("cannot write receipts; they are counted as dropped", metadata: ["file": "\(file.path)", "error": "\(error.message)", "lost": "\(count)"])
@@ -118,7 +118,7 @@ public final class ReceiptWriter: Service, Sendable {
         }
         if let gap = failedGap {
             var line: [UInt8] = [UInt8(ascii: "\n")]
-            ReceiptQueue.appendGap(UInt64(gap.count), reason: gap.reason, to: &line)
+            ReceiptSchema.appendGap(UInt64(gap.count), reason: gap.reason, to: &line)
             _ = ReceiptChain.seal(&line, from: 1, previous: head)
             _ = file.append(line, maximumSize: .max)
         }

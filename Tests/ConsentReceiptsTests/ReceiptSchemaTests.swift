@@ -1,0 +1,84 @@
+import ConsentModel
+@testable import ConsentReceipts
+import Foundation
+import PolicyEngine
+import Testing
+
+/// The writer and the readers of receipt files agree on every word: what the encoder writes,
+/// `Receipt` reads back unchanged; gap lines round-trip through the one gap writer and reader.
+@Suite struct ReceiptSchemaTests {
+    static let policies = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Policies").path
+
+    func encode(_ events: [(DecisionEvent, String)], subjects mode: ReceiptConfiguration.SubjectMode) throws -> [Receipt] {
+        let set = try #require(PolicyDirectory.compile(Self.policies, vocabulary: Vocabulary()).result.policySet)
+        var configuration = ReceiptConfiguration()
+        configuration.subject = mode
+        let queue = ReceiptQueue(configuration: configuration, instance: "t", hasher: { "h\($0.count)" })
+        var receipts = ConnectionReceipts(queue: queue, connection: 7)
+        for (event, _) in events { receipts.append(event, set: set) }
+        let lines = receipts.lines
+        var start = 0
+        return try lines.ends.map { end in
+            defer { start = end }
+            return try JSONDecoder().decode(Receipt.self, from: Data(UnsafeRawBufferPointer(rebasing: lines.bytes[start..<end])))
+        }
+    }
+
+    @Test func whatTheEncoderWritesReceiptReadsBack() throws {
+        let set = try #require(PolicyDirectory.compile(Self.policies, vocabulary: Vocabulary()).result.policySet)
+        let rule = Int32(try #require(set.rules.firstIndex { $0.id == "eea-targeted-ads" }))
+        let record = CompactRecord(purpose: 0, choice: .grant, recordedAt: Timestamp(microseconds: 0), sequence: 41)
+        let at = try #require(Timestamp(rfc3339: "2026-06-01T00:00:00.000001Z"))
+        let decided = try #require(Timestamp(rfc3339: "2026-12-03T10:00:00.5Z"))
+        let events: [(DecisionEvent, String)] = [
+            (DecisionEvent(
+                asked: .strings(subject: "jos\u{E9} \"q\"\\\u{1}", purpose: "marketing.advertising.targeted", dataCategory: "user.behavior", jurisdiction: "DE", channel: "web"),
+                gpc: true, uspOptOut: true, requestedAt: at, decidedAt: decided,
+                decision: Decision(effect: .allow, reason: .consentGranted, ruleIndex: rule, record: record), sequence: 99, kind: .check
+            ), "full"),
+            (DecisionEvent(
+                asked: .strings(subject: String(repeating: "x", count: 300), purpose: "p", dataCategory: "d", jurisdiction: nil, channel: nil),
+                gpc: false, uspOptOut: false, requestedAt: nil, decidedAt: decided,
+                decision: .deny(.invalidRequest), sequence: 0, kind: .listUses
+            ), "bare"),
+        ]
+        let raw = try encode(events, subjects: .raw)
+        #expect(raw.count == 2)
+        let full = raw[0]
+        #expect(full.id == "t-7-1")
+        #expect(full.time == "2026-12-03T10:00:00.500000Z")
+        #expect(full.subject == "jos\u{E9} \"q\"\\\u{1}")
+        #expect(full.subject_hash == nil)
+        #expect(full.purpose == "marketing.advertising.targeted" && full.data_category == "user.behavior")
+        #expect(full.context.jurisdiction == "DE" && full.context.channel == "web")
+        #expect(full.context.gpc == true && full.context.usp_opt_out == true)
+        #expect(full.context.at.flatMap(Timestamp.init(rfc3339:)) == at)
+        #expect(full.decision == ReceiptSchema.decisionWord(allowed: true))
+        #expect(full.reason == ReasonCode.consentGranted.description)
+        #expect(full.rule == "eea-targeted-ads")
+        #expect(full.record == 41 && full.sequence == 99 && full.revision == set.revision)
+        #expect(full.kind == "check")
+        let bare = raw[1]
+        #expect(bare.subject == "\u{1}truncated: 300 bytes")
+        #expect(bare.context.jurisdiction == nil && bare.context.channel == nil && bare.context.at == nil)
+        #expect(bare.context.gpc == nil && bare.context.usp_opt_out == nil)
+        #expect(bare.decision == ReceiptSchema.decisionWord(allowed: false) && bare.reason == ReasonCode.invalidRequest.description)
+        #expect(bare.rule == nil && bare.record == 0 && bare.kind == "list_uses")
+        let hashed = try encode(events, subjects: .hash)
+        #expect(hashed[0].subject == nil && hashed[0].subject_hash == "h\("jos\u{E9} \"q\"\\\u{1}".utf8.count)")
+        let omitted = try encode(events, subjects: .omit)
+        #expect(omitted[0].subject == nil && omitted[0].subject_hash == nil)
+    }
+
+    @Test func gapLinesRoundTrip() {
+        for reason in [ReceiptSchema.GapReason.queueFull, .writeFailed("No space left on device \"x\"")] {
+            var line: [UInt8] = []
+            ReceiptSchema.appendGap(12, reason: reason, to: &line)
+            #expect(line.last == UInt8(ascii: "\n"))
+            let parsed = ReceiptSchema.GapLine.parse(line.dropLast())
+            #expect(parsed?.gap.dropped == 12)
+            #expect(parsed.map { ReceiptSchema.GapReason(text: $0.gap.reason) } == reason)
+        }
+        #expect(ReceiptSchema.GapLine.parse(Array(#"{"id":"x"}"#.utf8)) == nil)
+    }
+}
