@@ -66,7 +66,28 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
     public var description: String { rfc3339 }
 
     /// RFC 3339 in UTC, e.g. `2026-06-01T00:00:00Z` (fractional seconds only when present).
-    public var rfc3339: String {
+    public var rfc3339: String { rfc3339(fraction: .trimmed) }
+
+    /// How an RFC 3339 text writes the fraction of a second.
+    public enum FractionStyle: Sendable {
+        /// Only the digits needed, none for a whole second: `00:00:00.5Z`, `00:00:00Z`.
+        case trimmed
+        /// Always six digits: `00:00:00.500000Z` (receipts).
+        case microseconds
+        /// None, and no zone either: `2026-06-01T00:00:00` (the whole second, to build on).
+        case secondOnly
+    }
+
+    /// RFC 3339 in UTC with the fraction as `style` says.
+    public func rfc3339(fraction style: FractionStyle) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(32)
+        appendRFC3339(to: &bytes, fraction: style)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends the RFC 3339 text (UTC) to `out`: the one formatter of timestamps.
+    public func appendRFC3339(to out: inout [UInt8], fraction style: FractionStyle = .trimmed) {
         let (seconds, nanos) = secondsAndNanos
         let fraction = Int64(nanos / 1000)
         var days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
@@ -81,17 +102,53 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         let day = dayOfYear - (153 * mp + 2) / 5 + 1
         let month = mp < 10 ? mp + 3 : mp - 9
         let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        func pad(_ value: Int64, _ width: Int) -> String {
-            let digits = String(value)
-            return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+        func digits(_ value: Int64, _ width: Int) {
+            // Valid timestamps have years 0001…9999; wider values are written whole.
+            var divisor: Int64 = 1
+            for _ in 1..<width { divisor *= 10 }
+            if value < 0 {
+                out.append(UInt8(ascii: "-"))
+                out.append(contentsOf: String(-value).utf8)
+                return
+            }
+            while divisor > 1 && value >= divisor * 10 { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                out.append(UInt8(ascii: "0") + UInt8(rest / divisor))
+                rest %= divisor
+                divisor /= 10
+            }
         }
-        var text = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay % 3600 / 60, 2)):\(pad(secondOfDay % 60, 2))"
-        if fraction != 0 {
-            var digits = pad(fraction, 6)
-            while digits.hasSuffix("0") { digits.removeLast() }
-            text += "." + digits
+        digits(year, 4)
+        out.append(UInt8(ascii: "-"))
+        digits(month, 2)
+        out.append(UInt8(ascii: "-"))
+        digits(day, 2)
+        out.append(UInt8(ascii: "T"))
+        digits(secondOfDay / 3600, 2)
+        out.append(UInt8(ascii: ":"))
+        digits(secondOfDay % 3600 / 60, 2)
+        out.append(UInt8(ascii: ":"))
+        digits(secondOfDay % 60, 2)
+        switch style {
+        case .secondOnly:
+            return
+        case .microseconds:
+            out.append(UInt8(ascii: "."))
+            digits(fraction, 6)
+        case .trimmed:
+            if fraction != 0 {
+                var width = 6
+                var value = fraction
+                while value % 10 == 0 {
+                    value /= 10
+                    width -= 1
+                }
+                out.append(UInt8(ascii: "."))
+                digits(value, width)
+            }
         }
-        return text + "Z"
+        out.append(UInt8(ascii: "Z"))
     }
 
     /// Parses RFC 3339 (`2026-06-01T00:00:00Z`, `2026-06-01T02:00:00.5+02:00`) or a plain date

@@ -341,13 +341,20 @@ enum ReceiptJSON {
 
 }
 
-/// RFC 3339 UTC with microseconds, allocation-free, caching the date and time of the last second.
+/// `Timestamp.rfc3339(fraction: .microseconds)`, allocation-free: the date and time of the last
+/// second are formatted once (by `Timestamp`) and kept; each instant adds its six fraction digits.
 struct TimeFormatter {
     private var cachedSecond = Int64.min
     private var prefix: [UInt8] = []
 
     mutating func write(_ instant: Timestamp, to out: inout RawCursor) {
-        let fraction = prepare(instant)
+        let (second, nanos) = instant.secondsAndNanos
+        let fraction = Int64(nanos / 1000)
+        if second != cachedSecond {
+            cachedSecond = second
+            prefix.removeAll(keepingCapacity: true)
+            instant.appendRFC3339(to: &prefix, fraction: .secondOnly)
+        }
         out.put(prefix)
         out.put(UInt8(ascii: "."))
         var divisor: Int64 = 100_000
@@ -357,19 +364,4 @@ struct TimeFormatter {
         }
         out.put(UInt8(ascii: "Z"))
     }
-
-    /// Caches the date and time of `instant`'s second; returns its microseconds.
-    private mutating func prepare(_ instant: Timestamp) -> Int64 {
-        let (second, nanos) = instant.secondsAndNanos
-        let fraction = Int64(nanos / 1000)
-        if second != cachedSecond {
-            cachedSecond = second
-            var text = Timestamp(microseconds: instant.microseconds - fraction).rfc3339
-            if text.hasSuffix("Z") { text.removeLast() }
-            if let dot = text.firstIndex(of: ".") { text = String(text[..<dot]) }
-            prefix = Array(text.utf8)
-        }
-        return fraction
-    }
-
 }

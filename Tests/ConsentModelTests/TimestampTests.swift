@@ -1,3 +1,4 @@
+import Foundation
 import ConsentModel
 import Testing
 
@@ -108,5 +109,36 @@ import Testing
         #expect(Timestamp(rfc3339: "9999-12-31T23:59:59.999999Z") == .maximumValid)
         #expect(Timestamp(seconds: Int64.max).microseconds == .max, "saturates instead of wrapping")
         #expect(Timestamp(seconds: Int64.min).microseconds == .min)
+    }
+}
+
+/// The one RFC 3339 formatter, against Foundation's calendar arithmetic (an implementation that
+/// shares nothing with it) for instants it covers the same way (proleptic Gregorian from 1600).
+@Suite struct TimestampFormatTests {
+    static func oracle(_ instant: Timestamp) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let (seconds, nanos) = instant.secondsAndNanos
+        let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+        func pad(_ value: Int, _ width: Int) -> String { String(repeating: "0", count: max(0, width - String(value).count)) + String(value) }
+        return "\(pad(parts.year!, 4))-\(pad(parts.month!, 2))-\(pad(parts.day!, 2))T\(pad(parts.hour!, 2)):\(pad(parts.minute!, 2)):\(pad(parts.second!, 2)).\(pad(Int(nanos / 1000), 6))Z"
+    }
+
+    @Test func everyStyleIsTheSameInstantAsTheOracleWrites() {
+        var rng = SystemRandomNumberGenerator()
+        let low = Timestamp(rfc3339: "1600-01-01T00:00:00Z")!.microseconds
+        var values: [Int64] = [0, 1, -1, 999_999, 1_000_000, -1_000_000, low, Timestamp.maximumValid.microseconds, 951_782_400_000_000 /* 2000-02-29 */]
+        for _ in 0..<3000 { values.append(Int64.random(in: low...Timestamp.maximumValid.microseconds, using: &rng)) }
+        for micros in values {
+            let instant = Timestamp(microseconds: micros)
+            let full = instant.rfc3339(fraction: .microseconds)
+            #expect(full == Self.oracle(instant), "\(micros)")
+            #expect(instant.rfc3339(fraction: .secondOnly) + "." == String(full.prefix(20)), "\(micros)")
+            var trimmed = String(full.dropLast())
+            while trimmed.hasSuffix("0") { trimmed.removeLast() }
+            if trimmed.hasSuffix(".") { trimmed.removeLast() }
+            #expect(instant.rfc3339 == trimmed + "Z", "\(micros)")
+            #expect(Timestamp(rfc3339: instant.rfc3339) == instant && Timestamp(rfc3339: full) == instant, "\(micros)")
+        }
     }
 }

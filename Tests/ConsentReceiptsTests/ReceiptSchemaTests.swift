@@ -81,4 +81,24 @@ import Testing
         }
         #expect(ReceiptSchema.GapLine.parse(Array(#"{"id":"x"}"#.utf8)) == nil)
     }
+
+    /// The receipts' cached formatter writes what `Timestamp` writes with six fraction digits.
+    @Test func theReceiptClockIsTheTimestampFormat() {
+        var formatter = TimeFormatter()
+        var rng = SystemRandomNumberGenerator()
+        var values: [Int64] = [0, -1, 1, Timestamp.minimumValid.microseconds, Timestamp.maximumValid.microseconds]
+        var micros = Int64(1_700_000_000_000_000)
+        for _ in 0..<2000 {
+            micros += Int64.random(in: 0...700_000, using: &rng)  // several per second, as under load
+            values.append(micros)
+        }
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 64)
+        defer { buffer.deallocate() }
+        for micros in values {
+            var cursor = RawCursor(buffer)
+            formatter.write(Timestamp(microseconds: micros), to: &cursor)
+            let written = String(decoding: UnsafeBufferPointer(start: buffer, count: cursor.position - buffer), as: UTF8.self)
+            #expect(written == Timestamp(microseconds: micros).rfc3339(fraction: .microseconds), "\(micros)")
+        }
+    }
 }
