@@ -64,6 +64,13 @@ public enum Identifier {
     /// The most bytes an identifier may have.
     public static let maximumBytes = 256
 
+    /// What is wrong with `subject` as a subject id, as every refusal says it (`subject_id …`,
+    /// the wire field's name), or nil when it is valid: the daemon's methods, the store and the
+    /// CLI all refuse an invalid subject with this text.
+    public static func subjectProblem(_ subject: String) -> String? {
+        problem(subject).map { "subject_id \($0)" }
+    }
+
     /// What is wrong with `text` as an identifier, or nil when it is valid.
     public static func problem(_ text: String) -> String? {
         var copy = text

@@ -129,8 +129,8 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
     }
 
     @Test(arguments: [
-        ("", "marketing", nil as String?, "subject id"),
-        (String(repeating: "x", count: 257), "marketing", nil, "subject id"),
+        ("", "marketing", nil as String?, "subject_id"),
+        (String(repeating: "x", count: 257), "marketing", nil, "subject_id"),
         ("alice", "", nil, "purpose"),
         ("alice", "marketing", "2025-01-01T00:00:00Z", "expires"),
     ])
@@ -144,6 +144,29 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
         }
         #expect(try store.lastSequence() == 0)
         #expect(try store.recordCount() == 0)
+    }
+
+    /// Every read and write by subject refuses an invalid id with one text: never "no records".
+    @Test func everyCallBySubjectRefusesAnInvalidIdAlike() throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        for subject in ["", "a\u{1}b", "nul\u{0}", String(repeating: "x", count: 257), "c1\u{85}"] {
+            let expected = try #require(Identifier.subjectProblem(subject))
+            #expect(expected.hasPrefix("subject_id "))
+            let calls: [(String, () throws -> Void)] = [
+                ("history", { _ = try store.history(of: subject) }),
+                ("history as of", { _ = try store.history(of: subject, asOf: .now()) }),
+                ("erasures", { _ = try store.erasures(of: subject) }),
+                ("erase", { _ = try store.erase(subject: subject) }),
+                ("append", { _ = try store.append([record(subject, "marketing")]) }),
+            ]
+            for (name, call) in calls {
+                #expect("\(name) \(subject.debugDescription)") { try call() } throws: { error in
+                    (error as? StoreError)?.code == .invalidRecord && (error as? StoreError)?.message == expected
+                }
+            }
+        }
+        #expect(try store.lastSequence() == 0)
     }
 
     @Test func aFeedLoadsTheStoreAndSeesItsOwnWritesAtOnce() throws {

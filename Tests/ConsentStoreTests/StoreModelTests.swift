@@ -948,7 +948,8 @@ private final class ModelHarness {
         let snapshot = feed.index.snapshot()
         return Observed(
             lastSequence: try store.lastSequence(), appliedSequence: snapshot.sequence,
-            histories: try subjects.map { try store.history(of: $0).map { ModelRecord($0, sequence: $0.sequence) } },
+            // An id that is not one has no history: the store refuses to look (compareHistory).
+            histories: try subjects.map { ModelRules.identifierProblem($0) != nil ? [] : try store.history(of: $0).map { ModelRecord($0, sequence: $0.sequence) } },
             index: subjects.map { snapshot.records(of: $0).map { IndexRow($0, vocabulary: vocabulary) } }
         )
     }
@@ -1066,7 +1067,7 @@ private final class ModelHarness {
         if !plainCommit {
             do {
                 before = try observe(touched)
-                tombstonesBefore = try store.erasures(of: op.subject)
+                tombstonesBefore = try tombstones(of: op.subject)
             } catch { fail("observing before the erasure threw \(error)"); return touched }
         }
 
@@ -1115,7 +1116,7 @@ private final class ModelHarness {
             do {
                 let after = try observe(touched)
                 if after != before { fail("a refused erasure changed the store or the index:\n\(changes(before, after, touched))") }
-                if try store.erasures(of: op.subject) != tombstonesBefore { fail("a refused erasure left a tombstone") }
+                if try tombstones(of: op.subject) != tombstonesBefore { fail("a refused erasure left a tombstone") }
             } catch { fail("observing after the erasure threw \(error)") }
         }
         return touched
@@ -1148,7 +1149,7 @@ private final class ModelHarness {
                 let wanted = (model.tombstones[Array(subject.utf8)] ?? []).map {
                     ErasureTombstone(sequence: $0.sequence, subjectHash: store.subjectHash(subject), erasedAt: Timestamp(microseconds: $0.erasedAt), recordCount: $0.count)
                 }
-                let got = try store.erasures(of: subject)
+                let got = try tombstones(of: subject)
                 if got != wanted { fail("erasures(of: \(show(subject))): got \(got), model \(wanted)") }
             }
 
@@ -1214,7 +1215,26 @@ private final class ModelHarness {
         }
     }
 
+    /// The store's tombstones of `subject`; an id that is not one has none, and asking is refused.
+    func tombstones(of subject: String) throws -> [ErasureTombstone] {
+        guard ModelRules.identifierProblem(subject) != nil else { return try store.erasures(of: subject) }
+        do {
+            let got = try store.erasures(of: subject)
+            fail("erasures(of: \(show(subject))) answered \(got.count) tombstones for an id that is not one")
+        } catch let error as StoreError where error.code == .invalidRecord && error.message.hasPrefix("subject_id ") {}
+        return []
+    }
+
     func compareHistory(_ subject: String, in reader: SQLiteConsentStore) {
+        if let problem = ModelRules.identifierProblem(subject) {
+            // Not an id: refused as invalid, never answered with someone else's records or "none".
+            do {
+                let got = try reader.history(of: subject)
+                fail("history(of: \(show(subject))) (\(problem)) answered \(got.count) records instead of refusing")
+            } catch let error as StoreError where error.code == .invalidRecord && error.message.hasPrefix("subject_id ") {
+            } catch { fail("history(of: \(show(subject))) (\(problem)) threw \(error)") }
+            return
+        }
         do {
             let got = try reader.history(of: subject).map { ModelRecord($0, sequence: $0.sequence) }
             let wanted = model.records[Array(subject.utf8)] ?? []

@@ -20,6 +20,15 @@ final class Scratch {
 }
 
 @Suite struct ConsentCommandTests {
+    /// An invalid subject is refused with the daemon's words, with or without a daemon.
+    @Test func historyOfAnInvalidSubjectIsAnErrorNotNoRecords() throws {
+        let scratch = Scratch()
+        let output = try CLI.run(["consent", "history", "bad\u{1}id", "--store", scratch.path("c.sqlite")])
+        #expect(output.status != 0)
+        #expect(output.stderr.contains("subject_id must not contain control characters"), "\(output.stderr)")
+        #expect(!output.stdout.contains("no records"))
+    }
+
     @Test func grantWithdrawHistoryAndEraseThroughTheCLI() throws {
         let scratch = Scratch()
         let store = scratch.path("c.sqlite")

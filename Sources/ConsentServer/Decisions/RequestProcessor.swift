@@ -327,8 +327,8 @@ package struct RequestProcessor {
     }
 
     mutating func listUses(_ id: UInt64, _ list: Consentd_V1_ListUsesRequest) -> Consentd_V1_Response {
-        if let problem = Identifier.problem(list.subjectID) {
-            return error(id, .invalidArgument, "subject_id \(problem)")
+        if let problem = Identifier.subjectProblem(list.subjectID) {
+            return error(id, .invalidArgument, problem)
         }
         let context: RequestContext
         do { context = try list.context.model() } catch { return self.error(id, .invalidArgument, error.message) }
@@ -387,8 +387,9 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
         }
     }
     for (index, record) in records.enumerated() {
-        if let problem = Identifier.problem(record.subject) {
-            throw WireRecordError(message: "records[\(index)]: subject_id \(problem)")
+        // The store's own checks, here so that the error names the record.
+        do { try store.store.validate(record, now: now) } catch let error as StoreError {
+            throw WireRecordError(message: "records[\(index)]: \(error.message)")
         }
         if let problem = set.keyProblem(purpose: record.purpose, dataCategory: record.dataCategory) {
             throw WireRecordError(message: "records[\(index)]: \(problem)")
@@ -417,7 +418,6 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
 }
 
 private func subjectHistory(_ id: UInt64, _ request: Consentd_V1_HistoryRequest, store: SQLiteConsentStore) throws -> Consentd_V1_Response {
-    if let problem = Identifier.problem(request.subjectID) { throw WireRecordError(message: "subject_id \(problem)") }
     let records = try request.hasAt ? store.history(of: request.subjectID, asOf: request.at.model(field: "at")) : store.history(of: request.subjectID)
     let erasures = try store.erasures(of: request.subjectID)
     var response = Consentd_V1_Response()
@@ -430,7 +430,6 @@ private func subjectHistory(_ id: UInt64, _ request: Consentd_V1_HistoryRequest,
 }
 
 private func eraseSubject(_ id: UInt64, _ request: Consentd_V1_EraseSubjectRequest, store: ConsentFeed) throws -> Consentd_V1_Response {
-    if let problem = Identifier.problem(request.subjectID) { throw WireRecordError(message: "subject_id \(problem)") }
     let tombstone = try store.erase(subject: request.subjectID)
     var response = Consentd_V1_Response()
     response.id = id

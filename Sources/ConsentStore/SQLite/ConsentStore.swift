@@ -111,11 +111,15 @@ public final class SQLiteConsentStore: Sendable {
         }
     }
 
+    /// Refuses an invalid subject id (`Identifier.subjectProblem`): every read and write by
+    /// subject checks it, so an invalid id is an error, never "no records".
+    public static func checkSubject(_ subject: String) throws(StoreError) {
+        if let problem = Identifier.subjectProblem(subject) { throw StoreError(.invalidRecord, problem) }
+    }
+
     /// The checks of `validate(_:now:)` that need no clock.
     public static func validate(_ record: ConsentRecord) throws {
-        if let problem = Identifier.problem(record.subject) {
-            throw StoreError(.invalidRecord, "subject id \(problem)")
-        }
+        try checkSubject(record.subject)
         if let problem = Identifier.problem(record.purpose) {
             throw StoreError(.invalidRecord, "purpose \(problem)")
         }
@@ -335,7 +339,7 @@ public final class SQLiteConsentStore: Sendable {
     /// records go too, and the WAL is checkpointed and truncated, so that once this returns the
     /// subject's bytes are in neither the database file nor the WAL.
     public func erase(subject: String, now: Timestamp = .now()) throws -> ErasureTombstone {
-        if let problem = Identifier.problem(subject) { throw StoreError(.invalidRecord, "subject id \(problem)") }
+        try Self.checkSubject(subject)
         let hash = subjectHash(subject)
         let tombstone = try writeTransaction { db, _ in
             var sequences: [Int64] = []
@@ -380,6 +384,7 @@ public final class SQLiteConsentStore: Sendable {
 
     /// The tombstones of `subject`'s erasures, found by recomputing the keyed hash.
     public func erasures(of subject: String) throws -> [ErasureTombstone] {
+        try Self.checkSubject(subject)
         let hash = subjectHash(subject)
         return try withDatabaseErrors {
             try pool.read { db in
@@ -492,7 +497,8 @@ public final class SQLiteConsentStore: Sendable {
 
     /// Every record of `subject`, in sequence order.
     public func history(of subject: String) throws -> [ConsentRecord] {
-        try withDatabaseErrors {
+        try Self.checkSubject(subject)
+        return try withDatabaseErrors {
             try pool.read { db in
                 var records: [ConsentRecord] = []
                 try db.exactQuery("SELECT \(Self.recordColumns) \(Self.recordJoins) WHERE r.subject = ? ORDER BY r.sequence", [.text(subject)]) {
@@ -506,7 +512,8 @@ public final class SQLiteConsentStore: Sendable {
     /// The subject's records as the store knew them at `instant`: stored by then and recorded by
     /// then, in sequence order (expired ones included; callers judge validity at the instant).
     public func history(of subject: String, asOf instant: Timestamp) throws -> [ConsentRecord] {
-        try withDatabaseErrors {
+        try Self.checkSubject(subject)
+        return try withDatabaseErrors {
             try pool.read { db in
                 var records: [ConsentRecord] = []
                 try db.exactQuery("SELECT \(Self.recordColumns) \(Self.recordJoins) WHERE r.subject = ? AND r.stored_at <= ? AND r.recorded_at <= ? ORDER BY r.sequence",

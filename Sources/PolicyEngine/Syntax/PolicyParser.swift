@@ -310,8 +310,8 @@ public enum PolicyParser {
             if let node = fields["jurisdiction"] { record.jurisdiction = reader.string(node, "jurisdiction")?.value }
             if let node = fields["evidence"] { record.evidence = reader.string(node, "evidence")?.value }
             if let node = fields["sequence"], let n = reader.int(node, "sequence", range: 1...Int.max) { record.sequence = UInt64(n.value) }
-            if let subject, !DecisionRequest.isValidSubject(subject.value) {
-                reader.error("bad-value", fields["subject"]!, "a subject id is 1 to 256 bytes of UTF-8"); ok = false
+            if let subject, let problem = Identifier.subjectProblem(subject.value) {
+                reader.error("bad-value", fields["subject"]!, problem); ok = false
             }
             if ok { records.append(TestRecordSyntax(record: record, location: reader.location(item))) }
         }
