@@ -47,15 +47,20 @@ static bool starts_with(const char *s, const char *prefix) { return strncmp(s, p
 /* Microseconds of a Timestamp the client can express (it sends microseconds). */
 static int64_t micros(const Google__Protobuf__Timestamp *t) { return t->seconds * 1000000 + t->nanos / 1000; }
 
+/* A decoded vector, written back by protobuf-c, must be the vector's bytes (protoc wrote them). */
+static void check_repacked(const char *name, const ProtobufCMessage *message, const uint8_t *bytes, size_t length) {
+    size_t packed_size = protobuf_c_message_get_packed_size(message);
+    uint8_t *packed = malloc(packed_size + 1);
+    protobuf_c_message_pack(message, packed);
+    CHECK(packed_size == length && memcmp(packed, bytes, length) == 0, "%s: protobuf-c writes other bytes than protoc", name);
+    free(packed);
+}
+
 static void request_vector(const char *name, const uint8_t *bytes, size_t length) {
     Consentd__V1__Request *request = consentd__v1__request__unpack(NULL, length, bytes);
     CHECK(request != NULL, "%s: protobuf-c cannot decode it", name);
     if (request == NULL) return;
-    size_t packed_size = consentd__v1__request__get_packed_size(request);
-    uint8_t *packed = malloc(packed_size + 1);
-    consentd__v1__request__pack(request, packed);
-    CHECK(packed_size == length && memcmp(packed, bytes, length) == 0, "%s: protobuf-c writes other bytes than protoc", name);
-    free(packed);
+    check_repacked(name, &request->base, bytes, length);
 
     /* The client's own encoder covers Checks without explain and with a non-epoch instant (it
      * cannot ask to explain, and 0 µs means "no instant"). */
@@ -102,11 +107,7 @@ static void response_vector(const char *name, const uint8_t *bytes, size_t lengt
     Consentd__V1__Response *response = consentd__v1__response__unpack(NULL, length, bytes);
     CHECK(response != NULL, "%s: protobuf-c cannot decode it", name);
     if (response == NULL) return;
-    size_t packed_size = consentd__v1__response__get_packed_size(response);
-    uint8_t *packed = malloc(packed_size + 1);
-    consentd__v1__response__pack(response, packed);
-    CHECK(packed_size == length && memcmp(packed, bytes, length) == 0, "%s: protobuf-c writes other bytes than protoc", name);
-    free(packed);
+    check_repacked(name, &response->base, bytes, length);
 
     fast_check fast;
     bool decoded = consentd__decode_check(bytes, length, &fast);
