@@ -277,7 +277,7 @@ struct Compilation {
                 case "opt_in": requirement = .optIn
                 case "opt_out": requirement = .optOut
                 default:
-                    error("bad-value", consent.location, "consent must be `opt_in` or `opt_out`, not '\(consent.value)'", hint: Suggest.didYouMean(consent.value, in: ["opt_in", "opt_out"]))
+                    error("bad-value", consent.location, "consent must be `opt_in` or `opt_out`, not '\(consent.value)'", hint: Suggest.didYouMean(consent.value, in: PolicyKeys.consentModes))
                     ok = false
                 }
             case let (nil, basis?):

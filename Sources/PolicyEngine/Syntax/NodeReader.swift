@@ -20,8 +20,10 @@ struct NodeReader {
         diagnostics.append(Diagnostic(.warning, code, at: location(node), message, hint: hint))
     }
 
-    /// A mapping's entries by key, in file order; unknown keys are reported against `allowed`.
-    mutating func fields(_ node: Node, _ what: String, allowed: [String]) -> Fields? {
+    /// A mapping's entries by key, in file order; keys not in `table` (the one list of a
+    /// mapping's keys, which the JSON Schema is generated from too) are reported.
+    mutating func fields(_ node: Node, _ what: String, keys table: PolicyKeys.Table) -> Fields? {
+        let allowed = table.names
         guard case let .mapping(mapping) = node else {
             error("wrong-type", node, "\(what) must be a mapping", hint: "write it as `key: value` lines or `{key: value}`")
             return nil

@@ -75,7 +75,7 @@ public enum PolicyParser {
     // MARK: Taxonomy
 
     static func parseTaxonomy(_ root: Node, _ reader: inout NodeReader) -> TaxonomySyntax? {
-        guard let fields = reader.fields(root, "a Taxonomy", allowed: ["apiVersion", "kind", "description", "purposes", "data_categories", "jurisdictions"]) else { return nil }
+        guard let fields = reader.fields(root, "a Taxonomy", keys: PolicyKeys.taxonomy) else { return nil }
         var taxonomy = TaxonomySyntax(location: reader.location(root))
         if let node = fields["purposes"] { taxonomy.purposes = parseNodes(node, "purposes", purpose: true, &reader) }
         if let node = fields["data_categories"] { taxonomy.dataCategories = parseNodes(node, "data_categories", purpose: false, &reader) }
@@ -98,15 +98,13 @@ public enum PolicyParser {
             if !reader.isNull(node) { reader.error("wrong-type", node, "\(what) must map dotted keys to attributes", hint: "e.g. `marketing.email: {description: …}`") }
             return []
         }
-        let allowed = purpose
-            ? ["description", "sale_or_sharing", "tcf_purposes", "labels"]
-            : ["description", "sensitive", "tcf_special_feature", "labels"]
+        let table = purpose ? PolicyKeys.purposeNode : PolicyKeys.dataNode
         var nodes: [TaxonomyNodeSyntax] = []
         for (key, value) in mapping {
             guard let name = reader.string(key, "a \(what) key") else { continue }
             var item = TaxonomyNodeSyntax(key: name)
             if reader.isNull(value) { nodes.append(item); continue }
-            guard let fields = reader.fields(value, "\(what) entry '\(name.value)'", allowed: allowed) else { continue }
+            guard let fields = reader.fields(value, "\(what) entry '\(name.value)'", keys: table) else { continue }
             for (field, _, value) in fields.entries {
                 switch field {
                 case "description": item.description = reader.string(value, "description")?.value
@@ -135,10 +133,8 @@ public enum PolicyParser {
 
     // MARK: Policy
 
-    static let ruleKeys = ["id", "description", "effect", "purposes", "data", "jurisdictions", "channels", "consent", "basis", "max_age", "min_notice_version", "unless", "obligations"]
-
     static func parsePolicy(_ root: Node, _ reader: inout NodeReader) -> PolicySyntax? {
-        guard let fields = reader.fields(root, "a Policy", allowed: ["apiVersion", "kind", "name", "description", "default", "rules"]) else { return nil }
+        guard let fields = reader.fields(root, "a Policy", keys: PolicyKeys.policy) else { return nil }
         var policy = PolicySyntax(location: reader.location(root))
         if let node = fields["name"] { policy.name = reader.string(node, "name") }
         if let node = fields["description"] { policy.description = reader.string(node, "description")?.value }
@@ -158,7 +154,7 @@ public enum PolicyParser {
     }
 
     static func parseRule(_ node: Node, _ reader: inout NodeReader) -> RuleSyntax? {
-        guard let fields = reader.fields(node, "a rule", allowed: ruleKeys) else { return nil }
+        guard let fields = reader.fields(node, "a rule", keys: PolicyKeys.rule) else { return nil }
         guard let idNode = fields["id"], let id = reader.string(idNode, "id") else {
             if !fields.has("id") { reader.error("missing-key", node, "a rule needs an `id`", hint: "add `id: some-unique-name`") }
             return nil
@@ -210,7 +206,7 @@ public enum PolicyParser {
     }
 
     static func parseUnless(_ node: Node, _ reader: inout NodeReader) -> UnlessSyntax? {
-        guard let fields = reader.fields(node, "unless", allowed: ["consent"] + RequestSignal.allCases.map(\.rawValue)) else { return nil }
+        guard let fields = reader.fields(node, "unless", keys: PolicyKeys.unless) else { return nil }
         var unless = UnlessSyntax(location: reader.location(node))
         for (field, key, value) in fields.entries {
             if field == "consent" {
@@ -228,7 +224,7 @@ public enum PolicyParser {
     // MARK: PolicyTest
 
     static func parseTest(_ root: Node, _ reader: inout NodeReader) -> PolicyTestSyntax? {
-        guard let fields = reader.fields(root, "a PolicyTest", allowed: ["apiVersion", "kind", "name", "description", "now", "consent", "cases"]) else { return nil }
+        guard let fields = reader.fields(root, "a PolicyTest", keys: PolicyKeys.test) else { return nil }
         var suite = PolicyTestSyntax(location: reader.location(root))
         if let node = fields["name"] { suite.name = reader.string(node, "name") }
         if let node = fields["now"] { suite.now = timestamp(node, "now", &reader) }
@@ -268,12 +264,11 @@ public enum PolicyParser {
         }
     }
 
-    static let recordKeys = ["subject", "purpose", "data", "choice", "at", "expires", "basis", "source", "notice_version", "jurisdiction", "evidence", "sequence"]
 
     static func parseRecords(_ node: Node, _ reader: inout NodeReader) -> [TestRecordSyntax] {
         var records: [TestRecordSyntax] = []
         for (index, item) in (reader.sequence(node, "consent") ?? []).enumerated() {
-            guard let fields = reader.fields(item, "a consent record", allowed: recordKeys) else { continue }
+            guard let fields = reader.fields(item, "a consent record", keys: PolicyKeys.record) else { continue }
             var ok = true
             func required(_ name: String, _ reader: inout NodeReader) -> Located<String>? {
                 guard let node = fields[name] else {
@@ -319,14 +314,14 @@ public enum PolicyParser {
     }
 
     static func parseCase(_ node: Node, _ reader: inout NodeReader) -> TestCaseSyntax? {
-        guard let fields = reader.fields(node, "a test case", allowed: ["name", "request", "expect"]) else { return nil }
+        guard let fields = reader.fields(node, "a test case", keys: PolicyKeys.testCase) else { return nil }
         let name = fields["name"].flatMap { reader.string($0, "name")?.value } ?? "case at line \(reader.location(node).line)"
         guard let requestNode = fields["request"], let expectNode = fields["expect"] else {
             reader.error("missing-key", node, "test case '\(name)' needs `request` and `expect`")
             return nil
         }
         guard let request = parseRequest(requestNode, &reader),
-              let expect = reader.fields(expectNode, "expect", allowed: ["decision", "reason", "rule", "obligations"]) else { return nil }
+              let expect = reader.fields(expectNode, "expect", keys: PolicyKeys.expect) else { return nil }
         guard let decisionNode = expect["decision"], let decisionText = reader.string(decisionNode, "decision") else {
             if !expect.has("decision") { reader.error("missing-key", expectNode, "expect needs `decision: allow|deny`") }
             return nil
@@ -349,8 +344,7 @@ public enum PolicyParser {
     }
 
     static func parseRequest(_ node: Node, _ reader: inout NodeReader) -> TestRequestSyntax? {
-        let allowed = ["subject", "purpose", "data", "jurisdiction", "gpc", "usp_opt_out", "channel", "at"]
-        guard let fields = reader.fields(node, "a request", allowed: allowed) else { return nil }
+        guard let fields = reader.fields(node, "a request", keys: PolicyKeys.request) else { return nil }
         var strings: [String: String] = [:]
         for name in ["subject", "purpose", "data"] {
             guard let value = fields[name].flatMap({ reader.string($0, name) }) else {
