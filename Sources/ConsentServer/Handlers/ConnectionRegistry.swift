@@ -17,15 +17,22 @@ final class ConnectionRegistry: Sendable {
         case tooManyForUID(uid: UInt32, limit: Int)
     }
     private let state = Mutex(State())
-    private let server: ServerState
+    /// Most connections at once, and per uid.
+    private let limit: Int
+    private let perUIDLimit: Int
+    private let counters: ServerCounters
 
-    init(state: ServerState) { self.server = state }
+    init(limit: Int, perUIDLimit: Int, counters: ServerCounters) {
+        self.limit = limit
+        self.perUIDLimit = perUIDLimit
+        self.counters = counters
+    }
 
     /// Registers a new connection of a peer with `uid` (nil: unknown credentials, not capped
     /// per uid); returns why it is refused (and counts it), or nil when admitted.
     func admit(_ channel: Channel, uid: UInt32?) -> Refusal? {
-        let limit = server.configuration.maximumConnections
-        let perUIDLimit = server.configuration.effectiveConnectionsPerUID
+        let limit = self.limit
+        let perUIDLimit = self.perUIDLimit
         let refusal = state.withLock { state -> Refusal? in
             if state.shuttingDown { return .shuttingDown }
             guard state.open.count < limit else { return .tooManyConnections(limit: limit) }
@@ -37,11 +44,11 @@ final class ConnectionRegistry: Sendable {
             return nil
         }
         if let refusal {
-            ServerCounters.bump(server.counters.connectionsRefused)
+            ServerCounters.bump(counters.connectionsRefused)
             return refusal
         }
-        ServerCounters.bump(server.counters.connectionsAccepted)
-        ServerCounters.bump(server.counters.connectionsOpen)
+        ServerCounters.bump(counters.connectionsAccepted)
+        ServerCounters.bump(counters.connectionsOpen)
         let id = ObjectIdentifier(channel)
         channel.closeFuture.whenComplete { _ in
             self.state.withLock { state in
@@ -51,7 +58,7 @@ final class ConnectionRegistry: Sendable {
                     state.perUID[uid] = left > 0 ? left : nil
                 }
             }
-            self.server.counters.connectionsOpen.subtract(1, ordering: .relaxed)
+            self.counters.connectionsOpen.subtract(1, ordering: .relaxed)
         }
         return nil
     }

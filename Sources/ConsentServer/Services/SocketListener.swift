@@ -49,7 +49,7 @@ public final class SocketListener: Service, Sendable {
         let path = configuration.socket
         let channel: Channel
         let identity: SocketPath.Identity
-        let registry = ConnectionRegistry(state: state)
+        let registry = ConnectionRegistry(limit: configuration.maximumConnections, perUIDLimit: configuration.effectiveConnectionsPerUID, counters: state.counters)
         var staging: SocketPath.Staging?
         do {
             try SocketPath.prepare(path)
