@@ -39,6 +39,7 @@ package struct DecisionEvent {
     package var sequence: UInt64
     package var kind: Kind
 
+    @inlinable
     package init(
         asked: Asked, gpc: Bool, uspOptOut: Bool, requestedAt: Timestamp?, decidedAt: Timestamp?,
         decision: Decision, sequence: UInt64, kind: Kind
@@ -62,6 +63,7 @@ package struct AskedFields {
     package var jurisdiction: UnsafeRawBufferPointer?
     package var channel: UnsafeRawBufferPointer?
 
+    @inlinable
     package init(
         subject: UnsafeRawBufferPointer, purpose: UnsafeRawBufferPointer, dataCategory: UnsafeRawBufferPointer,
         jurisdiction: UnsafeRawBufferPointer?, channel: UnsafeRawBufferPointer?

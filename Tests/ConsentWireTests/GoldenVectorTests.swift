@@ -83,7 +83,7 @@ struct GoldenVector: CustomTestStringConvertible, Sendable {
         switch response.result {
         case let .check(check)?:
             let explanation: [UInt8]? = check.hasExplanation ? try check.explanation.serializedBytes() : nil
-            AnswerWriter.writeCheckFrame(id: response.id, try Self.answer(check), explanation: explanation, into: &frame)
+            #expect(AnswerWriter.writeCheckFrame(id: response.id, try Self.answer(check), explanation: explanation, into: &frame), "the writer filled its announced size")
         case let .checkBatch(batch)?:
             let policy = EncodedPolicy(revision: batch.policyRevision, rules: batch.results.map { ($0.ruleID, "", $0.obligations) })
             let results = batch.results.enumerated().map { index, result in
@@ -93,8 +93,8 @@ struct GoldenVector: CustomTestStringConvertible, Sendable {
                     recordSequence: result.consentRecordSequence, legalBasis: UInt64(result.legalBasis.rawValue)
                 )
             }
-            AnswerWriter.writeBatchFrame(id: response.id, policy: policy, consentSequence: batch.consentSequence, count: results.count,
-                                         result: { results[$0] }, into: &frame)
+            #expect(AnswerWriter.writeBatchFrame(id: response.id, policy: policy, consentSequence: batch.consentSequence, count: results.count,
+                                                 result: { results[$0] }, into: &frame), "the writer filled its announced size")
         default:
             Issue.record("\(vector.name) is not a Check or CheckBatch answer")
             return
@@ -152,5 +152,18 @@ struct GoldenVector: CustomTestStringConvertible, Sendable {
         #expect((text(parsed.jurisdiction) ?? "") == check.context.jurisdiction && (text(parsed.channel) ?? "") == check.context.channel)
         #expect(parsed.gpc == check.context.gpc && parsed.uspOptOut == check.context.uspOptOut)
         #expect(parsed.at == (check.context.hasAt ? Timestamp(seconds: check.context.at.seconds, nanos: check.context.at.nanos) : nil))
+    }
+}
+
+/// A writer that does not fill the size it reserved writes nothing (the frame would be malformed).
+@Suite struct ReservedWireBytesTests {
+    @Test func aShortOrLongWriteIsRefusedAndLeavesNothing() {
+        var sink: [UInt8] = [1, 2]
+        #expect(sink.writeReserved(3) { $0.writeWireByte(9); $0.writeWireByte(9); $0.writeWireByte(9) })
+        #expect(sink == [1, 2, 9, 9, 9])
+        #expect(!sink.writeReserved(3) { $0.writeWireByte(7) })
+        #expect(!sink.writeReserved(1) { cursor in [UInt8](repeating: 5, count: 4).withUnsafeBytes { cursor.writeWireBytes($0) } })
+        #expect(!sink.writeReserved(1) { $0.writeWireByte(1); $0.writeWireByte(2) })
+        #expect(sink == [1, 2, 9, 9, 9])
     }
 }

@@ -285,7 +285,7 @@ struct Allocations: ParsableCommand {
             count("frame_decode_check_request") {
                 try encodedRequest.withUnsafeBytes { try Consentd_V1_Request(serializedBytes: RawBytes($0)).id == 7 ? 1 : 0 }
             },
-            count("frame_encode_check_response") { AnswerWriter.checkFrame(id: 7, answer).count },
+            count("frame_encode_check_response") { AnswerWriter.checkFrame(id: 7, answer)?.count ?? 0 },
             count("frame_write_check_response_reused") {
                 reused.removeAll(keepingCapacity: true)
                 AnswerWriter.writeCheckFrame(id: 7, answer, into: &reused)

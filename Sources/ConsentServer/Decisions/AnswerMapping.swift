@@ -10,6 +10,18 @@ extension ByteBuffer: WireSink {
 
     @inlinable
     public mutating func writeWireBytes(_ bytes: UnsafeRawBufferPointer) { writeBytes(bytes) }
+
+    @inlinable
+    public mutating func writeReserved(_ count: Int, _ body: (inout ReservedWireBytes) -> Void) -> Bool {
+        var complete = false
+        writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
+            var cursor = ReservedWireBytes(UnsafeMutableRawBufferPointer(rebasing: raw[..<count]))
+            body(&cursor)
+            complete = cursor.isComplete
+            return complete ? count : 0
+        }
+        return complete
+    }
 }
 
 /// A policy set with its strings encoded for answers (`EncodedPolicy`), kept per connection and

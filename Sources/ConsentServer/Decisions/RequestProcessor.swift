@@ -90,7 +90,9 @@ package struct RequestProcessor {
             gpc: check.gpc, uspOptOut: check.uspOptOut, requestedAt: check.at, decidedAt: check.at == nil ? at : nil,
             decision: decision, sequence: snapshot.sequence, kind: .check
         ), set: set)
-        AnswerWriter.writeCheckFrame(id: check.id, answerParts(set).answer(decision, sequence: snapshot.sequence), into: &buffer)
+        if !AnswerWriter.writeCheckFrame(id: check.id, answerParts(set).answer(decision, sequence: snapshot.sequence), into: &buffer) {
+            buffer.writeBytes(unwritable(check.id))
+        }
         return true
     }
 
@@ -142,10 +144,12 @@ package struct RequestProcessor {
         }
         ServerCounters.bump(services.counters.requests)
         let parts = answerParts(set), decisions = batchDecisions
-        AnswerWriter.writeBatchFrame(
+        if !AnswerWriter.writeBatchFrame(
             id: batch.id, policy: parts.policy, consentSequence: snapshot.sequence, count: decisions.count,
             result: { parts.result(decisions[$0]) }, into: &buffer
-        )
+        ) {
+            buffer.writeBytes(unwritable(batch.id))
+        }
         return true
     }
 
@@ -217,6 +221,15 @@ package struct RequestProcessor {
         ServerCounters.bump(services.counters.errors)
         services.metrics?.refusedRequest(code)
         return .error(id: id, code, message)
+    }
+
+    /// The frame of an INTERNAL error for an answer the writer could not write whole (its size
+    /// and its writer disagreed: sending it would desynchronise the peer). Never expected; the
+    /// fuzz target and the golden vectors hold the writer to its sizes.
+    func unwritable(_ id: UInt64) -> [UInt8] {
+        services.logger.error("an answer could not be encoded; answered INTERNAL", metadata: ["id": "\(id)"])
+        let response = error(id, .internal, "internal error: the answer could not be encoded")
+        return FrameCodec.frame((try? response.serializedBytes()) ?? [])
     }
 
     func permissionDenied(_ id: UInt64, _ method: String) -> Consentd_V1_Response {
@@ -295,7 +308,7 @@ package struct RequestProcessor {
         }
         decided(event(decision, subject: request.subject, purpose: request.purpose, dataCategory: request.dataCategory, context: request.context,
                       at: now, sequence: snapshot.sequence, kind: .check), set: set)
-        return .respondFrame(AnswerWriter.checkFrame(id: id, answerParts(set).answer(decision, sequence: snapshot.sequence), explanation: explained))
+        return .respondFrame(AnswerWriter.checkFrame(id: id, answerParts(set).answer(decision, sequence: snapshot.sequence), explanation: explained) ?? unwritable(id))
     }
 
     mutating func checkBatch(_ id: UInt64, _ batch: Consentd_V1_CheckBatchRequest) -> Outcome {
@@ -319,10 +332,10 @@ package struct RequestProcessor {
         let parts = answerParts(set)
         var frame: [UInt8] = []
         frame.reserveCapacity(64 + 32 * decisions.count)
-        AnswerWriter.writeBatchFrame(
+        guard AnswerWriter.writeBatchFrame(
             id: id, policy: parts.policy, consentSequence: snapshot.sequence, count: decisions.count,
             result: { parts.result(decisions[$0]) }, into: &frame
-        )
+        ) else { return .respondFrame(unwritable(id)) }
         return .respondFrame(frame)
     }
 

@@ -11,9 +11,10 @@ public enum AnswerWriter {
     @usableFromInline static let responseID: UInt64 = 1, responseCheck: UInt64 = 2, responseBatch: UInt64 = 3
 
     /// Writes the frame of `Response{id, check: answer}`; `explanation`, when given, is the
-    /// encoded `Explanation` message written as field 10.
-    @inlinable
-    public static func writeCheckFrame<S: WireSink>(id: UInt64, _ answer: CheckAnswer, explanation: [UInt8]? = nil, into sink: inout S) {
+    /// encoded `Explanation` message written as field 10. The frame's size is computed first and
+    /// reserved once; false (nothing written) if the writer did not fill exactly that size.
+    @inlinable @discardableResult
+    public static func writeCheckFrame<S: WireSink>(id: UInt64, _ answer: CheckAnswer, explanation: [UInt8]? = nil, into sink: inout S) -> Bool {
         let policy = answer.policy
         let rule: EncodedRule? = answer.ruleIndex >= 0 ? policy.rules[Int(answer.ruleIndex)] : nil
         let recordSize = answer.record.map(recordBodySize) ?? 0
@@ -27,7 +28,7 @@ public enum AnswerWriter {
         if let explanation { checkSize += WireWriter.messageFieldSize(10, bodySize: explanation.count) }
         let responseSize = WireWriter.varintFieldSize(responseID, id) + WireWriter.messageFieldSize(responseCheck, bodySize: checkSize)
 
-        policy.bytes.withUnsafeBytes { encoded in
+        return policy.bytes.withUnsafeBytes { encoded in sink.writeReserved(WireWriter.size(UInt64(responseSize)) + responseSize) { sink in
             WireWriter.varint(UInt64(responseSize), into: &sink)
             WireWriter.varintField(responseID, id, into: &sink)
             WireWriter.messageHeader(responseCheck, bodySize: checkSize, into: &sink)
@@ -49,16 +50,16 @@ public enum AnswerWriter {
                 WireWriter.messageHeader(10, bodySize: explanation.count, into: &sink)
                 WireWriter.encoded(explanation, into: &sink)
             }
-        }
+        } }
     }
 
-    /// `writeCheckFrame` into a new array (one allocation for answers without a long explanation).
+    /// `writeCheckFrame` into a new array (one allocation for answers without a long explanation);
+    /// nil if the frame could not be written whole.
     @inlinable
-    public static func checkFrame(id: UInt64, _ answer: CheckAnswer, explanation: [UInt8]? = nil) -> [UInt8] {
+    public static func checkFrame(id: UInt64, _ answer: CheckAnswer, explanation: [UInt8]? = nil) -> [UInt8]? {
         var frame: [UInt8] = []
         frame.reserveCapacity(256 + (explanation?.count ?? 0))
-        writeCheckFrame(id: id, answer, explanation: explanation, into: &frame)
-        return frame
+        return writeCheckFrame(id: id, answer, explanation: explanation, into: &frame) ? frame : nil
     }
 
     /// The body size of a `ConsentRecord` as an answer carries it.
@@ -88,16 +89,17 @@ public enum AnswerWriter {
     }
 
     /// Writes the frame of `Response{id, check_batch: {results, policy_revision, consent_sequence}}`
-    /// for `count` results, the i-th given by `result(i)` (asked twice: once to size, once to write).
-    @inlinable
+    /// for `count` results, the i-th given by `result(i)` (asked twice: once to size, once to write);
+    /// false (nothing written) if the writer did not fill exactly the computed size.
+    @inlinable @discardableResult
     public static func writeBatchFrame<S: WireSink>(
         id: UInt64, policy: EncodedPolicy, consentSequence: UInt64, count: Int, result: (Int) -> BatchResult, into sink: inout S
-    ) {
+    ) -> Bool {
         var resultsSize = 0
         for index in 0..<count { resultsSize += WireWriter.messageFieldSize(1, bodySize: resultBodySize(result(index), policy)) }
         let batchSize = resultsSize + policy.batchRevision.count + WireWriter.varintFieldSize(3, consentSequence)
         let responseSize = WireWriter.varintFieldSize(responseID, id) + WireWriter.messageFieldSize(responseBatch, bodySize: batchSize)
-        policy.bytes.withUnsafeBytes { encoded in
+        return policy.bytes.withUnsafeBytes { encoded in sink.writeReserved(WireWriter.size(UInt64(responseSize)) + responseSize) { sink in
             WireWriter.varint(UInt64(responseSize), into: &sink)
             WireWriter.varintField(responseID, id, into: &sink)
             WireWriter.messageHeader(responseBatch, bodySize: batchSize, into: &sink)
@@ -114,7 +116,7 @@ public enum AnswerWriter {
             }
             WireWriter.slice(policy.batchRevision, of: encoded, into: &sink)                                           // 2 policy_revision
             WireWriter.varintField(3, consentSequence, into: &sink)
-        }
+        } }
     }
 
     @inlinable
