@@ -72,6 +72,11 @@ package struct FrameSplitter {
         }
     }
 
+    /// Restarts the clock of a partly buffered frame: the reader held reading back (its peer
+    /// was not reading its answers), and that time is the reader's, not the peer's.
+    @inlinable
+    package mutating func restartClock() { partialSince = nil }
+
     /// Called when only part of a frame is buffered: starts its clock, or fails when it ran out.
     @usableFromInline
     mutating func waitForRest(_ buffer: ByteBuffer) throws {

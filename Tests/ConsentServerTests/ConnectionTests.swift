@@ -331,6 +331,32 @@ func memoryServices(
         _ = try harness.channel.finish()
     }
 
+    /// The frame timeout measures the peer, not the daemon: the time reading was held back for
+    /// the peer's unread answers does not count against a frame it had begun.
+    @Test func timeTheDaemonHeldReadingDoesNotCountAgainstAFrame() throws {
+        var limits = ConnectionLimits()
+        limits.frameTimeout = 0.2
+        let harness = try Harness(limits: limits)
+        harness.channel.isWritable = false
+        let stream = try Self.checks(3)
+        let cut = stream.count - 5
+        try harness.send(Array(stream[..<cut]))
+        harness.channel.read()  // held: the peer reads nothing
+        usleep(400_000)
+        harness.channel.isWritable = true
+        harness.channel.pipeline.fireChannelWritabilityChanged()
+        try harness.send(Array(stream[cut...]))
+        #expect(try harness.answers().map(\.id) == [1, 2, 3])
+        #expect(harness.channel.isActive)
+        // A peer that is read and still drips is late.
+        let dripper = try Harness(limits: limits)
+        try dripper.send(Array(stream[..<cut]))
+        usleep(400_000)
+        try dripper.send(Array(stream[cut..<(cut + 1)]))
+        #expect(try dripper.answers().last?.error.code == .malformedFrame)
+        #expect(!dripper.channel.isActive)
+    }
+
     @Test func quiescingClosesAQuietConnectionAfterOneCheck() throws {
         let harness = try Harness()
         try harness.send(try Self.checks(1))

@@ -170,6 +170,9 @@ final class RequestHandler: ChannelDuplexHandler {
         guard !processing else { return }
         processing = true
         defer { processing = false }
+        // While reading is held back (the peer is not reading its answers), a frame the peer
+        // has begun is not late: that time is the daemon's, not the peer's.
+        if connection.readPending { splitter.restartClock() }
         while inbound != nil && inbound!.readableBytes > 0 && mayTakeFrame(context: context) {
             let frame: ByteBuffer?
             do {
