@@ -1,4 +1,9 @@
 import ArgumentParser
+import ConsentModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `consentctl`: the command-line tool for consentd's policies (and, as the daemon arrives, its consent store and socket).
 @main
@@ -17,7 +22,19 @@ struct Consentctl: ParsableCommand {
         version: "0.1.0",
         subcommands: [CheckCommand.self, StatusCommand.self, BenchCommand.self, ConsentCommand.self, PolicyCommand.self, ReceiptsCommand.self]
     )
+
+    /// Parses the arguments as given: one that is not UTF-8 is refused (exit 64), never
+    /// repaired into another customer's id.
+    static func main() {
+        do {
+            main(try CommandLineText.arguments())
+        } catch {
+            printError("Error: \(error)")
+            Glibc.exit(64)
+        }
+    }
 }
+
 
 /// `consentctl policy …`
 struct PolicyCommand: ParsableCommand {

@@ -1,3 +1,4 @@
+import ConsentModel
 import ConsentServer
 import Foundation
 import Logging
@@ -54,7 +55,9 @@ enum Consentd {
 
     static func main() async {
         do {
-            try await run(try arguments())
+            let arguments: [String]
+            do { arguments = try CommandLineText.arguments() } catch { throw UsageError(message: error.description) }
+            try await run(arguments)
         } catch let error as UsageError {
             FileHandle.standardError.write(Data("consentd: \(error.message)\n".utf8))
             exit(64)
@@ -66,21 +69,6 @@ enum Consentd {
 
     struct UsageError: Error {
         let message: String
-    }
-
-    /// The command-line arguments as given: refused when one is not UTF-8, rather than repaired
-    /// (`CommandLine.arguments` would replace the bytes, and the daemon would then serve a path
-    /// other than the one named).
-    static func arguments() throws -> [String] {
-        var words: [String] = []
-        for index in 1..<Int(CommandLine.argc) {
-            guard let pointer = CommandLine.unsafeArgv[index] else { break }
-            guard let word = String(validatingCString: pointer) else {
-                throw UsageError(message: "argument \(index) is not valid UTF-8")
-            }
-            words.append(word)
-        }
-        return words
     }
 
     /// What the command line asked for.

@@ -20,6 +20,21 @@ final class Scratch {
 }
 
 @Suite struct ConsentCommandTests {
+    /// An argument that is not UTF-8 is refused, never repaired into another customer's id:
+    /// `erase $'a\xfe'` once erased the customer `a\u{FFFD}`.
+    @Test func anArgumentThatIsNotUTF8IsRefusedNotRepaired() throws {
+        let scratch = Scratch()
+        let store = scratch.path("c.sqlite")
+        #expect(try CLI.run(["consent", "grant", "a\u{FFFD}", "marketing", "--store", store]).status == 0)
+        for command in ["erase", "history"] {
+            let shell = try CLI.run(["-c", "exec \"$0\" consent \(command) \"$(printf 'a\\376')\" --store \"$1\"", CLI.binary.path, store], executable: "/bin/sh")
+            #expect(shell.status == 64 && shell.stderr.contains("argument 3 is not valid UTF-8"), "\(command): \(shell.status) \(shell.stderr)")
+            #expect(!shell.stdout.contains("marketing"), "\(command) showed the other customer's records")
+        }
+        let history = try CLI.run(["consent", "history", "a\u{FFFD}", "--store", store])
+        #expect(history.stdout.contains("grant  marketing"), "the other customer's record is still there: \(history.stdout)")
+    }
+
     /// An invalid subject is refused with the daemon's words, with or without a daemon.
     @Test func historyOfAnInvalidSubjectIsAnErrorNotNoRecords() throws {
         let scratch = Scratch()

@@ -315,7 +315,7 @@ final class DaemonProcess {
         #expect(notUTF8.status == 64 && notUTF8.err.contains("is not valid UTF-8"), "\(notUTF8.err)")
         // An argument that is not UTF-8 (built by the shell: Foundation's Process takes Strings).
         let shell = try CLI.run(["-c", "exec \"$0\" --socket \"$(printf 's\\377.sock')\"", CLI.consentd], in: scratch.url, executable: "/bin/sh")
-        #expect(shell.status == 64 && shell.stderr.contains("argument 2 is not valid UTF-8"), "\(shell.stderr)")
+        #expect(shell.status == 64 && shell.stderr.contains("argument 2 (after --socket) is not valid UTF-8"), "\(shell.stderr)")
         // A receipts directory that cannot be one is named as the cause (not the policies).
         FileManager.default.createFile(atPath: scratch.path("afile.yaml"), contents: Data())
         let notDirectory = try consentd(["--receipts", "afile.yaml"], in: scratch.url)
