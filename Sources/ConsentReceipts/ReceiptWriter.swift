@@ -156,8 +156,9 @@ public enum ReceiptFiles {
                 throw ReceiptDirectoryError(description: "the receipts directory \(directory) is a shared directory (mode \(String(info.st_mode & 0o7777, radix: 8))); give receipts a directory of their own")
             }
             let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-            let receipts = Set(list(directory).map { ($0.path as NSString).lastPathComponent })
-            let foreign = names.filter { $0 != "policies" && !receipts.contains($0) }.sorted()
+            // Its own files, and what a file system or an operator leaves beside them: hidden
+            // names (.nfs*), lost+found, and rotated or compressed receipts files.
+            let foreign = names.filter { !($0 == "policies" || $0 == "lost+found" || $0.hasPrefix(".") || $0.hasPrefix("receipts-")) }.sorted()
             guard foreign.isEmpty else {
                 throw ReceiptDirectoryError(description: "the receipts directory \(directory) holds files that are not receipts (\(foreign.prefix(3).joined(separator: ", "))\(foreign.count > 3 ? ", …" : "")); give receipts a directory of their own")
             }
@@ -272,7 +273,7 @@ public enum PolicyArchive {
         }
         let temporary = root + "/.incoming-\(revision)-\(getpid())"
         let mode = ReceiptFiles.directoryMode(for: fileMode)
-        try? FileManager.default.removeItem(atPath: temporary)
+        removeAbandoned(in: root)
         var keep = false
         defer { if !keep { try? FileManager.default.removeItem(atPath: temporary) } }
         try makeDirectory(root, mode: mode)
@@ -295,6 +296,17 @@ public enum PolicyArchive {
             throw ReceiptWriteError(message: "cannot archive policy revision \(revision) in \(root): \(String(cString: strerror(error)))")
         }
         keep = true
+    }
+
+    /// Removes temporary archive directories (`.incoming-<revision>-<pid>`) of processes that are
+    /// gone (a daemon that crashed while archiving) and this process's own.
+    static func removeAbandoned(in root: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where name.hasPrefix(".incoming-") {
+            guard let pid = name.split(separator: "-").last.flatMap({ Int32($0) }) else { continue }
+            if pid == getpid() || (kill(pid, 0) != 0 && errno == ESRCH) {
+                try? FileManager.default.removeItem(atPath: root + "/" + name)
+            }
+        }
     }
 
     private static func makeDirectory(_ path: String, mode: UInt16) throws {

@@ -50,7 +50,7 @@ public struct ConfigurationOption: Sendable {
     public func set(_ text: String, in configuration: inout ServerConfiguration) throws(ConfigurationOptionError) {
         // A control character (a NUL above all: the path would end there at the C boundary) has
         // no place in any value.
-        if let control = text.unicodeScalars.first(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+        if let control = text.unicodeScalars.first(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) {
             let hex = String(control.value, radix: 16, uppercase: true)
             throw fail("the value contains a control character (U+\(String(repeating: "0", count: 4 - hex.count) + hex))")
         }
@@ -65,9 +65,16 @@ public struct ConfigurationOption: Sendable {
             guard text.allSatisfy({ $0.isASCII && ($0.isNumber || "+-.eE".contains($0)) }), let number = Double(text), number.isFinite else {
                 throw fail("expected a decimal number, not '\(text)'")
             }
+            // 1e-400 reads as 0, which for a timeout means "never": the opposite of what was asked.
+            let mantissa = text.prefix { $0 != "e" && $0 != "E" }
+            guard number != 0 || !mantissa.contains(where: { ("1"..."9").contains($0) }) else {
+                throw fail("'\(text)' is too small to be kept (it would read as 0)")
+            }
             apply(&configuration, .number(number))
         case .octal:
-            guard !text.isEmpty, let bits = UInt16(text, radix: 8), bits <= 0o777 else { throw fail("'\(text)' is not an octal permission like 660") }
+            guard !text.isEmpty, text.allSatisfy({ ("0"..."7").contains($0) }), let bits = UInt16(text, radix: 8), bits <= 0o777 else {
+                throw fail("'\(text)' is not an octal permission like 660")
+            }
             apply(&configuration, .integer(Int(bits)))
         case let .choice(words):
             guard words.contains(text) else { throw fail("'\(text)' is not \(Self.either(words))") }

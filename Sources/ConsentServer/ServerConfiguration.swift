@@ -67,11 +67,28 @@ public struct ServerConfiguration: Sendable, Equatable {
         maximumConnectionsPerUID > 0 ? maximumConnectionsPerUID : max(1, maximumConnections / 4 * 3 + maximumConnections % 4 * 3 / 4)
     }
 
-    /// Whether `path` is `directory` or below it, symbolic links resolved (as far as they exist).
+    /// Whether `path` is `directory` or below it, symbolic links resolved: the longest part of
+    /// each that exists is resolved by the file system, and the rest appended.
     static func isSameOrInside(_ path: String, _ directory: String) -> Bool {
-        let resolved = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
-        let base = URL(fileURLWithPath: directory).standardizedFileURL.resolvingSymlinksInPath().path
+        let resolved = resolve(path), base = resolve(directory)
         return resolved == base || resolved.hasPrefix(base.hasSuffix("/") ? base : base + "/")
+    }
+
+    /// `path` absolute, with its longest existing prefix's links resolved (`realpath`).
+    static func resolve(_ path: String) -> String {
+        var existing = URL(fileURLWithPath: path).standardizedFileURL.path
+        var rest: [String] = []
+        var found = realpath(existing, nil)
+        while found == nil, existing != "/" {
+            rest.insert((existing as NSString).lastPathComponent, at: 0)
+            existing = (existing as NSString).deletingLastPathComponent
+            found = realpath(existing, nil)
+        }
+        guard let real = found else { return path }
+        defer { free(real) }
+        var resolved = String(cString: real)
+        for component in rest { resolved += (resolved.hasSuffix("/") ? "" : "/") + component }
+        return resolved
     }
 
     /// Problems with the values, in plain words; empty when valid.

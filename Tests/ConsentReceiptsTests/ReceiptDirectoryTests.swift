@@ -51,6 +51,16 @@ import Glibc
         #expect(scratch.mode(other) == 0o755)
     }
 
+    /// What a file system or an operator leaves beside receipts is not a reason to refuse.
+    @Test func aVolumeOfItsOwnIsAdopted() throws {
+        let scratch = try Scratch()
+        let volume = scratch.root + "/volume"
+        try FileManager.default.createDirectory(atPath: volume + "/lost+found", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: volume + "/.nfs000001", contents: Data())
+        FileManager.default.createFile(atPath: volume + "/receipts-000001.jsonl.1.gz", contents: Data())
+        #expect(refusal(volume) == nil)
+    }
+
     @Test func aNewOrOwnDirectoryIsMadePrivate() throws {
         let scratch = try Scratch()
         let fresh = scratch.root + "/a/b/receipts"
@@ -103,5 +113,9 @@ import Glibc
         }
         let names = try FileManager.default.contentsOfDirectory(atPath: scratch.root + "/policies")
         #expect(!names.contains { $0.hasPrefix(".incoming") }, "\(names)")
+        // A crashed daemon's temporary directory is removed by the next archive.
+        try FileManager.default.createDirectory(atPath: scratch.root + "/policies/.incoming-r9-999999999", withIntermediateDirectories: true)
+        try PolicyArchive.save(sources, revision: "r6", receipts: scratch.root)
+        #expect(!FileManager.default.fileExists(atPath: scratch.root + "/policies/.incoming-r9-999999999"))
     }
 }

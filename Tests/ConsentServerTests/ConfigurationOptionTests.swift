@@ -105,12 +105,18 @@ import Testing
     @Test func numbersAreDecimalAndValuesHoldNoControlCharacters() throws {
         var configuration = ServerConfiguration()
         let timeout = try #require(ConfigurationOption.named("idle-timeout"))
-        for text in ["0x10", "0x1p4", " 5", "5s", "nan", "inf"] {
+        for text in ["0x10", "0x1p4", " 5", "5s", "nan", "inf", "1e-400"] {
             #expect(throws: ConfigurationOptionError.self, "\(text)") { try timeout.set(text, in: &configuration) }
         }
         try timeout.set("1.5e2", in: &configuration)
         #expect(configuration.idleTimeout == 150)
-        for text in ["s\0evil.sock", "line\nbreak", "tab\there", "del\u{7F}"] {
+        try timeout.set("0e5", in: &configuration)
+        #expect(configuration.idleTimeout == 0)
+        let mode = try #require(ConfigurationOption.named("socket-mode"))
+        for text in ["-0", "+660", "0o660", "8"] {
+            #expect(throws: ConfigurationOptionError.self, "\(text)") { try mode.set(text, in: &configuration) }
+        }
+        for text in ["s\0evil.sock", "line\nbreak", "tab\there", "del\u{7F}", "next\u{85}line", "c1\u{9F}"] {
             #expect(throws: ConfigurationOptionError.self, "\(text.debugDescription)") { try ConfigurationOption.named("socket")!.set(text, in: &configuration) }
         }
         #expect(configuration.socket == "consentd.sock")
@@ -127,6 +133,16 @@ import Testing
         }
         var configuration = ServerConfiguration()
         configuration.receipts.directory = "receipts"
+        #expect(configuration.problems().isEmpty)
+        // Through a link into the policy directory, below parts that do not exist yet.
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("overlap-\(UUID().uuidString.prefix(8))").path
+        try? FileManager.default.createDirectory(atPath: scratch + "/P", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        try? FileManager.default.createSymbolicLink(atPath: scratch + "/plink", withDestinationPath: scratch + "/P")
+        configuration.policies = scratch + "/P"
+        configuration.receipts.directory = scratch + "/plink/new/sub"
+        #expect(configuration.problems().contains { $0.contains("overlap") }, "a link into the policy directory")
+        configuration.receipts.directory = scratch + "/other/new"
         #expect(configuration.problems().isEmpty)
     }
 }

@@ -109,4 +109,27 @@ import Glibc
         #expect(listed.map(\.relative) == ["eea.yaml", "link.yaml", "x_test.yaml"])
         #expect(listed.map(\.size) == [5, 5, 6])
     }
+
+    /// A name that is not UTF-8 is harmless where no policy can be, and refused by name where one could.
+    @Test func namesThatAreNotUTF8() throws {
+        func make(_ directory: Directory, _ name: [UInt8], directory isDirectory: Bool = false) {
+            let path = Array(directory.path("p").utf8) + [UInt8(ascii: "/")] + name + [0]
+            path.withUnsafeBufferPointer { buffer in
+                let cPath = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
+                if isDirectory { _ = mkdir(cPath, 0o700) } else { close(open(cPath, O_CREAT | O_WRONLY, 0o600)) }
+            }
+        }
+        let stray = try Directory()
+        try stray.write("p/eea.yaml")
+        make(stray, Array("notes".utf8) + [0xFF] + Array(".txt".utf8))
+        #expect(try PolicyDirectory.read(stray.path("p")).policies.map(\.path) == ["eea.yaml"])
+        let policy = try Directory()
+        try policy.write("p/eea.yaml")
+        make(policy, Array("bad".utf8) + [0xFE] + Array(".yaml".utf8))
+        #expect(refusal(policy.path("p"))?.contains("bad\\xfe.yaml: the name is not valid UTF-8") == true, "\(refusal(policy.path("p")) ?? "read")")
+        let folder = try Directory()
+        try folder.write("p/eea.yaml")
+        make(folder, Array("sub".utf8) + [0xC3], directory: true)
+        #expect(refusal(folder.path("p"))?.contains("the name is not valid UTF-8") == true)
+    }
 }

@@ -107,15 +107,18 @@ public final class PolicyReloader: Service, Sendable {
         }
     }
 
-    /// What the directory holds, as the loader would list it: each policy file's path, size and
-    /// modification time, or the listing's error (a change of either is a change).
-    static func signature(of directory: String) -> [String: [Int]] {
+    /// What the directory holds, as the loader would list it: each policy file's path (as
+    /// bytes: NFC and NFD spellings of one name are two files), size, times and inode, or the
+    /// listing's error (a change of any is a change).
+    static func signature(of directory: String) -> ReloadWatch.Signature {
         do {
-            var signature: [String: [Int]] = [:]
-            for entry in try PolicyDirectory.list(directory) { signature[entry.relative] = [entry.size, entry.modified] }
+            var signature: ReloadWatch.Signature = [:]
+            for entry in try PolicyDirectory.list(directory) {
+                signature[Array(entry.relative.utf8)] = [entry.size, entry.modified, entry.changed, Int(truncatingIfNeeded: entry.inode)]
+            }
             return signature
         } catch {
-            return ["\u{1}error: \(error)": []]
+            return [Array("\u{1}error: \(error)".utf8): []]
         }
     }
 }
@@ -128,17 +131,19 @@ public final class PolicyReloader: Service, Sendable {
 /// cause outside the policies (the archive beside the receipts: a full disk) is retried with a
 /// backoff from 1 s to 60 s; one that failed to compile waits for the next change or SIGHUP.
 struct ReloadWatch {
+    /// A listing of the policy directory: path bytes → size, times, inode.
+    typealias Signature = [[UInt8]: [Int]]
     /// The directory as of the last reload (or start-up).
-    private(set) var loaded: [String: [Int]]
+    private(set) var loaded: Signature
     /// A changed signature seen once, waiting for a second look.
-    private(set) var candidate: [String: [Int]]?
+    private(set) var candidate: Signature?
     private(set) var retryAt: ContinuousClock.Instant?
     private(set) var backoff: Duration = .seconds(1)
 
-    init(loaded: [String: [Int]]) { self.loaded = loaded }
+    init(loaded: Signature) { self.loaded = loaded }
 
     /// Whether to reload now, given this poll's signature (nil: not polling), a SIGHUP, the time.
-    mutating func isDue(signature: [String: [Int]]?, asked: Bool, now: ContinuousClock.Instant) -> Bool {
+    mutating func isDue(signature: Signature?, asked: Bool, now: ContinuousClock.Instant) -> Bool {
         var due = asked
         if let signature {
             if signature == loaded {
@@ -154,7 +159,7 @@ struct ReloadWatch {
     }
 
     /// A reload of the directory as `signature` was attempted.
-    mutating func attempted(_ signature: [String: [Int]], retryable: Bool, now: ContinuousClock.Instant) {
+    mutating func attempted(_ signature: Signature, retryable: Bool, now: ContinuousClock.Instant) {
         loaded = signature
         candidate = nil
         if retryable {

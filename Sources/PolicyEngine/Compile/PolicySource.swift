@@ -39,18 +39,22 @@ public enum PolicyDirectory {
         public var relative: String
         /// Where to read it (through a symbolic link, if it is one).
         public var path: String
-        /// Size and modification time (nanoseconds) of the file read, for change detection.
+        /// Size, modification and change times (nanoseconds) and inode of the file read, for
+        /// change detection (a same-size edit that restores the modification time still
+        /// changes the change time).
         public var size: Int
         public var modified: Int
+        public var changed: Int
+        public var inode: UInt64
     }
 
     /// Every policy file below `directory`, sorted by relative path: regular `*.yaml`/`*.yml`
     /// files, and symbolic links to regular files (a ConfigMap mount, a shared prohibitions
     /// file). Hidden names (`.x`, `..data`) are skipped, files and directories alike. Nothing
     /// that could be a policy file is skipped silently: a policy name that is a FIFO, a device,
-    /// a dangling link or a link to a directory, and a link to a directory among the
-    /// subdirectories, are errors naming the entry. The reader and the daemon's change watcher
-    /// both list through here.
+    /// a dangling link or a link to a directory, a link to a directory among the
+    /// subdirectories, and a name that is not UTF-8 where a policy could be are errors naming
+    /// the entry. The reader and the daemon's change watcher both list through here.
     public static func list(_ directory: String) throws -> [Entry] {
         let root = URL(fileURLWithPath: directory).standardizedFileURL.path
         var info = stat()
@@ -58,26 +62,52 @@ public enum PolicyDirectory {
         guard info.st_mode & S_IFMT == S_IFDIR else { throw ReadError(path: directory, reason: "not a directory") }
         var entries: [Entry] = []
         try walk(root, relative: "", depth: 0, into: &entries)
-        return entries.sorted { $0.relative < $1.relative }
+        return entries.sorted { Array($0.relative.utf8).lexicographicallyPrecedes(Array($1.relative.utf8)) }
+    }
+
+    /// The names in `directory`, as bytes (a name need not be UTF-8).
+    private static func names(_ directory: String, shown: String) throws -> [[UInt8]] {
+        guard let stream = opendir(directory) else {
+            throw ReadError(path: shown, reason: "cannot list it (\(String(cString: strerror(errno))))")
+        }
+        defer { closedir(stream) }
+        var names: [[UInt8]] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
+            if name != Array(".".utf8) && name != Array("..".utf8) { names.append(name) }
+        }
+        return names.sorted { $0.lexicographicallyPrecedes($1) }
+    }
+
+    /// Whether a file name (bytes) is a policy file's: `*.yaml` or `*.yml`, not hidden.
+    static func isPolicyName<Name: Collection<UInt8>>(_ name: Name) -> Bool {
+        (name.suffix(5).elementsEqual(".yaml".utf8) || name.suffix(4).elementsEqual(".yml".utf8)) && name.first != UInt8(ascii: ".")
     }
 
     private static func walk(_ directory: String, relative: String, depth: Int, into entries: inout [Entry]) throws {
         guard depth < 32 else { throw ReadError(path: relative, reason: "more than 32 levels of subdirectories") }
-        let names: [String]
-        do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
-            throw ReadError(path: relative.isEmpty ? directory : relative, reason: "cannot list it (\(String(cString: strerror(EACCES))))")
-        }
-        for name in names.sorted() where !name.hasPrefix(".") {
+        for raw in try names(directory, shown: relative.isEmpty ? directory : relative) where raw.first != UInt8(ascii: ".") {
+            var link = stat()
+            let pathBytes = Array(directory.utf8) + [UInt8(ascii: "/")] + raw + [0]
+            let found = pathBytes.withUnsafeBufferPointer { lstat(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), &link) } == 0
+            guard let name = String(validating: raw, as: UTF8.self) else {
+                // Not UTF-8: harmless unless a policy could be there.
+                let escaped = raw.map { $0 < 0x80 && $0 >= 0x20 ? String(UnicodeScalar($0)) : "\\x" + String($0, radix: 16) }.joined()
+                let shown = relative.isEmpty ? escaped : relative + "/" + escaped
+                if isPolicyName(raw) || (found && link.st_mode & S_IFMT == S_IFDIR) {
+                    throw ReadError(path: shown, reason: "the name is not valid UTF-8 (rename it)")
+                }
+                continue
+            }
             let path = directory + "/" + name
             let shown = relative.isEmpty ? name : relative + "/" + name
-            let isPolicyName = isPolicyFile(URL(fileURLWithPath: name))
-            var link = stat()
-            guard lstat(path, &link) == 0 else { throw ReadError(path: shown, reason: String(cString: strerror(errno))) }
+            let isPolicyName = isPolicyName(raw)
+            guard found else { throw ReadError(path: shown, reason: String(cString: strerror(errno))) }
             switch link.st_mode & S_IFMT {
             case S_IFDIR:
                 try walk(path, relative: shown, depth: depth + 1, into: &entries)
             case S_IFREG:
-                if isPolicyName { entries.append(Entry(relative: shown, path: path, size: Int(link.st_size), modified: modified(link))) }
+                if isPolicyName { entries.append(entry(shown, path, link)) }
             case S_IFLNK:
                 var target = stat()
                 guard stat(path, &target) == 0 else {
@@ -86,7 +116,7 @@ public enum PolicyDirectory {
                 }
                 switch target.st_mode & S_IFMT {
                 case S_IFREG:
-                    if isPolicyName { entries.append(Entry(relative: shown, path: path, size: Int(target.st_size), modified: modified(target))) }
+                    if isPolicyName { entries.append(entry(shown, path, target)) }
                 case S_IFDIR:
                     throw ReadError(path: shown, reason: "a symbolic link to a directory, which is not read (link the files, or give the linked directory itself)")
                 default:
@@ -98,8 +128,13 @@ public enum PolicyDirectory {
         }
     }
 
-    private static func modified(_ info: stat) -> Int {
-        Int(info.st_mtim.tv_sec) &* 1_000_000_000 &+ Int(info.st_mtim.tv_nsec)
+    private static func entry(_ relative: String, _ path: String, _ info: stat) -> Entry {
+        Entry(
+            relative: relative, path: path, size: Int(info.st_size),
+            modified: Int(info.st_mtim.tv_sec) &* 1_000_000_000 &+ Int(info.st_mtim.tv_nsec),
+            changed: Int(info.st_ctim.tv_sec) &* 1_000_000_000 &+ Int(info.st_ctim.tv_nsec),
+            inode: UInt64(info.st_ino)
+        )
     }
 
     /// The set's files and its test suites, each sorted by relative path. A file that is not
@@ -109,7 +144,7 @@ public enum PolicyDirectory {
         var tests: [PolicySource] = []
         for entry in try list(directory) {
             guard let data = FileManager.default.contents(atPath: entry.path) else {
-                throw ReadError(path: entry.relative, reason: "cannot read it")
+                throw ReadError(path: entry.relative, reason: "cannot read it (\(access(entry.path, R_OK) == 0 ? "read failed" : String(cString: strerror(errno))))")
             }
             guard let text = String(validating: data, as: UTF8.self) else {
                 throw ReadError(path: entry.relative, reason: "not valid UTF-8 (byte \(invalidUTF8Offset(data)))")
@@ -136,10 +171,7 @@ public enum PolicyDirectory {
 
     /// Whether a file below a policy directory is one of its files: `*.yaml` or `*.yml`, not
     /// hidden. The reader and the daemon's change watcher both ask this.
-    public static func isPolicyFile(_ url: URL) -> Bool {
-        let name = url.lastPathComponent
-        return (name.hasSuffix(".yaml") || name.hasSuffix(".yml")) && !name.hasPrefix(".")
-    }
+    public static func isPolicyFile(_ url: URL) -> Bool { isPolicyName(url.lastPathComponent.utf8) }
 
     /// Reads the directory and compiles its policy files (its test suites are returned, not
     /// compiled): the one read → compile that the daemon, consentctl, receipt replay and the
