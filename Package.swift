@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .library(name: "ConsentModel", targets: ["ConsentModel"]),
         .library(name: "PolicyEngine", targets: ["PolicyEngine"]),
+        .library(name: "ConsentSignals", targets: ["ConsentSignals"]),
         .library(name: "ConsentStore", targets: ["ConsentStore"]),
         .library(name: "ConsentWire", targets: ["ConsentWire"]),
         .library(name: "ConsentTransport", targets: ["ConsentTransport"]),
@@ -38,6 +39,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "ConsentModel"),
+        // TCF, GPP and US Privacy strings, read in place (pure Swift, no dependencies but the model).
+        .target(name: "ConsentSignals", dependencies: ["ConsentModel"]),
         .target(
             name: "PolicyEngine",
             dependencies: [
@@ -131,6 +134,7 @@ let package = Package(
             dependencies: [
                 "ConsentReceipts",
                 "ConsentModel",
+                "ConsentSignals",
                 "PolicyEngine",
                 "ConsentStore",
                 "ConsentClient",
@@ -146,7 +150,13 @@ let package = Package(
         .executableTarget(name: "fuzz-frames", dependencies: ["ConsentTesting"], path: "Fuzz/frames"),
         .executableTarget(name: "fuzz-policy", dependencies: ["ConsentTesting"], path: "Fuzz/policy"),
         .executableTarget(name: "fuzz-write", dependencies: ["ConsentTesting"], path: "Fuzz/write"),
+        .executableTarget(name: "fuzz-signals", dependencies: ["ConsentSignals"], path: "Fuzz/signals"),
         .testTarget(name: "ConsentModelTests", dependencies: ["ConsentModel"]),
+        .testTarget(
+            name: "ConsentSignalsTests",
+            dependencies: ["ConsentSignals", "ConsentModel"],
+            exclude: ["Vectors"]  // reference-suite vectors, read from the source tree (SignalVectorTests)
+        ),
         .testTarget(
             name: "PolicyEngineTests",
             dependencies: ["PolicyEngine", "ConsentModel", "ConsentWorkload"],

@@ -1,0 +1,315 @@
+/// A TCF v2 TC string (v2.2 and v2.3 share the bit layout), read in place.
+///
+/// Parsing walks the whole string once and checks every structural rule — known version, every
+/// field present, every range entry ordered and within MaxVendorId, no repeated or undefined
+/// optional segment — then keeps the core fields and the bit positions of the variable parts.
+/// Questions such as "does vendor V have consent?" read the bits they need; nothing is expanded
+/// into arrays and nothing is allocated. A `TCFString` borrows the bytes it was parsed from and is
+/// valid only while they are (see `TCFString.withParsed` for a String).
+public struct TCFString {
+    public let version: Int
+    /// Deciseconds since the Unix epoch, as encoded.
+    public let createdDeciseconds: UInt64
+    public let lastUpdatedDeciseconds: UInt64
+    public let cmpId: Int
+    public let cmpVersion: Int
+    public let consentScreen: Int
+    /// Two 6-bit letters, 0 = "A".
+    public let consentLanguageCode: Int
+    public let vendorListVersion: Int
+    public let policyVersion: Int
+    public let isServiceSpecific: Bool
+    public let useNonStandardTexts: Bool
+    /// Bit i (from the most significant of 12) = special feature i + 1.
+    let specialFeatureBits: UInt64
+    /// Bit i (from the most significant of 24) = purpose i + 1.
+    let purposeConsentBits: UInt64
+    let purposeLegitimateInterestBits: UInt64
+    public let purposeOneTreatment: Bool
+    public let publisherCountryCode: Int
+    public let vendorConsents: VendorSet
+    public let vendorLegitimateInterests: VendorSet
+    public let publisherRestrictions: PublisherRestrictions
+    public let disclosedVendors: VendorSet?
+    public let allowedVendors: VendorSet?
+    public let publisherTC: PublisherTC?
+
+    /// The only TCF version consentd reads (TCF v2.0 through v2.3 all encode 2).
+    public static let supportedVersion = 2
+
+    /// Parses `bytes` (the string's UTF-8). Throws the first structural error found.
+    /// `signal` names the string in errors (`.gpp` for a GPP string's TCF EU section).
+    public init(parsing bytes: UnsafeRawBufferPointer, signal: SignalKind = .tcf) throws(SignalError) {
+        var coreEnd = bytes.count
+        for index in 0..<bytes.count where bytes[index] == UInt8(ascii: ".") {
+            coreEnd = index
+            break
+        }
+        var reader = try BitReader(UnsafeRawBufferPointer(rebasing: bytes[0..<coreEnd]), signal: signal, segment: "core segment", allowPadding: true)
+        version = try reader.readInt(6, "Version")
+        guard version == Self.supportedVersion else {
+            throw reader.error("Version", .unsupportedVersion(version), at: 0)
+        }
+        createdDeciseconds = try reader.read(36, "Created")
+        lastUpdatedDeciseconds = try reader.read(36, "LastUpdated")
+        cmpId = try reader.readInt(12, "CmpId")
+        cmpVersion = try reader.readInt(12, "CmpVersion")
+        consentScreen = try reader.readInt(6, "ConsentScreen")
+        consentLanguageCode = try reader.readInt(12, "ConsentLanguage")
+        vendorListVersion = try reader.readInt(12, "VendorListVersion")
+        policyVersion = try reader.readInt(6, "TcfPolicyVersion")
+        isServiceSpecific = try reader.readBool("IsServiceSpecific")
+        useNonStandardTexts = try reader.readBool("UseNonStandardTexts")
+        specialFeatureBits = try reader.read(12, "SpecialFeatureOptIns")
+        purposeConsentBits = try reader.read(24, "PurposesConsent")
+        purposeLegitimateInterestBits = try reader.read(24, "PurposesLITransparency")
+        purposeOneTreatment = try reader.readBool("PurposeOneTreatment")
+        publisherCountryCode = try reader.readInt(12, "PublisherCC")
+        reader.segment = "core segment, vendor consents"
+        vendorConsents = try VendorSet(parsing: &reader)
+        reader.segment = "core segment, vendor legitimate interests"
+        vendorLegitimateInterests = try VendorSet(parsing: &reader)
+        reader.segment = "core segment, publisher restrictions"
+        publisherRestrictions = try PublisherRestrictions(parsing: &reader)
+
+        var disclosed: VendorSet?
+        var allowed: VendorSet?
+        var publisher: PublisherTC?
+        if coreEnd < bytes.count {
+            var start = coreEnd &+ 1
+            while true {
+                var end = start
+                while end < bytes.count, bytes[end] != UInt8(ascii: ".") { end &+= 1 }
+                var segment = try BitReader(UnsafeRawBufferPointer(rebasing: bytes[start..<end]), signal: signal, segment: "optional segment", allowPadding: true)
+                let type = try segment.readInt(3, "SegmentType")
+                switch type {
+                case 1 where disclosed == nil:
+                    segment.segment = "disclosed vendors segment"
+                    disclosed = try VendorSet(parsing: &segment)
+                case 2 where allowed == nil:
+                    segment.segment = "allowed vendors segment"
+                    allowed = try VendorSet(parsing: &segment)
+                case 3 where publisher == nil:
+                    segment.segment = "publisher TC segment"
+                    publisher = try PublisherTC(parsing: &segment)
+                default:
+                    throw segment.error("SegmentType", .unexpectedSegment(type), at: 0)
+                }
+                if end == bytes.count { break }
+                start = end &+ 1
+            }
+        }
+        disclosedVendors = disclosed
+        allowedVendors = allowed
+        publisherTC = publisher
+    }
+
+    /// Parses a String's UTF-8 in place and runs `body` on the result (which must not escape it).
+    public static func withParsed<R>(_ string: String, _ body: (TCFString) throws -> R) throws -> R {
+        var copy = string
+        return try copy.withUTF8 { utf8 in
+            try body(try TCFString(parsing: UnsafeRawBufferPointer(utf8)))
+        }
+    }
+
+    /// Purposes 1…24; anything else has no consent.
+    @inline(__always)
+    public func purposeConsent(_ purpose: Int) -> Bool { Self.bit(purposeConsentBits, width: 24, id: purpose) }
+
+    @inline(__always)
+    public func purposeLegitimateInterest(_ purpose: Int) -> Bool { Self.bit(purposeLegitimateInterestBits, width: 24, id: purpose) }
+
+    /// Special features 1…12.
+    @inline(__always)
+    public func specialFeatureOptIn(_ feature: Int) -> Bool { Self.bit(specialFeatureBits, width: 12, id: feature) }
+
+    @inline(__always)
+    static func bit(_ bits: UInt64, width: Int, id: Int) -> Bool {
+        guard id >= 1, id <= width else { return false }
+        return (bits >> UInt64(width &- id)) & 1 == 1
+    }
+
+    /// Deciseconds to RFC 3339 UTC text happens in the report; decisions compare deciseconds.
+    public var lastUpdatedMicroseconds: Int64 { Int64(lastUpdatedDeciseconds) &* 100_000 }
+    public var createdMicroseconds: Int64 { Int64(createdDeciseconds) &* 100_000 }
+}
+
+/// A set of vendor ids as a TC string encodes it: MaxVendorId, then either a bitfield of that
+/// many bits or a list of single ids and ranges. Queries read the bits in place.
+public struct VendorSet {
+    let reader: BitReader
+    public let maxVendorId: Int
+    public let isRangeEncoded: Bool
+    /// First bit of the bitfield, or of the first range entry.
+    let start: Int
+    let entryCount: Int
+
+    init(parsing reader: inout BitReader) throws(SignalError) {
+        maxVendorId = try reader.readInt(16, "MaxVendorId")
+        isRangeEncoded = try reader.readBool("IsRangeEncoding")
+        if isRangeEncoded {
+            entryCount = try reader.readInt(12, "NumEntries")
+            start = reader.position
+            for _ in 0..<entryCount {
+                _ = try RangeEntry.read(&reader, maximum: maxVendorId)
+            }
+        } else {
+            entryCount = 0
+            start = reader.position
+            try reader.skip(maxVendorId, "BitField")
+        }
+        self.reader = reader
+    }
+
+    /// Whether vendor `id` is in the set.
+    @inline(__always)
+    public func contains(_ id: Int) -> Bool {
+        guard id >= 1, id <= maxVendorId else { return false }
+        if !isRangeEncoded { return reader.bit(at: start &+ id &- 1) }
+        var position = start
+        for _ in 0..<entryCount {
+            let entry = RangeEntry.peek(reader, at: &position)
+            if entry.first <= id, id <= entry.last { return true }
+        }
+        return false
+    }
+
+    /// Calls `body` with each id in the set (ascending for a bitfield, in entry order for ranges).
+    public func forEach(_ body: (Int) -> Void) {
+        if !isRangeEncoded {
+            for id in stride(from: 1, through: maxVendorId, by: 1) where reader.bit(at: start &+ id &- 1) { body(id) }
+            return
+        }
+        var position = start
+        for _ in 0..<entryCount {
+            let entry = RangeEntry.peek(reader, at: &position)
+            for id in entry.first...entry.last { body(id) }
+        }
+    }
+
+    /// The ids, sorted and without repeats (for reports and tests, not for decisions).
+    public var ids: [Int] {
+        var result: [Int] = []
+        forEach { result.append($0) }
+        if isRangeEncoded { result = Array(Set(result)).sorted() }
+        return result
+    }
+}
+
+/// One entry of a range-encoded vendor list: IsARange, StartOrOnlyVendorId, [EndVendorId].
+struct RangeEntry {
+    let first: Int
+    let last: Int
+
+    /// Reads and checks an entry: ids start at 1, a range's start does not exceed its end, and
+    /// no id exceeds `maximum` (MaxVendorId, where the section has one).
+    static func read(_ reader: inout BitReader, maximum: Int?) throws(SignalError) -> RangeEntry {
+        let isRange = try reader.readBool("IsARange")
+        let firstAt = reader.position
+        let first = try reader.readInt(16, "StartOrOnlyVendorId")
+        guard first >= 1 else { throw reader.error("StartOrOnlyVendorId", .zeroIdentifier, at: firstAt) }
+        var last = first
+        var lastAt = firstAt
+        if isRange {
+            lastAt = reader.position
+            last = try reader.readInt(16, "EndVendorId")
+            guard first <= last else { throw reader.error("EndVendorId", .rangeStartAfterEnd(start: first, end: last), at: lastAt) }
+        }
+        if let maximum, last > maximum {
+            throw reader.error(isRange ? "EndVendorId" : "StartOrOnlyVendorId", .vendorBeyondMaximum(id: last, maximum: maximum), at: lastAt)
+        }
+        return RangeEntry(first: first, last: last)
+    }
+
+    /// Reads an entry already checked by `read`.
+    @inline(__always)
+    static func peek(_ reader: BitReader, at position: inout Int) -> RangeEntry {
+        let isRange = reader.bit(at: position)
+        let first = Int(truncatingIfNeeded: reader.peek(at: position &+ 1, width: 16))
+        if isRange {
+            let last = Int(truncatingIfNeeded: reader.peek(at: position &+ 17, width: 16))
+            position &+= 33
+            return RangeEntry(first: first, last: last)
+        }
+        position &+= 17
+        return RangeEntry(first: first, last: first)
+    }
+}
+
+/// The publisher restrictions of a TC string's core segment: for a purpose, a restriction type
+/// (0 not allowed, 1 require consent, 2 require legitimate interest, 3 undefined) on a list of vendors.
+public struct PublisherRestrictions {
+    let reader: BitReader
+    let start: Int
+    public let count: Int
+
+    init(parsing reader: inout BitReader) throws(SignalError) {
+        count = try reader.readInt(12, "NumPubRestrictions")
+        start = reader.position
+        for _ in 0..<count {
+            let purposeAt = reader.position
+            let purpose = try reader.readInt(6, "PurposeId")
+            guard purpose >= 1 else { throw reader.error("PurposeId", .zeroIdentifier, at: purposeAt) }
+            try reader.skip(2, "RestrictionType")
+            let entries = try reader.readInt(12, "NumEntries")
+            for _ in 0..<entries { _ = try RangeEntry.read(&reader, maximum: nil) }
+        }
+        self.reader = reader
+    }
+
+    /// The one walk over the restrictions: `restriction(purpose, type)` once per restriction (even
+    /// one listing no vendors), then `range(purpose, type, first, last)` for each of its entries.
+    @inline(__always)
+    func walk(restriction: (_ purpose: Int, _ type: Int) -> Void, range: (_ purpose: Int, _ type: Int, _ first: Int, _ last: Int) -> Void) {
+        var position = start
+        for _ in 0..<count {
+            let purpose = Int(truncatingIfNeeded: reader.peek(at: position, width: 6))
+            let type = Int(truncatingIfNeeded: reader.peek(at: position &+ 6, width: 2))
+            let entries = Int(truncatingIfNeeded: reader.peek(at: position &+ 8, width: 12))
+            position &+= 20
+            restriction(purpose, type)
+            for _ in 0..<entries {
+                let entry = RangeEntry.peek(reader, at: &position)
+                range(purpose, type, entry.first, entry.last)
+            }
+        }
+    }
+
+    /// Calls `body(purpose, type, firstVendor, lastVendor)` for each range of each restriction, in order.
+    public func forEachRange(_ body: (_ purpose: Int, _ type: Int, _ first: Int, _ last: Int) -> Void) {
+        walk(restriction: { _, _ in }, range: body)
+    }
+
+    /// The restriction types (bit t set for type t) that apply to `vendor` for `purpose`.
+    @inline(__always)
+    public func types(purpose: Int, vendor: Int) -> UInt8 {
+        var mask: UInt8 = 0
+        forEachRange { restrictedPurpose, type, first, last in
+            if restrictedPurpose == purpose, first <= vendor, vendor <= last { mask |= 1 << UInt8(type) }
+        }
+        return mask
+    }
+}
+
+/// The publisher TC segment: the publisher's own purpose consents and legitimate interests, and
+/// its custom purposes.
+public struct PublisherTC {
+    let purposeConsentBits: UInt64
+    let purposeLegitimateInterestBits: UInt64
+    public let customPurposeCount: Int
+    let customConsentBits: UInt64
+    let customLegitimateInterestBits: UInt64
+
+    init(parsing reader: inout BitReader) throws(SignalError) {
+        purposeConsentBits = try reader.read(24, "PubPurposesConsent")
+        purposeLegitimateInterestBits = try reader.read(24, "PubPurposesLITransparency")
+        customPurposeCount = try reader.readInt(6, "NumCustomPurposes")
+        customConsentBits = try reader.read(customPurposeCount, "CustomPurposesConsent")
+        customLegitimateInterestBits = try reader.read(customPurposeCount, "CustomPurposesLITransparency")
+    }
+
+    public func purposeConsent(_ purpose: Int) -> Bool { TCFString.bit(purposeConsentBits, width: 24, id: purpose) }
+    public func purposeLegitimateInterest(_ purpose: Int) -> Bool { TCFString.bit(purposeLegitimateInterestBits, width: 24, id: purpose) }
+    public func customPurposeConsent(_ purpose: Int) -> Bool { TCFString.bit(customConsentBits, width: customPurposeCount, id: purpose) }
+    public func customPurposeLegitimateInterest(_ purpose: Int) -> Bool { TCFString.bit(customLegitimateInterestBits, width: customPurposeCount, id: purpose) }
+}
