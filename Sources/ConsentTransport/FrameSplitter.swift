@@ -77,13 +77,25 @@ package struct FrameSplitter {
     @inlinable
     package mutating func restartClock() { partialSince = nil }
 
+    /// When the partly buffered frame runs out of time (monotonic nanoseconds), if one is buffered
+    /// and frames have a time limit: the reader checks then even if no more bytes arrive.
+    package var partialDeadline: Int64? {
+        guard frameTimeout > 0, let since = partialSince else { return nil }
+        return since + frameTimeout
+    }
+
+    /// The monotonic clock the frame timeout is measured on, in nanoseconds.
+    package static func now() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
+
     /// Called when only part of a frame is buffered: starts its clock, or fails when it ran out.
     @usableFromInline
     mutating func waitForRest(_ buffer: ByteBuffer) throws {
         guard frameTimeout > 0, buffer.readableBytes > 0 else { return }
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        let now = Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+        let now = Self.now()
         if let since = partialSince {
             if now - since > frameTimeout {
                 throw FrameError.tooSlow(received: buffer.readableBytes, seconds: Double(frameTimeout) / 1e9)

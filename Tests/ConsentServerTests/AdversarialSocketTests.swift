@@ -5,6 +5,7 @@ import ConsentModel
 @testable import ConsentStore
 import ConsentTesting
 import ConsentWire
+import GRDB
 import ConsentWorkload
 import Foundation
 import SwiftProtobuf
@@ -678,5 +679,52 @@ struct SplitMix: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+extension AdversarialSocketTests {
+    // MARK: timing: the daemon's own holds never count against the peer
+
+    /// Review 21 F1: a frame begun before the daemon held reading (its in-flight limit reached
+    /// by a write waiting for the store's lock) is not late when the hold ends: the peer sent it
+    /// on time, and it is answered, as is the write.
+    @Test func aFrameBegunBeforeAnInFlightHoldIsAnsweredNotRefusedAsLate() async throws {
+        let harness = try await DaemonHarness {
+            $0.maximumInFlight = 1
+            $0.frameTimeout = 1
+        }
+        // Another writer holds the store's write lock for 2 s: the RecordConsent waits in the pool.
+        let queue = try DatabaseQueue(path: harness.directory.appendingPathComponent("consentd.sqlite").path)
+        let locked = DispatchSemaphore(value: 0)
+        let holder = Thread {
+            try? queue.inTransaction(.immediate) { _ in
+                locked.signal()
+                sleep(2)
+                return .commit
+            }
+        }
+        holder.start()
+        locked.wait()
+        let write = try Self.frame(request(1) {
+            $0.recordConsent.records = [Consentd_V1_ConsentRecord.with {
+                $0.subjectID = "held"; $0.purpose = Self.measurement; $0.choice = .grant
+                $0.recordedAt = Google_Protobuf_Timestamp(seconds: 1_700_000_000, nanos: 0)
+            }]
+        })
+        let check = try Self.frame(checkRequest(2, "held", Self.measurement, "user.behavior"))
+        let socket = harness.socket
+        let answers = try await offThePool { _ in
+            let connection = try RawConnection(socket)
+            connection.send(write + Array(check[..<5]))
+            usleep(50_000)
+            connection.send(Array(check[5...]))
+            connection.finishSending()
+            return try responses(in: connection.readToEnd())
+        }[0]
+        // Writes are answered when they finish, decisions at once: by id, not in order.
+        #expect(answers.map(\.id).sorted() == [1, 2], "\(answers)")
+        #expect(answers.allSatisfy { if case .error? = $0.result { false } else { true } }, "\(answers.map(\.error.message))")
+        #expect(try harness.client().history(subject: "held").records.count == 1)
+        try await harness.stop()
     }
 }

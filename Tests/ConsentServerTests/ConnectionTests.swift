@@ -378,6 +378,57 @@ func memoryServices(
         #expect(try harness.answers().map(\.id) == [1])
     }
 
+    /// A peer that sends part of a frame and then nothing is answered when the frame timeout
+    /// runs out, without waiting for another byte (or for the idle timeout).
+    @Test func aFrameThatStopsArrivingIsAnsweredAtItsDeadline() throws {
+        var limits = ConnectionLimits()
+        limits.frameTimeout = 0.2
+        let harness = try Harness(limits: limits)
+        let stream = try Self.checks(2)
+        try harness.send(Array(stream[..<(stream.count - 3)]))
+        #expect(try harness.answers().map(\.id) == [1])
+        usleep(300_000)
+        harness.channel.embeddedEventLoop.advanceTime(by: .milliseconds(300))
+        let answers = try harness.answers()
+        #expect(answers.map(\.error.code) == [.malformedFrame], "\(answers)")
+        #expect(!harness.channel.isActive)
+        // Before its deadline, the timer leaves a slow frame alone.
+        let patient = try Harness(limits: limits)
+        try patient.send(Array(stream[..<(stream.count - 3)]))
+        patient.channel.embeddedEventLoop.advanceTime(by: .milliseconds(300))
+        try patient.send(Array(stream[(stream.count - 3)...]))
+        #expect(try patient.answers().map(\.id) == [1, 2])
+        #expect(patient.channel.isActive)
+    }
+
+    /// The idle timeout measures the peer: while the daemon holds reading back (the peer is not
+    /// reading its answers) the connection is not idle; an idle close delivers computed answers.
+    @Test func theIdleTimeoutDoesNotCountTheDaemonsHoldAndKeepsAnswers() throws {
+        var limits = ConnectionLimits()
+        limits.maximumPendingOutput = 4096
+        limits.idleTimeout = 0.05
+        let harness = try Harness(limits: limits)
+        harness.channel.isWritable = false
+        try harness.send(try Self.checks(400))
+        harness.channel.read()  // held: answers wait for the peer
+        harness.channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        #expect(harness.channel.isActive, "closed as idle a connection the daemon was holding")
+        #expect(harness.services.counters.connectionsIdleClosed.load(ordering: .relaxed) == 0)
+        harness.channel.isWritable = true
+        harness.channel.pipeline.fireChannelWritabilityChanged()
+        // Just resumed: not idle yet.
+        harness.channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        #expect(harness.channel.isActive)
+        #expect(try harness.answers().map(\.id) == (1...400).map { UInt64($0) })
+        usleep(100_000)
+        // Answers computed before an idle close reach the peer.
+        try harness.send(try Self.checks(1))
+        harness.channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        #expect(try harness.answers().map(\.id) == [1])
+        #expect(!harness.channel.isActive)
+        #expect(harness.services.counters.connectionsIdleClosed.load(ordering: .relaxed) == 1)
+    }
+
     @Test func anIdleConnectionIsClosedAndCounted() throws {
         let harness = try Harness()
         harness.channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)

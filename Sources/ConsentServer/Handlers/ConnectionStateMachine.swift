@@ -84,6 +84,10 @@ struct ConnectionStateMachine {
 
     var isClosing: Bool { phase == .closing }
 
+    /// An idle timeout may close the connection: the silence is the peer's, not the daemon's
+    /// (reading is not held back and no request is in flight).
+    var mayCloseIdle: Bool { phase != .closing && !readPending && inFlight == 0 }
+
     /// Bytes arrived; false when they are to be dropped (the connection is closing).
     mutating func bytesRead() -> Bool {
         guard phase != .closing else { return false }

@@ -42,6 +42,8 @@ struct ConnectionLimits: Sendable {
     var frameTimeout: Double = 10
     var maximumPendingOutput = 256 << 10
     var maximumInFlight = 256
+    /// Seconds; 0 = never (the IdleStateHandler in front of the handler fires the event).
+    var idleTimeout: Double = 0
 
     init() {}
 
@@ -50,6 +52,7 @@ struct ConnectionLimits: Sendable {
         frameTimeout = configuration.frameTimeout
         maximumPendingOutput = configuration.maximumPendingOutput
         maximumInFlight = configuration.maximumInFlight
+        idleTimeout = configuration.idleTimeout
     }
 }
 
@@ -83,6 +86,10 @@ final class RequestHandler: ChannelDuplexHandler {
     private var processing = false
     private var scratch: [UInt8] = []
     private var receiptWaitScheduled = false
+    /// A check of the partly buffered frame's deadline is scheduled.
+    private var frameTimerArmed = false
+    /// When reading last resumed after the daemon held it back (monotonic nanoseconds).
+    private var lastResumed: Int64 = 0
 
     init(processor: RequestProcessor, limits: ConnectionLimits, threadPool: NIOThreadPool) {
         self.processor = processor
@@ -195,6 +202,7 @@ final class RequestHandler: ChannelDuplexHandler {
             }
         }
         if services.receipts?.isCongested == true { waitForReceipts(context: context) }
+        armFrameTimer(context: context)
         switch connection.finish(leftover: FrameSplitter.leftover(inbound), wholeFrameWaiting: hasWholeFrame(limitedTo: .max)) {
         case .none: break
         case let .reject(error): reject(context: context, error)
@@ -354,9 +362,29 @@ final class RequestHandler: ChannelDuplexHandler {
 
     private func resumeReadingIfPossible(context: ChannelHandlerContext) {
         switch connection.resume(room(context)) {
-        case .read: context.read()
+        case .read:
+            // The time reading was held back is the daemon's: a frame the peer had begun, and
+            // its silence, count again from now.
+            splitter.restartClock()
+            lastResumed = FrameSplitter.now()
+            context.read()
         case .hold: break
         case .waitForReceipts: waitForReceipts(context: context)
+        }
+    }
+
+    /// A peer that sends part of a frame and then nothing is answered when the frame's time runs
+    /// out, not only when more bytes arrive: checks the deadline then (and again if the clock was
+    /// restarted meanwhile).
+    private func armFrameTimer(context: ChannelHandlerContext) {
+        guard !frameTimerArmed, !connection.isClosing, let deadline = splitter.partialDeadline else { return }
+        frameTimerArmed = true
+        let delay = max(deadline - FrameSplitter.now(), 0) + 1_000_000
+        context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(delay)) {
+            self.frameTimerArmed = false
+            guard context.channel.isActive, !self.connection.isClosing, (self.inbound?.readableBytes ?? 0) > 0 else { return }
+            self.processInbound(context: context)
+            self.flushIfNeeded(context: context)
         }
     }
 
@@ -387,9 +415,13 @@ final class RequestHandler: ChannelDuplexHandler {
             context.read()
             scheduleQuietCheck(context: context)
         } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            // Silence the daemon caused is not idleness: not while it holds reading back or has
+            // requests in flight, nor within a timeout of resuming (the handler fires again later).
+            let sinceResume = Double(FrameSplitter.now() - lastResumed) / 1e9
+            guard connection.mayCloseIdle, lastResumed == 0 || sinceResume >= limits.idleTimeout else { return }
             ServerCounters.bump(services.counters.connectionsIdleClosed)
-            connection.close()
-            context.close(promise: nil)
+            // Answers already computed still reach the peer.
+            closeAfterWrites(context: context)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
