@@ -74,9 +74,12 @@ public struct ServerConfiguration: Sendable, Equatable {
         return resolved == base || resolved.hasPrefix(base.hasSuffix("/") ? base : base + "/")
     }
 
-    /// `path` absolute, with its longest existing prefix's links resolved (`realpath`).
+    /// `path` absolute, with its longest existing prefix's links resolved (`realpath`). Nothing is
+    /// simplified as text before that: `link/..` is the link's target's parent, as the kernel
+    /// reads it, not the directory holding the link. `.` and `..` in the part that does not exist
+    /// yet are applied to the resolved prefix.
     static func resolve(_ path: String) -> String {
-        var existing = URL(fileURLWithPath: path).standardizedFileURL.path
+        var existing = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         var rest: [String] = []
         var found = realpath(existing, nil)
         while found == nil, existing != "/" {
@@ -87,7 +90,13 @@ public struct ServerConfiguration: Sendable, Equatable {
         guard let real = found else { return path }
         defer { free(real) }
         var resolved = String(cString: real)
-        for component in rest { resolved += (resolved.hasSuffix("/") ? "" : "/") + component }
+        for component in rest where !component.isEmpty && component != "." {
+            if component == ".." {
+                resolved = (resolved as NSString).deletingLastPathComponent
+            } else {
+                resolved += (resolved.hasSuffix("/") ? "" : "/") + component
+            }
+        }
         return resolved
     }
 

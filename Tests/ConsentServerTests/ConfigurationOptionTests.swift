@@ -1,4 +1,4 @@
-import ConsentServer
+@testable import ConsentServer
 import Foundation
 import Testing
 
@@ -144,5 +144,26 @@ import Testing
         #expect(configuration.problems().contains { $0.contains("overlap") }, "a link into the policy directory")
         configuration.receipts.directory = scratch + "/other/new"
         #expect(configuration.problems().isEmpty)
+        // Review 21 F3: `..` after a link is the link target's parent, as the kernel reads it.
+        try? FileManager.default.createDirectory(atPath: scratch + "/P/a/b", withIntermediateDirectories: true)
+        try? FileManager.default.createSymbolicLink(atPath: scratch + "/deep", withDestinationPath: scratch + "/P/a/b")
+        for receipts in ["/deep/../r", "/deep/../../r", "/deep/./../r", "/deep/../missing/../r"] {
+            configuration.receipts.directory = scratch + receipts
+            #expect(configuration.problems().contains { $0.contains("overlap") }, "\(receipts)")
+        }
+        configuration.receipts.directory = scratch + "/deep/../../../r"  // P's parent: outside P
+        #expect(configuration.problems().isEmpty)
+    }
+
+    /// Review 21 F4: the open-file limit is raised to fit the connections; past the hard limit
+    /// the daemon says so.
+    @Test func theDescriptorLimitIsFittedToTheConnectionsOrNamed() {
+        #expect(SocketListener.fitDescriptorLimit(connections: 16) == nil)
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        #expect(limit.rlim_cur >= 16 + rlim_t(SocketListener.reservedDescriptors))
+        guard limit.rlim_max < 1 << 40 else { return }  // unlimited: nothing can exceed it
+        let warning = SocketListener.fitDescriptorLimit(connections: Int(limit.rlim_max))
+        #expect(warning?.contains("does not fit the open-file limit") == true, "\(String(describing: warning))")
     }
 }

@@ -44,12 +44,34 @@ public final class SocketListener: Service, Sendable {
         for continuation in waiting { continuation.resume(with: result) }
     }
 
+    /// Descriptors kept for everything but connections: the store, receipts, policy files,
+    /// the metrics listener, the event loops' own.
+    static let reservedDescriptors = 128
+
+    /// Raises the soft open-file limit to the hard one when `connections` (plus the reserve)
+    /// would not fit; a warning when they still do not.
+    static func fitDescriptorLimit(connections: Int) -> String? {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return nil }
+        let needed = rlim_t(connections + reservedDescriptors)
+        if limit.rlim_cur < needed, limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = min(limit.rlim_max, needed)
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        guard limit.rlim_cur < needed else { return nil }
+        return "max-connections \(connections) does not fit the open-file limit \(limit.rlim_cur) (hard limit \(limit.rlim_max)) with \(reservedDescriptors) descriptors kept for the store, receipts and policies: past about \(Int(limit.rlim_cur) - reservedDescriptors) connections new ones wait in the backlog; lower --max-connections or raise the limit (ulimit -n)"
+    }
+
     public func run() async throws {
         let configuration = state.configuration
         let path = configuration.socket
         let channel: Channel
         let identity: SocketPath.Identity
         let registry = ConnectionRegistry(limit: configuration.maximumConnections, perUIDLimit: configuration.effectiveConnectionsPerUID, counters: state.counters)
+        if let warning = Self.fitDescriptorLimit(connections: configuration.maximumConnections) {
+            state.logger.warning("\(warning)")
+        }
         var staging: SocketPath.Staging?
         do {
             try SocketPath.prepare(path)
@@ -64,6 +86,13 @@ public final class SocketListener: Service, Sendable {
             let limits = ConnectionLimits(configuration)
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
+                // Out of descriptors, accept fails at once and forever: back off instead of
+                // spinning a core (connections wait in the backlog meanwhile).
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                    }
+                }
                 // At most 4 reads of up to 64 KiB per read cycle: what one connection can have
                 // read and not yet answered is bounded (see RequestHandler).
                 .childChannelOption(.maxMessagesPerRead, value: 4)
