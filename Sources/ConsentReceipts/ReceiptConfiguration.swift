@@ -35,6 +35,9 @@ public struct ReceiptConfiguration: Sendable, Equatable {
     public var queueBytes = 64 << 20
     /// A receipts file is closed and a new one started past this many bytes.
     public var maximumFileSize = 64 << 20
+    /// Tests only: every receipts file is this existing file instead (`/dev/full`: a disk that
+    /// fails every write). Opened as it is: never created, never narrowed.
+    package var writeEveryFileTo: String?
 
     /// Receipts off.
     public init() {}

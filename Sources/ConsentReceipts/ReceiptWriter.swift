@@ -21,6 +21,7 @@ public final class ReceiptWriter: Service, Sendable {
     private let paused = Atomic<Bool>(false)
     private let startIndex: Int
     private let fileMode: UInt16
+    private let device: String?
     /// The hash chain's head when this writer started (the last seal of the newest file).
     private let startHead: [UInt8]
     /// Where the chain's head is anchored outside the files (the consent store), if anywhere.
@@ -31,7 +32,8 @@ public final class ReceiptWriter: Service, Sendable {
 
     /// Creates the receipts directory if needed and checks it can be written (the daemon refuses
     /// to start otherwise).
-    package init(queue: ReceiptQueue, directory: String, fileMode: UInt16 = 0o600, anchor: ReceiptAnchor? = nil, logger: Logger) throws {
+    package init(queue: ReceiptQueue, directory: String, fileMode: UInt16 = 0o600, anchor: ReceiptAnchor? = nil, device: String? = nil, logger: Logger) throws {
+        self.device = device
         self.queue = queue
         self.directory = directory
         self.logger = logger
@@ -65,7 +67,7 @@ public final class ReceiptWriter: Service, Sendable {
     }
 
     private func loop() {
-        var file = ReceiptFile(directory: directory, index: startIndex, mode: fileMode)
+        var file = ReceiptFile(directory: directory, index: startIndex, mode: fileMode, device: device)
         var head = startHead
         var anchorPending = false
         var buffer: [UInt8] = []
@@ -172,6 +174,15 @@ public enum ReceiptFiles {
         guard access(directory, W_OK) == 0 else {
             throw ReceiptDirectoryError(description: "cannot write to the receipts directory \(directory): \(String(cString: strerror(errno)))")
         }
+        // A receipts file the writer would append to must be a file of its own: a symbolic
+        // link (or anything else) under that name could send receipts, and the narrowing below,
+        // to a file elsewhere.
+        for file in list(directory) {
+            var entry = stat()
+            guard lstat(file.path, &entry) == 0, entry.st_mode & S_IFMT == S_IFREG else {
+                throw ReceiptDirectoryError(description: "the receipts directory \(directory) holds \((file.path as NSString).lastPathComponent), which is not a regular file (a symbolic link, directory or device); remove it or give receipts another directory")
+            }
+        }
         // Files and the directory left wider by someone else are narrowed, as the store is.
         narrow(directory, mode: directoryMode)
         for file in list(directory) { narrow(file.path, mode: fileMode) }
@@ -209,7 +220,11 @@ struct ReceiptFile {
     private var fd: Int32 = -1
     private var size = 0
 
-    init(directory: String, index: Int, mode: UInt16) {
+    /// See `ReceiptConfiguration.writeEveryFileTo`.
+    let device: String?
+
+    init(directory: String, index: Int, mode: UInt16, device: String? = nil) {
+        self.device = device
         self.directory = directory
         self.index = index
         self.mode = mode
@@ -225,9 +240,13 @@ struct ReceiptFile {
         }
         if fd < 0 {
             // Private from the first byte (in a directory only the daemon's user may write to).
-            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode_t(mode))
+            if let device {
+                fd = open(device, O_WRONLY | O_APPEND | O_CLOEXEC)
+            } else {
+                fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, mode_t(mode))
+            }
             guard fd >= 0 else { return .failure(ReceiptWriteError(message: String(cString: strerror(errno)))) }
-            _ = fchmod(fd, mode_t(mode))
+            if device == nil { _ = fchmod(fd, mode_t(mode)) }
             var info = stat()
             size = fstat(fd, &info) == 0 ? Int(info.st_size) : 0
         }
@@ -267,13 +286,14 @@ public enum PolicyArchive {
     public static func save(_ sources: [PolicySource], revision: String, receipts directory: String, fileMode: UInt16 = 0o600) throws {
         let root = directory + "/policies"
         let target = root + "/" + revision
+        // Left by a process that died while archiving, whatever revision this start archives.
+        removeAbandoned(in: root)
         if FileManager.default.fileExists(atPath: target) {
             try verify(sources, in: target)
             return
         }
         let temporary = root + "/.incoming-\(revision)-\(getpid())"
         let mode = ReceiptFiles.directoryMode(for: fileMode)
-        removeAbandoned(in: root)
         var keep = false
         defer { if !keep { try? FileManager.default.removeItem(atPath: temporary) } }
         try makeDirectory(root, mode: mode)

@@ -82,7 +82,7 @@ public final class ConsentDaemon: Sendable {
             }
             let queue = ReceiptQueue(configuration: configuration.receipts, instance: instance, hasher: hasher)
             do {
-                receiptWriter = try ReceiptWriter(queue: queue, directory: directory, fileMode: configuration.fileMode, anchor: ReceiptAnchor(store: store), logger: logger)
+                receiptWriter = try ReceiptWriter(queue: queue, directory: directory, fileMode: configuration.fileMode, anchor: ReceiptAnchor(store: store), device: configuration.receipts.writeEveryFileTo, logger: logger)
             } catch let error as ReceiptDirectoryError {
                 throw StartupError(description: error.description)
             }

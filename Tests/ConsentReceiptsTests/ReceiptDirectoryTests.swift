@@ -77,6 +77,36 @@ import Glibc
         #expect(refusal(scratch.root + "/file")?.contains("is not a directory") == true)
     }
 
+    /// Review 21 F6: a receipts file name that is a symbolic link (or not a file) is refused, and
+    /// the file it points to keeps its mode: narrowing and appending never follow it elsewhere.
+    @Test func aReceiptsNameThatIsNotARegularFileIsRefusedAndNotFollowed() throws {
+        let scratch = try Scratch()
+        let victim = scratch.root + "/victim.txt"
+        FileManager.default.createFile(atPath: victim, contents: Data("keep\n".utf8))
+        chmod(victim, 0o644)
+        let directory = scratch.root + "/r"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        symlink(victim, directory + "/receipts-000001.jsonl")
+        #expect(refusal(directory)?.contains("receipts-000001.jsonl, which is not a regular file") == true, "\(String(describing: refusal(directory)))")
+        #expect(scratch.mode(victim) == 0o644)
+        unlink(directory + "/receipts-000001.jsonl")
+        try FileManager.default.createDirectory(atPath: directory + "/receipts-000002.jsonl", withIntermediateDirectories: false)
+        #expect(refusal(directory)?.contains("receipts-000002.jsonl, which is not a regular file") == true)
+    }
+
+    /// A temporary archive directory left by a daemon that died is removed on the next start,
+    /// also when that start's revision is already archived.
+    @Test func anAbandonedArchiveIsRemovedWhenTheRevisionIsAlreadySaved() throws {
+        let scratch = try Scratch()
+        let sources = [PolicySource(path: "eea.yaml", text: "a: 1\n")]
+        try PolicyArchive.save(sources, revision: "r1", receipts: scratch.root)
+        // A pid that is not running (above the kernel's pid_max).
+        let abandoned = scratch.root + "/policies/.incoming-r1-99999998"
+        try FileManager.default.createDirectory(atPath: abandoned, withIntermediateDirectories: false)
+        try PolicyArchive.save(sources, revision: "r1", receipts: scratch.root)
+        #expect(!FileManager.default.fileExists(atPath: abandoned))
+    }
+
     /// Whatever sits where a revision's sources belong must be those sources; an archive that
     /// cannot be written leaves no temporary directory behind and names the cause.
     @Test func theArchiveHoldsExactlyTheSourcesOfTheRevision() throws {

@@ -292,11 +292,12 @@ import Glibc
         guard FileManager.default.fileExists(atPath: "/dev/full") else { return }
         let receipts = "/tmp/cd-receipts-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: receipts) }
-        try FileManager.default.createDirectory(atPath: receipts, withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: receipts + "/receipts-000001.jsonl", withDestinationPath: "/dev/full")
-        let harness = try await DaemonHarness { $0.receipts.directory = receipts }
-        // The writer starts a file after the last existing one (opened at the first write): make that /dev/full too.
-        try FileManager.default.createSymbolicLink(atPath: receipts + "/receipts-000002.jsonl", withDestinationPath: "/dev/full")
+        // Receipts files are never followed through links (a planted one would be narrowed and
+        // appended to): the writer is pointed at the device itself.
+        let harness = try await DaemonHarness {
+            $0.receipts.directory = receipts
+            $0.receipts.writeEveryFileTo = "/dev/full"
+        }
         let client = try harness.client()
         for i in 0..<10 {
             let answer = try client.check(subject: "s\(i)", purpose: measurement, dataCategory: "user.behavior", context: RequestContext(jurisdiction: "DE"))
