@@ -2,6 +2,9 @@
 ///
 /// Records are append-only history: a withdrawal is a newer `deny` record.
 public struct ConsentRecord: Hashable, Sendable {
+    /// The most bytes a record's `source` may have (the store refuses longer ones).
+    public static let maximumSourceBytes = 64
+
     /// Store-assigned, monotonically increasing; 0 before the record is stored.
     public var sequence: UInt64
     /// The data subject's opaque id (1–256 bytes of UTF-8).

@@ -72,15 +72,16 @@ public enum Identifier {
     }
 
     /// What is wrong with `text` as an identifier, or nil when it is valid.
-    public static func problem(_ text: String) -> String? {
+    /// `maximum` is the field's own limit where it is tighter than `maximumBytes`.
+    public static func problem(_ text: String, maximum: Int = maximumBytes) -> String? {
         var copy = text
-        return copy.withUTF8 { problem(bytes: UnsafeRawBufferPointer($0)) }
+        return copy.withUTF8 { problem(bytes: UnsafeRawBufferPointer($0), maximum: maximum) }
     }
 
     /// What is wrong with `bytes` as an identifier, or nil when they are valid.
-    public static func problem(bytes: UnsafeRawBufferPointer) -> String? {
-        guard bytes.count >= 1, bytes.count <= maximumBytes else {
-            return "must be 1 to \(maximumBytes) bytes of UTF-8 (got \(bytes.count) bytes)"
+    public static func problem(bytes: UnsafeRawBufferPointer, maximum: Int = maximumBytes) -> String? {
+        guard bytes.count >= 1, bytes.count <= maximum else {
+            return "must be 1 to \(maximum) bytes of UTF-8 (got \(bytes.count) bytes)"
         }
         var index = 0
         while index < bytes.count {

@@ -146,6 +146,24 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
         #expect(try store.recordCount() == 0)
     }
 
+    /// Review 21 F8: one limit for a record's source, quoted alike whatever the length.
+    @Test func aSourceOverItsLimitIsRefusedWithOneText() throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        for length in [65, 256, 300] {
+            var long = record("alice", "marketing")
+            long.source = String(repeating: "s", count: length)
+            #expect {
+                try store.append([long])
+            } throws: { error in
+                (error as? StoreError)?.message == "source must be 1 to 64 bytes of UTF-8 (got \(length) bytes)"
+            }
+        }
+        var edge = record("alice", "marketing")
+        edge.source = String(repeating: "s", count: 64)
+        _ = try store.append([edge])
+    }
+
     /// Every read and write by subject refuses an invalid id with one text: never "no records".
     @Test func everyCallBySubjectRefusesAnInvalidIdAlike() throws {
         let temporary = TemporaryStore()

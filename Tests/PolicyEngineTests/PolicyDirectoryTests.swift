@@ -76,6 +76,10 @@ import Glibc
             ("a link to a directory", { try $0.write("elsewhere/x.yaml"); try $0.link("p/more", to: $0.path("elsewhere")) }, "more: a symbolic link to a directory"),
             ("a directory named like a file, holding none", { try FileManager.default.createDirectory(atPath: $0.path("p/odd.yaml"), withIntermediateDirectories: true) }, nil),
             ("invalid UTF-8", { try Data([0x78, 0x3A, 0x20, 0xC3, 0x28, 0x0A]).write(to: URL(fileURLWithPath: $0.path("p/bad.yaml"))) }, "bad.yaml: not valid UTF-8 (byte 3)"),
+            // Review 21 F7: a policy file by intent in another case is not dropped silently.
+            ("an upper-case extension", { try $0.write("p/prohibitions.YAML") }, "prohibitions.YAML: policy files end in .yaml or .yml, in lower case"),
+            ("a mixed-case extension", { try $0.write("p/us/x.Yml") }, "us/x.Yml: policy files end in .yaml or .yml, in lower case"),
+            ("a hidden upper-case file", { try $0.write("p/.old.YAML") }, nil),
         ].map { ($0.0, $0.1, $0.2 ?? "") }
         for (name, make, expected) in cases {
             let directory = try Directory()

@@ -137,11 +137,8 @@ public final class SQLiteConsentStore: Sendable {
                 throw StoreError(.invalidRecord, "expires (\(expires)) must be after the time the choice was made (\(record.recordedAt))")
             }
         }
-        if let problem = Identifier.problem(record.source) {
+        if let problem = Identifier.problem(record.source, maximum: ConsentRecord.maximumSourceBytes) {
             throw StoreError(.invalidRecord, "source \(problem)")
-        }
-        guard record.source.utf8.count <= 64 else {
-            throw StoreError(.invalidRecord, "source must be 1 to 64 bytes")
         }
         if record.noticeVersion == CompactRecord.noNotice {
             throw StoreError(.invalidRecord, "notice version must be below \(CompactRecord.noNotice) (that value means \"unknown\")")

@@ -84,6 +84,12 @@ public enum PolicyDirectory {
         (name.suffix(5).elementsEqual(".yaml".utf8) || name.suffix(4).elementsEqual(".yml".utf8)) && name.first != UInt8(ascii: ".")
     }
 
+    /// `x.YAML`, `x.Yml`, …: a policy file by intent that the exact rule would skip.
+    static func isPolicyNameInAnotherCase<Name: Collection<UInt8>>(_ name: Name) -> Bool {
+        let lowered = name.map { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) ? $0 | 0x20 : $0 }
+        return isPolicyName(lowered)
+    }
+
     private static func walk(_ directory: String, relative: String, depth: Int, into entries: inout [Entry]) throws {
         guard depth < 32 else { throw ReadError(path: relative, reason: "more than 32 levels of subdirectories") }
         for raw in try names(directory, shown: relative.isEmpty ? directory : relative) where raw.first != UInt8(ascii: ".") {
@@ -102,6 +108,9 @@ public enum PolicyDirectory {
             let path = directory + "/" + name
             let shown = relative.isEmpty ? name : relative + "/" + name
             let isPolicyName = isPolicyName(raw)
+            if !isPolicyName, isPolicyNameInAnotherCase(raw) {
+                throw ReadError(path: shown, reason: "policy files end in .yaml or .yml, in lower case; rename it to be read, or move it out of the policy directory")
+            }
             guard found else { throw ReadError(path: shown, reason: String(cString: strerror(errno))) }
             switch link.st_mode & S_IFMT {
             case S_IFDIR:
