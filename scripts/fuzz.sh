@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs the libFuzzer targets.
-#   scripts/fuzz.sh [--time SECONDS] [--jobs N] [frames|policy|write ...]
+#   scripts/fuzz.sh [--time SECONDS] [--jobs N] [frames|policy|write|signals ...]
 # Each target runs for --time seconds (default 60) over a scratch corpus seeded from
 # Fuzz/seeds/<target>; new crashing inputs land in Fuzz/artifacts/. A crash fails the script;
 # turn each into a regression test (Tests/ConsentServerTests/FuzzRegressionTests.swift replays
@@ -22,11 +22,11 @@ while [ $# -gt 0 ]; do
         --time) time="$2"; shift 2 ;;
         --jobs) jobs="$2"; shift 2 ;;
         -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-        frames|policy|write) targets+=("$1"); shift ;;
-        *) echo "unknown argument $1 (targets: frames, policy, write)" >&2; exit 64 ;;
+        frames|policy|write|signals) targets+=("$1"); shift ;;
+        *) echo "unknown argument $1 (targets: frames, policy, write, signals)" >&2; exit 64 ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(frames policy write)
+[ ${#targets[@]} -gt 0 ] || targets=(frames policy write signals)
 scratch=.build-fuzz
 flags=(-c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address --scratch-path "$scratch")
 for target in "${targets[@]}"; do

@@ -14,13 +14,14 @@ struct Consentctl: ParsableCommand {
         discussion: """
         `check` and `status` talk to a running consentd over its socket; `consent` works on the \
         store file (or, with --socket, through the daemon); `policy` works on a policy directory \
-        (every *.yaml file under it; *_test.yaml files are its test suites). Exit status: 0 on \
+        (every *.yaml file under it; *_test.yaml files are its test suites); `signals` decodes \
+        TCF, GPP and US Privacy strings. Exit status: 0 on \
         success, 1 when the check failed (lint errors, failed tests, a refused request), 64 for \
         a usage error, 66 when an input cannot be read, 69 when the daemon cannot be reached, \
         74 when the store cannot be opened, 77 when the daemon denies permission.
         """,
         version: "0.1.0",
-        subcommands: [CheckCommand.self, StatusCommand.self, BenchCommand.self, ConsentCommand.self, PolicyCommand.self, ReceiptsCommand.self]
+        subcommands: [CheckCommand.self, StatusCommand.self, BenchCommand.self, ConsentCommand.self, PolicyCommand.self, ReceiptsCommand.self, SignalsCommand.self]
     )
 
     /// Parses the arguments as given: one that is not UTF-8 is refused (exit 64), never
