@@ -44,7 +44,7 @@ let package = Package(
         .target(
             name: "PolicyEngine",
             dependencies: [
-                "ConsentModel",
+                "ConsentModel", "ConsentSignals",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

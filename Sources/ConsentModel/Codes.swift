@@ -92,6 +92,9 @@ public enum ReasonCode: UInt8, Sendable, Hashable, CaseIterable, CustomStringCon
     case unknownDataCategory
     /// deny: the request is malformed (empty subject, bad jurisdiction, …) or the policy set is unusable.
     case invalidRequest
+    /// deny: a consent signal string (TC string, GPP string, US Privacy string) that could have
+    /// changed this decision is malformed.
+    case invalidSignal
 
     /// The contract spelling, e.g. `CONSENT_GRANTED`.
     public var description: String { name.description }
@@ -112,6 +115,7 @@ public enum ReasonCode: UInt8, Sendable, Hashable, CaseIterable, CustomStringCon
         case .unknownPurpose: "UNKNOWN_PURPOSE"
         case .unknownDataCategory: "UNKNOWN_DATA_CATEGORY"
         case .invalidRequest: "INVALID_REQUEST"
+        case .invalidSignal: "INVALID_SIGNAL"
         }
     }
 

@@ -75,6 +75,10 @@ public struct CompactRecord: Hashable, Sendable {
     public static let allData = UInt32.max
     /// The `noticeVersion` value meaning "unknown".
     public static let noNotice = UInt32.max
+    /// The `source` of a record that a TC string on the request implies (never stored).
+    public static let tcfSource = UInt32.max
+    /// The source name of `tcfSource`.
+    public static let tcfSourceName = "tcf"
 
     /// When the customer made the choice.
     public var recordedAt: Timestamp

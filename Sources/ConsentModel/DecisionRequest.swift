@@ -10,6 +10,25 @@ public struct RequestContext: Hashable, Sendable {
     public var channel: String?
     /// The instant to decide at; nil means now.
     public var at: Timestamp?
+    /// A TCF v2 TC string from the site's consent banner; its presence says the TCF applies.
+    public var tcString: String?
+    /// A GPP string.
+    public var gppString: String?
+    /// The GPP sections that apply to the request (OpenRTB `regs.gpp_sid`); empty: every
+    /// section the GPP string carries.
+    public var gppSectionIds: [UInt32] = []
+    /// A US Privacy string (`1YNN`).
+    public var usPrivacy: String?
+    /// The TCF vendor id asking; nil: the policy set's `tcf_vendor_id`.
+    public var tcfVendorId: UInt32?
+
+    /// The most bytes one signal string may have.
+    public static let maximumSignalBytes = 16 << 10
+    /// The most GPP section ids a request may name.
+    public static let maximumGPPSectionIds = 64
+
+    /// Whether the request carries any consent signal string.
+    public var hasSignalStrings: Bool { tcString != nil || gppString != nil || usPrivacy != nil }
 
     /// The most bytes a channel name may have.
     public static let maximumChannelBytes = 64

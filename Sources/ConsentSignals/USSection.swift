@@ -135,6 +135,10 @@ public struct USSectionLayout: Sendable {
         (.mspaCoveredTransaction, 1), (.mspaOptOutOptionMode, 1), (.mspaServiceProviderMode, 1),
     ])
 
+    /// Every US section layout a data category's `gpp_sensitive_data` can name a position in
+    /// (usnat in its 16/3 layout: the 12/2 layout's positions are its first twelve).
+    public static let sensitiveDataSections: [USSectionLayout] = [usNatV2, usCA, usVA, usCO, usUT, usCT]
+
     /// The layout for a state section id (8…12); usnat (7) is chosen by length, see `USSection`.
     static func state(_ id: Int) -> USSectionLayout? {
         switch id {

@@ -40,7 +40,7 @@ import Testing
         #expect(try words("record", "basis") == LegalBasis.allCases.map(\.description))
         #expect(try words("rule", "basis") == LegalBasis.allCases.filter { $0 != .consent }.map(\.description))
         #expect(try words("record", "choice") == Choice.allCases.map(\.description))
-        #expect(Set(try Self.definition("unless")["properties"].flatMap { ($0 as? [String: Any])?.keys }.map(Array.init) ?? []) == Set(["consent"] + RequestSignal.allCases.map(\.rawValue)))
+        #expect(Set(try Self.definition("unless")["properties"].flatMap { ($0 as? [String: Any])?.keys }.map(Array.init) ?? []) == Set(["consent", "any_of"] + RequestSignal.allCases.map(\.rawValue)))
     }
 
     /// A purpose node's keys are not a data category's (the schema once shared one node).

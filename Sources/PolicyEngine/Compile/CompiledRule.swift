@@ -6,14 +6,22 @@ public enum RequestSignal: String, CaseIterable, Sendable {
     case gpc
     /// A US Privacy string said the customer opted out of sale.
     case uspOptOut = "usp_opt_out"
-    /// GPC or a US Privacy opt-out, for a purpose the taxonomy marks `sale_or_sharing`.
+    /// For a purpose the taxonomy marks `sale_or_sharing`: GPC, a US Privacy opt-out of sale, or
+    /// an applicable GPP US section's SaleOptOut, SharingOptOut or Gpc set (value 1).
     case saleOptOut = "sale_opt_out"
+    /// An applicable GPP US section's TargetedAdvertisingOptOut is set (value 1).
+    case targetedAdvertisingOptOut = "targeted_advertising_opt_out"
+    /// An applicable GPP US section's SensitiveDataProcessing is 1 at the data category's
+    /// position (`gpp_sensitive_data` in the taxonomy).
+    case sensitiveDataOptOut = "sensitive_data_opt_out"
 
     var bit: UInt8 {
         switch self {
         case .gpc: 1
         case .uspOptOut: 2
         case .saleOptOut: 4
+        case .targetedAdvertisingOptOut: 8
+        case .sensitiveDataOptOut: 16
         }
     }
 }
@@ -47,6 +55,8 @@ struct RuleCore: Sendable {
     var unlessConsent: Bool
     var unlessSignalsTrue: UInt8
     var unlessSignalsFalse: UInt8
+    /// `unless: {any_of: [...]}`: at least one of these signals must be present.
+    var unlessSignalsAny: UInt8
     var minNotice: UInt32
     var maxAge: Int64
     var channelMask: UInt64

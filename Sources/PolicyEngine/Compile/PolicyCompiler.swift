@@ -53,6 +53,7 @@ struct Compilation {
     var diagnostics: [Diagnostic] = []
 
     var taxonomies: [TaxonomySyntax] = []
+    var tcfVendorId: Located<Int>?
     var policies: [(file: String, policy: PolicySyntax)] = []
 
     var purposeKeys: [String] = []
@@ -133,6 +134,14 @@ struct Compilation {
                 }
             }
         }
+        for taxonomy in c.taxonomies {
+            guard let vendor = taxonomy.tcfVendorId else { continue }
+            if let first = c.tcfVendorId, first.value != vendor.value {
+                c.error("duplicate-key", vendor.location, "tcf_vendor_id is \(vendor.value) here and \(first.value) at \(first.location)", hint: "state the TCF vendor id once")
+            } else if c.tcfVendorId == nil {
+                c.tcfVendorId = vendor
+            }
+        }
         if !c.taxonomies.isEmpty {
             if c.purposeKeys.isEmpty { c.error("empty-taxonomy", c.taxonomies[0].location, "the taxonomy declares no purposes") }
             if c.dataKeys.isEmpty { c.error("empty-taxonomy", c.taxonomies[0].location, "the taxonomy declares no data categories") }
@@ -155,7 +164,8 @@ struct Compilation {
         keys.append(key)
         attributes[key] = KeyAttributes(
             description: node.description, sensitive: node.sensitive, saleOrSharing: node.saleOrSharing,
-            tcfPurposes: node.tcfPurposes, tcfSpecialFeature: node.tcfSpecialFeature, labels: node.labels
+            tcfPurposes: node.tcfPurposes, tcfSpecialFeature: node.tcfSpecialFeature, gppSensitiveData: node.gppSensitiveData,
+            labels: node.labels
         )
     }
 
@@ -331,7 +341,9 @@ struct Compilation {
         var unlessConsent = false
         var signalsTrue: UInt8 = 0
         var signalsFalse: UInt8 = 0
+        var signalsAny: UInt8 = 0
         if let unless = syntax.unless {
+            for name in unless.any { signalsAny |= RequestSignal(rawValue: name.value)!.bit }
             if let consent = unless.consent {
                 if syntax.effect.value == .allow {
                     error("bad-unless", consent.location, "`unless: {consent: …}` only lifts prohibitions", hint: "a permission already states its consent requirement with `consent:`")
@@ -352,7 +364,7 @@ struct Compilation {
         return ResolvedRule(
             syntax: syntax, requirement: requirement, purposeIDs: purposeIDs, dataIDs: dataIDs,
             matchers: matchers, maxAge: maxAge, unlessConsent: unlessConsent,
-            unlessSignalsTrue: signalsTrue, unlessSignalsFalse: signalsFalse, order: rules.count
+            unlessSignalsTrue: signalsTrue, unlessSignalsFalse: signalsFalse, unlessSignalsAny: signalsAny, order: rules.count
         )
     }
 
@@ -417,6 +429,7 @@ struct Compilation {
                 effect: syntax.effect.value, requirementKind: kind, basis: basis,
                 hasUnless: syntax.unless != nil, unlessConsent: rule.unlessConsent,
                 unlessSignalsTrue: rule.unlessSignalsTrue, unlessSignalsFalse: rule.unlessSignalsFalse,
+                unlessSignalsAny: rule.unlessSignalsAny,
                 minNotice: syntax.minNoticeVersion.map { UInt32($0.value) } ?? 0,
                 maxAge: rule.maxAge?.microseconds ?? 0, channelMask: mask,
                 dataStart: Int32(ruleData.count), dataCount: Int32(rule.dataIDs.count)
@@ -427,6 +440,7 @@ struct Compilation {
                 var parts: [String] = []
                 if let consent = unless.consent { parts.append("consent: \(consent.value)") }
                 for (name, value) in unless.signals { parts.append("\(name.value): \(value)") }
+                if !unless.any.isEmpty { parts.append("any_of: [\(unless.any.map(\.value).joined(separator: ", "))]") }
                 unlessText = parts.joined(separator: ", ")
             }
             infos.append(RuleInfo(
@@ -444,7 +458,8 @@ struct Compilation {
             purposeAttributes: purposeAttributes, dataAttributes: dataAttributes,
             jurisdictionGroups: groupMembers, rules: infos, cores: cores, ruleData: ruleData,
             rulePurposes: rules.map(\.purposeIDs), jurisdictionMatchers: rules.map(\.matchers),
-            channelBits: channelBits, defaultEffect: defaultEffect, files: sources.map(\.path)
+            channelBits: channelBits, defaultEffect: defaultEffect, files: sources.map(\.path),
+            tcfVendorId: tcfVendorId?.value
         )
     }
 }
@@ -460,6 +475,7 @@ struct ResolvedRule {
     var unlessConsent: Bool
     var unlessSignalsTrue: UInt8
     var unlessSignalsFalse: UInt8
+    var unlessSignalsAny: UInt8
     var order: Int
 
     /// Whether this (unconditional) prohibition matches every request `other` matches.
@@ -487,7 +503,7 @@ struct ResolvedRule {
     }
 
     var requirementSignature: String {
-        "\(requirement.map(String.init(describing:)) ?? "-")|\(maxAge?.microseconds ?? 0)|\(syntax.minNoticeVersion?.value ?? 0)|\(unlessSignalsTrue)|\(unlessSignalsFalse)"
+        "\(requirement.map(String.init(describing:)) ?? "-")|\(maxAge?.microseconds ?? 0)|\(syntax.minNoticeVersion?.value ?? 0)|\(unlessSignalsTrue)|\(unlessSignalsFalse)|\(unlessSignalsAny)"
     }
 }
 

@@ -44,6 +44,13 @@ public struct ResolvedRequest: Hashable, Sendable {
     var signals: UInt8
     /// The instant to decide at.
     public var at: Timestamp
+    /// The TC string's choice for this purpose, as a record beside the stored ones (source
+    /// `CompactRecord.tcfSource`): a grant at its LastUpdated, or a deny at `at`.
+    var signalRecord: CompactRecord?
+    /// RequestSignal bits whose value is unknown because their string is malformed.
+    var unknownSignals: UInt8 = 0
+    /// Consent for this purpose is unknown: the TCF applies, maps the purpose, and its string is malformed.
+    var consentUnknown = false
 }
 
 /// The consent record that decides for one (purpose, data, instant), computed once per request.

@@ -51,7 +51,7 @@ extension PolicySet {
             dataCategory: record.dataCategory == CompactRecord.allData ? nil : vocabulary.dataCategories.name(record.dataCategory) ?? "#\(record.dataCategory)",
             choice: record.choice, recordedAt: record.recordedAt,
             expiresAt: record.expiresAt == .distantFuture ? nil : record.expiresAt,
-            source: vocabulary.sources.name(record.source) ?? "#\(record.source)",
+            source: record.source == CompactRecord.tcfSource ? CompactRecord.tcfSourceName : vocabulary.sources.name(record.source) ?? "#\(record.source)",
             noticeVersion: record.noticeVersion == CompactRecord.noNotice ? nil : record.noticeVersion,
             legalBasis: record.legalBasis
         )

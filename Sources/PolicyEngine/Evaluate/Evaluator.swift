@@ -1,4 +1,5 @@
 import ConsentModel
+import ConsentSignals
 
 /// What happened to one rule during a decision, for `explain`.
 public enum RuleOutcome: Hashable, Sendable, CustomStringConvertible {
@@ -14,6 +15,8 @@ public enum RuleOutcome: Hashable, Sendable, CustomStringConvertible {
     case permissionHeld(ReasonCode)
     /// A permission that matched but did not hold, with the deny reason.
     case permissionUnmet(ReasonCode)
+    /// A rule whose outcome depends on a signal string that cannot be read.
+    case signalUnknown
 
     public var description: String {
         switch self {
@@ -25,6 +28,7 @@ public enum RuleOutcome: Hashable, Sendable, CustomStringConvertible {
         case .prohibitionMatched: "prohibition matched"
         case let .permissionHeld(reason): "permission held (\(reason))"
         case let .permissionUnmet(reason): "permission matched but not met (\(reason))"
+        case .signalUnknown: "depends on a signal string that cannot be read (INVALID_SIGNAL)"
         }
     }
 }
@@ -60,8 +64,9 @@ struct Specificity {
 
 extension PolicySet {
     /// Resolves a request's names against this set. Fails with `UNKNOWN_PURPOSE`,
-    /// `UNKNOWN_DATA_CATEGORY` or `INVALID_REQUEST` (bad subject or jurisdiction).
-    public func resolve(_ request: DecisionRequest, now: Timestamp) -> Result<ResolvedRequest, DecisionFailure> {
+    /// `UNKNOWN_DATA_CATEGORY` or `INVALID_REQUEST` (bad subject or jurisdiction). `signals` is
+    /// what the request's signal strings say (read once per request; nil: read them here).
+    public func resolve(_ request: DecisionRequest, now: Timestamp, signals assessment: SignalAssessment? = nil) -> Result<ResolvedRequest, DecisionFailure> {
         guard DecisionRequest.isValidSubject(request.subject) else { return .failure(DecisionFailure(.invalidRequest)) }
         guard let purpose = purposes.id(of: request.purpose) else { return .failure(DecisionFailure(.unknownPurpose)) }
         guard let data = dataCategories.id(of: request.dataCategory) else { return .failure(DecisionFailure(.unknownDataCategory)) }
@@ -71,14 +76,68 @@ extension PolicySet {
             guard RequestContext.isValidChannel(channel) else { return .failure(DecisionFailure(.invalidRequest)) }
             if let bit = channelTable[channel] { channelBit = bit }  // by bytes, as the fast path
         }
+        let at = request.context.at ?? now
+        if let assessment { return .success(resolved(purpose, data, jurisdictionClass, channelBit, at, assessment)) }
+        return .success(withSignals(request.context) { resolved(purpose, data, jurisdictionClass, channelBit, at, $0) })
+    }
+
+    /// The request's ids with what its signals say for this purpose and data category: the one
+    /// place signals become bits and a TC string becomes a record.
+    @inline(__always)
+    func resolved(_ purpose: UInt32, _ data: UInt32, _ jurisdictionClass: Int32, _ channelBit: UInt64, _ at: Timestamp, _ assessment: SignalAssessment) -> ResolvedRequest {
         var signals: UInt8 = 0
-        if request.context.gpc { signals |= RequestSignal.gpc.bit }
-        if request.context.uspOptOut { signals |= RequestSignal.uspOptOut.bit }
-        if signals != 0, saleOrSharing[Int(purpose)] { signals |= RequestSignal.saleOptOut.bit }
-        return .success(ResolvedRequest(
-            purpose: purpose, dataCategory: data, jurisdictionClass: jurisdictionClass,
-            channelBit: channelBit, signals: signals, at: request.context.at ?? now
-        ))
+        var unknown: UInt8 = 0
+        if assessment.gpc { signals |= RequestSignal.gpc.bit }
+        if assessment.uspOptOut { signals |= RequestSignal.uspOptOut.bit }
+        if saleOrSharing[Int(purpose)] {
+            if assessment.gpc || assessment.uspOptOut || assessment.gppSaleOptOut { signals |= RequestSignal.saleOptOut.bit }
+            if assessment.usUnknown { unknown |= RequestSignal.saleOptOut.bit }
+        }
+        if assessment.targetedAdvertisingOptOut { signals |= RequestSignal.targetedAdvertisingOptOut.bit }
+        let positions = gppSensitive[Int(data)]
+        if !positions.isEmpty {
+            for section in SensitivePositions.sections {
+                let position = positions[section]
+                if position > 0, assessment.sensitiveOptOuts[section] & (1 << UInt32(position - 1)) != 0 {
+                    signals |= RequestSignal.sensitiveDataOptOut.bit
+                }
+            }
+        }
+        if assessment.usUnknown {
+            unknown |= RequestSignal.uspOptOut.bit | RequestSignal.targetedAdvertisingOptOut.bit | RequestSignal.sensitiveDataOptOut.bit
+        }
+        var request = ResolvedRequest(purpose: purpose, dataCategory: data, jurisdictionClass: jurisdictionClass, channelBit: channelBit, signals: signals, at: at)
+        request.unknownSignals = unknown
+        let mapped = tcfPurposes[Int(purpose)]
+        if assessment.tcfApplies, mapped != 0 {
+            if let tc = assessment.tcf {
+                request.signalRecord = tcfRecord(tc, purpose: purpose, mapped: mapped, feature: Int(tcfSpecialFeature[Int(data)]), vendor: assessment.vendorId, at: at)
+            } else if assessment.tcfUnknown {
+                request.consentUnknown = true
+            }
+        }
+        return request
+    }
+
+    /// A TC string grants a purpose when every TCF purpose it maps to has purpose consent and no
+    /// publisher restriction of type 0 (not allowed) for the vendor, the vendor has consent, and
+    /// a data category mapped to a special feature has that feature's opt-in. A grant is a choice
+    /// made at the string's LastUpdated; anything else is the customer's no, now.
+    @inline(__always)
+    func tcfRecord(_ tc: TCFString, purpose: UInt32, mapped: UInt32, feature: Int, vendor: Int, at: Timestamp) -> CompactRecord {
+        var grants = vendor > 0 && tc.vendorConsents.contains(vendor)
+        var bits = mapped
+        while grants && bits != 0 {
+            let tcfPurpose = bits.trailingZeroBitCount + 1
+            bits &= bits - 1
+            if !tc.purposeConsent(tcfPurpose) || tc.publisherRestrictions.types(purpose: tcfPurpose, vendor: vendor) & 1 != 0 { grants = false }
+        }
+        if grants && feature > 0 && !tc.specialFeatureOptIn(feature) { grants = false }
+        return CompactRecord(
+            purpose: purpose, choice: grants ? .grant : .deny,
+            recordedAt: grants ? Timestamp(microseconds: tc.lastUpdatedMicroseconds) : at,
+            source: CompactRecord.tcfSource
+        )
     }
 
     /// Resolves a request whose names are given as UTF-8 bytes (straight from a wire frame), for
@@ -101,17 +160,13 @@ extension PolicySet {
             guard channelBytes.count <= RequestContext.maximumChannelBytes, Identifier.isPrintableASCII(bytes: channelBytes) else { return nil }
             if let bit = channelTable.lookup(channelBytes) { channelBit = bit }
         }
-        var signals: UInt8 = 0
-        if gpc { signals |= RequestSignal.gpc.bit }
-        if uspOptOut { signals |= RequestSignal.uspOptOut.bit }
-        if signals != 0, saleOrSharing[Int(purpose)] { signals |= RequestSignal.saleOptOut.bit }
-        return ResolvedRequest(purpose: purpose, dataCategory: data, jurisdictionClass: jurisdictionClass, channelBit: channelBit, signals: signals, at: at)
+        return resolved(purpose, data, jurisdictionClass, channelBit, at, SignalAssessment(gpc: gpc, uspOptOut: uspOptOut))
     }
 
     /// Decides a request for a subject whose records are `consent` (compact records in this set's
     /// vocabulary, any order). Pure: the same inputs give the same decision.
-    public func decide(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp) -> Decision {
-        switch resolve(request, now: now) {
+    public func decide(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp, signals: SignalAssessment? = nil) -> Decision {
+        switch resolve(request, now: now, signals: signals) {
         case let .success(resolved): return decide(resolved, consent: consent)
         case let .failure(failure): return .deny(failure.reason)
         }
@@ -164,6 +219,18 @@ extension PolicySet {
             result.record = record
             bestIndex = index - consent.startIndex
         }
+        // The signal's choice stands beside the stored ones: the latest wins, a deny on a tie.
+        if let signal = request.signalRecord {
+            if let best = result.record {
+                if signal.recordedAt > best.recordedAt || (signal.recordedAt == best.recordedAt && signal.choice == .deny && best.choice == .grant) {
+                    result.record = signal
+                    bestIndex = -1
+                }
+            } else {
+                result.record = signal
+                bestIndex = -1
+            }
+        }
         tracer.effective(bestIndex)
         return result
     }
@@ -180,6 +247,8 @@ extension PolicySet {
         var unmetReason = ReasonCode.noMatchingRule
         var effective = EffectiveConsent()
         var computedConsent = false
+        /// The most specific rule whose outcome a malformed signal string leaves unknown.
+        var unknown = Specificity()
 
         var candidateIndex = start
         while candidateIndex < end {
@@ -212,6 +281,17 @@ extension PolicySet {
             let signalsHold = rule.hasUnless
                 && request.signals & rule.unlessSignalsTrue == rule.unlessSignalsTrue
                 && request.signals & rule.unlessSignalsFalse == 0
+                && (rule.unlessSignalsAny == 0 || request.signals & rule.unlessSignalsAny != 0)
+            // An `unless` on a signal whose string cannot be read, or consent under a TC string
+            // that cannot be read: this rule's outcome is unknown, and the decision fails closed.
+            if (rule.unlessSignalsTrue | rule.unlessSignalsFalse | rule.unlessSignalsAny) & request.unknownSignals != 0
+                || (request.consentUnknown && (rule.unlessConsent || (rule.effect != .deny && rule.requirementKind != 2))) {
+                tracer.rule(candidate.rule, .signalUnknown)
+                if unknown.isBeaten(by: candidate.rule, candidate.purposeDepth, dataDepth) {
+                    unknown = Specificity(rule: candidate.rule, purposeDepth: candidate.purposeDepth, dataDepth: dataDepth)
+                }
+                continue
+            }
 
             if rule.effect == .deny {
                 if signalsHold {
@@ -247,7 +327,10 @@ extension PolicySet {
                         outcome = .consentDenied
                     } else if rule.maxAge > 0 && Self.age(of: record, at: request.at) > rule.maxAge {
                         outcome = .consentStale
-                    } else if rule.minNotice > 0 && (record.noticeVersion == CompactRecord.noNotice || record.noticeVersion < rule.minNotice) {
+                    } else if rule.minNotice > 0 && record.source != CompactRecord.tcfSource
+                                && (record.noticeVersion == CompactRecord.noNotice || record.noticeVersion < rule.minNotice) {
+                        // A TC string's grant was given on the CMP's own notice; min_notice_version
+                        // versions the notices behind stored records.
                         outcome = .consentStale
                     } else {
                         outcome = .consentGranted
@@ -273,6 +356,9 @@ extension PolicySet {
 
         if prohibition.rule >= 0 {
             return Decision(effect: .deny, reason: .prohibited, ruleIndex: prohibition.rule)
+        }
+        if unknown.rule >= 0 {
+            return Decision(effect: .deny, reason: .invalidSignal, ruleIndex: unknown.rule)
         }
         if held.rule >= 0 {
             let core = cores[Int(held.rule)]

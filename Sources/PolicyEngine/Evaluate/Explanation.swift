@@ -37,7 +37,7 @@ public struct Explanation: Sendable {
         let r = report
         lines.append("decision: \(r.effect) (\(r.reason))")
         if let id = r.ruleID, let location = r.ruleLocation { lines.append("rule: \(id) at \(location)") }
-        if let record = r.record { lines.append("consent record: \(record.text)") }
+        if let record = r.record { lines.append("consent record: \(record.text)\(effectiveRecord == -1 ? " (from the TC string)" : "")") }
         if let basis = r.legalBasis { lines.append("legal basis: \(basis)") }
         if !r.obligations.isEmpty { lines.append("obligations: \(r.obligations.joined(separator: ", "))") }
         lines.append("policy revision: \(r.policyRevision)")
@@ -46,6 +46,11 @@ public struct Explanation: Sendable {
         if request.context.gpc { context += " gpc" }
         if request.context.uspOptOut { context += " usp_opt_out" }
         if let channel = request.context.channel { context += " channel=\(channel)" }
+        if let tc = request.context.tcString { context += " tc_string=\(tc)" }
+        if let gpp = request.context.gppString { context += " gpp_string=\(gpp)" }
+        if !request.context.gppSectionIds.isEmpty { context += " gpp_sid=\(request.context.gppSectionIds.map(String.init).joined(separator: ","))" }
+        if let usp = request.context.usPrivacy { context += " us_privacy=\(usp)" }
+        if let vendor = request.context.tcfVendorId { context += " tcf_vendor_id=\(vendor)" }
         context += " at=\(at)"
         lines.append(context)
         if recordsWithheld {

@@ -1,4 +1,5 @@
 import ConsentModel
+import ConsentSignals
 
 /// The keys of every mapping in a policy-directory file, each with its JSON Schema: the parser
 /// reads each mapping's allowed keys from these tables (`PolicyKeys.rule.names`), and
@@ -63,6 +64,7 @@ enum PolicyKeys {
         Key(name: "purposes", schema: ##"{"type": "object", "description": "Dotted purpose keys; a key's parent must be declared too.", "propertyNames": {"$ref": "#/$defs/key"}, "additionalProperties": {"$ref": "#/$defs/purposeNode"}}"##),
         Key(name: "data_categories", schema: ##"{"type": "object", "description": "Dotted data-category keys; a key's parent must be declared too.", "propertyNames": {"$ref": "#/$defs/key"}, "additionalProperties": {"$ref": "#/$defs/dataNode"}}"##),
         Key(name: "jurisdictions", schema: ##"{"type": "object", "description": "Named groups of ISO 3166 codes and CC-* patterns.", "additionalProperties": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z]{2}(-([A-Z0-9]{1,3}|\\*))?$"}}}"##),
+        Key(name: "tcf_vendor_id", schema: integer(1...65535, "The TCF vendor id TC strings are checked for when a request names none.")),
     ])
 
     static let purposeNode = Table([
@@ -76,8 +78,18 @@ enum PolicyKeys {
         Key(name: "description", schema: string()),
         Key(name: "sensitive", schema: boolean()),
         Key(name: "tcf_special_feature", schema: integer(1...2)),
+        Key(name: "gpp_sensitive_data", schema: sensitivePositions),
         Key(name: "labels", schema: ##"{"type": "object", "additionalProperties": {"type": "string"}}"##),
     ])
+
+    /// `gpp_sensitive_data: {usnat: 8, usca: 3}`: the category's position (1-based) in each GPP US
+    /// section's SensitiveDataProcessing list, from the one layout table.
+    static let sensitivePositions: String = {
+        let properties = USSectionLayout.sensitiveDataSections.map { layout in
+            PolicySchema.quoted("\(layout.name)") + ": " + integer(1...layout.offset(of: .sensitiveDataProcessing)!.count)
+        }
+        return ##"{"type": "object", "description": "Position of this category in each GPP US section's SensitiveDataProcessing (1-based); sensitive_data_opt_out holds when that position is 1.", "additionalProperties": false, "properties": {"## + properties.joined(separator: ", ") + "}}"
+    }()
 
     static let policy = Table(header("Policy") + [
         Key(name: "name", schema: string()),
@@ -103,7 +115,8 @@ enum PolicyKeys {
     ])
 
     static let unless = Table(
-        [Key(name: "consent", schema: ##"{"const": "opt_in", "description": "Prohibitions only: lifted when the effective consent record is a grant."}"##)]
+        [Key(name: "consent", schema: ##"{"const": "opt_in", "description": "Prohibitions only: lifted when the effective consent record is a grant."}"##),
+         Key(name: "any_of", schema: array(of: words(signals), "At least one of these signals is present (the other keys must all hold as well)."))]
             + signals.map { signal in
                 Key(name: signal, schema: boolean(signal == RequestSignal.saleOptOut.rawValue ? "GPC or a US Privacy opt-out, for a sale_or_sharing purpose." : nil))
             }
@@ -147,6 +160,11 @@ enum PolicyKeys {
         Key(name: "usp_opt_out", schema: boolean()),
         Key(name: "channel", schema: string()),
         Key(name: "at", schema: reference("time")),
+        Key(name: "tc_string", schema: string("A TCF v2 TC string; the TCF applies.")),
+        Key(name: "gpp_string", schema: string()),
+        Key(name: "gpp_sid", schema: array(of: integer(1...65535), "The applicable GPP sections; none: every section the GPP string carries.")),
+        Key(name: "us_privacy", schema: string("A US Privacy string, e.g. 1YNN.")),
+        Key(name: "tcf_vendor_id", schema: integer(1...65535)),
     ])
 
     static let expect = Table([

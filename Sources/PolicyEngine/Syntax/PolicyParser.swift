@@ -1,4 +1,5 @@
 import ConsentModel
+import ConsentSignals
 import Yams
 
 /// Turns the text of one policy-directory file into a syntax tree with locations.
@@ -79,6 +80,7 @@ public enum PolicyParser {
         var taxonomy = TaxonomySyntax(location: reader.location(root))
         if let node = fields["purposes"] { taxonomy.purposes = parseNodes(node, "purposes", purpose: true, &reader) }
         if let node = fields["data_categories"] { taxonomy.dataCategories = parseNodes(node, "data_categories", purpose: false, &reader) }
+        if let node = fields["tcf_vendor_id"] { taxonomy.tcfVendorId = reader.int(node, "tcf_vendor_id", range: 1...65535) }
         if let node = fields["jurisdictions"] {
             if case let .mapping(groups) = node {
                 for (key, value) in groups {
@@ -115,6 +117,23 @@ public enum PolicyParser {
                         if let n = reader.int(entry, "a TCF purpose", range: 1...11) { item.tcfPurposes.append(n.value) }
                     }
                 case "tcf_special_feature": item.tcfSpecialFeature = reader.int(value, "tcf_special_feature", range: 1...2)?.value
+                case "gpp_sensitive_data":
+                    guard case let .mapping(positions) = value else {
+                        reader.error("wrong-type", value, "gpp_sensitive_data must map GPP US sections to positions", hint: "e.g. `gpp_sensitive_data: {usnat: 8, usca: 3}`")
+                        continue
+                    }
+                    for (sectionNode, positionNode) in positions {
+                        guard let section = reader.string(sectionNode, "a GPP section name") else { continue }
+                        guard let layout = USSectionLayout.sensitiveDataSections.first(where: { "\($0.name)" == section.value }) else {
+                            let names = USSectionLayout.sensitiveDataSections.map { "\($0.name)" }.joined(separator: ", ")
+                            reader.error("unknown-key", sectionNode, "'\(section.value)' is not a GPP US section with sensitive data", hint: "one of \(names)")
+                            continue
+                        }
+                        let count = layout.offset(of: .sensitiveDataProcessing)!.count
+                        if let position = reader.int(positionNode, "a SensitiveDataProcessing position in \(section.value)", range: 1...count) {
+                            item.gppSensitiveData[layout.sectionId] = position.value
+                        }
+                    }
                 case "labels":
                     if case let .mapping(labels) = value {
                         for (k, v) in labels {
@@ -211,11 +230,21 @@ public enum PolicyParser {
         for (field, key, value) in fields.entries {
             if field == "consent" {
                 unless.consent = reader.string(value, "unless.consent")
+            } else if field == "any_of" {
+                for entry in reader.sequence(value, "unless.any_of") ?? [] {
+                    guard let name = reader.string(entry, "a signal in unless.any_of") else { continue }
+                    guard RequestSignal(rawValue: name.value) != nil else {
+                        reader.error("unknown-key", entry, "'\(name.value)' is not a request signal", hint: "one of \(PolicyKeys.signals.joined(separator: ", "))")
+                        continue
+                    }
+                    unless.any.append(name)
+                }
+                if unless.any.isEmpty { reader.error("empty-unless", value, "`unless.any_of` names no signal") }
             } else if let flag = reader.bool(value, "unless.\(field)") {
                 unless.signals.append((Located(field, at: reader.location(key)), flag))
             }
         }
-        if unless.consent == nil && unless.signals.isEmpty {
+        if unless.consent == nil && unless.signals.isEmpty && unless.any.isEmpty {
             reader.error("empty-unless", node, "`unless` states no condition", hint: "e.g. `unless: {gpc: true}` or `unless: {consent: opt_in}`; or remove it")
         }
         return unless
@@ -359,6 +388,15 @@ public enum PolicyParser {
         if let n = fields["usp_opt_out"] { context.uspOptOut = reader.bool(n, "usp_opt_out") ?? false }
         if let n = fields["channel"] { context.channel = reader.string(n, "channel")?.value }
         if let n = fields["at"] { context.at = timestamp(n, "at", &reader)?.value }
+        if let n = fields["tc_string"] { context.tcString = reader.string(n, "tc_string")?.value }
+        if let n = fields["gpp_string"] { context.gppString = reader.string(n, "gpp_string")?.value }
+        if let n = fields["us_privacy"] { context.usPrivacy = reader.string(n, "us_privacy")?.value }
+        if let n = fields["tcf_vendor_id"] { context.tcfVendorId = reader.int(n, "tcf_vendor_id", range: 1...65535).map { UInt32($0.value) } }
+        if let n = fields["gpp_sid"] {
+            for entry in reader.sequence(n, "gpp_sid") ?? [] {
+                if let id = reader.int(entry, "a GPP section id", range: 1...65535) { context.gppSectionIds.append(UInt32(id.value)) }
+            }
+        }
         return TestRequestSyntax(subject: strings["subject"]!, purpose: strings["purpose"]!, data: strings["data"]!, context: context)
     }
 }

@@ -15,6 +15,8 @@ public struct TaxonomySyntax: Sendable {
     public var dataCategories: [TaxonomyNodeSyntax] = []
     /// Jurisdiction groups in file order.
     public var jurisdictions: [JurisdictionGroupSyntax] = []
+    /// `tcf_vendor_id: 755`: the vendor TC strings are checked for by default.
+    public var tcfVendorId: Located<Int>?
     /// Where the document starts.
     public var location: SourceLocation
 }
@@ -31,6 +33,8 @@ public struct TaxonomyNodeSyntax: Sendable {
     public var tcfPurposes: [Int] = []
     /// `tcf_special_feature: 1` (data categories).
     public var tcfSpecialFeature: Int?
+    /// `gpp_sensitive_data: {usnat: 8}` (data categories): GPP section id → 1-based position.
+    public var gppSensitiveData: [Int: Int] = [:]
     /// `labels:` free-form string attributes for the organisation's own use.
     public var labels: [String: String] = [:]
 }
@@ -81,6 +85,8 @@ public struct UnlessSyntax: Sendable {
     public var consent: Located<String>?
     /// Request signals and the value each must have, e.g. `gpc: true`.
     public var signals: [(name: Located<String>, value: Bool)] = []
+    /// `any_of: [sale_opt_out, targeted_advertising_opt_out]`: at least one of these signals present.
+    public var any: [Located<String>] = []
     public var location: SourceLocation
 }
 

@@ -1,0 +1,164 @@
+import ConsentModel
+import ConsentSignals
+
+/// What a request's consent signals say, read once per request (a batch's items share them) from
+/// the strings' bytes: the US opt-outs, the TC string that applies, and which strings are
+/// malformed. Borrows the bytes it was read from (through `TCFString`): use it only while they
+/// live — `PolicySet.withSignals` scopes it for a `RequestContext`.
+public struct SignalAssessment {
+    /// GPC, or a US Privacy string opting out of sale (or the `usp_opt_out` boolean).
+    var gpc = false
+    var uspOptOut = false
+    /// An applicable GPP US section's SaleOptOut, SharingOptOut or Gpc is 1.
+    var gppSaleOptOut = false
+    var targetedAdvertisingOptOut = false
+    /// Per US section (7…12): bit p-1 set when SensitiveDataProcessing position p is 1.
+    var sensitiveOptOuts = SensitiveMasks()
+    /// The TC string that applies and reads well.
+    var tcf: TCFString?
+    /// The TCF applies (a TC string given, or section 2 among the GPP string's applicable sections).
+    var tcfApplies = false
+    /// The TCF applies but its string cannot be read: consent under it is unknown.
+    var tcfUnknown = false
+    /// A GPP or US Privacy string cannot be read: the US opt-outs are unknown.
+    var usUnknown = false
+    /// The vendor TC strings are checked for (0: none known, so no TC string grants).
+    var vendorId = 0
+    /// The first malformed string and why, for the answer's message.
+    public private(set) var problem: (signal: String, error: SignalError)?
+
+    /// No signal strings: only the two booleans.
+    public init(gpc: Bool = false, uspOptOut: Bool = false) {
+        self.gpc = gpc
+        self.uspOptOut = uspOptOut
+    }
+
+    /// Whether some string could not be read.
+    public var hasProblem: Bool { problem != nil }
+
+    /// The applicable GPP sections as a mask (bit i: section i; GPP ids are below 64).
+    public static func sectionMask<S: Sequence>(_ ids: S) -> UInt64 where S.Element == UInt32 {
+        ids.reduce(0) { $1 < 64 ? $0 | 1 << UInt64($1) : $0 }
+    }
+
+    /// Reads the strings. `gppSectionIdsGiven` false: every section the GPP string carries applies;
+    /// else those in `gppSectionMask`.
+    public init(
+        gpc: Bool, uspOptOut: Bool, tcString: UnsafeRawBufferPointer?, gppString: UnsafeRawBufferPointer?,
+        gppSectionMask: UInt64, gppSectionIdsGiven: Bool, usPrivacy: UnsafeRawBufferPointer?, vendorId: Int
+    ) {
+        self.init(gpc: gpc, uspOptOut: uspOptOut)
+        self.vendorId = vendorId
+        if let usPrivacy, usPrivacy.count > 0 {
+            do throws(SignalError) {
+                if try USPrivacyString(parsing: usPrivacy).optedOutOfSale { self.uspOptOut = true }
+            } catch {
+                usUnknown = true
+                note("us_privacy", error)
+            }
+        }
+        if let tcString, tcString.count > 0 {
+            tcfApplies = true
+            do throws(SignalError) {
+                tcf = try TCFString(parsing: tcString)
+            } catch {
+                tcfUnknown = true
+                note("tc_string", error)
+            }
+        }
+        guard let gppString, gppString.count > 0 else { return }
+        let applies = { (id: Int) in !gppSectionIdsGiven || (id < 64 && gppSectionMask & (1 << UInt64(id)) != 0) }
+        let gpp: GPPString
+        do throws(SignalError) {
+            gpp = try GPPString(parsing: gppString)
+        } catch {
+            usUnknown = true
+            if applies(GPPSectionId.tcfEuV2) && tcf == nil {
+                tcfApplies = true
+                tcfUnknown = true
+            }
+            note("gpp_string", error)
+            return
+        }
+        if applies(GPPSectionId.tcfEuV2), tcf == nil, !tcfUnknown, let section = gpp.tcfEuV2() {
+            tcfApplies = true
+            tcf = section
+        }
+        if applies(GPPSectionId.usPrivacy), gpp.usPrivacy()?.optedOutOfSale == true { self.uspOptOut = true }
+        for id in SensitivePositions.sections where applies(id) {
+            guard let section = gpp.usSection(id) else { continue }
+            if section.value(.saleOptOut) == 1 || section.value(.sharingOptOut) == 1 || section.gpc == true { gppSaleOptOut = true }
+            if section.value(.targetedAdvertisingOptOut) == 1 { targetedAdvertisingOptOut = true }
+            var mask: UInt32 = 0
+            for position in 0..<section.count(of: .sensitiveDataProcessing) where section.value(.sensitiveDataProcessing, at: position) == 1 {
+                mask |= 1 << UInt32(position)
+            }
+            sensitiveOptOuts[id] = mask
+        }
+    }
+
+    private mutating func note(_ signal: String, _ error: SignalError) {
+        if problem == nil { problem = (signal, error) }
+    }
+
+    /// The answer's message for a decision denied `INVALID_SIGNAL`.
+    public var problemMessage: String? {
+        problem.map { "\($0.signal) cannot be read: \($0.error)" }
+    }
+}
+
+/// Per US section (7…12), a 32-bit mask of SensitiveDataProcessing positions set to 1.
+struct SensitiveMasks {
+    var masks: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0, 0)
+
+    subscript(id: Int) -> UInt32 {
+        get {
+            switch id {
+            case 7: masks.0
+            case 8: masks.1
+            case 9: masks.2
+            case 10: masks.3
+            case 11: masks.4
+            case 12: masks.5
+            default: 0
+            }
+        }
+        set {
+            switch id {
+            case 7: masks.0 = newValue
+            case 8: masks.1 = newValue
+            case 9: masks.2 = newValue
+            case 10: masks.3 = newValue
+            case 11: masks.4 = newValue
+            case 12: masks.5 = newValue
+            default: break
+            }
+        }
+    }
+}
+
+extension PolicySet {
+    /// Reads `context`'s signal strings in place and runs `body` with what they say.
+    public func withSignals<R>(_ context: RequestContext, _ body: (SignalAssessment) throws -> R) rethrows -> R {
+        guard context.hasSignalStrings else { return try body(SignalAssessment(gpc: context.gpc, uspOptOut: context.uspOptOut)) }
+        let vendor = Int(context.tcfVendorId ?? UInt32(tcfVendorId ?? 0))
+        let mask = SignalAssessment.sectionMask(context.gppSectionIds)
+        let given = !context.gppSectionIds.isEmpty
+        return try Self.withBytes(context.tcString) { tc in
+            try Self.withBytes(context.gppString) { gpp in
+                try Self.withBytes(context.usPrivacy) { usp in
+                    try body(SignalAssessment(
+                        gpc: context.gpc, uspOptOut: context.uspOptOut, tcString: tc, gppString: gpp,
+                        gppSectionMask: mask, gppSectionIdsGiven: given,
+                        usPrivacy: usp, vendorId: vendor
+                    ))
+                }
+            }
+        }
+    }
+
+    static func withBytes<R>(_ string: String?, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        guard var string else { return try body(nil) }
+        return try string.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
+    }
+}
