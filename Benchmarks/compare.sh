@@ -6,13 +6,14 @@
 # conditions. Usage:
 #   Benchmarks/compare.sh BEFORE/consentd AFTER/consentd [ROUNDS] [SECONDS]
 # e.g. build the old commit with `git worktree add`, `swift build -c release`, copy its consentd.
+# COMPARE_POLICIES=DIR uses that policy set for both (one the older binary can read) instead of ./Policies.
 set -euo pipefail
 before=$(realpath "$1"); after=$(realpath "$2"); rounds=${3:-2}; seconds=${4:-5}
 cd "$(dirname "$0")/.."
 ctl=$(swift build -c release --show-bin-path)/consentctl
 work=$(mktemp -d /tmp/consentd-compare.XXXXXX)
 trap 'pkill -f "$work/" 2>/dev/null || true; rm -rf "$work"' EXIT
-cp -r Policies "$work/Policies"
+cp -r "${COMPARE_POLICIES:-Policies}" "$work/Policies"
 start() {  # $1 binary, $2 store
     (cd "$work" && "$1" --log-level warning --store "$2" --socket "$work/s.sock" >/dev/null 2>&1 &)
     for _ in $(seq 100); do [ -S "$work/s.sock" ] && return; sleep 0.1; done

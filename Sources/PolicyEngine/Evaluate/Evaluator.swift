@@ -81,33 +81,15 @@ extension PolicySet {
         return .success(withSignals(request.context) { resolved(purpose, data, jurisdictionClass, channelBit, at, $0) })
     }
 
-    /// The request's ids with what its signals say for this purpose and data category: the one
-    /// place signals become bits and a TC string becomes a record.
+    /// The request's ids with what its signals say for this purpose and data category.
     @inline(__always)
     func resolved(_ purpose: UInt32, _ data: UInt32, _ jurisdictionClass: Int32, _ channelBit: UInt64, _ at: Timestamp, _ assessment: SignalAssessment) -> ResolvedRequest {
-        var signals: UInt8 = 0
-        var unknown: UInt8 = 0
-        if assessment.gpc { signals |= RequestSignal.gpc.bit }
-        if assessment.uspOptOut { signals |= RequestSignal.uspOptOut.bit }
-        if saleOrSharing[Int(purpose)] {
-            if assessment.gpc || assessment.uspOptOut || assessment.gppSaleOptOut { signals |= RequestSignal.saleOptOut.bit }
-            if assessment.usUnknown { unknown |= RequestSignal.saleOptOut.bit }
-        }
-        if assessment.targetedAdvertisingOptOut { signals |= RequestSignal.targetedAdvertisingOptOut.bit }
-        let positions = gppSensitive[Int(data)]
-        if !positions.isEmpty {
-            for section in SensitivePositions.sections {
-                let position = positions[section]
-                if position > 0, assessment.sensitiveOptOuts[section] & (1 << UInt32(position - 1)) != 0 {
-                    signals |= RequestSignal.sensitiveDataOptOut.bit
-                }
-            }
-        }
-        if assessment.usUnknown {
-            unknown |= RequestSignal.uspOptOut.bit | RequestSignal.targetedAdvertisingOptOut.bit | RequestSignal.sensitiveDataOptOut.bit
-        }
-        var request = ResolvedRequest(purpose: purpose, dataCategory: data, jurisdictionClass: jurisdictionClass, channelBit: channelBit, signals: signals, at: at)
-        request.unknownSignals = unknown
+        let bits = signalBits(
+            purpose, data, gpc: assessment.gpc, uspOptOut: assessment.uspOptOut, gppSaleOptOut: assessment.gppSaleOptOut,
+            targetedAdvertisingOptOut: assessment.targetedAdvertisingOptOut, sensitiveOptOuts: assessment.sensitiveOptOuts, usUnknown: assessment.usUnknown
+        )
+        var request = ResolvedRequest(purpose: purpose, dataCategory: data, jurisdictionClass: jurisdictionClass, channelBit: channelBit, signals: bits.signals, at: at)
+        request.unknownSignals = bits.unknown
         let mapped = tcfPurposes[Int(purpose)]
         if assessment.tcfApplies, mapped != 0 {
             if let tc = assessment.tcf {
@@ -117,6 +99,37 @@ extension PolicySet {
             }
         }
         return request
+    }
+
+    /// The one place a request's signals become `unless` bits for a purpose and data category,
+    /// and the bits a malformed string leaves unknown.
+    @inline(__always)
+    func signalBits(
+        _ purpose: UInt32, _ data: UInt32, gpc: Bool, uspOptOut: Bool, gppSaleOptOut: Bool = false,
+        targetedAdvertisingOptOut: Bool = false, sensitiveOptOuts: SensitiveMasks = SensitiveMasks(), usUnknown: Bool = false
+    ) -> (signals: UInt8, unknown: UInt8) {
+        var signals: UInt8 = 0
+        var unknown: UInt8 = 0
+        if gpc { signals |= RequestSignal.gpc.bit }
+        if uspOptOut { signals |= RequestSignal.uspOptOut.bit }
+        if saleOrSharing[Int(purpose)] {
+            if gpc || uspOptOut || gppSaleOptOut { signals |= RequestSignal.saleOptOut.bit }
+            if usUnknown { unknown |= RequestSignal.saleOptOut.bit }
+        }
+        if targetedAdvertisingOptOut { signals |= RequestSignal.targetedAdvertisingOptOut.bit }
+        if !sensitiveOptOuts.isEmpty {
+            let positions = gppSensitive[Int(data)]
+            for section in SensitivePositions.sections {
+                let position = positions[section]
+                if position > 0, sensitiveOptOuts[section] & (1 << UInt32(position - 1)) != 0 {
+                    signals |= RequestSignal.sensitiveDataOptOut.bit
+                }
+            }
+        }
+        if usUnknown {
+            unknown |= RequestSignal.uspOptOut.bit | RequestSignal.targetedAdvertisingOptOut.bit | RequestSignal.sensitiveDataOptOut.bit
+        }
+        return (signals, unknown)
     }
 
     /// A TC string grants a purpose when every TCF purpose it maps to has purpose consent and no
@@ -160,7 +173,8 @@ extension PolicySet {
             guard channelBytes.count <= RequestContext.maximumChannelBytes, Identifier.isPrintableASCII(bytes: channelBytes) else { return nil }
             if let bit = channelTable.lookup(channelBytes) { channelBit = bit }
         }
-        return resolved(purpose, data, jurisdictionClass, channelBit, at, SignalAssessment(gpc: gpc, uspOptOut: uspOptOut))
+        let bits = signalBits(purpose, data, gpc: gpc, uspOptOut: uspOptOut)
+        return ResolvedRequest(purpose: purpose, dataCategory: data, jurisdictionClass: jurisdictionClass, channelBit: channelBit, signals: bits.signals, at: at)
     }
 
     /// Decides a request for a subject whose records are `consent` (compact records in this set's

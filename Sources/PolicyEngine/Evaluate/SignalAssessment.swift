@@ -111,6 +111,8 @@ public struct SignalAssessment {
 struct SensitiveMasks {
     var masks: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0, 0)
 
+    var isEmpty: Bool { masks == (0, 0, 0, 0, 0, 0) }
+
     subscript(id: Int) -> UInt32 {
         get {
             switch id {
