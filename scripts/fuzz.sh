@@ -43,7 +43,7 @@ for target in "${targets[@]}"; do
     seeds=("Fuzz/seeds/$target")
     [ -d "Fuzz/corpus/$target" ] && seeds+=("Fuzz/corpus/$target")
     SWIFT_BACKTRACE=enable=no LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan.supp" CONSENTD_FUZZ_POLICIES="$PWD/Policies" CONSENTD_FUZZ_TAXONOMY="$PWD/Fuzz/taxonomy.yaml" "$bin/fuzz-$target" "$corpus" "${seeds[@]}" \
-        -max_total_time="$time" -print_final_stats=1 -max_len=4096 -timeout=10 -rss_limit_mb=4096 \
+        -max_total_time="$time" -print_final_stats=1 -max_len=4096 -timeout=60 -rss_limit_mb=4096 \
         -jobs="$jobs" -workers="$jobs" -artifact_prefix="Fuzz/artifacts/$target-" >"$log" 2>&1
     code=$?
     set -e

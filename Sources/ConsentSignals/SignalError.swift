@@ -31,6 +31,8 @@ public struct SignalError: Error, Equatable, Sendable, CustomStringConvertible {
         case invalidFlag(UInt8)
         /// A Fibonacci-coded integer longer than the decoder accepts.
         case fibonacciTooLong
+        /// A string longer than a request may carry.
+        case tooLong(bytes: Int, limit: Int)
     }
 
     /// `tcf`, `gpp` or `usp`.
@@ -84,6 +86,7 @@ public struct SignalError: Error, Equatable, Sendable, CustomStringConvertible {
             let shown = (0x21...0x7E).contains(byte) ? "'\(Character(Unicode.Scalar(byte)))'" : "byte 0x\(String(byte, radix: 16, uppercase: true))"
             return "\(shown) is not 'Y', 'N' or '-'"
         case .fibonacciTooLong: return "Fibonacci integer longer than 32 bits"
+        case .tooLong(let bytes, let limit): return "\(bytes) bytes, more than the \(limit) a request may carry"
         }
     }
 }

@@ -152,24 +152,25 @@ public enum SignalReport {
         return fields
     }
 
-    /// One entry per (purpose, type) in the order first seen, with the union of its vendors.
+    /// One entry per (purpose, type) in the order first seen, with the union of its vendors
+    /// (ranges merged first: the cost is bounded by the ids, not the ranges' lengths).
     static func restrictions(_ restrictions: PublisherRestrictions) -> [SignalValue] {
         var order: [Int] = []
-        var vendors: [Int: Set<Int>] = [:]
+        var ranges: [Int: [ClosedRange<Int>]] = [:]
         restrictions.walk(restriction: { purpose, type in
             let key = purpose << 2 | type
-            if vendors[key] == nil {
+            if ranges[key] == nil {
                 order.append(key)
-                vendors[key] = []
+                ranges[key] = []
             }
         }, range: { purpose, type, first, last in
-            vendors[purpose << 2 | type]!.formUnion(first...last)
+            ranges[purpose << 2 | type]!.append(first...last)
         })
         return order.map { key in
             .object([
                 SignalField("purpose", .int(key >> 2)),
                 SignalField("type", .int(key & 3)),
-                SignalField("vendors", .ints(vendors[key]!.sorted())),
+                SignalField("vendors", .ints(VendorSet.merged(ranges[key]!).flatMap { Array($0) })),
             ])
         }
     }

@@ -55,7 +55,7 @@ public struct TCFString {
         cmpId = try reader.readInt(12, "CmpId")
         cmpVersion = try reader.readInt(12, "CmpVersion")
         consentScreen = try reader.readInt(6, "ConsentScreen")
-        consentLanguageCode = try reader.readInt(12, "ConsentLanguage")
+        consentLanguageCode = try Self.letters(&reader, "ConsentLanguage")
         vendorListVersion = try reader.readInt(12, "VendorListVersion")
         policyVersion = try reader.readInt(6, "TcfPolicyVersion")
         isServiceSpecific = try reader.readBool("IsServiceSpecific")
@@ -64,7 +64,7 @@ public struct TCFString {
         purposeConsentBits = try reader.read(24, "PurposesConsent")
         purposeLegitimateInterestBits = try reader.read(24, "PurposesLITransparency")
         purposeOneTreatment = try reader.readBool("PurposeOneTreatment")
-        publisherCountryCode = try reader.readInt(12, "PublisherCC")
+        publisherCountryCode = try Self.letters(&reader, "PublisherCC")
         reader.segment = "core segment, vendor consents"
         vendorConsents = try VendorSet(parsing: &reader)
         reader.segment = "core segment, vendor legitimate interests"
@@ -102,6 +102,14 @@ public struct TCFString {
         disclosedVendors = disclosed
         allowedVendors = allowed
         publisherTC = publisher
+    }
+
+    /// Two letters, 6 bits each, 0 = "A" … 25 = "Z"; anything above Z is refused.
+    static func letters(_ reader: inout BitReader, _ field: StaticString) throws(SignalError) -> Int {
+        let at = reader.position
+        let code = try reader.readInt(12, field)
+        guard code >> 6 <= 25, code & 63 <= 25 else { throw reader.error(field, .invalidValue(code), at: at) }
+        return code
     }
 
     /// Parses a String's UTF-8 in place and runs `body` on the result (which must not escape it).
@@ -187,11 +195,34 @@ public struct VendorSet {
         }
     }
 
-    /// The ids, sorted and without repeats (for reports and tests, not for decisions).
+    /// The ids, sorted and without repeats (for reports and tests, not for decisions). Overlapping
+    /// ranges are merged first, so the cost is bounded by the ids (at most 65 535), not by the
+    /// sum of the ranges' lengths.
     public var ids: [Int] {
-        var result: [Int] = []
-        forEach { result.append($0) }
-        if isRangeEncoded { result = Array(Set(result)).sorted() }
+        if !isRangeEncoded {
+            var result: [Int] = []
+            forEach { result.append($0) }
+            return result
+        }
+        var ranges: [ClosedRange<Int>] = []
+        var position = start
+        for _ in 0..<entryCount {
+            let entry = RangeEntry.peek(reader, at: &position)
+            ranges.append(entry.first...entry.last)
+        }
+        return Self.merged(ranges).flatMap { Array($0) }
+    }
+
+    /// Sorted, non-overlapping, non-adjacent ranges covering the same ids.
+    static func merged(_ ranges: [ClosedRange<Int>]) -> [ClosedRange<Int>] {
+        var result: [ClosedRange<Int>] = []
+        for range in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = result.last, range.lowerBound <= last.upperBound + 1 {
+                result[result.count - 1] = last.lowerBound...max(last.upperBound, range.upperBound)
+            } else {
+                result.append(range)
+            }
+        }
         return result
     }
 }

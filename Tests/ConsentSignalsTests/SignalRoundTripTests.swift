@@ -282,6 +282,34 @@ struct SignalRoundTripTests {
         }
     }
 
+    /// Overlapping ranges (every entry 1…65535, 4095 times) read as the 65 535 ids they cover:
+    /// the report merges ranges instead of expanding each one (review 22 F4).
+    @Test func overlappingRangesAreMergedNotExpandedEach() throws {
+        var model = TCModel()
+        model.consents = VendorModel(ids: [], maximum: 65535, ranged: true)
+        var core = BitWriter()
+        core.write(2, 6)
+        for width in [36, 36, 12, 12, 6] { core.write(0, width) }
+        core.write(0, 12)                    // language AA
+        core.write(1, 12)                    // vendor list version
+        core.write(4, 6)
+        core.write(false); core.write(false)
+        core.write(0, 12); core.write(0, 24); core.write(0, 24); core.write(false); core.write(0, 12)
+        core.write(65535, 16); core.write(true); core.write(4095, 12)
+        for _ in 0..<4095 { core.write(true); core.write(1, 16); core.write(65535, 16) }
+        core.write(0, 16); core.write(false)  // legitimate interests: none
+        core.write(0, 12)                     // no restrictions
+        let report = try SignalReport.decode(core.text, as: .tcf)
+        guard case .ints(let ids)? = report["vendor_consents"] else {
+            Issue.record("no vendor_consents")
+            return
+        }
+        #expect(ids.count == 65535 && ids.first == 1 && ids.last == 65535)
+        try TCFString.withParsed(core.text) { tc in
+            #expect(tc.vendorConsents.contains(65535) && !tc.vendorConsents.contains(65536))
+        }
+    }
+
     // MARK: GPP
 
     /// A US section's fields as the layout table lists them, random 2-bit values.

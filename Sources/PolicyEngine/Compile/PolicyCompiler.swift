@@ -142,6 +142,9 @@ struct Compilation {
                 c.tcfVendorId = vendor
             }
         }
+        if c.tcfVendorId == nil, let mapped = c.taxonomies.lazy.flatMap(\.purposes).first(where: { !$0.tcfPurposes.isEmpty }) {
+            c.warning("no-tcf-vendor", mapped.key.location, "purpose '\(mapped.key.value)' maps to TCF purposes but the taxonomy states no tcf_vendor_id: a TC string grants only for a request naming its tcf_vendor_id, and otherwise counts as a refusal", hint: "add `tcf_vendor_id: <your vendor id>` to the taxonomy")
+        }
         if !c.taxonomies.isEmpty {
             if c.purposeKeys.isEmpty { c.error("empty-taxonomy", c.taxonomies[0].location, "the taxonomy declares no purposes") }
             if c.dataKeys.isEmpty { c.error("empty-taxonomy", c.taxonomies[0].location, "the taxonomy declares no data categories") }

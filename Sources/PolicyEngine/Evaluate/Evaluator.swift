@@ -64,9 +64,33 @@ struct Specificity {
 
 extension PolicySet {
     /// Resolves a request's names against this set. Fails with `UNKNOWN_PURPOSE`,
-    /// `UNKNOWN_DATA_CATEGORY` or `INVALID_REQUEST` (bad subject or jurisdiction). `signals` is
-    /// what the request's signal strings say (read once per request; nil: read them here).
-    public func resolve(_ request: DecisionRequest, now: Timestamp, signals assessment: SignalAssessment? = nil) -> Result<ResolvedRequest, DecisionFailure> {
+    /// `UNKNOWN_DATA_CATEGORY` or `INVALID_REQUEST` (bad subject or jurisdiction). Signal strings
+    /// on the request are read here; a caller deciding many items of one request reads them once
+    /// (`withSignals`) and passes them to `resolve(_:now:signals:)`.
+    public func resolve(_ request: DecisionRequest, now: Timestamp) -> Result<ResolvedRequest, DecisionFailure> {
+        switch resolveNames(request) {
+        case let .failure(failure): return .failure(failure)
+        case let .success(names):
+            let at = request.context.at ?? now
+            guard request.context.hasSignalStrings else {
+                let bits = signalBits(names.purpose, names.data, gpc: request.context.gpc, uspOptOut: request.context.uspOptOut)
+                return .success(ResolvedRequest(purpose: names.purpose, dataCategory: names.data, jurisdictionClass: names.jurisdictionClass, channelBit: names.channelBit, signals: bits.signals, at: at))
+            }
+            return .success(withSignals(request.context) { resolved(names.purpose, names.data, names.jurisdictionClass, names.channelBit, at, $0) })
+        }
+    }
+
+    /// `resolve` with the request's signals already read (`withSignals`).
+    public func resolve(_ request: DecisionRequest, now: Timestamp, signals assessment: borrowing SignalAssessment) -> Result<ResolvedRequest, DecisionFailure> {
+        switch resolveNames(request) {
+        case let .failure(failure): return .failure(failure)
+        case let .success(names):
+            return .success(resolved(names.purpose, names.data, names.jurisdictionClass, names.channelBit, request.context.at ?? now, assessment))
+        }
+    }
+
+    @inline(__always)
+    func resolveNames(_ request: DecisionRequest) -> Result<(purpose: UInt32, data: UInt32, jurisdictionClass: Int32, channelBit: UInt64), DecisionFailure> {
         guard DecisionRequest.isValidSubject(request.subject) else { return .failure(DecisionFailure(.invalidRequest)) }
         guard let purpose = purposes.id(of: request.purpose) else { return .failure(DecisionFailure(.unknownPurpose)) }
         guard let data = dataCategories.id(of: request.dataCategory) else { return .failure(DecisionFailure(.unknownDataCategory)) }
@@ -76,17 +100,17 @@ extension PolicySet {
             guard RequestContext.isValidChannel(channel) else { return .failure(DecisionFailure(.invalidRequest)) }
             if let bit = channelTable[channel] { channelBit = bit }  // by bytes, as the fast path
         }
-        let at = request.context.at ?? now
-        if let assessment { return .success(resolved(purpose, data, jurisdictionClass, channelBit, at, assessment)) }
-        return .success(withSignals(request.context) { resolved(purpose, data, jurisdictionClass, channelBit, at, $0) })
+        guard request.context.gppSectionIds.count <= RequestContext.maximumGPPSectionIds else { return .failure(DecisionFailure(.invalidRequest)) }
+        return .success((purpose, data, jurisdictionClass, channelBit))
     }
 
     /// The request's ids with what its signals say for this purpose and data category.
     @inline(__always)
-    func resolved(_ purpose: UInt32, _ data: UInt32, _ jurisdictionClass: Int32, _ channelBit: UInt64, _ at: Timestamp, _ assessment: SignalAssessment) -> ResolvedRequest {
+    func resolved(_ purpose: UInt32, _ data: UInt32, _ jurisdictionClass: Int32, _ channelBit: UInt64, _ at: Timestamp, _ assessment: borrowing SignalAssessment) -> ResolvedRequest {
         let bits = signalBits(
             purpose, data, gpc: assessment.gpc, uspOptOut: assessment.uspOptOut, gppSaleOptOut: assessment.gppSaleOptOut,
-            targetedAdvertisingOptOut: assessment.targetedAdvertisingOptOut, sensitiveOptOuts: assessment.sensitiveOptOuts, usUnknown: assessment.usUnknown
+            targetedAdvertisingOptOut: assessment.targetedAdvertisingOptOut, sensitiveOptOuts: assessment.sensitiveOptOuts,
+            uspUnknown: assessment.uspUnknown, usUnknown: assessment.usUnknown
         )
         var request = ResolvedRequest(purpose: purpose, dataCategory: data, jurisdictionClass: jurisdictionClass, channelBit: channelBit, signals: bits.signals, at: at)
         request.unknownSignals = bits.unknown
@@ -106,7 +130,7 @@ extension PolicySet {
     @inline(__always)
     func signalBits(
         _ purpose: UInt32, _ data: UInt32, gpc: Bool, uspOptOut: Bool, gppSaleOptOut: Bool = false,
-        targetedAdvertisingOptOut: Bool = false, sensitiveOptOuts: SensitiveMasks = SensitiveMasks(), usUnknown: Bool = false
+        targetedAdvertisingOptOut: Bool = false, sensitiveOptOuts: SensitiveMasks = SensitiveMasks(), uspUnknown: Bool = false, usUnknown: Bool = false
     ) -> (signals: UInt8, unknown: UInt8) {
         var signals: UInt8 = 0
         var unknown: UInt8 = 0
@@ -114,7 +138,7 @@ extension PolicySet {
         if uspOptOut { signals |= RequestSignal.uspOptOut.bit }
         if saleOrSharing[Int(purpose)] {
             if gpc || uspOptOut || gppSaleOptOut { signals |= RequestSignal.saleOptOut.bit }
-            if usUnknown { unknown |= RequestSignal.saleOptOut.bit }
+            if uspUnknown || usUnknown { unknown |= RequestSignal.saleOptOut.bit }
         }
         if targetedAdvertisingOptOut { signals |= RequestSignal.targetedAdvertisingOptOut.bit }
         if !sensitiveOptOuts.isEmpty {
@@ -126,18 +150,21 @@ extension PolicySet {
                 }
             }
         }
-        if usUnknown {
-            unknown |= RequestSignal.uspOptOut.bit | RequestSignal.targetedAdvertisingOptOut.bit | RequestSignal.sensitiveDataOptOut.bit
-        }
-        return (signals, unknown)
+        if uspUnknown { unknown |= RequestSignal.uspOptOut.bit }
+        if usUnknown { unknown |= RequestSignal.targetedAdvertisingOptOut.bit | RequestSignal.sensitiveDataOptOut.bit }
+        // A signal already known present does not become unknown because another string could
+        // also have set it.
+        return (signals, unknown & ~signals)
     }
 
     /// A TC string grants a purpose when every TCF purpose it maps to has purpose consent and no
     /// publisher restriction of type 0 (not allowed) for the vendor, the vendor has consent, and
     /// a data category mapped to a special feature has that feature's opt-in. A grant is a choice
     /// made at the string's LastUpdated; anything else is the customer's no, now.
+    /// A grant dated after the decision instant (a skewed browser clock, or a replay of an earlier
+    /// instant) is not a choice made by then, as a stored record would not be: it does not count.
     @inline(__always)
-    func tcfRecord(_ tc: TCFString, purpose: UInt32, mapped: UInt32, feature: Int, vendor: Int, at: Timestamp) -> CompactRecord {
+    func tcfRecord(_ tc: TCFString, purpose: UInt32, mapped: UInt32, feature: Int, vendor: Int, at: Timestamp) -> CompactRecord? {
         var grants = vendor > 0 && tc.vendorConsents.contains(vendor)
         var bits = mapped
         while grants && bits != 0 {
@@ -146,6 +173,7 @@ extension PolicySet {
             if !tc.purposeConsent(tcfPurpose) || tc.publisherRestrictions.types(purpose: tcfPurpose, vendor: vendor) & 1 != 0 { grants = false }
         }
         if grants && feature > 0 && !tc.specialFeatureOptIn(feature) { grants = false }
+        if grants && tc.lastUpdatedMicroseconds > at.microseconds { return nil }
         return CompactRecord(
             purpose: purpose, choice: grants ? .grant : .deny,
             recordedAt: grants ? Timestamp(microseconds: tc.lastUpdatedMicroseconds) : at,
@@ -179,8 +207,8 @@ extension PolicySet {
 
     /// Decides a request for a subject whose records are `consent` (compact records in this set's
     /// vocabulary, any order). Pure: the same inputs give the same decision.
-    public func decide(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp, signals: SignalAssessment? = nil) -> Decision {
-        switch resolve(request, now: now, signals: signals) {
+    public func decide(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp) -> Decision {
+        switch resolve(request, now: now) {
         case let .success(resolved): return decide(resolved, consent: consent)
         case let .failure(failure): return .deny(failure.reason)
         }
@@ -261,8 +289,10 @@ extension PolicySet {
         var unmetReason = ReasonCode.noMatchingRule
         var effective = EffectiveConsent()
         var computedConsent = false
-        /// The most specific rule whose outcome a malformed signal string leaves unknown.
+        /// The most specific permission and prohibition whose outcome a malformed signal string
+        /// leaves unknown.
         var unknown = Specificity()
+        var unknownProhibition = Specificity()
 
         var candidateIndex = start
         while candidateIndex < end {
@@ -292,16 +322,32 @@ extension PolicySet {
                     continue
                 }
             }
-            let signalsHold = rule.hasUnless
-                && request.signals & rule.unlessSignalsTrue == rule.unlessSignalsTrue
-                && request.signals & rule.unlessSignalsFalse == 0
-                && (rule.unlessSignalsAny == 0 || request.signals & rule.unlessSignalsAny != 0)
-            // An `unless` on a signal whose string cannot be read, or consent under a TC string
-            // that cannot be read: this rule's outcome is unknown, and the decision fails closed.
-            if (rule.unlessSignalsTrue | rule.unlessSignalsFalse | rule.unlessSignalsAny) & request.unknownSignals != 0
-                || (request.consentUnknown && (rule.unlessConsent || (rule.effect != .deny && rule.requirementKind != 2))) {
+            // The `unless` signals, three-valued: a malformed string leaves some unknown, but a
+            // signal known present or a condition already failed by a known one settles it.
+            let unknownBits = request.unknownSignals
+            let andFails = rule.unlessSignalsTrue & ~unknownBits & ~request.signals != 0 || rule.unlessSignalsFalse & request.signals != 0
+            let andUnknown = (rule.unlessSignalsTrue | rule.unlessSignalsFalse) & unknownBits != 0
+            let anyHolds = rule.unlessSignalsAny == 0 || rule.unlessSignalsAny & request.signals != 0
+            let anyUnknown = !anyHolds && rule.unlessSignalsAny & unknownBits != 0
+            let signalsHold = rule.hasUnless && !andFails && !andUnknown && anyHolds
+            var outcomeUnknown = rule.hasUnless && !andFails && (andUnknown || anyUnknown) && (anyHolds || anyUnknown)
+            // Consent under a TC string that cannot be read, where this rule would look at consent.
+            if request.consentUnknown {
+                if rule.effect == .deny {
+                    // A prohibition looks at consent only when its signals do not already keep it.
+                    if rule.unlessConsent && (signalsHold || outcomeUnknown) { outcomeUnknown = true }
+                } else if rule.requirementKind != 2 && !signalsHold {
+                    // A permission on consent, unless its signals already defeat it.
+                    outcomeUnknown = true
+                }
+            }
+            if outcomeUnknown {
                 tracer.rule(candidate.rule, .signalUnknown)
-                if unknown.isBeaten(by: candidate.rule, candidate.purposeDepth, dataDepth) {
+                if rule.effect == .deny {
+                    if unknownProhibition.isBeaten(by: candidate.rule, candidate.purposeDepth, dataDepth) {
+                        unknownProhibition = Specificity(rule: candidate.rule, purposeDepth: candidate.purposeDepth, dataDepth: dataDepth)
+                    }
+                } else if unknown.isBeaten(by: candidate.rule, candidate.purposeDepth, dataDepth) {
                     unknown = Specificity(rule: candidate.rule, purposeDepth: candidate.purposeDepth, dataDepth: dataDepth)
                 }
                 continue
@@ -371,8 +417,10 @@ extension PolicySet {
         if prohibition.rule >= 0 {
             return Decision(effect: .deny, reason: .prohibited, ruleIndex: prohibition.rule)
         }
-        if unknown.rule >= 0 {
-            return Decision(effect: .deny, reason: .invalidSignal, ruleIndex: unknown.rule)
+        // A prohibition that might match could deny whatever holds; a permission that might hold
+        // matters only when none holds for sure.
+        if unknownProhibition.rule >= 0 {
+            return Decision(effect: .deny, reason: .invalidSignal, ruleIndex: unknownProhibition.rule)
         }
         if held.rule >= 0 {
             let core = cores[Int(held.rule)]
@@ -382,6 +430,9 @@ extension PolicySet {
             default:
                 return Decision(effect: .allow, reason: heldReason, ruleIndex: held.rule, record: effective.record, legalBasis: .consent)
             }
+        }
+        if unknown.rule >= 0 {
+            return Decision(effect: .deny, reason: .invalidSignal, ruleIndex: unknown.rule)
         }
         if unmet.rule >= 0 {
             let record = unmetReason == .consentDenied || unmetReason == .consentStale ? effective.record : nil

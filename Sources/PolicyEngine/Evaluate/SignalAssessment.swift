@@ -20,7 +20,10 @@ public struct SignalAssessment {
     var tcfApplies = false
     /// The TCF applies but its string cannot be read: consent under it is unknown.
     var tcfUnknown = false
-    /// A GPP or US Privacy string cannot be read: the US opt-outs are unknown.
+    /// A US Privacy string (or a GPP string that may carry one) cannot be read: `usp_opt_out`
+    /// and `sale_opt_out` are unknown.
+    var uspUnknown = false
+    /// A GPP string that may carry US sections cannot be read: every US opt-out is unknown.
     var usUnknown = false
     /// The vendor TC strings are checked for (0: none known, so no TC string grants).
     var vendorId = 0
@@ -49,17 +52,20 @@ public struct SignalAssessment {
     ) {
         self.init(gpc: gpc, uspOptOut: uspOptOut)
         self.vendorId = vendorId
+        let limit = RequestContext.maximumSignalBytes
         if let usPrivacy, usPrivacy.count > 0 {
             do throws(SignalError) {
+                guard usPrivacy.count <= limit else { throw Self.tooLong(.usp, usPrivacy.count) }
                 if try USPrivacyString(parsing: usPrivacy).optedOutOfSale { self.uspOptOut = true }
             } catch {
-                usUnknown = true
+                uspUnknown = true
                 note("us_privacy", error)
             }
         }
         if let tcString, tcString.count > 0 {
             tcfApplies = true
             do throws(SignalError) {
+                guard tcString.count <= limit else { throw Self.tooLong(.tcf, tcString.count) }
                 tcf = try TCFString(parsing: tcString)
             } catch {
                 tcfUnknown = true
@@ -70,13 +76,30 @@ public struct SignalAssessment {
         let applies = { (id: Int) in !gppSectionIdsGiven || (id < 64 && gppSectionMask & (1 << UInt64(id)) != 0) }
         let gpp: GPPString
         do throws(SignalError) {
+            guard gppString.count <= limit else { throw Self.tooLong(.gpp, gppString.count) }
             gpp = try GPPString(parsing: gppString)
         } catch {
-            usUnknown = true
-            if applies(GPPSectionId.tcfEuV2) && tcf == nil {
+            // What the string could have said: the sections its header lists (all, if even the
+            // header cannot be read) that the request says apply.
+            var headerEnd = 0
+            while headerEnd < gppString.count, gppString[headerEnd] != UInt8(ascii: "~") { headerEnd += 1 }
+            let header = gppString.count <= limit ? try? GPPHeader(parsing: UnsafeRawBufferPointer(rebasing: gppString[0..<headerEnd])) : nil
+            let mayCarry = { (id: Int) -> Bool in
+                guard applies(id) else { return false }
+                guard let header else { return true }
+                var listed = false
+                header.forEachId { listedId in
+                    if listedId == id { listed = true }
+                    return listedId < id
+                }
+                return listed
+            }
+            if mayCarry(GPPSectionId.tcfEuV2) && !tcfApplies {
                 tcfApplies = true
                 tcfUnknown = true
             }
+            if mayCarry(GPPSectionId.usPrivacy) { uspUnknown = true }
+            if SensitivePositions.sections.contains(where: mayCarry) { usUnknown = true }
             note("gpp_string", error)
             return
         }
@@ -95,6 +118,10 @@ public struct SignalAssessment {
             }
             sensitiveOptOuts[id] = mask
         }
+    }
+
+    static func tooLong(_ kind: SignalKind, _ count: Int) -> SignalError {
+        SignalError(kind, segment: "string", field: "(length)", bitOffset: 0, problem: .tooLong(bytes: count, limit: RequestContext.maximumSignalBytes))
     }
 
     private mutating func note(_ signal: String, _ error: SignalError) {
