@@ -10,17 +10,42 @@ public struct RequestContext: Hashable, Sendable {
     public var channel: String?
     /// The instant to decide at; nil means now.
     public var at: Timestamp?
+    /// The consent signal strings, boxed: most requests carry none, and a request is copied on
+    /// the decision path, so their absence costs one nil pointer.
+    private var signalStrings: SignalStrings?
+
     /// A TCF v2 TC string from the site's consent banner; its presence says the TCF applies.
-    public var tcString: String?
+    public var tcString: String? {
+        get { signalStrings?.tcString }
+        set { updateSignals { $0.tcString = newValue } }
+    }
     /// A GPP string.
-    public var gppString: String?
+    public var gppString: String? {
+        get { signalStrings?.gppString }
+        set { updateSignals { $0.gppString = newValue } }
+    }
     /// The GPP sections that apply to the request (OpenRTB `regs.gpp_sid`); empty: every
     /// section the GPP string carries.
-    public var gppSectionIds: [UInt32] = []
+    public var gppSectionIds: [UInt32] {
+        get { signalStrings?.gppSectionIds ?? [] }
+        set { updateSignals { $0.gppSectionIds = newValue } }
+    }
     /// A US Privacy string (`1YNN`).
-    public var usPrivacy: String?
+    public var usPrivacy: String? {
+        get { signalStrings?.usPrivacy }
+        set { updateSignals { $0.usPrivacy = newValue } }
+    }
     /// The TCF vendor id asking; nil: the policy set's `tcf_vendor_id`.
-    public var tcfVendorId: UInt32?
+    public var tcfVendorId: UInt32? {
+        get { signalStrings?.tcfVendorId }
+        set { updateSignals { $0.tcfVendorId = newValue } }
+    }
+
+    private mutating func updateSignals(_ change: (inout SignalStrings.Fields) -> Void) {
+        var fields = signalStrings?.fields ?? SignalStrings.Fields()
+        change(&fields)
+        signalStrings = fields == SignalStrings.Fields() ? nil : SignalStrings(fields)
+    }
 
     /// The most bytes one signal string may have.
     public static let maximumSignalBytes = 16 << 10
@@ -28,7 +53,10 @@ public struct RequestContext: Hashable, Sendable {
     public static let maximumGPPSectionIds = 64
 
     /// Whether the request carries any consent signal string.
-    public var hasSignalStrings: Bool { tcString != nil || gppString != nil || usPrivacy != nil }
+    public var hasSignalStrings: Bool {
+        guard let fields = signalStrings?.fields else { return false }
+        return fields.tcString != nil || fields.gppString != nil || fields.usPrivacy != nil
+    }
 
     /// The most bytes a channel name may have.
     public static let maximumChannelBytes = 64
@@ -160,4 +188,27 @@ public enum Identifier {
         let digits = Array("0123456789ABCDEF".utf8)
         return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 15)]], as: UTF8.self)
     }
+}
+
+/// A request's consent signal strings, immutable and shared (see `RequestContext.signalStrings`).
+final class SignalStrings: Hashable, Sendable {
+    struct Fields: Hashable, Sendable {
+        var tcString: String?
+        var gppString: String?
+        var gppSectionIds: [UInt32] = []
+        var usPrivacy: String?
+        var tcfVendorId: UInt32?
+    }
+
+    let fields: Fields
+    init(_ fields: Fields) { self.fields = fields }
+
+    var tcString: String? { fields.tcString }
+    var gppString: String? { fields.gppString }
+    var gppSectionIds: [UInt32] { fields.gppSectionIds }
+    var usPrivacy: String? { fields.usPrivacy }
+    var tcfVendorId: UInt32? { fields.tcfVendorId }
+
+    static func == (lhs: SignalStrings, rhs: SignalStrings) -> Bool { lhs.fields == rhs.fields }
+    func hash(into hasher: inout Hasher) { hasher.combine(fields) }
 }
