@@ -188,6 +188,7 @@ let package = Package(
             name: "ConsentReceiptsTests",
             dependencies: [
                 "ConsentReceipts", "ConsentServer", "ConsentClient", "ConsentWire", "ConsentModel", "ConsentStore", "ConsentTesting",
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .testTarget(

@@ -21,6 +21,7 @@ let package = Package(
             name: "consentd-benchmarks",
             dependencies: [
                 .product(name: "ConsentModel", package: parent.lastPathComponent),
+                .product(name: "ConsentSignals", package: parent.lastPathComponent),
                 .product(name: "PolicyEngine", package: parent.lastPathComponent),
                 .product(name: "ConsentStore", package: parent.lastPathComponent),
                 .product(name: "ConsentWire", package: parent.lastPathComponent),

@@ -41,6 +41,16 @@ public struct RequestContext: Hashable, Sendable {
         set { updateSignals { $0.tcfVendorId = newValue } }
     }
 
+    /// Sets every signal field at once (one box, where setting each would make one per field);
+    /// empty strings and a vendor 0 are absent, as on the wire.
+    public mutating func setSignals(tcString: String, gppString: String, gppSectionIds: [UInt32], usPrivacy: String, tcfVendorId: UInt32) {
+        let fields = SignalStrings.Fields(
+            tcString: tcString.isEmpty ? nil : tcString, gppString: gppString.isEmpty ? nil : gppString, gppSectionIds: gppSectionIds,
+            usPrivacy: usPrivacy.isEmpty ? nil : usPrivacy, tcfVendorId: tcfVendorId == 0 ? nil : tcfVendorId
+        )
+        signalStrings = fields == SignalStrings.Fields() ? nil : SignalStrings(fields)
+    }
+
     private mutating func updateSignals(_ change: (inout SignalStrings.Fields) -> Void) {
         var fields = signalStrings?.fields ?? SignalStrings.Fields()
         change(&fields)

@@ -1,4 +1,5 @@
 import ConsentModel
+import Crypto
 import PolicyEngine
 
 /// The parts of a receipt that depend only on the policy set, JSON-encoded once per set.
@@ -39,6 +40,8 @@ package struct ConnectionReceipts {
     /// many times, and the keyed hash is the costliest part of a receipt.
     private var hashedSubject: [UInt8] = []
     private var hashedSubjectText = ""
+    /// The last signal strings hashed, per field (a batch's items share one context).
+    private var signalHashes = (tc: SignalHash(), gpp: SignalHash(), usp: SignalHash())
     package let lines = ReceiptLines()
 
     package init(queue: ReceiptQueue, connection: UInt64) {
@@ -74,8 +77,9 @@ package struct ConnectionReceipts {
         switch event.asked {
         case let .bytes(fields):
             encodeCapping(fields, of: event, at: time, set: set)
-        case let .strings(subject, purpose, dataCategory, jurisdiction, channel):
-            AskedFields.holding([Array(subject.utf8), Array(purpose.utf8), Array(dataCategory.utf8)], jurisdiction.map { Array($0.utf8) }, channel.map { Array($0.utf8) }) {
+        case let .strings(subject, purpose, dataCategory, context):
+            let optional = [context.jurisdiction, context.channel, context.tcString, context.gppString, context.usPrivacy].map { $0.map { Array($0.utf8) } }
+            AskedFields.holding([Array(subject.utf8), Array(purpose.utf8), Array(dataCategory.utf8)], optional) {
                 encodeCapping($0, of: event, at: time, set: set)
             }
         }
@@ -100,6 +104,9 @@ package struct ConnectionReceipts {
         let hash = queue.subjectMode == .hash ? subjectHash(fields.subject) : ""
         var bound = 400 + idPrefix.count + parts.revision.count + (ruleBytes?.count ?? 0) + hash.utf8.count
         bound += 6 * (fields.subject.count + fields.purpose.count + fields.dataCategory.count + (fields.jurisdiction?.count ?? 0) + (fields.channel?.count ?? 0))
+        if fields.hasSignalStrings || event.signals != EventSignals() {
+            bound += ReceiptSchema.signalOverheadBytes + 6 * ((fields.tcString?.count ?? 0) + (fields.gppString?.count ?? 0) + (fields.usPrivacy?.count ?? 0))
+        }
         lines.reserve(bound)
         var out = RawCursor(lines.end)
         out.put(#"{"id":""#)
@@ -152,6 +159,10 @@ package struct ConnectionReceipts {
             out.put(#""at":""#)
             clock.write(at, to: &out)
             out.put(UInt8(ascii: "\""))
+            separator = true
+        }
+        if fields.hasSignalStrings || event.signals != EventSignals() {
+            encodeSignals(fields, event.signals, separator: separator, to: &out)
         }
         out.put(event.decision.isAllowed ? ReceiptSchema.decisionFields.allow : ReceiptSchema.decisionFields.deny)
         out.put(event.decision.reason.name)
@@ -173,10 +184,77 @@ package struct ConnectionReceipts {
     }
 
 
+    /// The context's signals: the strings as asked when subjects are written raw, else their
+    /// SHA-256 (a TC string is the customer's choices, kept no plainer than their id); the
+    /// applicable GPP sections and the vendor asked for.
+    private mutating func encodeSignals(_ fields: AskedFields, _ signals: EventSignals, separator: Bool, to out: inout RawCursor) {
+        var separator = separator
+        func key(_ name: StaticString, _ out: inout RawCursor) {
+            if separator { out.put(UInt8(ascii: ",")) }
+            out.put(UInt8(ascii: "\""))
+            out.put(name)
+            separator = true
+        }
+        let raw = queue.subjectMode == .raw
+        func string(_ name: StaticString, _ hashedName: StaticString, _ bytes: UnsafeRawBufferPointer?, _ hash: inout SignalHash, _ out: inout RawCursor) {
+            guard let bytes else { return }
+            key(raw ? name : hashedName, &out)
+            out.put(#"":"#)
+            if raw {
+                out.putString(bytes)
+            } else {
+                out.put(UInt8(ascii: "\""))
+                out.put(hash.hex(of: bytes))
+                out.put(UInt8(ascii: "\""))
+            }
+        }
+        string(#"tc_string"#, #"tc_string_sha256"#, fields.tcString, &signalHashes.tc, &out)
+        string(#"gpp_string"#, #"gpp_string_sha256"#, fields.gppString, &signalHashes.gpp, &out)
+        string(#"us_privacy"#, #"us_privacy_sha256"#, fields.usPrivacy, &signalHashes.usp, &out)
+        if signals.gppSectionCount > 0 {
+            key(#"gpp_sid":["#, &out)
+            var first = true
+            var mask = signals.gppSectionMask
+            while mask != 0 {
+                if !first { out.put(UInt8(ascii: ",")) }
+                out.putDecimal(UInt64(mask.trailingZeroBitCount))
+                mask &= mask - 1
+                first = false
+            }
+            out.put(UInt8(ascii: "]"))
+            if signals.gppSectionCount != signals.gppSectionMask.nonzeroBitCount {
+                // Duplicates, or ids no section has: the count decides whether there were too many.
+                out.put(#","gpp_sid_count":"#)
+                out.putDecimal(UInt64(signals.gppSectionCount))
+            }
+        }
+        if signals.tcfVendorId != 0 {
+            key(#"tcf_vendor_id":"#, &out)
+            out.putDecimal(UInt64(signals.tcfVendorId))
+        }
+    }
+
     /// Hands the lines of this frame to the queue.
     package func flush() {
         guard lines.count > 0 else { return }
         queue.enqueue(lines)
+    }
+}
+
+/// The SHA-256 (hex) of the last string one signal field held, kept for the next receipt.
+struct SignalHash {
+    private var last: [UInt8] = []
+    private var text: [UInt8] = []
+
+    mutating func hex(of bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        if text.isEmpty || !last.elementsEqual(bytes) {
+            last = Array(bytes)
+            var hasher = SHA256()
+            hasher.update(bufferPointer: bytes)
+            let digits = Array("0123456789abcdef".utf8)
+            text = hasher.finalize().flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }
+        }
+        return text
     }
 }
 

@@ -11,6 +11,18 @@ public struct Receipt: Decodable, Sendable {
         public var usp_opt_out: Bool?
         public var channel: String?
         public var at: String?
+        public var tc_string: String?
+        public var gpp_string: String?
+        public var us_privacy: String?
+        public var tc_string_sha256: String?
+        public var gpp_string_sha256: String?
+        public var us_privacy_sha256: String?
+        public var gpp_sid: [UInt32]?
+        public var gpp_sid_count: Int?
+        public var tcf_vendor_id: UInt32?
+
+        /// Whether a signal string is recorded only by its hash.
+        var hasHashedSignals: Bool { tc_string_sha256 != nil || gpp_string_sha256 != nil || us_privacy_sha256 != nil }
     }
 
     public var id: String
@@ -182,6 +194,9 @@ public final class ReceiptReplayer {
     }
 
     func replay(_ receipt: Receipt) -> Outcome {
+        if receipt.context.hasHashedSignals {
+            return .unverifiable("the receipt holds the SHA-256 of its signal strings, not the strings (receipts written with --receipt-subject raw keep them)")
+        }
         let set: PolicySet
         switch policySet(receipt.revision) {
         case .success(let found): set = found
@@ -230,9 +245,15 @@ public final class ReceiptReplayer {
     /// Decides the receipt's question again with `records` and compares every field.
     private func compare(_ receipt: Receipt, set: PolicySet, time: Timestamp, at: Timestamp?, subject: String, records: [ConsentRecord]) -> Outcome {
         let compact = records.map { $0.compact(in: set.vocabulary) }
-        let context = RequestContext(
+        var context = RequestContext(
             jurisdiction: receipt.context.jurisdiction, gpc: receipt.context.gpc ?? false, uspOptOut: receipt.context.usp_opt_out ?? false,
             channel: receipt.context.channel, at: at
+        )
+        let ids = receipt.context.gpp_sid ?? []
+        let sections = EventSignals(gppSectionMask: SignalAssessment.sectionMask(ids), gppSectionCount: max(ids.count, receipt.context.gpp_sid_count ?? 0))
+        context.setSignals(
+            tcString: receipt.context.tc_string ?? "", gppString: receipt.context.gpp_string ?? "", gppSectionIds: sections.replayedSectionIds,
+            usPrivacy: receipt.context.us_privacy ?? "", tcfVendorId: receipt.context.tcf_vendor_id ?? 0
         )
         let request = DecisionRequest(subject: subject, purpose: receipt.purpose, dataCategory: receipt.data_category, context: context)
         let decision = set.decide(request, consent: compact[...], now: time)

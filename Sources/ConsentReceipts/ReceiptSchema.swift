@@ -1,3 +1,4 @@
+import ConsentModel
 import Foundation
 
 /// The receipt file format's words, in one place for its writers (the encoder, the queue's and
@@ -13,6 +14,13 @@ package enum ReceiptSchema {
     static let gapMarker = Array(#"{"gap":"#.utf8)
     /// How a seal line starts.
     static let sealMarker = Array(#"{"chain":"#.utf8)
+
+    /// The most bytes a receipt's signal keys and values take besides the strings themselves
+    /// (their hashes, up to 64 GPP section ids, the count, the vendor).
+    static let signalOverheadBytes = 1024
+
+    /// The longest receipt line the encoder writes: every field capped, every byte escaped.
+    package static let maximumLineBytes = 4096 + signalOverheadBytes + 3 * 6 * RequestContext.maximumSignalBytes
 
     /// A decision's word in a receipt.
     static func decisionWord(allowed: Bool) -> String { allowed ? "allow" : "deny" }

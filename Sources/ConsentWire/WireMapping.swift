@@ -68,11 +68,14 @@ extension Consentd_V1_Choice {
 
 extension Consentd_V1_Context {
     /// The model form, range-checked; `at` unset means "now".
+    /// Empty signal strings are absent; `tcf_vendor_id` 0 means the policy set's vendor.
     public func model() throws(WireRecordError) -> RequestContext {
-        RequestContext(
+        var context = RequestContext(
             jurisdiction: jurisdiction.isEmpty ? nil : jurisdiction, gpc: gpc, uspOptOut: uspOptOut,
             channel: channel.isEmpty ? nil : channel, at: hasAt ? try at.model(field: "context.at") : nil
         )
+        context.setSignals(tcString: tcString, gppString: gppString, gppSectionIds: gppSid, usPrivacy: usPrivacy, tcfVendorId: tcfVendorID)
+        return context
     }
 
     /// The wire form of a model context.
@@ -83,6 +86,11 @@ extension Consentd_V1_Context {
         uspOptOut = context.uspOptOut
         channel = context.channel ?? ""
         if let at = context.at { self.at = Google_Protobuf_Timestamp(at) }
+        tcString = context.tcString ?? ""
+        gppString = context.gppString ?? ""
+        gppSid = context.gppSectionIds
+        usPrivacy = context.usPrivacy ?? ""
+        tcfVendorID = context.tcfVendorId ?? 0
     }
 }
 

@@ -54,6 +54,13 @@ struct CheckCommand: ParsableCommand {
         obligations, the policy revision and the consent sequence. --format json prints the \
         proto3 JSON mapping of consentd.v1.CheckResponse. Exit status 0 whatever the decision \
         (3 for a deny with --fail-on-deny), 69 when the daemon cannot be reached.
+
+        Consent signals go with the question as the ad request carried them: --tc-string (a \
+        TCF v2 TC string; the TCF then applies), --gpp with --gpp-sid (the applicable GPP \
+        sections, as OpenRTB's regs.gpp_sid), --us-privacy, --gpc, and --vendor (the TCF \
+        vendor id asking; default: the policy set's tcf_vendor_id). A string the daemon cannot \
+        read denies what it could have decided with INVALID_SIGNAL and says why; \
+        `consentctl signals decode` shows what a string says.
         """
     )
 
@@ -65,6 +72,12 @@ struct CheckCommand: ParsableCommand {
     @Flag(help: "A US Privacy opt-out of sale accompanies the request.") var uspOptOut = false
     @Option(help: "The channel of the use.") var channel: String?
     @Option(help: "Decide at this RFC 3339 instant instead of now.") var at: String?
+    @Option(name: .customLong("tc-string"), help: "A TCF v2 TC string from the consent banner (the TCF applies).") var tcString: String?
+    @Option(name: .customLong("gpp"), help: "A GPP string.") var gpp: String?
+    @Option(name: .customLong("gpp-sid"), help: ArgumentHelp("The GPP sections that apply, comma-separated (e.g. 7,8); none: every section the string carries.", valueName: "ids"))
+    var gppSid: String?
+    @Option(name: .customLong("us-privacy"), help: "A US Privacy string (e.g. 1YNN).") var usPrivacy: String?
+    @Option(help: ArgumentHelp("The TCF vendor id asking (default: the policy set's tcf_vendor_id).", valueName: "id")) var vendor: UInt32?
     @Flag(help: "Include the full trace.") var explain = false
     @Flag(help: "Exit with status 3 when the decision is deny.") var failOnDeny = false
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
@@ -72,11 +85,25 @@ struct CheckCommand: ParsableCommand {
 
     func validate() throws {
         if let at, Timestamp(rfc3339: at) == nil { throw ValidationError("--at '\(at)' is not an RFC 3339 time") }
+        _ = try sectionIds()
+        if vendor == 0 { throw ValidationError("--vendor must be a TCF vendor id (1 or more)") }
+    }
+
+    /// `--gpp-sid` as ids.
+    func sectionIds() throws -> [UInt32] {
+        guard let gppSid, !gppSid.isEmpty else { return [] }
+        return try gppSid.split(separator: ",", omittingEmptySubsequences: false).map { part in
+            guard let id = UInt32(part.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--gpp-sid '\(gppSid)' must be section ids separated by commas (e.g. 7,8)")
+            }
+            return id
+        }
     }
 
     func run() throws {
         let client = try socketOptions.connect()
-        let context = RequestContext(jurisdiction: jurisdiction, gpc: gpc, uspOptOut: uspOptOut, channel: channel, at: at.flatMap { Timestamp(rfc3339: $0) })
+        var context = RequestContext(jurisdiction: jurisdiction, gpc: gpc, uspOptOut: uspOptOut, channel: channel, at: at.flatMap { Timestamp(rfc3339: $0) })
+        context.setSignals(tcString: tcString ?? "", gppString: gpp ?? "", gppSectionIds: try sectionIds(), usPrivacy: usPrivacy ?? "", tcfVendorId: vendor ?? 0)
         let response = try daemonCall { try client.check(subject: subject, purpose: purpose, dataCategory: data, context: context, explain: explain) }
         switch format {
         case .json:
@@ -87,9 +114,12 @@ struct CheckCommand: ParsableCommand {
             var line = "\(response.decision == .allow ? "allow" : "deny") \(response.reason.name)"
             if !response.ruleID.isEmpty { line += " by \(response.ruleID) (\(response.ruleLocation))" }
             print(line)
+            if !response.message.isEmpty { print("  \(response.message)") }
             if response.hasConsentRecord {
                 let record = response.consentRecord
-                var text = "  consent record #\(record.sequence): \(record.choice == .grant ? "grant" : "deny") \(record.purpose)"
+                // Sequence 0: the choice the request's TC string made, not a stored record.
+                let origin = record.sequence == 0 ? "consent from the TC string" : "consent record #\(record.sequence)"
+                var text = "  \(origin): \(record.choice == .grant ? "grant" : "deny") \(record.purpose)"
                 if !record.dataCategory.isEmpty { text += " [\(record.dataCategory)]" }
                 text += " at \(record.recordedAt.model) via \(record.source)"
                 if record.hasNoticeVersion { text += ", notice \(record.noticeVersion)" }

@@ -1,5 +1,6 @@
 import ConsentModel
 @testable import ConsentReceipts
+import Crypto
 import Foundation
 import PolicyEngine
 import Testing
@@ -30,14 +31,19 @@ import Testing
         let record = CompactRecord(purpose: 0, choice: .grant, recordedAt: Timestamp(microseconds: 0), sequence: 41)
         let at = try #require(Timestamp(rfc3339: "2026-06-01T00:00:00.000001Z"))
         let decided = try #require(Timestamp(rfc3339: "2026-12-03T10:00:00.5Z"))
+        var context = RequestContext(jurisdiction: "DE", gpc: true, uspOptOut: true, channel: "web", at: at)
+        let tc = "CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA"
+        context.setSignals(tcString: tc, gppString: "DBABMA~CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA", gppSectionIds: [2, 7, 7, 99], usPrivacy: "1YN\"", tcfVendorId: 755)
+        var fullEvent = DecisionEvent(
+            asked: .strings(subject: "jos\u{E9} \"q\"\\\u{1}", purpose: "marketing.advertising.targeted", dataCategory: "user.behavior", context: context),
+            gpc: true, uspOptOut: true, requestedAt: at, decidedAt: decided,
+            decision: Decision(effect: .allow, reason: .consentGranted, ruleIndex: rule, record: record), sequence: 99, kind: .check
+        )
+        fullEvent.signals = EventSignals(context)
         let events: [(DecisionEvent, String)] = [
+            (fullEvent, "full"),
             (DecisionEvent(
-                asked: .strings(subject: "jos\u{E9} \"q\"\\\u{1}", purpose: "marketing.advertising.targeted", dataCategory: "user.behavior", jurisdiction: "DE", channel: "web"),
-                gpc: true, uspOptOut: true, requestedAt: at, decidedAt: decided,
-                decision: Decision(effect: .allow, reason: .consentGranted, ruleIndex: rule, record: record), sequence: 99, kind: .check
-            ), "full"),
-            (DecisionEvent(
-                asked: .strings(subject: String(repeating: "x", count: 300), purpose: "p", dataCategory: "d", jurisdiction: nil, channel: nil),
+                asked: .strings(subject: String(repeating: "x", count: 300), purpose: "p", dataCategory: "d", context: RequestContext()),
                 gpc: false, uspOptOut: false, requestedAt: nil, decidedAt: decided,
                 decision: .deny(.invalidRequest), sequence: 0, kind: .listUses
             ), "bare"),
@@ -58,6 +64,14 @@ import Testing
         #expect(full.rule == "eea-targeted-ads")
         #expect(full.record == 41 && full.sequence == 99 && full.revision == set.revision)
         #expect(full.kind == "check")
+        #expect(full.context.tc_string == tc && full.context.us_privacy == "1YN\"")
+        #expect(full.context.gpp_string?.hasPrefix("DBABMA~") == true)
+        #expect(full.context.gpp_sid == [2, 7] && full.context.gpp_sid_count == 4 && full.context.tcf_vendor_id == 755)
+        #expect(full.context.tc_string_sha256 == nil && !full.context.hasHashedSignals)
+        // What a replay gives back decides as the request did: the same mask, "given", and count.
+        let replayed = EventSignals(gppSectionMask: SignalAssessment.sectionMask(full.context.gpp_sid ?? []), gppSectionCount: full.context.gpp_sid_count ?? 0)
+        #expect(replayed == EventSignals(gppSectionMask: EventSignals(context).gppSectionMask, gppSectionCount: 4))
+        #expect(replayed.replayedSectionIds.count == 4 && SignalAssessment.sectionMask(replayed.replayedSectionIds) == SignalAssessment.sectionMask([2, 7]))
         let bare = raw[1]
         #expect(bare.subject == "\u{1}truncated: 300 bytes")
         #expect(bare.context.jurisdiction == nil && bare.context.channel == nil && bare.context.at == nil)
@@ -66,8 +80,17 @@ import Testing
         #expect(bare.rule == nil && bare.record == 0 && bare.kind == "list_uses")
         let hashed = try encode(events, subjects: .hash)
         #expect(hashed[0].subject == nil && hashed[0].subject_hash == "h\("jos\u{E9} \"q\"\\\u{1}".utf8.count)")
+        // Signal strings are as private as the subject: hashed (SHA-256) unless subjects are raw.
+        #expect(hashed[0].context.tc_string == nil && hashed[0].context.tc_string_sha256 == sha256Hex(tc))
+        #expect(hashed[0].context.gpp_string == nil && hashed[0].context.gpp_string_sha256?.count == 64)
+        #expect(hashed[0].context.us_privacy_sha256 == sha256Hex("1YN\""))
+        #expect(hashed[0].context.gpp_sid == [2, 7] && hashed[0].context.tcf_vendor_id == 755)
         let omitted = try encode(events, subjects: .omit)
         #expect(omitted[0].subject == nil && omitted[0].subject_hash == nil)
+    }
+
+    func sha256Hex(_ text: String) -> String {
+        SHA256.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     @Test func gapLinesRoundTrip() {

@@ -83,7 +83,7 @@ struct GoldenVector: CustomTestStringConvertible, Sendable {
         switch response.result {
         case let .check(check)?:
             let explanation: [UInt8]? = check.hasExplanation ? try check.explanation.serializedBytes() : nil
-            #expect(AnswerWriter.writeCheckFrame(id: response.id, try Self.answer(check), explanation: explanation, into: &frame), "the writer filled its announced size")
+            #expect(AnswerWriter.writeCheckFrame(id: response.id, try Self.answer(check), explanation: explanation, message: check.message.isEmpty ? nil : check.message, into: &frame), "the writer filled its announced size")
         case let .checkBatch(batch)?:
             let policy = EncodedPolicy(revision: batch.policyRevision, rules: batch.results.map { ($0.ruleID, "", $0.obligations) })
             let results = batch.results.enumerated().map { index, result in
@@ -94,7 +94,7 @@ struct GoldenVector: CustomTestStringConvertible, Sendable {
                 )
             }
             #expect(AnswerWriter.writeBatchFrame(id: response.id, policy: policy, consentSequence: batch.consentSequence, count: results.count,
-                                                 result: { results[$0] }, into: &frame), "the writer filled its announced size")
+                                                 message: batch.message.isEmpty ? nil : batch.message, result: { results[$0] }, into: &frame), "the writer filled its announced size")
         default:
             Issue.record("\(vector.name) is not a Check or CheckBatch answer")
             return
@@ -136,7 +136,8 @@ struct GoldenVector: CustomTestStringConvertible, Sendable {
             // Declining is right for anything but a plain Check, without explain, whose strings are ASCII.
             var plain = false
             if case let .check(check)? = request.method {
-                plain = !check.explain && [check.subjectID, check.purpose, check.dataCategory, check.context.jurisdiction, check.context.channel]
+                let context = check.context
+                plain = !check.explain && [check.subjectID, check.purpose, check.dataCategory, context.jurisdiction, context.channel, context.tcString, context.gppString, context.usPrivacy]
                     .allSatisfy { $0.utf8.allSatisfy { $0 < 0x80 } }
             }
             #expect(!plain, "\(vector.name): the reader declined a plain ASCII Check")
@@ -152,6 +153,10 @@ struct GoldenVector: CustomTestStringConvertible, Sendable {
         #expect((text(parsed.jurisdiction) ?? "") == check.context.jurisdiction && (text(parsed.channel) ?? "") == check.context.channel)
         #expect(parsed.gpc == check.context.gpc && parsed.uspOptOut == check.context.uspOptOut)
         #expect(parsed.at == (check.context.hasAt ? Timestamp(seconds: check.context.at.seconds, nanos: check.context.at.nanos) : nil))
+        #expect((text(parsed.tcString) ?? "") == check.context.tcString && (text(parsed.gppString) ?? "") == check.context.gppString)
+        #expect((text(parsed.usPrivacy) ?? "") == check.context.usPrivacy && parsed.tcfVendorId == check.context.tcfVendorID)
+        #expect(parsed.gppSectionCount == check.context.gppSid.count)
+        #expect(parsed.gppSectionMask == check.context.gppSid.reduce(UInt64(0)) { $1 < 64 ? $0 | 1 << UInt64($1) : $0 })
     }
 }
 

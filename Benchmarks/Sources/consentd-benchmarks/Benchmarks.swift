@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConsentModel
+import ConsentSignals
 import ConsentStore
 import ConsentWire
 import ConsentWorkload
@@ -15,7 +16,7 @@ struct Benchmarks: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "consentd-benchmarks",
         abstract: "In-process benchmarks of the decision core and the consent index.",
-        subcommands: [Decide.self, Load.self, Allocations.self],
+        subcommands: [Decide.self, Load.self, Allocations.self, Signals.self],
         defaultSubcommand: Decide.self
     )
 }
@@ -123,6 +124,73 @@ struct Decide: ParsableCommand {
             print(String(format: "allocations: %.4f mallocs per decision (%lld mallocs in %d decisions; checksum %d)", Double(stats.mallocCount) / Double(allocationSample), stats.mallocCount, allocationSample, sink % 997))
         } else {
             print("allocations: not measured — run through ./run.sh so the malloc interposer is preloaded")
+        }
+    }
+}
+
+/// Consent signal strings: decoding a typical TC string and a GPP string with a US national
+/// section, and deciding with a TC string read from a request's bytes, in ns and allocations.
+struct Signals: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Benchmark decoding TCF and GPP strings and deciding with them.")
+
+    @Option(help: "Policy directory.") var policies = "../Policies"
+    @Option(help: "Seconds to measure each phase.") var duration = 2.0
+
+    /// iabtcf-es's test suite: a v2 string whose vendor consents are a bitfield of several hundred
+    /// vendors and whose legitimate interests are a range list.
+    static let typicalTC = "CO4VGswO4VGswAfZCBDEAzCsAP_AAH_AAAigGUNf_X9fb2vj-_599_t0eY1f9_63v-wzjheNs-8NyZ_X_L4Xr2MyvB36pq4KuR4Eu3LBAQdlHOHcTQmQ4IkVqTPsbk2Mr7NKJ7LEilMbM2dYGHtPn9VTuZKYr97s___z__-__v__75f_r-3_3_vp9V---3YHIgEmGpfARZiWOBJNGlUKIEIVxIdACACihGFomsICVwU7K4CP0EDABAagIwIgQYgoxZBAAAAAElEQAkAwIBEARAIAAQArQEIACJAEFgBIGAQACoGhYARRBKBIQZHBUcogQFSLRQTzRgSQAA"
+    /// iabgpp-es's test suite: a GPP string with a US national section (v1) and its GPC subsection.
+    static let typicalGPP = "DBABLA~BVQqAAAAAgA.QA"
+
+    func run() throws {
+        guard let set = try PolicyDirectory.compile(policies, vocabulary: Vocabulary()).result.policySet else { throw ValidationError("policies do not compile") }
+        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, load average \(loadAverage())")
+        let tcBytes = Array(Self.typicalTC.utf8), gppBytes = Array(Self.typicalGPP.utf8)
+        let tc = try tcBytes.withUnsafeBytes { try TCFString(parsing: $0) }
+        var vendors = 0, interests = 0
+        tc.vendorConsents.forEach { _ in vendors += 1 }
+        tc.vendorLegitimateInterests.forEach { _ in interests += 1 }
+        print("TC string: \(tcBytes.count) characters; vendor consents: \(vendors) vendors (\(tc.vendorConsents.isRangeEncoded ? "ranges" : "bitfield"), max id \(tc.vendorConsents.maxVendorId)); legitimate interests: \(interests) vendors (\(tc.vendorLegitimateInterests.isRangeEncoded ? "ranges" : "bitfield"))")
+        let now = Timestamp(rfc3339: "2026-06-01T00:00:00Z")!
+        let plain = DecisionRequest(subject: "s", purpose: "marketing.advertising.targeted", dataCategory: "user.behavior.browsing", context: RequestContext(jurisdiction: "DE"))
+        var withTC = plain
+        withTC.context.tcString = Self.typicalTC
+        let records: ArraySlice<CompactRecord> = []
+
+        let phases: [(String, (Int) -> Int)] = [
+            ("decode TC string (parse + vendor 755 + purposes 1-4)", { i in
+                tcBytes.withUnsafeBytes { raw in
+                    guard let tc = try? TCFString(parsing: raw) else { return 0 }
+                    return (tc.vendorConsents.contains(755 &+ (i & 1)) ? 1 : 0) &+ (tc.purposeConsent(1 &+ (i & 3)) ? 1 : 0)
+                }
+            }),
+            ("decode GPP string with usnat (header + section + fields)", { _ in
+                gppBytes.withUnsafeBytes { raw in
+                    guard let gpp = try? GPPString(parsing: raw), let section = gpp.usSection(7) else { return 0 }
+                    return Int(section.value(.saleOptOut) ?? 0) &+ Int(section.value(.targetedAdvertisingOptOut) ?? 0) &+ (section.gpc == true ? 1 : 0)
+                }
+            }),
+            ("decide without signal strings", { _ in set.decide(plain, consent: records, now: now).isAllowed ? 1 : 0 }),
+            ("decide with the TC string (read + resolve + evaluate)", { _ in set.decide(withTC, consent: records, now: now).isAllowed ? 1 : 0 }),
+        ]
+        MallocInterposerSwift.initialize()
+        MallocInterposerSwift.hook()
+        let probe = [Int](repeating: 1, count: 1000)
+        MallocInterposerSwift.unhook()
+        let counting = MallocInterposerSwift.getStatistics().mallocCount > 0 && probe.count == 1000
+        for (name, body) in phases {
+            let result = measure(duration: duration, body)
+            var allocations = "allocations not counted (run through ./run.sh)"
+            if counting {
+                MallocInterposerSwift.initialize()
+                MallocInterposerSwift.hook()
+                var sink = 0
+                for i in 0..<100_000 { sink &+= body(i) }
+                MallocInterposerSwift.unhook()
+                allocations = String(format: "%.3f mallocs/op", Double(MallocInterposerSwift.getStatistics().mallocCount) / 100_000)
+                if sink == 42 { print("") }
+            }
+            print(String(format: "%-58@ %8.0f ns/op  %@  (checksum %d)", name as NSString, 1e9 / result.rate, allocations as NSString, result.checksum % 997))
         }
     }
 }
@@ -279,8 +347,14 @@ struct Allocations: ParsableCommand {
             if sink == 42 { print("") }
             return (name, perOperation)
         }
+        var withTC = request
+        withTC.context.tcString = Signals.typicalTC
+        let tcBytes = Array(Signals.typicalTC.utf8), gppBytes = Array(Signals.typicalGPP.utf8)
         let measured = try [
             count("evaluate") { Int(set.decide(request, consent: records, now: now).reason.rawValue) },
+            count("evaluate_with_tc_string") { Int(set.decide(withTC, consent: records, now: now).reason.rawValue) },
+            count("decode_tc_string") { tcBytes.withUnsafeBytes { (try? TCFString(parsing: $0))?.vendorConsents.contains(755) == true ? 1 : 0 } },
+            count("decode_gpp_usnat") { gppBytes.withUnsafeBytes { Int((try? GPPString(parsing: $0))?.usSection(7)?.value(.saleOptOut) ?? 0) } },
             count("index_lookup") { snapshot.records(of: request.subject).count },
             count("frame_decode_check_request") {
                 try encodedRequest.withUnsafeBytes { try Consentd_V1_Request(serializedBytes: RawBytes($0)).id == 7 ? 1 : 0 }

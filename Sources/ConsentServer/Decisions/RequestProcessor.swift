@@ -43,6 +43,15 @@ package struct RequestProcessor {
         }
     }
 
+    /// Tests and the fuzz target only: decisions are made at this instant instead of now, so that
+    /// two paths answering one request at different moments can be compared byte for byte (a TC
+    /// string's refusal is a choice made at the decision's instant, and its answer says when).
+    package var pinnedNow: Timestamp?
+
+    /// The instant of a decision that names none.
+    @inline(__always)
+    private func now() -> Timestamp { pinnedNow ?? .now() }
+
     /// The receipt lines encoded since the last flush (for the fuzz target's checks).
     package var pendingReceipts: ReceiptLines? { receipts?.lines }
 
@@ -68,32 +77,66 @@ package struct RequestProcessor {
         guard roles.check, let check = ParsedCheck.parse(bytes) else { return false }
         let subject = UnsafeRawBufferPointer(rebasing: bytes[check.subject])
         guard Identifier.isPrintableASCII(bytes: subject) else { return false }
+        guard check.gppSectionCount <= RequestContext.maximumGPPSectionIds else { return false }
         let set = policies.current()
-        let at = check.at ?? .now()
-        guard let resolved = set.resolve(
-            purposeBytes: UnsafeRawBufferPointer(rebasing: bytes[check.purpose]),
-            dataBytes: UnsafeRawBufferPointer(rebasing: bytes[check.data]),
-            jurisdictionBytes: check.jurisdiction.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
-            channelBytes: check.channel.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
-            gpc: check.gpc, uspOptOut: check.uspOptOut, at: at
-        ) else { return false }
+        let at = check.at ?? now()
+        let purposeBytes = UnsafeRawBufferPointer(rebasing: bytes[check.purpose]), dataBytes = UnsafeRawBufferPointer(rebasing: bytes[check.data])
+        let jurisdictionBytes = check.jurisdiction.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
+        let channelBytes = check.channel.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
+        let resolvedOrNil: ResolvedRequest?
+        if check.hasSignalStrings {
+            guard let signals = Self.signals(of: check, in: bytes, set: set) else { return false }
+            resolvedOrNil = set.resolve(purposeBytes: purposeBytes, dataBytes: dataBytes, jurisdictionBytes: jurisdictionBytes, channelBytes: channelBytes, at: at, signals: signals)
+        } else {
+            resolvedOrNil = set.resolve(
+                purposeBytes: purposeBytes, dataBytes: dataBytes, jurisdictionBytes: jurisdictionBytes, channelBytes: channelBytes,
+                gpc: check.gpc, uspOptOut: check.uspOptOut, at: at
+            )
+        }
+        guard let resolved = resolvedOrNil else { return false }
         let snapshot = consent.current()
         let decision = snapshot.withRecords(ofSubjectBytes: subject) { set.decide(resolved, records: $0) }
         ServerCounters.bump(services.counters.requests)
-        decided(DecisionEvent(
-            asked: .bytes(AskedFields(
-                subject: subject, purpose: UnsafeRawBufferPointer(rebasing: bytes[check.purpose]),
-                dataCategory: UnsafeRawBufferPointer(rebasing: bytes[check.data]),
-                jurisdiction: check.jurisdiction.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
-                channel: check.channel.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
-            )),
+        var event = DecisionEvent(
+            asked: .bytes(Self.asked(subject: subject, purpose: purposeBytes, dataCategory: dataBytes, context: check, in: bytes)),
             gpc: check.gpc, uspOptOut: check.uspOptOut, requestedAt: check.at, decidedAt: check.at == nil ? at : nil,
             decision: decision, sequence: snapshot.sequence, kind: .check
-        ), set: set)
+        )
+        event.signals = EventSignals(gppSectionMask: check.gppSectionMask, gppSectionCount: check.gppSectionCount, tcfVendorId: check.tcfVendorId)
+        decided(event, set: set)
         if !AnswerWriter.writeCheckFrame(id: check.id, answerParts(set).answer(decision, sequence: snapshot.sequence), into: &buffer) {
             buffer.writeBytes(unwritable(check.id))
         }
         return true
+    }
+
+    /// A fast-path request's asked fields as views of its frame.
+    @inline(__always)
+    static func asked(
+        subject: UnsafeRawBufferPointer, purpose: UnsafeRawBufferPointer, dataCategory: UnsafeRawBufferPointer,
+        context: ParsedCheck, in bytes: UnsafeRawBufferPointer
+    ) -> AskedFields {
+        func view(_ range: Range<Int>?) -> UnsafeRawBufferPointer? { range.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } }
+        return AskedFields(
+            subject: subject, purpose: purpose, dataCategory: dataCategory, jurisdiction: view(context.jurisdiction), channel: view(context.channel),
+            tcString: view(context.tcString), gppString: view(context.gppString), usPrivacy: view(context.usPrivacy)
+        )
+    }
+
+    /// What the signal strings of a context read on the fast path say, read in place from the
+    /// frame; nil when the general path must answer (a string that cannot be read: its answer
+    /// carries a message).
+    @inline(__always)
+    static func signals(of context: ParsedCheck, in bytes: UnsafeRawBufferPointer, set: PolicySet) -> SignalAssessment? {
+        let signals = SignalAssessment(
+            gpc: context.gpc, uspOptOut: context.uspOptOut,
+            tcString: context.tcString.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
+            gppString: context.gppString.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
+            gppSectionMask: context.gppSectionMask, gppSectionIdsGiven: context.gppSectionCount > 0,
+            usPrivacy: context.usPrivacy.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
+            vendorId: set.signalVendor(context.tcfVendorId == 0 ? nil : context.tcfVendorId)
+        )
+        return signals.hasProblem ? nil : signals
     }
 
     /// The encoded strings of `set` for answers, renewed when a reload swapped the set.
@@ -109,37 +152,54 @@ package struct RequestProcessor {
     /// are resolved before anything is written, so a decline leaves `buffer` untouched.
     package mutating func fastBatch(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
         guard roles.check, batch.parse(bytes, maximumItems: services.maximumBatchItems) else { return false }
-        let set = policies.current()
         let context = batch.context
-        let at = context.at ?? .now()
+        guard context.gppSectionCount <= RequestContext.maximumGPPSectionIds else { return false }
+        let set = policies.current()
+        let at = context.at ?? now()
         let jurisdiction = context.jurisdiction.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
         let channel = context.channel.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
+        // The items share the context: its signal strings are read once for the batch.
+        let signals: SignalAssessment?
+        if context.hasSignalStrings {
+            guard let read = Self.signals(of: context, in: bytes, set: set) else { return false }
+            signals = read
+        } else {
+            signals = nil
+        }
         batchResolved.removeAll(keepingCapacity: true)
         for item in batch.items {
             let subject = UnsafeRawBufferPointer(rebasing: bytes[item.subject])
             guard Identifier.isPrintableASCII(bytes: subject) else { return false }
-            guard let resolved = set.resolve(
-                purposeBytes: UnsafeRawBufferPointer(rebasing: bytes[item.purpose]), dataBytes: UnsafeRawBufferPointer(rebasing: bytes[item.data]),
-                jurisdictionBytes: jurisdiction, channelBytes: channel, gpc: context.gpc, uspOptOut: context.uspOptOut, at: at
-            ) else { return false }
+            let purposeBytes = UnsafeRawBufferPointer(rebasing: bytes[item.purpose]), dataBytes = UnsafeRawBufferPointer(rebasing: bytes[item.data])
+            let resolvedOrNil = if let signals {
+                set.resolve(purposeBytes: purposeBytes, dataBytes: dataBytes, jurisdictionBytes: jurisdiction, channelBytes: channel, at: at, signals: signals)
+            } else {
+                set.resolve(
+                    purposeBytes: purposeBytes, dataBytes: dataBytes, jurisdictionBytes: jurisdiction, channelBytes: channel,
+                    gpc: context.gpc, uspOptOut: context.uspOptOut, at: at
+                )
+            }
+            guard let resolved = resolvedOrNil else { return false }
             batchResolved.append((resolved, item.subject))
         }
         let snapshot = consent.current()
         batchDecisions.removeAll(keepingCapacity: true)
         // One instant for every item's receipt (a batch is decided at one time).
-        let decidedAt = context.at == nil ? at : (receipts == nil ? nil : Timestamp.now())
+        let decidedAt = context.at == nil ? at : (receipts == nil ? nil : now())
         for (index, (resolved, subject)) in batchResolved.enumerated() {
             let subjectBytes = UnsafeRawBufferPointer(rebasing: bytes[subject])
             let decision = snapshot.withRecords(ofSubjectBytes: subjectBytes) { set.decide(resolved, records: $0) }
             let item = batch.items[index]
-            decided(DecisionEvent(
-                asked: .bytes(AskedFields(
+            var event = DecisionEvent(
+                asked: .bytes(Self.asked(
                     subject: subjectBytes, purpose: UnsafeRawBufferPointer(rebasing: bytes[item.purpose]),
-                    dataCategory: UnsafeRawBufferPointer(rebasing: bytes[item.data]), jurisdiction: jurisdiction, channel: channel
+                    dataCategory: UnsafeRawBufferPointer(rebasing: bytes[item.data]), context: context, in: bytes
                 )),
                 gpc: context.gpc, uspOptOut: context.uspOptOut, requestedAt: context.at, decidedAt: decidedAt,
                 decision: decision, sequence: snapshot.sequence, kind: .batch
-            ), set: set)
+            )
+            event.signals = EventSignals(gppSectionMask: context.gppSectionMask, gppSectionCount: context.gppSectionCount, tcfVendorId: context.tcfVendorId)
+            decided(event, set: set)
             batchDecisions.append(decision)
         }
         ServerCounters.bump(services.counters.requests)
@@ -280,11 +340,13 @@ package struct RequestProcessor {
         _ decision: Decision, subject: String, purpose: String, dataCategory: String, context: RequestContext,
         at now: Timestamp, sequence: UInt64, kind: DecisionEvent.Kind
     ) -> DecisionEvent {
-        DecisionEvent(
-            asked: .strings(subject: subject, purpose: purpose, dataCategory: dataCategory, jurisdiction: context.jurisdiction, channel: context.channel),
+        var event = DecisionEvent(
+            asked: .strings(subject: subject, purpose: purpose, dataCategory: dataCategory, context: context),
             gpc: context.gpc, uspOptOut: context.uspOptOut, requestedAt: context.at, decidedAt: now,
             decision: decision, sequence: sequence, kind: kind
         )
+        if context.hasSignalStrings || context.tcfVendorId != nil || !context.gppSectionIds.isEmpty { event.signals = EventSignals(context) }
+        return event
     }
 
     mutating func check(_ id: UInt64, _ check: Consentd_V1_CheckRequest) -> Outcome {
@@ -294,21 +356,27 @@ package struct RequestProcessor {
         let snapshot = consent.current()
         let request = DecisionRequest(subject: check.subjectID, purpose: check.purpose, dataCategory: check.dataCategory, context: context)
         let records = snapshot.records(of: request.subject)
-        let now = Timestamp.now()
+        let now = self.now()
         let decision: Decision
+        /// INVALID_SIGNAL's why: which string cannot be read.
+        let message: String?
         var explained: [UInt8]?
         if check.explain {
             var explanation = set.explain(request, consent: records, now: now)
             // Every record of the subject is consent history: admins only (as History is).
             if !roles.admin { explanation = explanation.withoutRecordTrace() }
             decision = explanation.decision
+            message = decision.reason == .invalidSignal ? explanation.signalProblem : nil
             explained = (try? set.wireExplanation(explanation).serializedBytes()) ?? []
         } else {
-            decision = set.decide(request, consent: records, now: now)
+            (decision, message) = set.withSignals(context) { signals in
+                let decision = set.decide(request, consent: records, now: now, signals: signals)
+                return (decision, decision.reason == .invalidSignal ? signals.problemMessage : nil)
+            }
         }
         decided(event(decision, subject: request.subject, purpose: request.purpose, dataCategory: request.dataCategory, context: request.context,
                       at: now, sequence: snapshot.sequence, kind: .check), set: set)
-        return .respondFrame(AnswerWriter.checkFrame(id: id, answerParts(set).answer(decision, sequence: snapshot.sequence), explanation: explained) ?? unwritable(id))
+        return .respondFrame(AnswerWriter.checkFrame(id: id, answerParts(set).answer(decision, sequence: snapshot.sequence), explanation: explained, message: message) ?? unwritable(id))
     }
 
     mutating func checkBatch(_ id: UInt64, _ batch: Consentd_V1_CheckBatchRequest) -> Outcome {
@@ -319,21 +387,27 @@ package struct RequestProcessor {
         do { context = try batch.context.model() } catch { return .respond(self.error(id, .invalidArgument, error.message)) }
         let set = policies.current()
         let snapshot = consent.current()
-        let now = Timestamp.now()
+        let now = self.now()
         var decisions: [Decision] = []
         decisions.reserveCapacity(batch.items.count)
-        for item in batch.items {
-            let request = DecisionRequest(subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context)
-            let decision = set.decide(request, consent: snapshot.records(of: item.subjectID), now: now)
-            decided(event(decision, subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context,
-                          at: now, sequence: snapshot.sequence, kind: .batch), set: set)
-            decisions.append(decision)
+        // The items share one context: its signal strings are read once for the batch.
+        let message = set.withSignals(context) { signals in
+            var sawInvalidSignal = false
+            for item in batch.items {
+                let request = DecisionRequest(subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context)
+                let decision = set.decide(request, consent: snapshot.records(of: item.subjectID), now: now, signals: signals)
+                decided(event(decision, subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context,
+                              at: now, sequence: snapshot.sequence, kind: .batch), set: set)
+                decisions.append(decision)
+                if decision.reason == .invalidSignal { sawInvalidSignal = true }
+            }
+            return sawInvalidSignal ? signals.problemMessage : nil
         }
         let parts = answerParts(set)
         var frame: [UInt8] = []
-        frame.reserveCapacity(64 + 32 * decisions.count)
+        frame.reserveCapacity(64 + 32 * decisions.count + (message?.utf8.count ?? 0))
         guard AnswerWriter.writeBatchFrame(
-            id: id, policy: parts.policy, consentSequence: snapshot.sequence, count: decisions.count,
+            id: id, policy: parts.policy, consentSequence: snapshot.sequence, count: decisions.count, message: message,
             result: { parts.result(decisions[$0]) }, into: &frame
         ) else { return .respondFrame(unwritable(id)) }
         return .respondFrame(frame)
@@ -348,26 +422,29 @@ package struct RequestProcessor {
         let set = policies.current()
         let snapshot = consent.current()
         let records = snapshot.records(of: list.subjectID)
-        let now = Timestamp.now()
+        let now = self.now()
         var result = Consentd_V1_ListUsesResponse()
         result.policyRevision = set.revision
         result.consentSequence = snapshot.sequence
-        for purpose in set.purposes.leaves {
-            for data in set.dataCategories.leaves {
-                let decision = set.decide(DecisionRequest(subject: list.subjectID, purpose: purpose, dataCategory: data, context: context), consent: records, now: now)
-                guard decision.isAllowed else { continue }
-                decided(event(decision, subject: list.subjectID, purpose: purpose, dataCategory: data, context: context,
-                              at: now, sequence: snapshot.sequence, kind: .listUses), set: set)
-                result.uses.append(Consentd_V1_Use.with {
-                    $0.purpose = purpose
-                    $0.dataCategory = data
-                    $0.reason = Consentd_V1_Reason(decision.reason)
-                    if decision.ruleIndex >= 0 {
-                        $0.ruleID = set.rules[Int(decision.ruleIndex)].id
-                        $0.obligations = set.rules[Int(decision.ruleIndex)].obligations
-                    }
-                    if let basis = decision.legalBasis { $0.legalBasis = Consentd_V1_LegalBasis(basis) }
-                })
+        set.withSignals(context) { signals in
+            for purpose in set.purposes.leaves {
+                for data in set.dataCategories.leaves {
+                    let decision = set.decide(DecisionRequest(subject: list.subjectID, purpose: purpose, dataCategory: data, context: context), consent: records, now: now, signals: signals)
+                    if decision.reason == .invalidSignal, result.message.isEmpty { result.message = signals.problemMessage ?? "" }
+                    guard decision.isAllowed else { continue }
+                    decided(event(decision, subject: list.subjectID, purpose: purpose, dataCategory: data, context: context,
+                                  at: now, sequence: snapshot.sequence, kind: .listUses), set: set)
+                    result.uses.append(Consentd_V1_Use.with {
+                        $0.purpose = purpose
+                        $0.dataCategory = data
+                        $0.reason = Consentd_V1_Reason(decision.reason)
+                        if decision.ruleIndex >= 0 {
+                            $0.ruleID = set.rules[Int(decision.ruleIndex)].id
+                            $0.obligations = set.rules[Int(decision.ruleIndex)].obligations
+                        }
+                        if let basis = decision.legalBasis { $0.legalBasis = Consentd_V1_LegalBasis(basis) }
+                    })
+                }
             }
         }
         var response = Consentd_V1_Response()

@@ -74,6 +74,10 @@ public final class FrameExerciser {
         admin.peer = PeerCredentials(pid: 1, uid: daemon.state.ownUID, gid: 0)
         checker = daemon.state.makeProcessor()
         checker.peer = PeerCredentials(pid: 2, uid: 4_000_000_000, gid: 4_000_000_000)
+        // One instant for both paths: a TC string's refusal is recorded at the decision's instant,
+        // and the two paths answer the same frame at different moments.
+        admin.pinnedNow = now
+        checker.pinnedNow = now
         precondition(checker.roles.check && !checker.roles.admin, "the fuzz checker must have the check role only")
     }
 
@@ -103,7 +107,7 @@ public final class FrameExerciser {
                 let line = UnsafeRawBufferPointer(rebasing: lines.bytes[start..<end])
                 precondition(line.first == UInt8(ascii: "{") && line.last == UInt8(ascii: "\n") && line.dropLast().last == UInt8(ascii: "}"), "a receipt line is not one JSON object")
                 precondition(!line.dropLast().contains { $0 < 0x20 }, "a receipt line carries a raw control byte")
-                precondition(line.count <= 4096, "a receipt line is larger than its capped fields allow")
+                precondition(line.count <= ReceiptSchema.maximumLineBytes, "a receipt line is larger than its capped fields allow")
                 start = end
             }
         }

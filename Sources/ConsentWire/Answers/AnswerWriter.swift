@@ -11,10 +11,11 @@ public enum AnswerWriter {
     @usableFromInline static let responseID: UInt64 = 1, responseCheck: UInt64 = 2, responseBatch: UInt64 = 3
 
     /// Writes the frame of `Response{id, check: answer}`; `explanation`, when given, is the
-    /// encoded `Explanation` message written as field 10. The frame's size is computed first and
-    /// reserved once; false (nothing written) if the writer did not fill exactly that size.
+    /// encoded `Explanation` message written as field 10, and `message` (INVALID_SIGNAL's why)
+    /// field 11. The frame's size is computed first and reserved once; false (nothing written)
+    /// if the writer did not fill exactly that size.
     @inlinable @discardableResult
-    public static func writeCheckFrame<S: WireSink>(id: UInt64, _ answer: CheckAnswer, explanation: [UInt8]? = nil, into sink: inout S) -> Bool {
+    public static func writeCheckFrame<S: WireSink>(id: UInt64, _ answer: CheckAnswer, explanation: [UInt8]? = nil, message: String? = nil, into sink: inout S) -> Bool {
         let policy = answer.policy
         let rule: EncodedRule? = answer.ruleIndex >= 0 ? policy.rules[Int(answer.ruleIndex)] : nil
         let recordSize = answer.record.map(recordBodySize) ?? 0
@@ -26,6 +27,7 @@ public enum AnswerWriter {
             checkSize += rule.ruleID.count + rule.location.count + (answer.withObligations ? rule.checkObligations.count : 0)
         }
         if let explanation { checkSize += WireWriter.messageFieldSize(10, bodySize: explanation.count) }
+        if let message { checkSize += WireWriter.bytesFieldSize(11, message.utf8.count) }
         let responseSize = WireWriter.varintFieldSize(responseID, id) + WireWriter.messageFieldSize(responseCheck, bodySize: checkSize)
 
         return policy.bytes.withUnsafeBytes { encoded in sink.writeReserved(WireWriter.size(UInt64(responseSize)) + responseSize) { sink in
@@ -50,16 +52,17 @@ public enum AnswerWriter {
                 WireWriter.messageHeader(10, bodySize: explanation.count, into: &sink)
                 WireWriter.encoded(explanation, into: &sink)
             }
+            if let message { WireWriter.stringField(11, message, into: &sink) }                // 11 message
         } }
     }
 
     /// `writeCheckFrame` into a new array (one allocation for answers without a long explanation);
     /// nil if the frame could not be written whole.
     @inlinable
-    public static func checkFrame(id: UInt64, _ answer: CheckAnswer, explanation: [UInt8]? = nil) -> [UInt8]? {
+    public static func checkFrame(id: UInt64, _ answer: CheckAnswer, explanation: [UInt8]? = nil, message: String? = nil) -> [UInt8]? {
         var frame: [UInt8] = []
-        frame.reserveCapacity(256 + (explanation?.count ?? 0))
-        return writeCheckFrame(id: id, answer, explanation: explanation, into: &frame) ? frame : nil
+        frame.reserveCapacity(256 + (explanation?.count ?? 0) + (message?.utf8.count ?? 0))
+        return writeCheckFrame(id: id, answer, explanation: explanation, message: message, into: &frame) ? frame : nil
     }
 
     /// The body size of a `ConsentRecord` as an answer carries it.
@@ -88,16 +91,17 @@ public enum AnswerWriter {
         WireWriter.varintField(12, record.sequence, into: &sink)
     }
 
-    /// Writes the frame of `Response{id, check_batch: {results, policy_revision, consent_sequence}}`
+    /// Writes the frame of `Response{id, check_batch: {results, policy_revision, consent_sequence, message}}`
     /// for `count` results, the i-th given by `result(i)` (asked twice: once to size, once to write);
     /// false (nothing written) if the writer did not fill exactly the computed size.
     @inlinable @discardableResult
     public static func writeBatchFrame<S: WireSink>(
-        id: UInt64, policy: EncodedPolicy, consentSequence: UInt64, count: Int, result: (Int) -> BatchResult, into sink: inout S
+        id: UInt64, policy: EncodedPolicy, consentSequence: UInt64, count: Int, message: String? = nil, result: (Int) -> BatchResult, into sink: inout S
     ) -> Bool {
         var resultsSize = 0
         for index in 0..<count { resultsSize += WireWriter.messageFieldSize(1, bodySize: resultBodySize(result(index), policy)) }
         let batchSize = resultsSize + policy.batchRevision.count + WireWriter.varintFieldSize(3, consentSequence)
+            + (message.map { WireWriter.bytesFieldSize(4, $0.utf8.count) } ?? 0)
         let responseSize = WireWriter.varintFieldSize(responseID, id) + WireWriter.messageFieldSize(responseBatch, bodySize: batchSize)
         return policy.bytes.withUnsafeBytes { encoded in sink.writeReserved(WireWriter.size(UInt64(responseSize)) + responseSize) { sink in
             WireWriter.varint(UInt64(responseSize), into: &sink)
@@ -116,6 +120,7 @@ public enum AnswerWriter {
             }
             WireWriter.slice(policy.batchRevision, of: encoded, into: &sink)                                           // 2 policy_revision
             WireWriter.varintField(3, consentSequence, into: &sink)
+            if let message { WireWriter.stringField(4, message, into: &sink) }                                         // 4 message
         } }
     }
 

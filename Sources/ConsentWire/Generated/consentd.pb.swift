@@ -177,6 +177,10 @@ public nonisolated enum Consentd_V1_Reason: SwiftProtobuf.Enum, Swift.CaseIterab
   case unknownPurpose // = 11
   case unknownDataCategory // = 12
   case invalidRequest // = 13
+
+  /// A consent signal string that could have decided this cannot be read; `message` says which
+  /// string and what is wrong with it.
+  case invalidSignal // = 14
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -199,6 +203,7 @@ public nonisolated enum Consentd_V1_Reason: SwiftProtobuf.Enum, Swift.CaseIterab
     case 11: self = .unknownPurpose
     case 12: self = .unknownDataCategory
     case 13: self = .invalidRequest
+    case 14: self = .invalidSignal
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -219,6 +224,7 @@ public nonisolated enum Consentd_V1_Reason: SwiftProtobuf.Enum, Swift.CaseIterab
     case .unknownPurpose: return 11
     case .unknownDataCategory: return 12
     case .invalidRequest: return 13
+    case .invalidSignal: return 14
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -239,6 +245,7 @@ public nonisolated enum Consentd_V1_Reason: SwiftProtobuf.Enum, Swift.CaseIterab
     .unknownPurpose,
     .unknownDataCategory,
     .invalidRequest,
+    .invalidSignal,
   ]
 
 }
@@ -552,6 +559,23 @@ public nonisolated struct Consentd_V1_Context: Sendable {
   /// The channel of the use: "web", "app", "email", …; empty for none.
   public var channel: String = String()
 
+  /// A TCF v2 TC string from the site's consent banner; its presence says the TCF applies.
+  /// Empty for none. At most 16 KiB: a longer string is malformed (INVALID_SIGNAL).
+  public var tcString: String = String()
+
+  /// A GPP string (IAB Global Privacy Platform v1); empty for none. At most 16 KiB.
+  public var gppString: String = String()
+
+  /// The GPP sections that apply to the request, as OpenRTB's `regs.gpp_sid`; none: every section
+  /// the GPP string carries. At most 64 ids (more: INVALID_REQUEST).
+  public var gppSid: [UInt32] = []
+
+  /// A US Privacy string ("1YNN"); empty for none.
+  public var usPrivacy: String = String()
+
+  /// The TCF vendor id asking; 0: the policy set's `tcf_vendor_id`.
+  public var tcfVendorID: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -659,6 +683,12 @@ public nonisolated struct Consentd_V1_CheckResponse: @unchecked Sendable {
   public var hasExplanation: Bool {_storage._explanation != nil}
   /// Clears the value of `explanation`. Subsequent reads from it will return its default value.
   public mutating func clearExplanation() {_uniqueStorage()._explanation = nil}
+
+  /// Set with INVALID_SIGNAL: which signal string cannot be read and why (field, bit offset).
+  public var message: String {
+    get {_storage._message}
+    set {_uniqueStorage()._message = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -800,6 +830,10 @@ public nonisolated struct Consentd_V1_CheckBatchResponse: Sendable {
 
   public var consentSequence: UInt64 = 0
 
+  /// Set when an item was denied INVALID_SIGNAL (the items share one context): which signal
+  /// string cannot be read and why.
+  public var message: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -861,6 +895,10 @@ public nonisolated struct Consentd_V1_ListUsesResponse: Sendable {
   public var policyRevision: String = String()
 
   public var consentSequence: UInt64 = 0
+
+  /// Set when a signal string of the context cannot be read (the uses it could have allowed are
+  /// not listed): which string and why.
+  public var message: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1279,7 +1317,7 @@ nonisolated extension Consentd_V1_Decision: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Consentd_V1_Reason: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_CONSENT_GRANTED\0\u{1}REASON_NOT_OPTED_OUT\0\u{1}REASON_LEGAL_BASIS\0\u{1}REASON_PROHIBITED\0\u{1}REASON_NO_CONSENT\0\u{1}REASON_CONSENT_DENIED\0\u{1}REASON_CONSENT_EXPIRED\0\u{1}REASON_CONSENT_STALE\0\u{1}REASON_OPTED_OUT_BY_SIGNAL\0\u{1}REASON_NO_MATCHING_RULE\0\u{1}REASON_UNKNOWN_PURPOSE\0\u{1}REASON_UNKNOWN_DATA_CATEGORY\0\u{1}REASON_INVALID_REQUEST\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_CONSENT_GRANTED\0\u{1}REASON_NOT_OPTED_OUT\0\u{1}REASON_LEGAL_BASIS\0\u{1}REASON_PROHIBITED\0\u{1}REASON_NO_CONSENT\0\u{1}REASON_CONSENT_DENIED\0\u{1}REASON_CONSENT_EXPIRED\0\u{1}REASON_CONSENT_STALE\0\u{1}REASON_OPTED_OUT_BY_SIGNAL\0\u{1}REASON_NO_MATCHING_RULE\0\u{1}REASON_UNKNOWN_PURPOSE\0\u{1}REASON_UNKNOWN_DATA_CATEGORY\0\u{1}REASON_INVALID_REQUEST\0\u{1}REASON_INVALID_SIGNAL\0")
 }
 
 nonisolated extension Consentd_V1_Choice: SwiftProtobuf._ProtoNameProviding {
@@ -1658,7 +1696,7 @@ nonisolated extension Consentd_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Consentd_V1_Context: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Context"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jurisdiction\0\u{1}gpc\0\u{1}at\0\u{3}usp_opt_out\0\u{1}channel\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jurisdiction\0\u{1}gpc\0\u{1}at\0\u{3}usp_opt_out\0\u{1}channel\0\u{3}tc_string\0\u{3}gpp_string\0\u{3}gpp_sid\0\u{3}us_privacy\0\u{3}tcf_vendor_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1671,6 +1709,11 @@ nonisolated extension Consentd_V1_Context: SwiftProtobuf.Message, SwiftProtobuf.
       case 3: try { try decoder.decodeSingularMessageField(value: &self._at) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.uspOptOut) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.channel) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.tcString) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.gppString) }()
+      case 8: try { try decoder.decodeRepeatedUInt32Field(value: &self.gppSid) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.usPrivacy) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.tcfVendorID) }()
       default: break
       }
     }
@@ -1696,6 +1739,21 @@ nonisolated extension Consentd_V1_Context: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.channel.isEmpty {
       try visitor.visitSingularStringField(value: self.channel, fieldNumber: 5)
     }
+    if !self.tcString.isEmpty {
+      try visitor.visitSingularStringField(value: self.tcString, fieldNumber: 6)
+    }
+    if !self.gppString.isEmpty {
+      try visitor.visitSingularStringField(value: self.gppString, fieldNumber: 7)
+    }
+    if !self.gppSid.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.gppSid, fieldNumber: 8)
+    }
+    if !self.usPrivacy.isEmpty {
+      try visitor.visitSingularStringField(value: self.usPrivacy, fieldNumber: 9)
+    }
+    if self.tcfVendorID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.tcfVendorID, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1705,6 +1763,11 @@ nonisolated extension Consentd_V1_Context: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs._at != rhs._at {return false}
     if lhs.uspOptOut != rhs.uspOptOut {return false}
     if lhs.channel != rhs.channel {return false}
+    if lhs.tcString != rhs.tcString {return false}
+    if lhs.gppString != rhs.gppString {return false}
+    if lhs.gppSid != rhs.gppSid {return false}
+    if lhs.usPrivacy != rhs.usPrivacy {return false}
+    if lhs.tcfVendorID != rhs.tcfVendorID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1766,7 +1829,7 @@ nonisolated extension Consentd_V1_CheckRequest: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Consentd_V1_CheckResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CheckResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}decision\0\u{1}reason\0\u{3}rule_id\0\u{3}policy_revision\0\u{3}consent_sequence\0\u{3}consent_record\0\u{3}legal_basis\0\u{1}obligations\0\u{3}rule_location\0\u{1}explanation\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}decision\0\u{1}reason\0\u{3}rule_id\0\u{3}policy_revision\0\u{3}consent_sequence\0\u{3}consent_record\0\u{3}legal_basis\0\u{1}obligations\0\u{3}rule_location\0\u{1}explanation\0\u{1}message\0")
 
   fileprivate class _StorageClass {
     var _decision: Consentd_V1_Decision = .unspecified
@@ -1779,6 +1842,7 @@ nonisolated extension Consentd_V1_CheckResponse: SwiftProtobuf.Message, SwiftPro
     var _obligations: [String] = []
     var _ruleLocation: String = String()
     var _explanation: Consentd_V1_Explanation? = nil
+    var _message: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1799,6 +1863,7 @@ nonisolated extension Consentd_V1_CheckResponse: SwiftProtobuf.Message, SwiftPro
       _obligations = source._obligations
       _ruleLocation = source._ruleLocation
       _explanation = source._explanation
+      _message = source._message
     }
   }
 
@@ -1827,6 +1892,7 @@ nonisolated extension Consentd_V1_CheckResponse: SwiftProtobuf.Message, SwiftPro
         case 8: try { try decoder.decodeRepeatedStringField(value: &_storage._obligations) }()
         case 9: try { try decoder.decodeSingularStringField(value: &_storage._ruleLocation) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._explanation) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._message) }()
         default: break
         }
       }
@@ -1869,6 +1935,9 @@ nonisolated extension Consentd_V1_CheckResponse: SwiftProtobuf.Message, SwiftPro
       try { if let v = _storage._explanation {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
       } }()
+      if !_storage._message.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._message, fieldNumber: 11)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1888,6 +1957,7 @@ nonisolated extension Consentd_V1_CheckResponse: SwiftProtobuf.Message, SwiftPro
         if _storage._obligations != rhs_storage._obligations {return false}
         if _storage._ruleLocation != rhs_storage._ruleLocation {return false}
         if _storage._explanation != rhs_storage._explanation {return false}
+        if _storage._message != rhs_storage._message {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2168,7 +2238,7 @@ nonisolated extension Consentd_V1_CheckResult: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Consentd_V1_CheckBatchResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CheckBatchResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0\u{3}policy_revision\0\u{3}consent_sequence\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0\u{3}policy_revision\0\u{3}consent_sequence\0\u{1}message\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2179,6 +2249,7 @@ nonisolated extension Consentd_V1_CheckBatchResponse: SwiftProtobuf.Message, Swi
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.results) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.policyRevision) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.consentSequence) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
       default: break
       }
     }
@@ -2194,6 +2265,9 @@ nonisolated extension Consentd_V1_CheckBatchResponse: SwiftProtobuf.Message, Swi
     if self.consentSequence != 0 {
       try visitor.visitSingularUInt64Field(value: self.consentSequence, fieldNumber: 3)
     }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2201,6 +2275,7 @@ nonisolated extension Consentd_V1_CheckBatchResponse: SwiftProtobuf.Message, Swi
     if lhs.results != rhs.results {return false}
     if lhs.policyRevision != rhs.policyRevision {return false}
     if lhs.consentSequence != rhs.consentSequence {return false}
+    if lhs.message != rhs.message {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2302,7 +2377,7 @@ nonisolated extension Consentd_V1_Use: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Consentd_V1_ListUsesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListUsesResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uses\0\u{3}policy_revision\0\u{3}consent_sequence\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uses\0\u{3}policy_revision\0\u{3}consent_sequence\0\u{1}message\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2313,6 +2388,7 @@ nonisolated extension Consentd_V1_ListUsesResponse: SwiftProtobuf.Message, Swift
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.uses) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.policyRevision) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.consentSequence) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
       default: break
       }
     }
@@ -2328,6 +2404,9 @@ nonisolated extension Consentd_V1_ListUsesResponse: SwiftProtobuf.Message, Swift
     if self.consentSequence != 0 {
       try visitor.visitSingularUInt64Field(value: self.consentSequence, fieldNumber: 3)
     }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2335,6 +2414,7 @@ nonisolated extension Consentd_V1_ListUsesResponse: SwiftProtobuf.Message, Swift
     if lhs.uses != rhs.uses {return false}
     if lhs.policyRevision != rhs.policyRevision {return false}
     if lhs.consentSequence != rhs.consentSequence {return false}
+    if lhs.message != rhs.message {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -16,9 +16,23 @@ public struct ParsedCheck: Equatable, Sendable {
     public var gpc = false
     public var uspOptOut = false
     public var at: Timestamp?
+    /// The consent signal strings (`tc_string`, `gpp_string`, `us_privacy`); an empty one is absent.
+    public var tcString: Range<Int>?
+    public var gppString: Range<Int>?
+    public var usPrivacy: Range<Int>?
+    /// `gpp_sid` as a mask (bit i: section i; ids of 64 and above name no section this daemon
+    /// reads) and how many ids were given.
+    public var gppSectionMask: UInt64 = 0
+    public var gppSectionCount = 0
+    /// `tcf_vendor_id`; 0: the policy set's.
+    public var tcfVendorId: UInt32 = 0
 
     @inlinable
     public init() {}
+
+    /// Whether the context carries a consent signal string.
+    @inlinable
+    public var hasSignalStrings: Bool { tcString != nil || gppString != nil || usPrivacy != nil }
 
     /// Reads a `Request` holding a plain `CheckRequest`; nil for anything else.
     @inlinable
@@ -89,10 +103,34 @@ public struct ParsedCheck: Equatable, Sendable {
                 at = valid
             case (4, 0): guard let v = reader.varint() else { return false }; uspOptOut = v != 0
             case (5, 2): guard let r = reader.asciiString() else { return false }; channel = r
+            // Signal strings: proto3's last occurrence wins, and an empty one is absent.
+            case (6, 2): guard let r = reader.asciiString() else { return false }; tcString = r.isEmpty ? nil : r
+            case (7, 2): guard let r = reader.asciiString() else { return false }; gppString = r.isEmpty ? nil : r
+            case (9, 2): guard let r = reader.asciiString() else { return false }; usPrivacy = r.isEmpty ? nil : r
+            case (8, 0):
+                guard let v = reader.varint() else { return false }
+                addSectionId(v)
+            case (8, 2):
+                // Packed, as proto3 writes a repeated scalar; parsers accept both forms.
+                guard let r = reader.lengthDelimited() else { return false }
+                var packed = FastWireReader(bytes: bytes, start: r.lowerBound, end: r.upperBound)
+                while packed.hasMore {
+                    guard let v = packed.varint() else { return false }
+                    addSectionId(v)
+                }
+            case (10, 0): guard let v = reader.varint() else { return false }; tcfVendorId = UInt32(truncatingIfNeeded: v)
             default: return false
             }
         }
         return true
+    }
+
+    /// One `gpp_sid` element, read as protobuf reads a uint32 (the varint truncated).
+    @inlinable
+    mutating func addSectionId(_ value: UInt64) {
+        let id = UInt32(truncatingIfNeeded: value)
+        if id < 64 { gppSectionMask |= 1 << UInt64(id) }
+        gppSectionCount += 1
     }
 }
 

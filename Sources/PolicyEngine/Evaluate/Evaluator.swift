@@ -205,10 +205,33 @@ extension PolicySet {
         return ResolvedRequest(purpose: purpose, dataCategory: data, jurisdictionClass: jurisdictionClass, channelBit: channelBit, signals: bits.signals, at: at)
     }
 
+    /// `resolve(purposeBytes:…)` for a request carrying signal strings, read beforehand from the
+    /// frame's bytes into `signals` (once per request, shared by a batch's items).
+    @inline(__always)
+    public func resolve(
+        purposeBytes: UnsafeRawBufferPointer, dataBytes: UnsafeRawBufferPointer, jurisdictionBytes: UnsafeRawBufferPointer?,
+        channelBytes: UnsafeRawBufferPointer?, at: Timestamp, signals: borrowing SignalAssessment
+    ) -> ResolvedRequest? {
+        guard let plain = resolve(
+            purposeBytes: purposeBytes, dataBytes: dataBytes, jurisdictionBytes: jurisdictionBytes, channelBytes: channelBytes,
+            gpc: false, uspOptOut: false, at: at
+        ) else { return nil }
+        return resolved(plain.purpose, plain.dataCategory, plain.jurisdictionClass, plain.channelBit, at, signals)
+    }
+
     /// Decides a request for a subject whose records are `consent` (compact records in this set's
     /// vocabulary, any order). Pure: the same inputs give the same decision.
     public func decide(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp) -> Decision {
         switch resolve(request, now: now) {
+        case let .success(resolved): return decide(resolved, consent: consent)
+        case let .failure(failure): return .deny(failure.reason)
+        }
+    }
+
+    /// `decide` with the request's signals already read (`withSignals`), as a caller deciding
+    /// many items of one request does.
+    public func decide(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp, signals: borrowing SignalAssessment) -> Decision {
+        switch resolve(request, now: now, signals: signals) {
         case let .success(resolved): return decide(resolved, consent: consent)
         case let .failure(failure): return .deny(failure.reason)
         }

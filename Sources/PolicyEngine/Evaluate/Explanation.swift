@@ -19,6 +19,8 @@ public struct Explanation: Sendable {
     public var effectiveRecord: Int?
     /// True when the subject's record trace was withheld (`withoutRecordTrace()`).
     public var recordsWithheld = false
+    /// Which signal string of the request cannot be read and why (`SignalAssessment.problemMessage`).
+    public var signalProblem: String?
 
     /// This explanation without the trace of the subject's consent records — for callers that may
     /// check but not read consent history. The decision itself (and the one record it relied
@@ -53,6 +55,7 @@ public struct Explanation: Sendable {
         if let vendor = request.context.tcfVendorId { context += " tcf_vendor_id=\(vendor)" }
         context += " at=\(at)"
         lines.append(context)
+        if let signalProblem { lines.append("signals: \(signalProblem)") }
         if recordsWithheld {
             lines.append("consent records: withheld (reading a subject's consent history needs the admin role)")
         } else {
@@ -86,11 +89,14 @@ extension PolicySet {
     public func explain(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp) -> Explanation {
         let at = request.context.at ?? now
         let summaries = consent.map(summary(of:))
+        let problem = request.context.hasSignalStrings ? withSignals(request.context) { $0.problemMessage } : nil
         switch resolve(request, now: now) {
         case let .failure(failure):
             let decision = Decision.deny(failure.reason)
-            return Explanation(request: request, at: at, decision: decision, report: report(decision), rules: [],
-                               records: summaries.map { ($0, false, false) }, effectiveRecord: nil)
+            var explanation = Explanation(request: request, at: at, decision: decision, report: report(decision), rules: [],
+                                          records: summaries.map { ($0, false, false) }, effectiveRecord: nil)
+            explanation.signalProblem = problem
+            return explanation
         case let .success(resolved):
             var tracer = TraceRecorder()
             let decision = evaluate(resolved, consent: consent, tracer: &tracer)
@@ -102,7 +108,9 @@ extension PolicySet {
             let records = summaries.indices.map { index in
                 (summaries[index], tracer.records[index]?.covers ?? false, tracer.records[index]?.valid ?? false)
             }
-            return Explanation(request: request, at: at, decision: decision, report: report(decision), rules: rules, records: records, effectiveRecord: tracer.effective)
+            var explanation = Explanation(request: request, at: at, decision: decision, report: report(decision), rules: rules, records: records, effectiveRecord: tracer.effective)
+            explanation.signalProblem = problem
+            return explanation
         }
     }
 }

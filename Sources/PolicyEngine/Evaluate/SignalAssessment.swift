@@ -170,7 +170,7 @@ extension PolicySet {
     /// Reads `context`'s signal strings in place and runs `body` with what they say.
     public func withSignals<R>(_ context: RequestContext, _ body: (SignalAssessment) throws -> R) rethrows -> R {
         guard context.hasSignalStrings else { return try body(SignalAssessment(gpc: context.gpc, uspOptOut: context.uspOptOut)) }
-        let vendor = Int(context.tcfVendorId ?? UInt32(tcfVendorId ?? 0))
+        let vendor = signalVendor(context.tcfVendorId)
         let mask = SignalAssessment.sectionMask(context.gppSectionIds)
         let given = !context.gppSectionIds.isEmpty
         return try Self.withBytes(context.tcString) { tc in
@@ -185,6 +185,11 @@ extension PolicySet {
             }
         }
     }
+
+    /// The vendor a request's TC strings are checked for: the request's own, else the set's
+    /// `tcf_vendor_id` (0: none, so no TC string grants).
+    @inline(__always)
+    public func signalVendor(_ requested: UInt32?) -> Int { Int(requested ?? UInt32(tcfVendorId ?? 0)) }
 
     static func withBytes<R>(_ string: String?, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
         guard var string else { return try body(nil) }

@@ -73,7 +73,11 @@ struct EncodedRequest: Sendable {
 struct RequestPool: Sendable {
     let requests: [EncodedRequest]
 
-    init(mix: WorkloadMix, subjects: [String], purposes: [String], dataCategories: [String], batchSize: Int, listUsesDecisions: Int, size: Int = 4096, seed: UInt64) throws {
+    /// `signals`: the signal strings every request's context carries (none by default).
+    init(
+        mix: WorkloadMix, subjects: [String], purposes: [String], dataCategories: [String], batchSize: Int, listUsesDecisions: Int,
+        size: Int = 4096, seed: UInt64, signals: Consentd_V1_Context = Consentd_V1_Context()
+    ) throws {
         var rng = SplitMix64(seed: seed)
         let jurisdictions = ["DE", "FR", "NL", "GB", "US-CA", "US-TX", "US-ME", "US-NY", "US-WY", "JP", ""]
         func subject() -> String {
@@ -83,6 +87,9 @@ struct RequestPool: Sendable {
             Consentd_V1_Context.with {
                 $0.jurisdiction = jurisdictions[Int(rng.next() % UInt64(jurisdictions.count))]
                 $0.gpc = rng.next() % 10 == 0
+                $0.tcString = signals.tcString
+                $0.gppString = signals.gppString
+                $0.usPrivacy = signals.usPrivacy
             }
         }
         var pool: [EncodedRequest] = []

@@ -76,7 +76,8 @@ typedef enum consentd_reason {
     CONSENTD_REASON_NO_MATCHING_RULE = 10,
     CONSENTD_REASON_UNKNOWN_PURPOSE = 11,
     CONSENTD_REASON_UNKNOWN_DATA_CATEGORY = 12,
-    CONSENTD_REASON_INVALID_REQUEST = 13
+    CONSENTD_REASON_INVALID_REQUEST = 13,
+    CONSENTD_REASON_INVALID_SIGNAL = 14  /* a consent signal string (TC, GPP, US Privacy) cannot be read */
 } consentd_reason;
 
 /* Values of consentd.v1.Choice. */
@@ -103,6 +104,13 @@ typedef struct consentd_context {
     bool gpc;                  /* a Global Privacy Control signal came with the use */
     bool usp_opt_out;          /* a US Privacy opt-out of sale came with the use */
     int64_t at_micros;         /* decide at this instant (µs since the Unix epoch); 0 = now */
+    /* Consent signal strings as the ad request carried them (NULL or "" for none). */
+    const char *tc_string;     /* a TCF v2 TC string: the TCF applies */
+    const char *gpp_string;    /* a GPP string */
+    const uint32_t *gpp_sid;   /* the GPP sections that apply (OpenRTB regs.gpp_sid); none: all it carries */
+    size_t gpp_sid_count;      /* at most 64 */
+    const char *us_privacy;    /* a US Privacy string, e.g. "1YNN" */
+    uint32_t tcf_vendor_id;    /* the TCF vendor asking; 0 = the daemon's policy set's */
 } consentd_context;
 
 /* One question: may `purpose` use `data_category` of `subject_id`? */

@@ -51,10 +51,23 @@ static uint8_t *put_string_field(uint8_t *p, unsigned field, const char *text, s
     return p + length;
 }
 
+static size_t text_length(const char *s) { return s != NULL ? strlen(s) : 0; }
+
+/* The body of the packed gpp_sid field (field 8), as protobuf-c packs a proto3 repeated uint32. */
+static size_t sections_size(const consentd_context *x) {
+    size_t size = 0;
+    for (size_t i = 0; x->gpp_sid != NULL && i < x->gpp_sid_count; i++) size += consentd__varint_size(x->gpp_sid[i]);
+    return size;
+}
+
 static size_t context_size(const consentd_context *x, size_t jurisdiction, size_t channel, size_t *timestamp) {
     *timestamp = 0;
     if (x == NULL) return 0;
     size_t size = string_field_size(jurisdiction) + string_field_size(channel) + (x->gpc ? 2 : 0) + (x->usp_opt_out ? 2 : 0);
+    size += string_field_size(text_length(x->tc_string)) + string_field_size(text_length(x->gpp_string)) +
+            string_field_size(text_length(x->us_privacy)) + (x->tcf_vendor_id != 0 ? 1 + consentd__varint_size(x->tcf_vendor_id) : 0);
+    size_t sections = sections_size(x);
+    if (sections > 0) size += 1 + consentd__varint_size(sections) + sections;
     if (x->at_micros != 0) {
         int32_t nanos;
         int64_t seconds = consentd__split_micros(x->at_micros, &nanos);
@@ -118,6 +131,19 @@ consentd_status consentd__encode_check(uint8_t **out, size_t *out_length, uint8_
             *p++ = 1;
         }
         p = put_string_field(p, 5, context->channel, channel);
+        p = put_string_field(p, 6, context->tc_string, text_length(context->tc_string));
+        p = put_string_field(p, 7, context->gpp_string, text_length(context->gpp_string));
+        size_t sections = sections_size(context);
+        if (sections > 0) {
+            *p++ = 8 << 3 | 2;
+            p += consentd__put_varint(p, sections);
+            for (size_t i = 0; i < context->gpp_sid_count; i++) p += consentd__put_varint(p, context->gpp_sid[i]);
+        }
+        p = put_string_field(p, 9, context->us_privacy, text_length(context->us_privacy));
+        if (context->tcf_vendor_id != 0) {
+            *p++ = 10 << 3;
+            p += consentd__put_varint(p, context->tcf_vendor_id);
+        }
     }
     *out = scratch;
     return (size_t)(p - scratch) == total ? CONSENTD_OK : CONSENTD_ERR_PROTOCOL;

@@ -119,6 +119,9 @@ typedef struct context_storage {
     Google__Protobuf__Timestamp at;
 } context_storage;
 
+/* Whether `in` carries a signal string, sections or a vendor. */
+bool consentd__has_signals(const consentd_context *in);
+
 /* The Context message of `in`, built in `storage`; NULL when it says nothing, so nothing is sent. */
 Consentd__V1__Context *consentd__build_context(const consentd_context *in, context_storage *storage);
 

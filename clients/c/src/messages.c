@@ -80,16 +80,28 @@ void consentd__set_timestamp(Google__Protobuf__Timestamp *t, int64_t micros) {
 
 char *consentd__text(const char *s) { return (char *)(s != NULL ? s : protobuf_c_empty_string); }
 
+static bool present(const char *s) { return s != NULL && *s != '\0'; }
+
+bool consentd__has_signals(const consentd_context *in) {
+    return present(in->tc_string) || present(in->gpp_string) || in->gpp_sid_count > 0 || present(in->us_privacy) || in->tcf_vendor_id != 0;
+}
+
 Consentd__V1__Context *consentd__build_context(const consentd_context *in, context_storage *storage) {
     if (in == NULL) return NULL;
-    bool empty = (in->jurisdiction == NULL || *in->jurisdiction == '\0') && (in->channel == NULL || *in->channel == '\0') &&
-                 !in->gpc && !in->usp_opt_out && in->at_micros == 0;
+    bool empty = !present(in->jurisdiction) && !present(in->channel) && !in->gpc && !in->usp_opt_out && in->at_micros == 0 &&
+                 !consentd__has_signals(in);
     if (empty) return NULL;
     consentd__v1__context__init(&storage->context);
     storage->context.jurisdiction = consentd__text(in->jurisdiction);
     storage->context.channel = consentd__text(in->channel);
     storage->context.gpc = in->gpc;
     storage->context.usp_opt_out = in->usp_opt_out;
+    storage->context.tc_string = consentd__text(in->tc_string);
+    storage->context.gpp_string = consentd__text(in->gpp_string);
+    storage->context.n_gpp_sid = in->gpp_sid != NULL ? in->gpp_sid_count : 0;
+    storage->context.gpp_sid = (uint32_t *)in->gpp_sid;
+    storage->context.us_privacy = consentd__text(in->us_privacy);
+    storage->context.tcf_vendor_id = in->tcf_vendor_id;
     if (in->at_micros != 0) {
         consentd__set_timestamp(&storage->at, in->at_micros);
         storage->context.at = &storage->at;

@@ -76,6 +76,12 @@ static void request_vector(const char *name, const uint8_t *bytes, size_t length
             context.gpc = check->context->gpc;
             context.usp_opt_out = check->context->usp_opt_out;
             if (check->context->at != NULL) context.at_micros = micros(check->context->at);
+            context.tc_string = check->context->tc_string;
+            context.gpp_string = check->context->gpp_string;
+            context.gpp_sid = check->context->gpp_sid;
+            context.gpp_sid_count = check->context->n_gpp_sid;
+            context.us_privacy = check->context->us_privacy;
+            context.tcf_vendor_id = check->context->tcf_vendor_id;
         }
         uint8_t scratch[4096];
         uint8_t *frame = NULL;

@@ -1590,7 +1590,7 @@ const ProtobufCMessageDescriptor consentd__v1__error__descriptor =
   (ProtobufCMessageInit) consentd__v1__error__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor consentd__v1__context__field_descriptors[5] =
+static const ProtobufCFieldDescriptor consentd__v1__context__field_descriptors[10] =
 {
   {
     "jurisdiction",
@@ -1652,18 +1652,83 @@ static const ProtobufCFieldDescriptor consentd__v1__context__field_descriptors[5
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "tc_string",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__Context, tc_string),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "gpp_string",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__Context, gpp_string),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "gpp_sid",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Consentd__V1__Context, n_gpp_sid),
+    offsetof(Consentd__V1__Context, gpp_sid),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "us_privacy",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__Context, us_privacy),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tcf_vendor_id",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__Context, tcf_vendor_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned consentd__v1__context__field_indices_by_name[] = {
   2,   /* field[2] = at */
   4,   /* field[4] = channel */
   1,   /* field[1] = gpc */
+  7,   /* field[7] = gpp_sid */
+  6,   /* field[6] = gpp_string */
   0,   /* field[0] = jurisdiction */
+  5,   /* field[5] = tc_string */
+  9,   /* field[9] = tcf_vendor_id */
+  8,   /* field[8] = us_privacy */
   3,   /* field[3] = usp_opt_out */
 };
 static const ProtobufCIntRange consentd__v1__context__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor consentd__v1__context__descriptor =
 {
@@ -1673,7 +1738,7 @@ const ProtobufCMessageDescriptor consentd__v1__context__descriptor =
   "Consentd__V1__Context",
   "consentd.v1",
   sizeof(Consentd__V1__Context),
-  5,
+  10,
   consentd__v1__context__field_descriptors,
   consentd__v1__context__field_indices_by_name,
   1,  consentd__v1__context__number_ranges,
@@ -1770,7 +1835,7 @@ const ProtobufCMessageDescriptor consentd__v1__check_request__descriptor =
   (ProtobufCMessageInit) consentd__v1__check_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor consentd__v1__check_response__field_descriptors[10] =
+static const ProtobufCFieldDescriptor consentd__v1__check_response__field_descriptors[11] =
 {
   {
     "decision",
@@ -1892,6 +1957,18 @@ static const ProtobufCFieldDescriptor consentd__v1__check_response__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "message",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__CheckResponse, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned consentd__v1__check_response__field_indices_by_name[] = {
   5,   /* field[5] = consent_record */
@@ -1899,6 +1976,7 @@ static const unsigned consentd__v1__check_response__field_indices_by_name[] = {
   0,   /* field[0] = decision */
   9,   /* field[9] = explanation */
   6,   /* field[6] = legal_basis */
+  10,   /* field[10] = message */
   7,   /* field[7] = obligations */
   3,   /* field[3] = policy_revision */
   1,   /* field[1] = reason */
@@ -1908,7 +1986,7 @@ static const unsigned consentd__v1__check_response__field_indices_by_name[] = {
 static const ProtobufCIntRange consentd__v1__check_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor consentd__v1__check_response__descriptor =
 {
@@ -1918,7 +1996,7 @@ const ProtobufCMessageDescriptor consentd__v1__check_response__descriptor =
   "Consentd__V1__CheckResponse",
   "consentd.v1",
   sizeof(Consentd__V1__CheckResponse),
-  10,
+  11,
   consentd__v1__check_response__field_descriptors,
   consentd__v1__check_response__field_indices_by_name,
   1,  consentd__v1__check_response__number_ranges,
@@ -2374,7 +2452,7 @@ const ProtobufCMessageDescriptor consentd__v1__check_result__descriptor =
   (ProtobufCMessageInit) consentd__v1__check_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor consentd__v1__check_batch_response__field_descriptors[3] =
+static const ProtobufCFieldDescriptor consentd__v1__check_batch_response__field_descriptors[4] =
 {
   {
     "results",
@@ -2412,16 +2490,29 @@ static const ProtobufCFieldDescriptor consentd__v1__check_batch_response__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "message",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__CheckBatchResponse, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned consentd__v1__check_batch_response__field_indices_by_name[] = {
   2,   /* field[2] = consent_sequence */
+  3,   /* field[3] = message */
   1,   /* field[1] = policy_revision */
   0,   /* field[0] = results */
 };
 static const ProtobufCIntRange consentd__v1__check_batch_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor consentd__v1__check_batch_response__descriptor =
 {
@@ -2431,7 +2522,7 @@ const ProtobufCMessageDescriptor consentd__v1__check_batch_response__descriptor 
   "Consentd__V1__CheckBatchResponse",
   "consentd.v1",
   sizeof(Consentd__V1__CheckBatchResponse),
-  3,
+  4,
   consentd__v1__check_batch_response__field_descriptors,
   consentd__v1__check_batch_response__field_indices_by_name,
   1,  consentd__v1__check_batch_response__number_ranges,
@@ -2592,7 +2683,7 @@ const ProtobufCMessageDescriptor consentd__v1__use__descriptor =
   (ProtobufCMessageInit) consentd__v1__use__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor consentd__v1__list_uses_response__field_descriptors[3] =
+static const ProtobufCFieldDescriptor consentd__v1__list_uses_response__field_descriptors[4] =
 {
   {
     "uses",
@@ -2630,16 +2721,29 @@ static const ProtobufCFieldDescriptor consentd__v1__list_uses_response__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "message",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__ListUsesResponse, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned consentd__v1__list_uses_response__field_indices_by_name[] = {
   2,   /* field[2] = consent_sequence */
+  3,   /* field[3] = message */
   1,   /* field[1] = policy_revision */
   0,   /* field[0] = uses */
 };
 static const ProtobufCIntRange consentd__v1__list_uses_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor consentd__v1__list_uses_response__descriptor =
 {
@@ -2649,7 +2753,7 @@ const ProtobufCMessageDescriptor consentd__v1__list_uses_response__descriptor =
   "Consentd__V1__ListUsesResponse",
   "consentd.v1",
   sizeof(Consentd__V1__ListUsesResponse),
-  3,
+  4,
   consentd__v1__list_uses_response__field_descriptors,
   consentd__v1__list_uses_response__field_indices_by_name,
   1,  consentd__v1__list_uses_response__number_ranges,
@@ -3909,7 +4013,7 @@ const ProtobufCEnumDescriptor consentd__v1__decision__descriptor =
   consentd__v1__decision__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue consentd__v1__reason__enum_values_by_number[14] =
+static const ProtobufCEnumValue consentd__v1__reason__enum_values_by_number[15] =
 {
   { "REASON_UNSPECIFIED", "CONSENTD__V1__REASON__REASON_UNSPECIFIED", 0 },
   { "REASON_CONSENT_GRANTED", "CONSENTD__V1__REASON__REASON_CONSENT_GRANTED", 1 },
@@ -3925,17 +4029,19 @@ static const ProtobufCEnumValue consentd__v1__reason__enum_values_by_number[14] 
   { "REASON_UNKNOWN_PURPOSE", "CONSENTD__V1__REASON__REASON_UNKNOWN_PURPOSE", 11 },
   { "REASON_UNKNOWN_DATA_CATEGORY", "CONSENTD__V1__REASON__REASON_UNKNOWN_DATA_CATEGORY", 12 },
   { "REASON_INVALID_REQUEST", "CONSENTD__V1__REASON__REASON_INVALID_REQUEST", 13 },
+  { "REASON_INVALID_SIGNAL", "CONSENTD__V1__REASON__REASON_INVALID_SIGNAL", 14 },
 };
 static const ProtobufCIntRange consentd__v1__reason__value_ranges[] = {
-{0, 0},{0, 14}
+{0, 0},{0, 15}
 };
-static const ProtobufCEnumValueIndex consentd__v1__reason__enum_values_by_name[14] =
+static const ProtobufCEnumValueIndex consentd__v1__reason__enum_values_by_name[15] =
 {
   { "REASON_CONSENT_DENIED", 6 },
   { "REASON_CONSENT_EXPIRED", 7 },
   { "REASON_CONSENT_GRANTED", 1 },
   { "REASON_CONSENT_STALE", 8 },
   { "REASON_INVALID_REQUEST", 13 },
+  { "REASON_INVALID_SIGNAL", 14 },
   { "REASON_LEGAL_BASIS", 3 },
   { "REASON_NOT_OPTED_OUT", 2 },
   { "REASON_NO_CONSENT", 5 },
@@ -3953,9 +4059,9 @@ const ProtobufCEnumDescriptor consentd__v1__reason__descriptor =
   "Reason",
   "Consentd__V1__Reason",
   "consentd.v1",
-  14,
+  15,
   consentd__v1__reason__enum_values_by_number,
-  14,
+  15,
   consentd__v1__reason__enum_values_by_name,
   1,
   consentd__v1__reason__value_ranges,

@@ -115,7 +115,12 @@ typedef enum _Consentd__V1__Reason {
   CONSENTD__V1__REASON__REASON_NO_MATCHING_RULE = 10,
   CONSENTD__V1__REASON__REASON_UNKNOWN_PURPOSE = 11,
   CONSENTD__V1__REASON__REASON_UNKNOWN_DATA_CATEGORY = 12,
-  CONSENTD__V1__REASON__REASON_INVALID_REQUEST = 13
+  CONSENTD__V1__REASON__REASON_INVALID_REQUEST = 13,
+  /*
+   * A consent signal string that could have decided this cannot be read; `message` says which
+   * string and what is wrong with it.
+   */
+  CONSENTD__V1__REASON__REASON_INVALID_SIGNAL = 14
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CONSENTD__V1__REASON)
 } Consentd__V1__Reason;
 typedef enum _Consentd__V1__Choice {
@@ -252,10 +257,33 @@ struct  Consentd__V1__Context
    * The channel of the use: "web", "app", "email", …; empty for none.
    */
   char *channel;
+  /*
+   * A TCF v2 TC string from the site's consent banner; its presence says the TCF applies.
+   * Empty for none. At most 16 KiB: a longer string is malformed (INVALID_SIGNAL).
+   */
+  char *tc_string;
+  /*
+   * A GPP string (IAB Global Privacy Platform v1); empty for none. At most 16 KiB.
+   */
+  char *gpp_string;
+  /*
+   * The GPP sections that apply to the request, as OpenRTB's `regs.gpp_sid`; none: every section
+   * the GPP string carries. At most 64 ids (more: INVALID_REQUEST).
+   */
+  size_t n_gpp_sid;
+  uint32_t *gpp_sid;
+  /*
+   * A US Privacy string ("1YNN"); empty for none.
+   */
+  char *us_privacy;
+  /*
+   * The TCF vendor id asking; 0: the policy set's `tcf_vendor_id`.
+   */
+  uint32_t tcf_vendor_id;
 };
 #define CONSENTD__V1__CONTEXT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&consentd__v1__context__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, NULL, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Consentd__V1__CheckRequest
@@ -313,10 +341,14 @@ struct  Consentd__V1__CheckResponse
    * Present when the request asked to explain.
    */
   Consentd__V1__Explanation *explanation;
+  /*
+   * Set with INVALID_SIGNAL: which signal string cannot be read and why (field, bit offset).
+   */
+  char *message;
 };
 #define CONSENTD__V1__CHECK_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&consentd__v1__check_response__descriptor) \
-    , CONSENTD__V1__DECISION__DECISION_UNSPECIFIED, CONSENTD__V1__REASON__REASON_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, CONSENTD__V1__LEGAL_BASIS__LEGAL_BASIS_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string, NULL }
+    , CONSENTD__V1__DECISION__DECISION_UNSPECIFIED, CONSENTD__V1__REASON__REASON_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, CONSENTD__V1__LEGAL_BASIS__LEGAL_BASIS_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Consentd__V1__Explanation
@@ -428,10 +460,15 @@ struct  Consentd__V1__CheckBatchResponse
   Consentd__V1__CheckResult **results;
   char *policy_revision;
   uint64_t consent_sequence;
+  /*
+   * Set when an item was denied INVALID_SIGNAL (the items share one context): which signal
+   * string cannot be read and why.
+   */
+  char *message;
 };
 #define CONSENTD__V1__CHECK_BATCH_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&consentd__v1__check_batch_response__descriptor) \
-    , 0,NULL, (char *)protobuf_c_empty_string, 0 }
+    , 0,NULL, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Consentd__V1__ListUsesRequest
@@ -471,10 +508,15 @@ struct  Consentd__V1__ListUsesResponse
   Consentd__V1__Use **uses;
   char *policy_revision;
   uint64_t consent_sequence;
+  /*
+   * Set when a signal string of the context cannot be read (the uses it could have allowed are
+   * not listed): which string and why.
+   */
+  char *message;
 };
 #define CONSENTD__V1__LIST_USES_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&consentd__v1__list_uses_response__descriptor) \
-    , 0,NULL, (char *)protobuf_c_empty_string, 0 }
+    , 0,NULL, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 typedef enum {

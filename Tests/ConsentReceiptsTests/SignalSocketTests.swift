@@ -1,0 +1,160 @@
+import ConsentClient
+import ConsentModel
+@testable import ConsentReceipts
+@testable import ConsentServer
+import ConsentStore
+import ConsentTesting
+import ConsentWire
+import Foundation
+import Testing
+
+/// Consent signal strings over a real socket: the banner's choice weighed against the stored
+/// one, malformed strings answered INVALID_SIGNAL with a message while the daemon keeps serving,
+/// and receipts that replay the strings exactly.
+@Suite(.serialized) struct SignalSocketTests {
+    /// Purposes 1-10 for vendors 12 and 999 (the shipped policies' tcf_vendor_id), LastUpdated 2026-05-01.
+    static let grantAll = "CQjh0IAQjh0IAAHABBENBkEAAP_AAAAAAAYgHzgAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAACAAAAA"
+    /// The same without purpose 4 (a refusal of targeted ads).
+    static let refusal = "CQjh0IAQjh0IAAHABBENBkEAAOKAAAAAAAYgHzgAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAACAAAAA"
+    static let targeted = "marketing.advertising.targeted"
+
+    func tc(_ string: String, jurisdiction: String = "DE", at: Timestamp? = nil) -> RequestContext {
+        var context = RequestContext(jurisdiction: jurisdiction, at: at)
+        context.tcString = string
+        return context
+    }
+
+    @Test func theBannersChoiceAndTheStoredOneAreWeighedByTimeThroughTheSocket() async throws {
+        let harness = try await DaemonHarness()
+        let client = try harness.client()
+        // No stored choice: the banner's grant (2026-05-01) decides, on the fast path and with explain.
+        for explain in [false, true] {
+            let answer = try client.check(subject: "newcomer", purpose: Self.targeted, dataCategory: "user.behavior.browsing", context: tc(Self.grantAll), explain: explain)
+            #expect(answer.decision == .allow && answer.reason == .consentGranted, "explain \(explain)")
+            #expect(answer.consentRecord.source == "tcf" && answer.consentRecord.sequence == 0)
+            #expect(answer.consentRecord.recordedAt.model == Timestamp(rfc3339: "2026-05-01T00:00:00Z"))
+            #expect(answer.message.isEmpty)
+        }
+        // A withdrawal in the preference centre, after the banner's grant, wins.
+        let withdrawal = try client.record([ConsentRecord(subject: "newcomer", purpose: "marketing", choice: .deny, recordedAt: Timestamp(rfc3339: "2026-06-01T00:00:00Z")!, source: "web")])
+        let withdrawn = try client.check(subject: "newcomer", purpose: Self.targeted, dataCategory: "user.behavior.browsing", context: tc(Self.grantAll))
+        #expect(withdrawn.reason == .consentDenied && withdrawn.consentRecord.sequence == withdrawal.sequences[0])
+        // Decided at an instant before the withdrawal, the banner's grant stands.
+        let before = try client.check(subject: "newcomer", purpose: Self.targeted, dataCategory: "user.behavior.browsing", context: tc(Self.grantAll, at: Timestamp(rfc3339: "2026-05-15T00:00:00Z")))
+        #expect(before.reason == .consentGranted && before.consentRecord.source == "tcf")
+        // The banner's no is a choice made now: it beats an older stored grant.
+        _ = try client.record([ConsentRecord(subject: "alice", purpose: "marketing", choice: .grant, recordedAt: Timestamp(rfc3339: "2026-01-01T00:00:00Z")!, source: "web")])
+        let refused = try client.check(subject: "alice", purpose: Self.targeted, dataCategory: "user.behavior.browsing", context: tc(Self.refusal))
+        #expect(refused.reason == .consentDenied && refused.consentRecord.source == "tcf")
+        // A batch shares the string; ListUses weighs it for every use.
+        let batch = try client.checkBatch([("alice", Self.targeted, "user.behavior.browsing"), ("newcomer", "marketing.email", "user.contact.email"), ("fresh", Self.targeted, "user.behavior")], context: tc(Self.grantAll))
+        #expect(batch.results.map(\.reason) == [.consentGranted, .consentDenied, .consentGranted])
+        #expect(batch.message.isEmpty)
+        let uses = try client.listUses(subject: "fresh", context: tc(Self.grantAll))
+        #expect(uses.uses.contains { $0.purpose == Self.targeted && $0.dataCategory == "user.behavior.browsing" })
+        let usesWithout = try client.listUses(subject: "fresh", context: RequestContext(jurisdiction: "DE"))
+        #expect(!usesWithout.uses.contains { $0.purpose == Self.targeted })
+        try await harness.stop()
+    }
+
+    @Test func malformedStringsAreAnsweredInvalidSignalAndTheDaemonKeepsServing() async throws {
+        let harness = try await DaemonHarness()
+        let client = try harness.client()
+        _ = try client.record([grant("alice", "marketing")])
+        let malformed: [(RequestContext, String)] = {
+            var cases: [(RequestContext, String)] = []
+            cases.append((tc("CQjh0IAQjh0I"), "tc_string cannot be read"))
+            cases.append((tc(String(repeating: "A", count: RequestContext.maximumSignalBytes + 1)), "tc_string cannot be read"))
+            cases.append((tc("ü-not-base64"), "tc_string cannot be read"))
+            var gpp = RequestContext(jurisdiction: "DE")
+            gpp.gppString = "DBABMA~CQjh0"
+            cases.append((gpp, "gpp_string cannot be read"))
+            return cases
+        }()
+        for (context, expected) in malformed {
+            for explain in [false, true] {
+                let answer = try client.check(subject: "alice", purpose: Self.targeted, dataCategory: "user.behavior.browsing", context: context, explain: explain)
+                #expect(answer.decision == .deny && answer.reason == .invalidSignal, "\(expected) explain \(explain)")
+                #expect(answer.message.hasPrefix(expected), "\(answer.message)")
+                #expect(answer.ruleID == "eea-targeted-ads")
+                if explain { #expect(answer.explanation.text.contains("signals: \(expected)")) }
+            }
+            // A decision the string cannot affect is decided as usual, without a message.
+            let essential = try client.check(subject: "alice", purpose: "service.essential", dataCategory: "user.contact.email", context: context)
+            #expect(essential.reason == .legalBasis && essential.message.isEmpty)
+            let batch = try client.checkBatch([("alice", Self.targeted, "user.behavior"), ("alice", "service.essential", "user.contact.email")], context: context)
+            #expect(batch.results.map(\.reason) == [.invalidSignal, .legalBasis])
+            #expect(batch.message.hasPrefix(expected))
+            let uses = try client.listUses(subject: "alice", context: context)
+            #expect(uses.message.hasPrefix(expected))
+            #expect(!uses.uses.contains { $0.purpose == Self.targeted })
+        }
+        // The message names the field and the bit offset.
+        let short = try client.check(subject: "alice", purpose: Self.targeted, dataCategory: "user.behavior", context: tc("CQjh0IAQjh0I"))
+        #expect(short.message.contains("bit"), "\(short.message)")
+        // The connection and the daemon keep serving.
+        #expect(try client.check(subject: "alice", purpose: Self.targeted, dataCategory: "user.behavior", context: RequestContext(jurisdiction: "DE")).reason == .consentGranted)
+        #expect(try harness.client().status().counters.errors == 0)
+        // Too many GPP section ids is a bad request, not a bad signal.
+        var many = RequestContext(jurisdiction: "DE")
+        many.gppString = "DBABMA~" + Self.grantAll
+        many.gppSectionIds = Array(repeating: 2, count: RequestContext.maximumGPPSectionIds + 1)
+        #expect(try client.check(subject: "alice", purpose: Self.targeted, dataCategory: "user.behavior", context: many).reason == .invalidRequest)
+        try await harness.stop()
+    }
+
+    @Test func receiptsKeepTheStringsAndReplayReDecidesThem() async throws {
+        for mode in [ReceiptConfiguration.SubjectMode.raw, .hash] {
+            let receipts = "/tmp/cd-receipts-\(UUID().uuidString.prefix(8))"
+            defer { try? FileManager.default.removeItem(atPath: receipts) }
+            let harness = try await DaemonHarness {
+                $0.receipts.directory = receipts
+                $0.receipts.subject = mode
+            }
+            let client = try harness.client()
+            _ = try client.record([grant("alice", "marketing")])
+            var contexts = [tc(Self.grantAll), tc(Self.refusal), tc("CQjh0IAQjh0I"), tc(Self.grantAll, jurisdiction: "US-CA")]
+            var gpp = RequestContext(jurisdiction: "US-CA")
+            gpp.gppString = "DBABLA~BVVaqqqqqqpk"
+            gpp.gppSectionIds = [7, 7, 99]
+            gpp.usPrivacy = "1YYN"
+            contexts.append(gpp)
+            var vendor = tc(Self.grantAll, jurisdiction: "FR")
+            vendor.tcfVendorId = 13
+            contexts.append(vendor)
+            var asked = 0
+            for context in contexts {
+                for subject in ["alice", "newcomer"] {
+                    for purpose in [Self.targeted, "marketing.advertising.measurement", "marketing.sale_or_sharing", "service.essential"] {
+                        _ = try client.check(subject: subject, purpose: purpose, dataCategory: "user.behavior", context: context)
+                        _ = try client.check(subject: subject, purpose: purpose, dataCategory: "user.behavior", context: context, explain: true)
+                        asked += 2
+                    }
+                }
+                let batch = try client.checkBatch([("alice", Self.targeted, "user.behavior"), ("newcomer", Self.targeted, "user.behavior")], context: context)
+                asked += batch.results.count
+            }
+            try await harness.stop(keepFiles: true)
+            defer { try? FileManager.default.removeItem(at: harness.directory) }
+            let lines = ReceiptDirectory(path: receipts).lines
+            #expect(lines.count == asked)
+            let store = try SQLiteConsentStore(path: harness.daemon.state.configuration.store)
+            let report = try ReceiptReplayer(directory: receipts, store: store).run()
+            #expect(report.mismatches.isEmpty, "\(report.mismatches.prefix(3))")
+            switch mode {
+            case .raw:
+                #expect(lines.contains { $0.contains(#""tc_string":"\#(Self.grantAll)""#) })
+                #expect(lines.contains { $0.contains(#""gpp_sid":[7],"gpp_sid_count":3"#) && $0.contains(#""us_privacy":"1YYN""#) })
+                #expect(lines.contains { $0.contains(#""tcf_vendor_id":13"#) })
+                #expect(report.matched == asked, "every receipt with signal strings is re-decided")
+            default:
+                // Hashed like the subject: the strings are not in the receipts, and replay says
+                // it cannot re-decide them rather than guessing.
+                #expect(!lines.contains { $0.contains(Self.grantAll) })
+                #expect(lines.contains { $0.contains(#""tc_string_sha256":""#) })
+                #expect(report.unverifiable.count == asked)
+                #expect(report.unverifiable.allSatisfy { $0.message.contains("SHA-256 of its signal strings") })
+            }
+        }
+    }
+}
