@@ -89,7 +89,7 @@ let package = Package(
         .target(
             name: "ConsentServer",
             dependencies: [
-                "ConsentModel", "PolicyEngine", "ConsentStore", "ConsentWire", "ConsentReceipts", "ConsentTransport",
+                "ConsentModel", "ConsentSignals", "PolicyEngine", "ConsentStore", "ConsentWire", "ConsentReceipts", "ConsentTransport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -154,7 +154,7 @@ let package = Package(
         .testTarget(name: "ConsentModelTests", dependencies: ["ConsentModel"]),
         .testTarget(
             name: "ConsentSignalsTests",
-            dependencies: ["ConsentSignals", "ConsentModel"],
+            dependencies: ["ConsentSignals", "ConsentModel", "ConsentWorkload"],
             exclude: ["Vectors"]  // reference-suite vectors, read from the source tree (SignalVectorTests)
         ),
         .testTarget(

@@ -132,11 +132,12 @@ package struct AskedFields {
     /// (a longer one is malformed, and so is its marker).
     static let maximumSignalBytes = RequestContext.maximumSignalBytes
 
+    /// Whether a subject, key, jurisdiction or channel is over its limit (the signal strings are
+    /// written once per request, in the signals line, capped there).
     var hasOversizedField: Bool {
-        let limit = Self.maximumFieldBytes, signalLimit = Self.maximumSignalBytes
+        let limit = Self.maximumFieldBytes
         return subject.count > limit || purpose.count > limit || dataCategory.count > limit
             || (jurisdiction?.count ?? 0) > limit || (channel?.count ?? 0) > limit
-            || (tcString?.count ?? 0) > signalLimit || (gppString?.count ?? 0) > signalLimit || (usPrivacy?.count ?? 0) > signalLimit
     }
 
     /// `U+0001 truncated: N bytes` for a field over `limit`; the field itself otherwise. The
@@ -148,14 +149,18 @@ package struct AskedFields {
         return Array("\u{1}truncated: \(bytes.count) bytes".utf8)
     }
 
-    /// These fields with each one capped, held in one buffer for the duration of `body`.
+    /// These fields with each one capped, held in one buffer for the duration of `body` (the
+    /// signal strings pass unchanged).
     func capped(_ body: (AskedFields) -> Void) {
-        let signal = { (bytes: UnsafeRawBufferPointer) in Self.capped(bytes, limit: Self.maximumSignalBytes) }
-        Self.holding(
-            [subject, purpose, dataCategory].map { Self.capped($0) },
-            [jurisdiction.map { Self.capped($0) }, channel.map { Self.capped($0) }, tcString.map(signal), gppString.map(signal), usPrivacy.map(signal)],
-            body
-        )
+        var copy = self
+        Self.holding([subject, purpose, dataCategory].map { Self.capped($0) }, [jurisdiction.map { Self.capped($0) }, channel.map { Self.capped($0) }]) { cappedFields in
+            copy.subject = cappedFields.subject
+            copy.purpose = cappedFields.purpose
+            copy.dataCategory = cappedFields.dataCategory
+            copy.jurisdiction = cappedFields.jurisdiction
+            copy.channel = cappedFields.channel
+            body(copy)
+        }
     }
 
     /// Fields held in one buffer for the duration of `body` (the general path's strings, or
@@ -170,7 +175,7 @@ package struct AskedFields {
         }
         joined.withUnsafeBytes { raw in
             func field(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: raw[(i == 0 ? 0 : ends[i - 1])..<ends[i]]) }
-            func present(_ i: Int) -> UnsafeRawBufferPointer? { optional[i - 3] == nil ? nil : field(i) }
+            func present(_ i: Int) -> UnsafeRawBufferPointer? { i - 3 < optional.count && optional[i - 3] != nil ? field(i) : nil }
             body(AskedFields(
                 subject: field(0), purpose: field(1), dataCategory: field(2), jurisdiction: present(3), channel: present(4),
                 tcString: present(5), gppString: present(6), usPrivacy: present(7)

@@ -40,8 +40,8 @@ package struct ConnectionReceipts {
     /// many times, and the keyed hash is the costliest part of a receipt.
     private var hashedSubject: [UInt8] = []
     private var hashedSubjectText = ""
-    /// The last signal strings hashed, per field (a batch's items share one context).
-    private var signalHashes = (tc: SignalHash(), gpp: SignalHash(), usp: SignalHash())
+    /// The number of this request's signals line (`startRequest` resets it), 0 before it is written.
+    private var signalsLine: UInt64 = 0
     package let lines = ReceiptLines()
 
     package init(queue: ReceiptQueue, connection: UInt64) {
@@ -71,18 +71,91 @@ package struct ConnectionReceipts {
         return hashedSubjectText
     }
 
-    /// Appends the receipt line of one decision.
+    /// A new request begins: its decisions share one context, whose signals go into one signals
+    /// line, written before the first of its receipts.
+    package mutating func startRequest() {
+        signalsLine = 0
+    }
+
+    /// Appends the receipt line of one decision (after its request's signals line, if it has
+    /// signals and that line is not written yet).
     package mutating func append(_ event: DecisionEvent, set: PolicySet) {
         let time = event.decidedAt ?? .now()
         switch event.asked {
         case let .bytes(fields):
+            writeSignalsLineIfNeeded(fields, event.signals)
             encodeCapping(fields, of: event, at: time, set: set)
         case let .strings(subject, purpose, dataCategory, context):
             let optional = [context.jurisdiction, context.channel, context.tcString, context.gppString, context.usPrivacy].map { $0.map { Array($0.utf8) } }
             AskedFields.holding([Array(subject.utf8), Array(purpose.utf8), Array(dataCategory.utf8)], optional) {
+                writeSignalsLineIfNeeded($0, event.signals)
                 encodeCapping($0, of: event, at: time, set: set)
             }
         }
+    }
+
+    /// Whether a decision's request carries signals (strings, sections or a vendor).
+    private static func hasSignals(_ fields: AskedFields, _ signals: EventSignals) -> Bool {
+        fields.hasSignalStrings || signals != EventSignals()
+    }
+
+    /// The request's signals, once: `{"signals":{"id":"…s<n>", …}}`. The strings as asked (each
+    /// capped at the request limit: a longer one is malformed, and so is its marker) when subjects
+    /// are raw, otherwise the SHA-256 of each as asked; the applicable GPP sections (ids below 64,
+    /// and the count when it differs: repeats or ids no section has) and the vendor asked for.
+    private mutating func writeSignalsLineIfNeeded(_ fields: AskedFields, _ signals: EventSignals) {
+        guard signalsLine == 0, Self.hasSignals(fields, signals) else { return }
+        signalsLine = counter &+ 1
+        let raw = queue.subjectMode == .raw
+        var strings: [(StaticString, [UInt8])] = []
+        for (name, hashedName, value) in [(StaticString("tc_string"), StaticString("tc_string_sha256"), fields.tcString),
+                                          ("gpp_string", "gpp_string_sha256", fields.gppString), ("us_privacy", "us_privacy_sha256", fields.usPrivacy)] {
+            guard let value else { continue }
+            strings.append(raw ? (name, AskedFields.capped(value, limit: AskedFields.maximumSignalBytes)) : (hashedName, Self.sha256Hex(value)))
+        }
+        lines.reserve(ReceiptSchema.signalOverheadBytes + idPrefix.count + strings.reduce(0) { $0 + 6 * $1.1.count })
+        var out = RawCursor(lines.end)
+        out.put(#"{"signals":{"id":""#)
+        out.put(idPrefix)
+        out.put(UInt8(ascii: "s"))
+        out.putDecimal(signalsLine)
+        out.put(UInt8(ascii: "\""))
+        for (name, value) in strings {
+            out.put(#",""#)
+            out.put(name)
+            out.put(#"":"#)
+            value.withUnsafeBytes { out.putString($0) }
+        }
+        if signals.gppSectionCount > 0 {
+            out.put(#","gpp_sid":["#)
+            var first = true
+            var mask = signals.gppSectionMask
+            while mask != 0 {
+                if !first { out.put(UInt8(ascii: ",")) }
+                out.putDecimal(UInt64(mask.trailingZeroBitCount))
+                mask &= mask - 1
+                first = false
+            }
+            out.put(UInt8(ascii: "]"))
+            if signals.gppSectionCount != signals.gppSectionMask.nonzeroBitCount {
+                out.put(#","gpp_sid_count":"#)
+                out.putDecimal(UInt64(signals.gppSectionCount))
+            }
+        }
+        if signals.tcfVendorId != 0 {
+            out.put(#","tcf_vendor_id":"#)
+            out.putDecimal(UInt64(signals.tcfVendorId))
+        }
+        out.put("}}\n")
+        lines.commit(until: out.position)
+    }
+
+    /// SHA-256 of `bytes`, as lowercase hex.
+    static func sha256Hex(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var hasher = SHA256()
+        hasher.update(bufferPointer: bytes)
+        let digits = Array("0123456789abcdef".utf8)
+        return hasher.finalize().flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }
     }
 
     /// `encode`, with every oversized field replaced by its marker (`AskedFields.capped`, the rare path).
@@ -102,11 +175,9 @@ package struct ConnectionReceipts {
         let rule = Int(event.decision.ruleIndex)
         let ruleBytes: [UInt8]? = rule >= 0 && rule < parts.rules.count ? parts.rules[rule] : nil
         let hash = queue.subjectMode == .hash ? subjectHash(fields.subject) : ""
-        var bound = 400 + idPrefix.count + parts.revision.count + (ruleBytes?.count ?? 0) + hash.utf8.count
+        let signalsReference = signalsLine != 0 && Self.hasSignals(fields, event.signals)
+        var bound = 400 + 2 * idPrefix.count + parts.revision.count + (ruleBytes?.count ?? 0) + hash.utf8.count
         bound += 6 * (fields.subject.count + fields.purpose.count + fields.dataCategory.count + (fields.jurisdiction?.count ?? 0) + (fields.channel?.count ?? 0))
-        if fields.hasSignalStrings || event.signals != EventSignals() {
-            bound += ReceiptSchema.signalOverheadBytes + 6 * ((fields.tcString?.count ?? 0) + (fields.gppString?.count ?? 0) + (fields.usPrivacy?.count ?? 0))
-        }
         lines.reserve(bound)
         var out = RawCursor(lines.end)
         out.put(#"{"id":""#)
@@ -161,8 +232,13 @@ package struct ConnectionReceipts {
             out.put(UInt8(ascii: "\""))
             separator = true
         }
-        if fields.hasSignalStrings || event.signals != EventSignals() {
-            encodeSignals(fields, event.signals, separator: separator, to: &out)
+        if signalsReference {
+            if separator { out.put(UInt8(ascii: ",")) }
+            out.put(#""signals":""#)
+            out.put(idPrefix)
+            out.put(UInt8(ascii: "s"))
+            out.putDecimal(signalsLine)
+            out.put(UInt8(ascii: "\""))
         }
         out.put(event.decision.isAllowed ? ReceiptSchema.decisionFields.allow : ReceiptSchema.decisionFields.deny)
         out.put(event.decision.reason.name)
@@ -184,77 +260,10 @@ package struct ConnectionReceipts {
     }
 
 
-    /// The context's signals: the strings as asked when subjects are written raw, else their
-    /// SHA-256 (a TC string is the customer's choices, kept no plainer than their id); the
-    /// applicable GPP sections and the vendor asked for.
-    private mutating func encodeSignals(_ fields: AskedFields, _ signals: EventSignals, separator: Bool, to out: inout RawCursor) {
-        var separator = separator
-        func key(_ name: StaticString, _ out: inout RawCursor) {
-            if separator { out.put(UInt8(ascii: ",")) }
-            out.put(UInt8(ascii: "\""))
-            out.put(name)
-            separator = true
-        }
-        let raw = queue.subjectMode == .raw
-        func string(_ name: StaticString, _ hashedName: StaticString, _ bytes: UnsafeRawBufferPointer?, _ hash: inout SignalHash, _ out: inout RawCursor) {
-            guard let bytes else { return }
-            key(raw ? name : hashedName, &out)
-            out.put(#"":"#)
-            if raw {
-                out.putString(bytes)
-            } else {
-                out.put(UInt8(ascii: "\""))
-                out.put(hash.hex(of: bytes))
-                out.put(UInt8(ascii: "\""))
-            }
-        }
-        string(#"tc_string"#, #"tc_string_sha256"#, fields.tcString, &signalHashes.tc, &out)
-        string(#"gpp_string"#, #"gpp_string_sha256"#, fields.gppString, &signalHashes.gpp, &out)
-        string(#"us_privacy"#, #"us_privacy_sha256"#, fields.usPrivacy, &signalHashes.usp, &out)
-        if signals.gppSectionCount > 0 {
-            key(#"gpp_sid":["#, &out)
-            var first = true
-            var mask = signals.gppSectionMask
-            while mask != 0 {
-                if !first { out.put(UInt8(ascii: ",")) }
-                out.putDecimal(UInt64(mask.trailingZeroBitCount))
-                mask &= mask - 1
-                first = false
-            }
-            out.put(UInt8(ascii: "]"))
-            if signals.gppSectionCount != signals.gppSectionMask.nonzeroBitCount {
-                // Duplicates, or ids no section has: the count decides whether there were too many.
-                out.put(#","gpp_sid_count":"#)
-                out.putDecimal(UInt64(signals.gppSectionCount))
-            }
-        }
-        if signals.tcfVendorId != 0 {
-            key(#"tcf_vendor_id":"#, &out)
-            out.putDecimal(UInt64(signals.tcfVendorId))
-        }
-    }
-
     /// Hands the lines of this frame to the queue.
     package func flush() {
         guard lines.count > 0 else { return }
         queue.enqueue(lines)
-    }
-}
-
-/// The SHA-256 (hex) of the last string one signal field held, kept for the next receipt.
-struct SignalHash {
-    private var last: [UInt8] = []
-    private var text: [UInt8] = []
-
-    mutating func hex(of bytes: UnsafeRawBufferPointer) -> [UInt8] {
-        if text.isEmpty || !last.elementsEqual(bytes) {
-            last = Array(bytes)
-            var hasher = SHA256()
-            hasher.update(bufferPointer: bytes)
-            let digits = Array("0123456789abcdef".utf8)
-            text = hasher.finalize().flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }
-        }
-        return text
     }
 }
 

@@ -11,18 +11,8 @@ public struct Receipt: Decodable, Sendable {
         public var usp_opt_out: Bool?
         public var channel: String?
         public var at: String?
-        public var tc_string: String?
-        public var gpp_string: String?
-        public var us_privacy: String?
-        public var tc_string_sha256: String?
-        public var gpp_string_sha256: String?
-        public var us_privacy_sha256: String?
-        public var gpp_sid: [UInt32]?
-        public var gpp_sid_count: Int?
-        public var tcf_vendor_id: UInt32?
-
-        /// Whether a signal string is recorded only by its hash.
-        var hasHashedSignals: Bool { tc_string_sha256 != nil || gpp_string_sha256 != nil || us_privacy_sha256 != nil }
+        /// The id of the request's signals line (`{"signals":{"id":…}}`), when it had signals.
+        public var signals: String?
     }
 
     public var id: String
@@ -94,6 +84,11 @@ public final class ReceiptReplayer {
     private var histories: [ExactString: [ConsentRecord]] = [:]
     private var erasures: [ExactString: [ErasureTombstone]] = [:]
     private var subjectsByHash: [String: String]?
+    /// The signals lines read so far, by id (kept for the last `signalLineWindow` lines: a
+    /// request's receipts follow its signals line within the request's own block of lines).
+    private var signalLines: [String: ReceiptSchema.SignalsLine.Signals] = [:]
+    private var signalLineOrder: [String] = []
+    static let signalLineWindow = 4096
 
     struct ReplayProblem: Error {
         let message: String
@@ -136,6 +131,17 @@ public final class ReceiptReplayer {
                 let lineData = Data(line)
                 if let gap = ReceiptSchema.GapLine.parse(line) {
                     report.dropped[gap.gap.reason, default: 0] += gap.gap.dropped
+                    continue
+                }
+                do {
+                    if let signalsLine = try ReceiptSchema.SignalsLine.parse(line) {
+                        remember(signalsLine.signals)
+                        continue
+                    }
+                } catch {
+                    let finding = ReceiptReplayReport.Finding(location: location, id: "", message: "not a readable signals line: \(Self.describe(error))")
+                    report.mismatches.append(finding)
+                    progress(finding, true)
                     continue
                 }
                 report.receipts += 1
@@ -194,8 +200,15 @@ public final class ReceiptReplayer {
     }
 
     func replay(_ receipt: Receipt) -> Outcome {
-        if receipt.context.hasHashedSignals {
-            return .unverifiable("the receipt holds the SHA-256 of its signal strings, not the strings (receipts written with --receipt-subject raw keep them)")
+        var signals: ReceiptSchema.SignalsLine.Signals?
+        if let id = receipt.context.signals {
+            guard let found = signalLines[id] else {
+                return .mismatch("its signals line \(id) is not in the receipts (it comes before the request's first receipt)")
+            }
+            if found.hasHashedStrings {
+                return .unverifiable("the receipt holds the SHA-256 of its signal strings, not the strings (receipts written with --receipt-subject raw keep them)")
+            }
+            signals = found
         }
         let set: PolicySet
         switch policySet(receipt.revision) {
@@ -222,7 +235,7 @@ public final class ReceiptReplayer {
                 // erasure, which leaves a tombstone): it is decided with none. Its id is unknown,
                 // but only its validity matters then, and an INVALID_REQUEST receipt says that.
                 let placeholder = receipt.reason == ReasonCode.invalidRequest.description ? "" : "x"
-                return compare(receipt, set: set, time: time, at: at, subject: placeholder, records: [])
+                return compare(receipt, signals: signals, set: set, time: time, at: at, subject: placeholder, records: [])
             }
         } else {
             return .unverifiable("the receipt omits the subject")
@@ -239,22 +252,26 @@ public final class ReceiptReplayer {
             return .unverifiable("the subject was erased after the decision (erasure at sequence \(erasure.sequence))")
         }
         let visible = records.filter { $0.sequence <= receipt.sequence }.sorted { $0.sequence < $1.sequence }
-        return compare(receipt, set: set, time: time, at: at, subject: subject, records: visible)
+        return compare(receipt, signals: signals, set: set, time: time, at: at, subject: subject, records: visible)
     }
 
     /// Decides the receipt's question again with `records` and compares every field.
-    private func compare(_ receipt: Receipt, set: PolicySet, time: Timestamp, at: Timestamp?, subject: String, records: [ConsentRecord]) -> Outcome {
+    private func compare(
+        _ receipt: Receipt, signals: ReceiptSchema.SignalsLine.Signals?, set: PolicySet, time: Timestamp, at: Timestamp?, subject: String, records: [ConsentRecord]
+    ) -> Outcome {
         let compact = records.map { $0.compact(in: set.vocabulary) }
         var context = RequestContext(
             jurisdiction: receipt.context.jurisdiction, gpc: receipt.context.gpc ?? false, uspOptOut: receipt.context.usp_opt_out ?? false,
             channel: receipt.context.channel, at: at
         )
-        let ids = receipt.context.gpp_sid ?? []
-        let sections = EventSignals(gppSectionMask: SignalAssessment.sectionMask(ids), gppSectionCount: max(ids.count, receipt.context.gpp_sid_count ?? 0))
-        context.setSignals(
-            tcString: receipt.context.tc_string ?? "", gppString: receipt.context.gpp_string ?? "", gppSectionIds: sections.replayedSectionIds,
-            usPrivacy: receipt.context.us_privacy ?? "", tcfVendorId: receipt.context.tcf_vendor_id ?? 0
-        )
+        if let signals {
+            let ids = signals.gpp_sid ?? []
+            let sections = EventSignals(gppSectionMask: SignalAssessment.sectionMask(ids), gppSectionCount: max(ids.count, signals.gpp_sid_count ?? 0))
+            context.setSignals(
+                tcString: signals.tc_string ?? "", gppString: signals.gpp_string ?? "", gppSectionIds: sections.replayedSectionIds,
+                usPrivacy: signals.us_privacy ?? "", tcfVendorId: signals.tcf_vendor_id ?? 0
+            )
+        }
         let request = DecisionRequest(subject: subject, purpose: receipt.purpose, dataCategory: receipt.data_category, context: context)
         let decision = set.decide(request, consent: compact[...], now: time)
         let replayedDecision = ReceiptSchema.decisionWord(allowed: decision.isAllowed)
@@ -267,6 +284,14 @@ public final class ReceiptReplayer {
         if replayedRecord != receipt.record { differences.append("record \(receipt.record), replay \(replayedRecord)") }
         if differences.isEmpty { return .matched(receipt.revision) }
         return .mismatch(differences.joined(separator: "; ") + " (revision \(receipt.revision), store sequence \(receipt.sequence))")
+    }
+
+    private func remember(_ signals: ReceiptSchema.SignalsLine.Signals) {
+        if signalLines.updateValue(signals, forKey: signals.id) == nil { signalLineOrder.append(signals.id) }
+        if signalLineOrder.count > 2 * Self.signalLineWindow {
+            for id in signalLineOrder.prefix(Self.signalLineWindow) { signalLines[id] = nil }
+            signalLineOrder.removeFirst(Self.signalLineWindow)
+        }
     }
 
     private func policySet(_ revision: String) -> Result<PolicySet, ReplayProblem> {

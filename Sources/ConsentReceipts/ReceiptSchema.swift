@@ -15,12 +15,18 @@ package enum ReceiptSchema {
     /// How a seal line starts.
     static let sealMarker = Array(#"{"chain":"#.utf8)
 
-    /// The most bytes a receipt's signal keys and values take besides the strings themselves
-    /// (their hashes, up to 64 GPP section ids, the count, the vendor).
+    /// How a signals line starts: `{"signals":{"id":…, "tc_string":…, …}}` holds one request's
+    /// consent signals, written once before the first of its receipts; each receipt names it in
+    /// `context.signals`.
+    static let signalsMarker = Array(#"{"signals":"#.utf8)
+
+    /// The most bytes a signals line takes besides the strings themselves (keys, hashes, up to 64
+    /// GPP section ids, the count, the vendor, the id).
     static let signalOverheadBytes = 1024
 
-    /// The longest receipt line the encoder writes: every field capped, every byte escaped.
-    package static let maximumLineBytes = 4096 + signalOverheadBytes + 3 * 6 * RequestContext.maximumSignalBytes
+    /// The longest line the encoder writes: a receipt (every field capped and escaped), or a
+    /// signals line (three strings of at most 16 KiB, escaped).
+    package static let maximumLineBytes = signalOverheadBytes + 3 * 6 * RequestContext.maximumSignalBytes
 
     /// A decision's word in a receipt.
     static func decisionWord(allowed: Bool) -> String { allowed ? "allow" : "deny" }
@@ -50,6 +56,33 @@ package enum ReceiptSchema {
 
         init(text: String) {
             self = text.hasPrefix(Self.writeFailedPrefix) ? .writeFailed(String(text.dropFirst(Self.writeFailedPrefix.count))) : .queueFull
+        }
+    }
+
+    /// A signals line as read back.
+    struct SignalsLine: Decodable {
+        struct Signals: Decodable {
+            var id: String
+            var tc_string: String?
+            var gpp_string: String?
+            var us_privacy: String?
+            var tc_string_sha256: String?
+            var gpp_string_sha256: String?
+            var us_privacy_sha256: String?
+            var gpp_sid: [UInt32]?
+            var gpp_sid_count: Int?
+            var tcf_vendor_id: UInt32?
+
+            /// Whether a string is recorded only by its hash.
+            var hasHashedStrings: Bool { tc_string_sha256 != nil || gpp_string_sha256 != nil || us_privacy_sha256 != nil }
+        }
+        var signals: Signals
+
+        /// The signals in `line`, if it is a signals line (nil for another line; an error for a
+        /// signals line that cannot be read).
+        static func parse<Bytes: Collection<UInt8>>(_ line: Bytes) throws -> SignalsLine? {
+            guard line.starts(with: signalsMarker) else { return nil }
+            return try JSONDecoder().decode(SignalsLine.self, from: Data(line))
         }
     }
 

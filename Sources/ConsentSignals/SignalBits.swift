@@ -13,6 +13,26 @@ func sextet(_ byte: UInt8) -> UInt8? {
     }
 }
 
+/// Whether `byte` is a base64url character (`sextet(byte) != nil`), without a branch per class.
+@inline(__always)
+func isSextet(_ byte: UInt8) -> Bool {
+    let folded = byte | 0x20
+    return (folded >= UInt8(ascii: "a") && folded <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+        || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+}
+
+/// The value of a character already known to be base64url (`BitReader` checks every character
+/// when it is made): branch-free, so reading bits costs a few instructions per character.
+@inline(__always)
+func validSextet(_ byte: UInt8) -> UInt8 {
+    var value = byte &- UInt8(ascii: "A")                                   // A–Z
+    value = byte >= UInt8(ascii: "a") ? byte &- (UInt8(ascii: "a") &- 26) : value   // a–z
+    value = byte <= UInt8(ascii: "9") ? byte &+ (52 &- UInt8(ascii: "0")) : value   // 0–9
+    value = byte == UInt8(ascii: "-") ? 62 : value
+    value = byte == UInt8(ascii: "_") ? 63 : value
+    return value
+}
+
 /// One base64url-encoded part of a signal string (a TCF segment, a GPP header or subsection),
 /// read MSB first, six bits per character. Borrows the caller's bytes: valid only while they are.
 /// Every character is checked when the part is made, so reads never meet a foreign byte.
@@ -34,7 +54,7 @@ struct BitReader {
                 padding += 1
             }
         }
-        for index in 0..<count where sextet(chars[index]) == nil {
+        for index in 0..<count where !isSextet(chars[index]) {
             throw SignalError(signal, segment: segment, field: "(character)", bitOffset: index * 6, problem: .invalidCharacter(chars[index]))
         }
         guard count > 0 else {
@@ -48,28 +68,32 @@ struct BitReader {
     var bitCount: Int { chars.count &* 6 }
     var remaining: Int { bitCount &- position }
 
-    /// `width` (0…64) bits at `at`, which the caller has checked lie inside the part.
+    /// `width` (0…64) bits at `at`, which the caller has checked lie inside the part: the
+    /// characters that hold them are gathered six bits at a time into one word, then shifted and
+    /// masked once (a field of up to 55 bits spans at most ten characters).
     @inline(__always)
     func peek(at start: Int, width: Int) -> UInt64 {
-        var value: UInt64 = 0
-        var left = width
-        var bit = start
-        while left > 0 {
-            let index = bit / 6
-            let offset = bit % 6
-            let take = min(6 &- offset, left)
-            let sixBits = UInt64(sextet(chars[index]) ?? 0)
-            let piece = (sixBits >> UInt64(6 &- offset &- take)) & ((1 << UInt64(take)) &- 1)
-            value = (value << UInt64(take)) | piece
-            left &-= take
-            bit &+= take
+        guard width > 0 else { return 0 }
+        let first = start / 6
+        let total = start &- first &* 6 &+ width
+        guard total <= 60 else {
+            // Wider than one gather: the high bits, then the low 32.
+            return peek(at: start, width: width &- 32) << 32 | peek(at: start &+ width &- 32, width: 32)
         }
-        return value
+        let count = (total &+ 5) / 6
+        var gathered: UInt64 = 0
+        var index = first
+        let end = first &+ count
+        while index < end {
+            gathered = gathered << 6 | UInt64(validSextet(chars[index]))
+            index &+= 1
+        }
+        return (gathered >> UInt64(count &* 6 &- total)) & ((1 << UInt64(width)) &- 1)
     }
 
     @inline(__always)
     func bit(at index: Int) -> Bool {
-        let sixBits = sextet(chars[index / 6]) ?? 0
+        let sixBits = validSextet(chars[index / 6])
         return (sixBits >> UInt8(5 &- index % 6)) & 1 == 1
     }
 

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A TCF v2 TC string (v2.2 and v2.3 share the bit layout), read in place.
 ///
 /// Parsing walks the whole string once and checks every structural rule — known version, every
@@ -140,6 +146,52 @@ public struct TCFString {
     /// Deciseconds to RFC 3339 UTC text happens in the report; decisions compare deciseconds.
     public var lastUpdatedMicroseconds: Int64 { Int64(lastUpdatedDeciseconds) &* 100_000 }
     public var createdMicroseconds: Int64 { Int64(createdDeciseconds) &* 100_000 }
+}
+
+/// The last TC string one connection read, kept with its reading: ad requests for one customer
+/// carry the same string again and again, and reading a long one checks every range entry. A
+/// string byte-for-byte equal to the kept one is not read again. Not thread-safe: one per
+/// connection. Only well-formed strings are kept; the copy grows to the longest string seen (at
+/// most the request limit), so a steady stream allocates nothing.
+public final class TCFStringCache {
+    private var storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    private var count = 0
+    private var parsed: TCFString?
+    /// What the kept string says of the last vendor asked about (see `vendor(_:of:)`).
+    private var vendorFacts: (vendor: Int, consent: Bool, notAllowed: UInt64)?
+
+    public init() {}
+    deinit { storage.deallocate() }
+
+    /// The reading of `bytes`, valid until the next call: the kept one when `bytes` are the bytes
+    /// last read, else `bytes` copied and read anew (kept when well formed).
+    public func parse(_ bytes: UnsafeRawBufferPointer) throws(SignalError) -> TCFString {
+        if let parsed, count == bytes.count, count > 0, memcmp(storage.baseAddress!, bytes.baseAddress!, count) == 0 {
+            return parsed
+        }
+        parsed = nil
+        vendorFacts = nil
+        count = 0
+        if storage.count < bytes.count {
+            storage.deallocate()
+            storage = .allocate(byteCount: max(bytes.count, 2 * storage.count), alignment: 8)
+        }
+        if bytes.count > 0 { storage.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        let reading = try TCFString(parsing: UnsafeRawBufferPointer(start: storage.baseAddress, count: bytes.count))
+        parsed = reading
+        count = bytes.count
+        return reading
+    }
+
+    /// What the string last returned by `parse` says of `vendor`: whether it has vendor consent,
+    /// and the purposes (bit p-1) a publisher restriction of type 0 keeps it from — kept with the
+    /// string, since both walk the string's vendor lists.
+    public func vendor(_ vendor: Int, of tc: TCFString) -> (consent: Bool, notAllowed: UInt64) {
+        if let facts = vendorFacts, facts.vendor == vendor { return (facts.consent, facts.notAllowed) }
+        let facts = (vendor: vendor, consent: tc.vendorConsents.contains(vendor), notAllowed: tc.publisherRestrictions.purposes(restricting: vendor, type: 0))
+        vendorFacts = facts
+        return (facts.consent, facts.notAllowed)
+    }
 }
 
 /// A set of vendor ids as a TC string encodes it: MaxVendorId, then either a bitfield of that
@@ -309,6 +361,16 @@ public struct PublisherRestrictions {
     /// Calls `body(purpose, type, firstVendor, lastVendor)` for each range of each restriction, in order.
     public func forEachRange(_ body: (_ purpose: Int, _ type: Int, _ first: Int, _ last: Int) -> Void) {
         walk(restriction: { _, _ in }, range: body)
+    }
+
+    /// The purposes (bit p-1 for purpose p, 1…64) on which `vendor` has a restriction of `type`,
+    /// in one walk: a decision asks it once per request, not once per purpose or batch item.
+    public func purposes(restricting vendor: Int, type: Int) -> UInt64 {
+        var mask: UInt64 = 0
+        forEachRange { purpose, restrictionType, first, last in
+            if restrictionType == type, purpose >= 1, purpose <= 64, first <= vendor, vendor <= last { mask |= 1 << UInt64(purpose &- 1) }
+        }
+        return mask
     }
 
     /// The restriction types (bit t set for type t) that apply to `vendor` for `purpose`.

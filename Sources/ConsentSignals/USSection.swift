@@ -161,6 +161,12 @@ public struct USSection {
     /// The GPC subsection's bit; nil when the string carries no GPC subsection.
     public let gpc: Bool?
 
+    /// Parses a section's text (`core[.gpc]`) for section `id` (7…12), as a GPP string's parse
+    /// checks it.
+    public init(section id: Int, parsing bytes: UnsafeRawBufferPointer) throws(SignalError) {
+        try self.init(id: id, parsing: bytes, acceptingAnyVersion: false)
+    }
+
     /// Parses a section's text (`core[.gpc]`) for section `id` (7…12).
     /// `acceptingAnyVersion` reads a version this decoder does not know with the known layout:
     /// only for the reference suites' vectors that use arbitrary versions, never for decisions.
@@ -210,6 +216,17 @@ public struct USSection {
     public func value(_ field: USField, at index: Int = 0) -> Int? {
         guard let (offset, count) = layout.offset(of: field), index >= 0, index < count else { return nil }
         return Int(truncatingIfNeeded: core.peek(at: offset &+ 2 &* index, width: 2))
+    }
+
+    /// The positions of list `field` (bit i: position i + 1, the first 32) whose value is `value`,
+    /// with one lookup of the field's place.
+    public func positions(of field: USField, equalTo value: Int) -> UInt32 {
+        guard let (offset, count) = layout.offset(of: field) else { return 0 }
+        var mask: UInt32 = 0
+        for index in 0..<min(count, 32) where core.peek(at: offset &+ 2 &* index, width: 2) == UInt64(truncatingIfNeeded: value) {
+            mask |= 1 << UInt32(index)
+        }
+        return mask
     }
 
     /// How many values `field` has in this section (0 when it has none).

@@ -11,18 +11,34 @@ import Testing
     static let policies = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Policies").path
 
     func encode(_ events: [(DecisionEvent, String)], subjects mode: ReceiptConfiguration.SubjectMode) throws -> [Receipt] {
+        try encodeLines(events, subjects: mode).receipts
+    }
+
+    /// The receipts and the signals lines the encoder writes for `events`, one request each.
+    func encodeLines(_ events: [(DecisionEvent, String)], subjects mode: ReceiptConfiguration.SubjectMode) throws -> (receipts: [Receipt], signals: [ReceiptSchema.SignalsLine.Signals]) {
         let set = try #require(PolicyDirectory.compile(Self.policies, vocabulary: Vocabulary()).result.policySet)
         var configuration = ReceiptConfiguration()
         configuration.subject = mode
         let queue = ReceiptQueue(configuration: configuration, instance: "t", hasher: { "h\($0.count)" })
         var receipts = ConnectionReceipts(queue: queue, connection: 7)
-        for (event, _) in events { receipts.append(event, set: set) }
+        for (event, _) in events {
+            receipts.startRequest()
+            receipts.append(event, set: set)
+        }
         let lines = receipts.lines
         var start = 0
-        return try lines.ends.map { end in
+        var decoded: [Receipt] = []
+        var signals: [ReceiptSchema.SignalsLine.Signals] = []
+        for end in lines.ends {
             defer { start = end }
-            return try JSONDecoder().decode(Receipt.self, from: Data(UnsafeRawBufferPointer(rebasing: lines.bytes[start..<end])))
+            let line = Array(UnsafeRawBufferPointer(rebasing: lines.bytes[start..<end]))
+            if let signalsLine = try ReceiptSchema.SignalsLine.parse(line.dropLast()) {
+                signals.append(signalsLine.signals)
+            } else {
+                decoded.append(try JSONDecoder().decode(Receipt.self, from: Data(line)))
+            }
         }
+        return (decoded, signals)
     }
 
     @Test func whatTheEncoderWritesReceiptReadsBack() throws {
@@ -48,7 +64,7 @@ import Testing
                 decision: .deny(.invalidRequest), sequence: 0, kind: .listUses
             ), "bare"),
         ]
-        let raw = try encode(events, subjects: .raw)
+        let (raw, rawSignals) = try encodeLines(events, subjects: .raw)
         #expect(raw.count == 2)
         let full = raw[0]
         #expect(full.id == "t-7-1")
@@ -64,12 +80,16 @@ import Testing
         #expect(full.rule == "eea-targeted-ads")
         #expect(full.record == 41 && full.sequence == 99 && full.revision == set.revision)
         #expect(full.kind == "check")
-        #expect(full.context.tc_string == tc && full.context.us_privacy == "1YN\"")
-        #expect(full.context.gpp_string?.hasPrefix("DBABMA~") == true)
-        #expect(full.context.gpp_sid == [2, 7] && full.context.gpp_sid_count == 4 && full.context.tcf_vendor_id == 755)
-        #expect(full.context.tc_string_sha256 == nil && !full.context.hasHashedSignals)
+        // The request's signals are in one signals line before its receipt, which names it.
+        let lineSignals = try #require(rawSignals.first)
+        #expect(rawSignals.count == 1 && full.context.signals == lineSignals.id && lineSignals.id == "t-7-s1")
+        #expect(raw[1].context.signals == nil)
+        #expect(lineSignals.tc_string == tc && lineSignals.us_privacy == "1YN\"")
+        #expect(lineSignals.gpp_string?.hasPrefix("DBABMA~") == true)
+        #expect(lineSignals.gpp_sid == [2, 7] && lineSignals.gpp_sid_count == 4 && lineSignals.tcf_vendor_id == 755)
+        #expect(lineSignals.tc_string_sha256 == nil && !lineSignals.hasHashedStrings)
         // What a replay gives back decides as the request did: the same mask, "given", and count.
-        let replayed = EventSignals(gppSectionMask: SignalAssessment.sectionMask(full.context.gpp_sid ?? []), gppSectionCount: full.context.gpp_sid_count ?? 0)
+        let replayed = EventSignals(gppSectionMask: SignalAssessment.sectionMask(lineSignals.gpp_sid ?? []), gppSectionCount: lineSignals.gpp_sid_count ?? 0)
         #expect(replayed == EventSignals(gppSectionMask: EventSignals(context).gppSectionMask, gppSectionCount: 4))
         #expect(replayed.replayedSectionIds.count == 4 && SignalAssessment.sectionMask(replayed.replayedSectionIds) == SignalAssessment.sectionMask([2, 7]))
         let bare = raw[1]
@@ -78,13 +98,15 @@ import Testing
         #expect(bare.context.gpc == nil && bare.context.usp_opt_out == nil)
         #expect(bare.decision == ReceiptSchema.decisionWord(allowed: false) && bare.reason == ReasonCode.invalidRequest.description)
         #expect(bare.rule == nil && bare.record == 0 && bare.kind == "list_uses")
-        let hashed = try encode(events, subjects: .hash)
+        let (hashed, hashedSignals) = try encodeLines(events, subjects: .hash)
         #expect(hashed[0].subject == nil && hashed[0].subject_hash == "h\("jos\u{E9} \"q\"\\\u{1}".utf8.count)")
         // Signal strings are as private as the subject: hashed (SHA-256) unless subjects are raw.
-        #expect(hashed[0].context.tc_string == nil && hashed[0].context.tc_string_sha256 == sha256Hex(tc))
-        #expect(hashed[0].context.gpp_string == nil && hashed[0].context.gpp_string_sha256?.count == 64)
-        #expect(hashed[0].context.us_privacy_sha256 == sha256Hex("1YN\""))
-        #expect(hashed[0].context.gpp_sid == [2, 7] && hashed[0].context.tcf_vendor_id == 755)
+        let hashedLine = try #require(hashedSignals.first)
+        #expect(hashed[0].context.signals == hashedLine.id)
+        #expect(hashedLine.tc_string == nil && hashedLine.tc_string_sha256 == sha256Hex(tc))
+        #expect(hashedLine.gpp_string == nil && hashedLine.gpp_string_sha256?.count == 64)
+        #expect(hashedLine.us_privacy_sha256 == sha256Hex("1YN\""))
+        #expect(hashedLine.gpp_sid == [2, 7] && hashedLine.tcf_vendor_id == 755)
         let omitted = try encode(events, subjects: .omit)
         #expect(omitted[0].subject == nil && omitted[0].subject_hash == nil)
     }

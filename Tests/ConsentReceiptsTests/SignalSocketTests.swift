@@ -89,6 +89,12 @@ import Testing
             #expect(uses.message.hasPrefix(expected))
             #expect(!uses.uses.contains { $0.purpose == Self.targeted })
         }
+        // Every string that cannot be read is named (review 23: only the first was, even when it
+        // could not have affected the decision).
+        var two = tc("CQjh0IAQjh0I")
+        two.usPrivacy = "1YN"
+        let both = try client.check(subject: "alice", purpose: Self.targeted, dataCategory: "user.behavior", context: two)
+        #expect(both.reason == .invalidSignal && both.message.contains("tc_string cannot be read") && both.message.contains("us_privacy cannot be read"), "\(both.message)")
         // The message names the field and the bit offset.
         let short = try client.check(subject: "alice", purpose: Self.targeted, dataCategory: "user.behavior", context: tc("CQjh0IAQjh0I"))
         #expect(short.message.contains("bit"), "\(short.message)")
@@ -123,38 +129,83 @@ import Testing
             vendor.tcfVendorId = 13
             contexts.append(vendor)
             var asked = 0
+            var requests = 0
             for context in contexts {
                 for subject in ["alice", "newcomer"] {
                     for purpose in [Self.targeted, "marketing.advertising.measurement", "marketing.sale_or_sharing", "service.essential"] {
                         _ = try client.check(subject: subject, purpose: purpose, dataCategory: "user.behavior", context: context)
                         _ = try client.check(subject: subject, purpose: purpose, dataCategory: "user.behavior", context: context, explain: true)
                         asked += 2
+                        requests += 2
                     }
                 }
                 let batch = try client.checkBatch([("alice", Self.targeted, "user.behavior"), ("newcomer", Self.targeted, "user.behavior")], context: context)
                 asked += batch.results.count
+                requests += 1
             }
             try await harness.stop(keepFiles: true)
             defer { try? FileManager.default.removeItem(at: harness.directory) }
-            let lines = ReceiptDirectory(path: receipts).lines
+            let allLines = ReceiptDirectory(path: receipts).lines
+            let lines = allLines.filter { !$0.hasPrefix(#"{"signals":"#) }
+            let signalLines = allLines.filter { $0.hasPrefix(#"{"signals":"#) }
             #expect(lines.count == asked)
+            // One signals line per request, whatever its number of decisions.
+            #expect(signalLines.count == requests, "\(signalLines.count) signals lines for \(requests) requests")
+            #expect(lines.allSatisfy { $0.contains(#""signals":""#) })
             let store = try SQLiteConsentStore(path: harness.daemon.state.configuration.store)
             let report = try ReceiptReplayer(directory: receipts, store: store).run()
             #expect(report.mismatches.isEmpty, "\(report.mismatches.prefix(3))")
             switch mode {
             case .raw:
-                #expect(lines.contains { $0.contains(#""tc_string":"\#(Self.grantAll)""#) })
-                #expect(lines.contains { $0.contains(#""gpp_sid":[7],"gpp_sid_count":3"#) && $0.contains(#""us_privacy":"1YYN""#) })
-                #expect(lines.contains { $0.contains(#""tcf_vendor_id":13"#) })
+                #expect(signalLines.contains { $0.contains(#""tc_string":"\#(Self.grantAll)""#) })
+                #expect(signalLines.contains { $0.contains(#""gpp_sid":[7],"gpp_sid_count":3"#) && $0.contains(#""us_privacy":"1YYN""#) })
+                #expect(signalLines.contains { $0.contains(#""tcf_vendor_id":13"#) })
                 #expect(report.matched == asked, "every receipt with signal strings is re-decided")
             default:
                 // Hashed like the subject: the strings are not in the receipts, and replay says
                 // it cannot re-decide them rather than guessing.
-                #expect(!lines.contains { $0.contains(Self.grantAll) })
-                #expect(lines.contains { $0.contains(#""tc_string_sha256":""#) })
+                #expect(!allLines.contains { $0.contains(Self.grantAll) })
+                #expect(signalLines.contains { $0.contains(#""tc_string_sha256":""#) })
                 #expect(report.unverifiable.count == asked)
                 #expect(report.unverifiable.allSatisfy { $0.message.contains("SHA-256 of its signal strings") })
             }
         }
+    }
+
+    /// A batch's signal strings are written once, in its signals line, however many items it has
+    /// (review 23: every item's receipt repeated three escaped 16 KiB strings, ~300 KB a line).
+    @Test func aBatchsSignalStringsAreWrittenOnce() async throws {
+        let receipts = "/tmp/cd-receipts-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: receipts) }
+        let harness = try await DaemonHarness {
+            $0.receipts.directory = receipts
+            $0.receipts.subject = .raw
+        }
+        let client = try harness.client()
+        var context = RequestContext(jurisdiction: "DE")
+        let worst = String(repeating: "\u{1}", count: RequestContext.maximumSignalBytes)  // escaped to six bytes each
+        context.tcString = worst
+        context.gppString = worst
+        context.usPrivacy = worst
+        let items = 1000
+        let batch = try client.checkBatch(Array(repeating: ("alice", "service.essential", "user.contact.email"), count: items), context: context)
+        #expect(batch.results.count == items && batch.results.allSatisfy { $0.reason == .legalBasis })
+        // Too many section ids: every Check item is INVALID_REQUEST; ListUses says so.
+        var many = RequestContext(jurisdiction: "DE")
+        many.gppSectionIds = Array(repeating: 7, count: 100_000)
+        #expect(try client.checkBatch([("alice", "service.essential", "user.contact.email")], context: many).results.first?.reason == .invalidRequest)
+        #expect(throws: ConsentClientError.self) { try client.listUses(subject: "alice", context: many) }
+        try await harness.stop(keepFiles: true)
+        defer { try? FileManager.default.removeItem(at: harness.directory) }
+        let all = ReceiptDirectory(path: receipts).lines
+        let signalLines = all.filter { $0.hasPrefix(#"{"signals":"#) }
+        #expect(signalLines.count == 2)
+        #expect(all.count == items + 1 + 2)
+        let bytes = all.reduce(0) { $0 + $1.utf8.count }
+        #expect(bytes < 3 * 6 * RequestContext.maximumSignalBytes + items * 400, "\(bytes) bytes of receipts")
+        let store = try SQLiteConsentStore(path: harness.daemon.state.configuration.store)
+        let report = try ReceiptReplayer(directory: receipts, store: store).run()
+        #expect(report.mismatches.isEmpty, "\(report.mismatches.prefix(3))")
+        #expect(report.matched == items + 1)
     }
 }

@@ -1,21 +1,17 @@
 @testable import ConsentSignals
 import ConsentModel
+import ConsentWorkload
 import Testing
 
 /// Round trips through an encoder written here from the specifications (it shares no code with
 /// the decoders): seeded random models are encoded, decoded, and compared field by field, and the
 /// in-place queries are asked about every id around the model's sets.
 struct SignalRoundTripTests {
-    /// splitmix64: small, seeded, the same on every machine.
+    /// The workload's splitmix64 (seeded, the same on every machine), with the draws these tests use.
     struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var generator: SplitMix64
+        init(state: UInt64) { generator = SplitMix64(seed: state) }
+        mutating func next() -> UInt64 { generator.next() }
         mutating func below(_ n: Int) -> Int { n <= 0 ? 0 : Int(next() % UInt64(n)) }
         mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
         mutating func ids(upTo maximum: Int, density: Int) -> Set<Int> {
@@ -426,6 +422,77 @@ struct SignalRoundTripTests {
                 return try reader.readFibonacci("SectionIds.Start")
             }
             #expect(decoded == value)
+        }
+    }
+}
+
+/// The fast bit reading agrees with the plain definitions it replaces: every byte is a base64url
+/// character exactly when `sextet` says so, with the same value, and a gathered field of any width
+/// at any offset is the field read one bit at a time.
+@Suite struct BitReaderTests {
+    @Test func theBranchFreeCharacterReadingIsTheTable() {
+        for byte in UInt8.min...UInt8.max {
+            #expect(isSextet(byte) == (sextet(byte) != nil), "byte \(byte)")
+            if let value = sextet(byte) { #expect(validSextet(byte) == value, "byte \(byte)") }
+        }
+    }
+
+    @Test func everyFieldReadsAsItsBits() throws {
+        var rng = SplitMix64(seed: 23)
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        for _ in 0..<200 {
+            let chars = (0..<Int(rng.next() % 30 + 12)).map { _ in alphabet[Int(rng.next() % 64)] }
+            try chars.withUnsafeBytes { raw in
+                let reader = try BitReader(raw, signal: .tcf, segment: "test")
+                let bits = chars.flatMap { char in (0..<6).reversed().map { (sextet(char)! >> UInt8($0)) & 1 } }
+                for _ in 0..<50 {
+                    let width = Int(rng.next() % 65)
+                    guard width <= bits.count else { continue }
+                    let start = Int(rng.next() % UInt64(bits.count - width + 1))
+                    let expected = bits[start..<(start + width)].reduce(UInt64(0)) { $0 << 1 | UInt64($1) }
+                    #expect(reader.peek(at: start, width: width) == expected, "width \(width) at \(start)")
+                    if width > 0 { #expect(reader.bit(at: start) == (bits[start] == 1)) }
+                }
+            }
+        }
+    }
+}
+
+/// The per-connection cache of the last TC string read answers exactly what a fresh reading
+/// answers, wherever the bytes lie, and never keeps a malformed string.
+@Suite struct TCFStringCacheTests {
+    @Test func aCachedReadingIsAFreshReading() throws {
+        let strings = [
+            "CQjh0IAQjh0IAAHABBENBkEAAP_AAAAAAAYgHzgAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAACAAAAA",
+            "COwBOpCOwBOpCLqAAAENAPCAAAAAAAAAAAAAFfwAYFfAV-BVkAGBVYFWAAA.IFoEUQQgAIQwgIwQABAEAAAAOIAACAIAAAAQAIAgEAACEAAAAAgAQBAAAAAAAGBAAgAAAAAAAFAAECAAAgAAQARAEQAAAAAJAAIAAgAAAYQEAAAQmAgBC3ZAYzUw",
+            "CQjh0IAQjh0I",
+            "COwBOpCOwBOpCLqAAAENAPCAAAAAAAAAAAAAFfwAYFfAV-BVkAGBVYFWAAA.IFoEUQQgAIQwgIwQABAEAAAAOIAACAIAAAAQAIAgEAACEAAAAAgAQBAAAAAAAGBAAgAAAAAAAFAAECAAAgAAQARAEQAAAAAJAAIAAgAAAYQEAAAQmAgBC3ZAYzUw",
+        ]
+        let cache = TCFStringCache()
+        var rng = SplitMix64(seed: 9)
+        for _ in 0..<200 {
+            // A fresh copy each time: the cache must compare bytes, not addresses.
+            let text = strings[Int(rng.next() % UInt64(strings.count))]
+            let bytes = Array(text.utf8)
+            try bytes.withUnsafeBytes { raw in
+                let fresh: Result<TCFString, SignalError> = Result { () throws(SignalError) in try TCFString(parsing: raw) }
+                let cached: Result<TCFString, SignalError> = Result { () throws(SignalError) in try cache.parse(raw) }
+                switch (fresh, cached) {
+                case let (.success(a), .success(b)):
+                    #expect(a.lastUpdatedMicroseconds == b.lastUpdatedMicroseconds && a.cmpId == b.cmpId)
+                    for vendor in 0...1000 {
+                        #expect(a.vendorConsents.contains(vendor) == b.vendorConsents.contains(vendor))
+                    }
+                    for purpose in 1...12 {
+                        #expect(a.purposeConsent(purpose) == b.purposeConsent(purpose))
+                        #expect(a.publisherRestrictions.purposes(restricting: purpose * 7, type: 0) == b.publisherRestrictions.purposes(restricting: purpose * 7, type: 0))
+                    }
+                case let (.failure(a), .failure(b)):
+                    #expect("\(a)" == "\(b)")
+                default:
+                    Issue.record("the cache and a fresh reading disagree on \(text)")
+                }
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 import ConsentModel
 import ConsentReceipts
+import ConsentSignals
 import ConsentStore
 import ConsentWire
 import Logging
@@ -30,6 +31,9 @@ package struct RequestProcessor {
     private var batch = ParsedBatch()
     private var batchResolved: [(ResolvedRequest, Range<Int>)] = []
     private var batchDecisions: [Decision] = []
+    /// The last TC string the allocation-free path read on this connection (the general path
+    /// reads every string afresh: it is the reference the fast path is compared with).
+    private let tcfCache = TCFStringCache()
 
     /// The processor of connection number `connection` (named in its receipts).
     package init(services: RequestServices, connection: UInt64) {
@@ -75,6 +79,7 @@ package struct RequestProcessor {
     /// Returns false, having written nothing, when the general path must answer.
     package mutating func fastCheck(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
         guard roles.check, let check = ParsedCheck.parse(bytes) else { return false }
+        receipts?.startRequest()
         let subject = UnsafeRawBufferPointer(rebasing: bytes[check.subject])
         guard Identifier.isPrintableASCII(bytes: subject) else { return false }
         guard check.gppSectionCount <= RequestContext.maximumGPPSectionIds else { return false }
@@ -85,7 +90,9 @@ package struct RequestProcessor {
         let channelBytes = check.channel.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
         let resolvedOrNil: ResolvedRequest?
         if check.hasSignalStrings {
-            guard let signals = Self.signals(of: check, in: bytes, set: set) else { return false }
+            let signals = Self.signals(of: check, in: bytes, set: set, tcfCache: tcfCache)
+            // A string that cannot be read: the general path answers, with the message.
+            guard !signals.hasProblem else { return false }
             resolvedOrNil = set.resolve(purposeBytes: purposeBytes, dataBytes: dataBytes, jurisdictionBytes: jurisdictionBytes, channelBytes: channelBytes, at: at, signals: signals)
         } else {
             resolvedOrNil = set.resolve(
@@ -124,19 +131,17 @@ package struct RequestProcessor {
     }
 
     /// What the signal strings of a context read on the fast path say, read in place from the
-    /// frame; nil when the general path must answer (a string that cannot be read: its answer
-    /// carries a message).
+    /// frame (the TC string through this connection's cache).
     @inline(__always)
-    static func signals(of context: ParsedCheck, in bytes: UnsafeRawBufferPointer, set: PolicySet) -> SignalAssessment? {
-        let signals = SignalAssessment(
+    static func signals(of context: ParsedCheck, in bytes: UnsafeRawBufferPointer, set: PolicySet, tcfCache: TCFStringCache) -> SignalAssessment {
+        SignalAssessment(
             gpc: context.gpc, uspOptOut: context.uspOptOut,
             tcString: context.tcString.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
             gppString: context.gppString.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
             gppSectionMask: context.gppSectionMask, gppSectionIdsGiven: context.gppSectionCount > 0,
             usPrivacy: context.usPrivacy.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
-            vendorId: set.signalVendor(context.tcfVendorId == 0 ? nil : context.tcfVendorId)
+            vendorId: set.signalVendor(context.tcfVendorId == 0 ? nil : context.tcfVendorId), tcfCache: tcfCache
         )
-        return signals.hasProblem ? nil : signals
     }
 
     /// The encoded strings of `set` for answers, renewed when a reload swapped the set.
@@ -152,6 +157,7 @@ package struct RequestProcessor {
     /// are resolved before anything is written, so a decline leaves `buffer` untouched.
     package mutating func fastBatch(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
         guard roles.check, batch.parse(bytes, maximumItems: services.maximumBatchItems) else { return false }
+        receipts?.startRequest()
         let context = batch.context
         guard context.gppSectionCount <= RequestContext.maximumGPPSectionIds else { return false }
         let set = policies.current()
@@ -161,7 +167,8 @@ package struct RequestProcessor {
         // The items share the context: its signal strings are read once for the batch.
         let signals: SignalAssessment?
         if context.hasSignalStrings {
-            guard let read = Self.signals(of: context, in: bytes, set: set) else { return false }
+            let read = Self.signals(of: context, in: bytes, set: set, tcfCache: tcfCache)
+            guard !read.hasProblem else { return false }
             signals = read
         } else {
             signals = nil
@@ -236,11 +243,12 @@ package struct RequestProcessor {
     package func refuseInvalidUTF8(_ bytes: UnsafeRawBufferPointer, _ error: Error) -> Consentd_V1_Response? {
         guard let decoding = error as? BinaryDecodingError, decoding == .invalidUTF8, let shape = RequestScan.shape(bytes) else { return nil }
         ServerCounters.bump(services.counters.requests)
-        return self.error(shape.id, .invalidArgument, "a string field (a subject id, key or name) is not valid UTF-8")
+        return self.error(shape.id, .invalidArgument, "a string field (a subject id, key, name or consent signal string) is not valid UTF-8, as every protobuf string must be")
     }
 
     package mutating func process(_ request: Consentd_V1_Request) -> Outcome {
         ServerCounters.bump(services.counters.requests)
+        receipts?.startRequest()
         let id = request.id
         if request.hasUnknownFieldsAnywhere {
             return .respond(error(id, .unknownField, "the request carries fields this daemon does not know (at any depth, nested messages included); upgrade consentd or drop them"))
@@ -336,16 +344,18 @@ package struct RequestProcessor {
     }
 
     /// The event of a decision of the general (decoded) path.
+    /// `signals` is `EventSignals(context)`, computed once per request (a batch's items share it;
+    /// the section ids may be many).
     private func event(
         _ decision: Decision, subject: String, purpose: String, dataCategory: String, context: RequestContext,
-        at now: Timestamp, sequence: UInt64, kind: DecisionEvent.Kind
+        signals: EventSignals, at now: Timestamp, sequence: UInt64, kind: DecisionEvent.Kind
     ) -> DecisionEvent {
         var event = DecisionEvent(
             asked: .strings(subject: subject, purpose: purpose, dataCategory: dataCategory, context: context),
             gpc: context.gpc, uspOptOut: context.uspOptOut, requestedAt: context.at, decidedAt: now,
             decision: decision, sequence: sequence, kind: kind
         )
-        if context.hasSignalStrings || context.tcfVendorId != nil || !context.gppSectionIds.isEmpty { event.signals = EventSignals(context) }
+        event.signals = signals
         return event
     }
 
@@ -374,7 +384,7 @@ package struct RequestProcessor {
                 return (decision, decision.reason == .invalidSignal ? signals.problemMessage : nil)
             }
         }
-        decided(event(decision, subject: request.subject, purpose: request.purpose, dataCategory: request.dataCategory, context: request.context,
+        decided(event(decision, subject: request.subject, purpose: request.purpose, dataCategory: request.dataCategory, context: request.context, signals: EventSignals(context),
                       at: now, sequence: snapshot.sequence, kind: .check), set: set)
         return .respondFrame(AnswerWriter.checkFrame(id: id, answerParts(set).answer(decision, sequence: snapshot.sequence), explanation: explained, message: message) ?? unwritable(id))
     }
@@ -391,12 +401,13 @@ package struct RequestProcessor {
         var decisions: [Decision] = []
         decisions.reserveCapacity(batch.items.count)
         // The items share one context: its signal strings are read once for the batch.
+        let eventSignals = EventSignals(context)
         let message = set.withSignals(context) { signals in
             var sawInvalidSignal = false
             for item in batch.items {
                 let request = DecisionRequest(subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context)
                 let decision = set.decide(request, consent: snapshot.records(of: item.subjectID), now: now, signals: signals)
-                decided(event(decision, subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context,
+                decided(event(decision, subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context, signals: eventSignals,
                               at: now, sequence: snapshot.sequence, kind: .batch), set: set)
                 decisions.append(decision)
                 if decision.reason == .invalidSignal { sawInvalidSignal = true }
@@ -419,6 +430,12 @@ package struct RequestProcessor {
         }
         let context: RequestContext
         do { context = try list.context.model() } catch { return self.error(id, .invalidArgument, error.message) }
+        // A Check answers too many section ids with INVALID_REQUEST; ListUses lists only what is
+        // allowed, so it says what is wrong instead of listing nothing.
+        if context.gppSectionIds.count > RequestContext.maximumGPPSectionIds {
+            return error(id, .invalidArgument, "context.gpp_sid names \(context.gppSectionIds.count) sections; the limit is \(RequestContext.maximumGPPSectionIds)")
+        }
+        let eventSignals = EventSignals(context)
         let set = policies.current()
         let snapshot = consent.current()
         let records = snapshot.records(of: list.subjectID)
@@ -432,7 +449,7 @@ package struct RequestProcessor {
                     let decision = set.decide(DecisionRequest(subject: list.subjectID, purpose: purpose, dataCategory: data, context: context), consent: records, now: now, signals: signals)
                     if decision.reason == .invalidSignal, result.message.isEmpty { result.message = signals.problemMessage ?? "" }
                     guard decision.isAllowed else { continue }
-                    decided(event(decision, subject: list.subjectID, purpose: purpose, dataCategory: data, context: context,
+                    decided(event(decision, subject: list.subjectID, purpose: purpose, dataCategory: data, context: context, signals: eventSignals,
                                   at: now, sequence: snapshot.sequence, kind: .listUses), set: set)
                     result.uses.append(Consentd_V1_Use.with {
                         $0.purpose = purpose

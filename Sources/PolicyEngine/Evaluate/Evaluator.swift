@@ -117,7 +117,10 @@ extension PolicySet {
         let mapped = tcfPurposes[Int(purpose)]
         if assessment.tcfApplies, mapped != 0 {
             if let tc = assessment.tcf {
-                request.signalRecord = tcfRecord(tc, purpose: purpose, mapped: mapped, feature: Int(tcfSpecialFeature[Int(data)]), vendor: assessment.vendorId, at: at)
+                request.signalRecord = tcfRecord(
+                    tc, purpose: purpose, mapped: mapped, feature: Int(tcfSpecialFeature[Int(data)]),
+                    vendorConsent: assessment.tcfVendorConsent, notAllowed: assessment.tcfNotAllowedPurposes, at: at
+                )
             } else if assessment.tcfUnknown {
                 request.consentUnknown = true
             }
@@ -164,13 +167,15 @@ extension PolicySet {
     /// A grant dated after the decision instant (a skewed browser clock, or a replay of an earlier
     /// instant) is not a choice made by then, as a stored record would not be: it does not count.
     @inline(__always)
-    func tcfRecord(_ tc: TCFString, purpose: UInt32, mapped: UInt32, feature: Int, vendor: Int, at: Timestamp) -> CompactRecord? {
-        var grants = vendor > 0 && tc.vendorConsents.contains(vendor)
+    /// `vendorConsent` and `notAllowed` (the TCF purposes, bit p-1, restricted with type 0 for the
+    /// vendor) are read once per request by `SignalAssessment`.
+    func tcfRecord(_ tc: TCFString, purpose: UInt32, mapped: UInt32, feature: Int, vendorConsent: Bool, notAllowed: UInt64, at: Timestamp) -> CompactRecord? {
+        var grants = vendorConsent && UInt64(mapped) & notAllowed == 0
         var bits = mapped
         while grants && bits != 0 {
             let tcfPurpose = bits.trailingZeroBitCount + 1
             bits &= bits - 1
-            if !tc.purposeConsent(tcfPurpose) || tc.publisherRestrictions.types(purpose: tcfPurpose, vendor: vendor) & 1 != 0 { grants = false }
+            if !tc.purposeConsent(tcfPurpose) { grants = false }
         }
         if grants && feature > 0 && !tc.specialFeatureOptIn(feature) { grants = false }
         if grants && tc.lastUpdatedMicroseconds > at.microseconds { return nil }

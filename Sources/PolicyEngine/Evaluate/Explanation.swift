@@ -50,7 +50,12 @@ public struct Explanation: Sendable {
         if let channel = request.context.channel { context += " channel=\(channel)" }
         if let tc = request.context.tcString { context += " tc_string=\(tc)" }
         if let gpp = request.context.gppString { context += " gpp_string=\(gpp)" }
-        if !request.context.gppSectionIds.isEmpty { context += " gpp_sid=\(request.context.gppSectionIds.map(String.init).joined(separator: ","))" }
+        let sections = request.context.gppSectionIds
+        if sections.count > RequestContext.maximumGPPSectionIds {
+            context += " gpp_sid=(\(sections.count) ids, over the limit of \(RequestContext.maximumGPPSectionIds))"
+        } else if !sections.isEmpty {
+            context += " gpp_sid=\(sections.map(String.init).joined(separator: ","))"
+        }
         if let usp = request.context.usPrivacy { context += " us_privacy=\(usp)" }
         if let vendor = request.context.tcfVendorId { context += " tcf_vendor_id=\(vendor)" }
         context += " at=\(at)"

@@ -27,8 +27,15 @@ public struct SignalAssessment {
     var usUnknown = false
     /// The vendor TC strings are checked for (0: none known, so no TC string grants).
     var vendorId = 0
-    /// The first malformed string and why, for the answer's message.
-    public private(set) var problem: (signal: String, error: SignalError)?
+    /// What the TC string that applies says of the vendor, read once for every purpose and batch
+    /// item: it has vendor consent; the TCF purposes (bit p-1) it may not be used for (publisher
+    /// restrictions of type 0).
+    var tcfVendorConsent = false
+    var tcfNotAllowedPurposes: UInt64 = 0
+    /// Each malformed string and why, for the answer's message.
+    private var uspProblem: SignalError?
+    private var tcProblem: SignalError?
+    private var gppProblem: SignalError?
 
     /// No signal strings: only the two booleans.
     public init(gpc: Bool = false, uspOptOut: Bool = false) {
@@ -37,7 +44,7 @@ public struct SignalAssessment {
     }
 
     /// Whether some string could not be read.
-    public var hasProblem: Bool { problem != nil }
+    public var hasProblem: Bool { uspProblem != nil || tcProblem != nil || gppProblem != nil }
 
     /// The applicable GPP sections as a mask (bit i: section i; GPP ids are below 64).
     public static func sectionMask<S: Sequence>(_ ids: S) -> UInt64 where S.Element == UInt32 {
@@ -48,10 +55,13 @@ public struct SignalAssessment {
     /// else those in `gppSectionMask`.
     public init(
         gpc: Bool, uspOptOut: Bool, tcString: UnsafeRawBufferPointer?, gppString: UnsafeRawBufferPointer?,
-        gppSectionMask: UInt64, gppSectionIdsGiven: Bool, usPrivacy: UnsafeRawBufferPointer?, vendorId: Int
+        gppSectionMask: UInt64, gppSectionIdsGiven: Bool, usPrivacy: UnsafeRawBufferPointer?, vendorId: Int,
+        tcfCache: TCFStringCache? = nil
     ) {
         self.init(gpc: gpc, uspOptOut: uspOptOut)
         self.vendorId = vendorId
+        var tcfFromCache = false
+        defer { readVendor(cache: tcfFromCache ? tcfCache : nil) }
         let limit = RequestContext.maximumSignalBytes
         if let usPrivacy, usPrivacy.count > 0 {
             do throws(SignalError) {
@@ -59,17 +69,22 @@ public struct SignalAssessment {
                 if try USPrivacyString(parsing: usPrivacy).optedOutOfSale { self.uspOptOut = true }
             } catch {
                 uspUnknown = true
-                note("us_privacy", error)
+                uspProblem = error
             }
         }
         if let tcString, tcString.count > 0 {
             tcfApplies = true
             do throws(SignalError) {
                 guard tcString.count <= limit else { throw Self.tooLong(.tcf, tcString.count) }
-                tcf = try TCFString(parsing: tcString)
+                if let tcfCache {
+                    tcf = try tcfCache.parse(tcString)
+                    tcfFromCache = true
+                } else {
+                    tcf = try TCFString(parsing: tcString)
+                }
             } catch {
                 tcfUnknown = true
-                note("tc_string", error)
+                tcProblem = error
             }
         }
         guard let gppString, gppString.count > 0 else { return }
@@ -100,37 +115,64 @@ public struct SignalAssessment {
             }
             if mayCarry(GPPSectionId.usPrivacy) { uspUnknown = true }
             if SensitivePositions.sections.contains(where: mayCarry) { usUnknown = true }
-            note("gpp_string", error)
+            gppProblem = error
             return
         }
-        if applies(GPPSectionId.tcfEuV2), tcf == nil, !tcfUnknown, let section = gpp.tcfEuV2() {
-            tcfApplies = true
-            tcf = section
-        }
-        if applies(GPPSectionId.usPrivacy), gpp.usPrivacy()?.optedOutOfSale == true { self.uspOptOut = true }
-        for id in SensitivePositions.sections where applies(id) {
-            guard let section = gpp.usSection(id) else { continue }
-            if section.value(.saleOptOut) == 1 || section.value(.sharingOptOut) == 1 || section.gpc == true { gppSaleOptOut = true }
-            if section.value(.targetedAdvertisingOptOut) == 1 { targetedAdvertisingOptOut = true }
-            var mask: UInt32 = 0
-            for position in 0..<section.count(of: .sensitiveDataProcessing) where section.value(.sensitiveDataProcessing, at: position) == 1 {
-                mask |= 1 << UInt32(position)
+        // One pass over the sections the request says apply (each was checked by the parse).
+        let takeTCF = tcf == nil && !tcfUnknown
+        var sectionTCF: TCFString?
+        var uspFromGPP = false, saleOptOut = false, targetedOptOut = false
+        var sensitive = SensitiveMasks()
+        gpp.forEachSection { id, text in
+            guard applies(id) else { return true }
+            switch id {
+            case GPPSectionId.tcfEuV2:
+                if takeTCF { sectionTCF = try? TCFString(parsing: text, signal: .gpp) }
+            case GPPSectionId.usPrivacy:
+                if (try? USPrivacyString(parsing: text, signal: .gpp))?.optedOutOfSale == true { uspFromGPP = true }
+            case GPPSectionId.usNational, GPPSectionId.usStates:
+                guard let section = try? USSection(section: id, parsing: text) else { break }
+                if section.value(.saleOptOut) == 1 || section.value(.sharingOptOut) == 1 || section.gpc == true { saleOptOut = true }
+                if section.value(.targetedAdvertisingOptOut) == 1 { targetedOptOut = true }
+                sensitive[id] = section.positions(of: .sensitiveDataProcessing, equalTo: 1)
+            default:
+                break
             }
-            sensitiveOptOuts[id] = mask
+            return true
         }
+        if let sectionTCF {
+            tcfApplies = true
+            tcf = sectionTCF
+        }
+        if uspFromGPP { self.uspOptOut = true }
+        if saleOptOut { gppSaleOptOut = true }
+        if targetedOptOut { targetedAdvertisingOptOut = true }
+        sensitiveOptOuts = sensitive
     }
 
     static func tooLong(_ kind: SignalKind, _ count: Int) -> SignalError {
         SignalError(kind, segment: "string", field: "(length)", bitOffset: 0, problem: .tooLong(bytes: count, limit: RequestContext.maximumSignalBytes))
     }
 
-    private mutating func note(_ signal: String, _ error: SignalError) {
-        if problem == nil { problem = (signal, error) }
+    /// What the TC string that applies says of the vendor asking (see `tcfVendorConsent`).
+    /// `cache`: the cache `tcf` came from, which keeps these with the string.
+    private mutating func readVendor(cache: TCFStringCache?) {
+        guard let tcf, vendorId > 0 else { return }
+        if let cache {
+            (tcfVendorConsent, tcfNotAllowedPurposes) = cache.vendor(vendorId, of: tcf)
+        } else {
+            tcfVendorConsent = tcf.vendorConsents.contains(vendorId)
+            tcfNotAllowedPurposes = tcf.publisherRestrictions.purposes(restricting: vendorId, type: 0)
+        }
     }
 
-    /// The answer's message for a decision denied `INVALID_SIGNAL`.
+    /// The answer's message for a decision denied `INVALID_SIGNAL`: every string that cannot be
+    /// read and why (a decision may depend on more than one of them).
     public var problemMessage: String? {
-        problem.map { "\($0.signal) cannot be read: \($0.error)" }
+        let parts = [("tc_string", tcProblem), ("gpp_string", gppProblem), ("us_privacy", uspProblem)].compactMap { name, error in
+            error.map { "\(name) cannot be read: \($0)" }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
 }
 

@@ -53,9 +53,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "With --in-process: load consent from this store file instead of generating subjects.") var store: String?
     @Option(help: "After the measurement, measure again while this many connections sit idle, and compare.") var idleConnections = 0
     @Option(help: "After the measurement, measure again while this many clients each send a Check one byte per second, and compare.") var slowClients = 0
-    @Option(name: .customLong("tc-string"), help: "Every request carries this TCF TC string (its cost is measured against runs without).") var tcString: String?
-    @Option(name: .customLong("gpp"), help: "Every request carries this GPP string.") var gpp: String?
-    @Option(name: .customLong("us-privacy"), help: "Every request carries this US Privacy string.") var usPrivacy: String?
+    @Option(name: .customLong("tc-string"), help: "Every request carries a TCF TC string; repeat the option to draw each request's from several (its cost is measured against runs without).") var tcString: [String] = []
+    @Option(name: .customLong("gpp"), help: "Every request carries a GPP string (repeatable, as --tc-string).") var gpp: [String] = []
+    @Option(name: .customLong("us-privacy"), help: "Every request carries a US Privacy string (repeatable, as --tc-string).") var usPrivacy: [String] = []
     @Option(help: ArgumentHelp("Write the request pool as varint-delimited consentd.v1.Request frames to this file and exit (after recording the population unless --skip-load), for other load generators such as the C client's consentd-load.", valueName: "file")) var writeRequests: String?
 
     func validate() throws {
@@ -87,11 +87,7 @@ struct BenchCommand: ParsableCommand {
         let pool = try RequestPool(
             mix: mix, subjects: subjectIDs, purposes: set.purposes.leaves, dataCategories: set.dataCategories.leaves,
             batchSize: batch, listUsesDecisions: set.purposes.leaves.count * set.dataCategories.leaves.count, seed: seed,
-            signals: Consentd_V1_Context.with {
-                $0.tcString = tcString ?? ""
-                $0.gppString = gpp ?? ""
-                $0.usPrivacy = usPrivacy ?? ""
-            }
+            signals: SignalChoices(tcStrings: tcString, gppStrings: gpp, usPrivacy: usPrivacy)
         )
         let shape = LoadShape(connections: connections, depth: depth, rate: rate, warmup: warmup, duration: duration)
         let machine = ["cores": String(ProcessInfo.processInfo.activeProcessorCount), "load_average": loadAverage()]

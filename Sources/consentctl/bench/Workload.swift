@@ -61,6 +61,13 @@ struct BenchUsageError: Error, CustomStringConvertible {
 }
 
 
+/// The signal strings requests carry: each request draws one of each kind given.
+struct SignalChoices: Sendable {
+    var tcStrings: [String] = []
+    var gppStrings: [String] = []
+    var usPrivacy: [String] = []
+}
+
 /// A pre-encoded request (its body without the id) and how many decisions it asks for.
 struct EncodedRequest: Sendable {
     var kind: RequestKind
@@ -73,10 +80,10 @@ struct EncodedRequest: Sendable {
 struct RequestPool: Sendable {
     let requests: [EncodedRequest]
 
-    /// `signals`: the signal strings every request's context carries (none by default).
+    /// `signals`: the signal strings requests' contexts carry (none by default).
     init(
         mix: WorkloadMix, subjects: [String], purposes: [String], dataCategories: [String], batchSize: Int, listUsesDecisions: Int,
-        size: Int = 4096, seed: UInt64, signals: Consentd_V1_Context = Consentd_V1_Context()
+        size: Int = 4096, seed: UInt64, signals: SignalChoices = SignalChoices()
     ) throws {
         var rng = SplitMix64(seed: seed)
         let jurisdictions = ["DE", "FR", "NL", "GB", "US-CA", "US-TX", "US-ME", "US-NY", "US-WY", "JP", ""]
@@ -87,9 +94,9 @@ struct RequestPool: Sendable {
             Consentd_V1_Context.with {
                 $0.jurisdiction = jurisdictions[Int(rng.next() % UInt64(jurisdictions.count))]
                 $0.gpc = rng.next() % 10 == 0
-                $0.tcString = signals.tcString
-                $0.gppString = signals.gppString
-                $0.usPrivacy = signals.usPrivacy
+                $0.tcString = signals.tcStrings.isEmpty ? "" : signals.tcStrings[Int(rng.next() % UInt64(signals.tcStrings.count))]
+                $0.gppString = signals.gppStrings.isEmpty ? "" : signals.gppStrings[Int(rng.next() % UInt64(signals.gppStrings.count))]
+                $0.usPrivacy = signals.usPrivacy.isEmpty ? "" : signals.usPrivacy[Int(rng.next() % UInt64(signals.usPrivacy.count))]
             }
         }
         var pool: [EncodedRequest] = []
