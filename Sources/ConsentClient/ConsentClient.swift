@@ -286,6 +286,17 @@ public final class ConsentClient: @unchecked Sendable {
     }
 
     /// Appends consent records; returns once they are durable and visible to the next Check.
+    /// Stores the records a CMP's signal string implies for its customer (see `SignalConsent` in
+    /// the protocol); `sequences` is empty when the string implies none.
+    public func record(signal: SignalConsent, idempotencyKey: String? = nil) throws -> Consentd_V1_RecordConsentResponse {
+        var request = Consentd_V1_Request()
+        request.recordConsent = Consentd_V1_RecordConsentRequest.with {
+            $0.signal = Consentd_V1_SignalConsent(signal)
+            $0.idempotencyKey = idempotencyKey ?? ""
+        }
+        return try expect(call(request)) { if case let .recordConsent(value) = $0 { value } else { nil } }
+    }
+
     public func record(_ records: [ConsentRecord], idempotencyKey: String? = nil) throws -> Consentd_V1_RecordConsentResponse {
         var request = Consentd_V1_Request()
         request.recordConsent = Consentd_V1_RecordConsentRequest.with {

@@ -4,6 +4,8 @@
 public struct ConsentRecord: Hashable, Sendable {
     /// The most bytes a record's `source` may have (the store refuses longer ones).
     public static let maximumSourceBytes = 64
+    /// The most bytes a record's `evidence` may have (the store refuses longer ones).
+    public static let maximumEvidenceBytes = 4096
 
     /// Store-assigned, monotonically increasing; 0 before the record is stored.
     public var sequence: UInt64
@@ -121,5 +123,27 @@ public struct CompactRecord: Hashable, Sendable {
     @inlinable
     public func isValid(at instant: Timestamp) -> Bool {
         recordedAt <= instant && instant < expiresAt
+    }
+}
+
+/// A consent management platform's signal string for one customer, to be stored as the consent
+/// records it implies (`PolicySet.records(implying:now:)`; `RecordConsent`'s `signal`). Exactly
+/// one of the strings is given.
+public struct SignalConsent: Hashable, Sendable {
+    public var subject: String
+    public var tcString: String?
+    public var gppString: String?
+    public var usPrivacy: String?
+    /// The vendor a TC string is read for; nil: the policy set's `tcf_vendor_id`.
+    public var tcfVendorId: UInt32?
+    public var jurisdiction: String?
+
+    public init(subject: String, tcString: String? = nil, gppString: String? = nil, usPrivacy: String? = nil, tcfVendorId: UInt32? = nil, jurisdiction: String? = nil) {
+        self.subject = subject
+        self.tcString = tcString
+        self.gppString = gppString
+        self.usPrivacy = usPrivacy
+        self.tcfVendorId = tcfVendorId
+        self.jurisdiction = jurisdiction
     }
 }

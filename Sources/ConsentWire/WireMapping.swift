@@ -134,6 +134,28 @@ extension Consentd_V1_ConsentRecord {
     }
 }
 
+extension Consentd_V1_SignalConsent {
+    /// The model form; empty strings are absent, vendor 0 is the policy set's.
+    public var model: SignalConsent {
+        SignalConsent(
+            subject: subjectID, tcString: tcString.isEmpty ? nil : tcString, gppString: gppString.isEmpty ? nil : gppString,
+            usPrivacy: usPrivacy.isEmpty ? nil : usPrivacy, tcfVendorId: tcfVendorID == 0 ? nil : tcfVendorID,
+            jurisdiction: jurisdiction.isEmpty ? nil : jurisdiction
+        )
+    }
+
+    /// The wire form of a model signal.
+    public init(_ signal: SignalConsent) {
+        self.init()
+        subjectID = signal.subject
+        tcString = signal.tcString ?? ""
+        gppString = signal.gppString ?? ""
+        usPrivacy = signal.usPrivacy ?? ""
+        tcfVendorID = signal.tcfVendorId ?? 0
+        jurisdiction = signal.jurisdiction ?? ""
+    }
+}
+
 extension Consentd_V1_Response {
     /// An error response.
     public static func error(id: UInt64, _ code: Consentd_V1_ErrorCode, _ message: String) -> Consentd_V1_Response {

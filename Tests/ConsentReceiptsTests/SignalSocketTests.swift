@@ -208,4 +208,61 @@ import Testing
         #expect(report.mismatches.isEmpty, "\(report.mismatches.prefix(3))")
         #expect(report.matched == items + 1)
     }
+
+    /// RecordConsent with a signal: a CMP's choices synced into the store, as the records the
+    /// string implies, with the string as evidence and its kind as source.
+    @Test func aSignalStringIsStoredAsTheRecordsItImplies() async throws {
+        let harness = try await DaemonHarness()
+        let client = try harness.client()
+        let synced = try client.record(signal: SignalConsent(subject: "synced", tcString: Self.grantAll, jurisdiction: "DE"), idempotencyKey: "cmp-1")
+        // Five purpose keys map to TCF purposes; each is granted, and precise location (special
+        // feature 1, not opted in) is denied under each grant.
+        #expect(synced.sequences.count == 10 && !synced.replayed)
+        let history = try client.history(subject: "synced").records
+        #expect(history.count == 10)
+        #expect(history.allSatisfy { $0.source == "tcf" && $0.evidence == Self.grantAll && $0.jurisdiction == "DE" })
+        #expect(history.allSatisfy { $0.recordedAt.model == Timestamp(rfc3339: "2026-05-01T00:00:00Z") })
+        #expect(Set(history.filter { $0.choice == .grant && $0.dataCategory.isEmpty }.map(\.purpose)) == [
+            "marketing.advertising.contextual", Self.targeted, "marketing.advertising.measurement", "personalization.content", "analytics.product",
+        ])
+        #expect(history.filter { $0.choice == .deny }.allSatisfy { $0.dataCategory == "user.location.precise" })
+        // The stored choice now decides without the string.
+        let check = try client.check(subject: "synced", purpose: Self.targeted, dataCategory: "user.behavior.browsing", context: RequestContext(jurisdiction: "DE"))
+        #expect(check.reason == .consentGranted && check.consentRecord.source == "tcf" && check.consentRecord.sequence > 0)
+        #expect(try client.check(subject: "synced", purpose: Self.targeted, dataCategory: "user.location.precise", context: RequestContext(jurisdiction: "DE")).decision == .deny)
+        // The same key again: replayed; with another string: refused.
+        #expect(try client.record(signal: SignalConsent(subject: "synced", tcString: Self.grantAll, jurisdiction: "DE"), idempotencyKey: "cmp-1").replayed)
+        #expect(throws: ConsentClientError.self) { try client.record(signal: SignalConsent(subject: "synced", tcString: Self.refusal), idempotencyKey: "cmp-1") }
+        // A refusal for another vendor is a deny for every mapped purpose.
+        let refused = try client.record(signal: SignalConsent(subject: "other", tcString: Self.grantAll, tcfVendorId: 13))
+        #expect(refused.sequences.count == 5)
+        #expect(try client.history(subject: "other").records.allSatisfy { $0.choice == .deny && $0.dataCategory.isEmpty })
+        // A US opt-out of sale is a deny, now, for each sale-or-sharing purpose; no opt-out stores nothing.
+        let optOut = try client.record(signal: SignalConsent(subject: "ca", usPrivacy: "1YYN"))
+        #expect(try client.history(subject: "ca").records.map(\.purpose).sorted() == [Self.targeted, "marketing.sale_or_sharing"].sorted())
+        #expect(optOut.sequences.count == 2)
+        #expect(try client.history(subject: "ca").records.allSatisfy { $0.choice == .deny && $0.source == "usp" })
+        let nothing = try client.record(signal: SignalConsent(subject: "ca2", usPrivacy: "1YNN"))
+        #expect(nothing.sequences.isEmpty && !nothing.replayed)
+        #expect(try client.history(subject: "ca2").records.isEmpty)
+        let gpp = try client.record(signal: SignalConsent(subject: "ca3", gppString: "DBABLA~BVVaqqqqqqpk"))
+        #expect(gpp.sequences.count == 2)
+        #expect(try client.history(subject: "ca3").records.allSatisfy { $0.source == "gpp" })
+        // Refused, storing nothing: malformed, two strings, none, a bad subject.
+        for (signal, message) in [
+            (SignalConsent(subject: "bad", tcString: "CQjh0IAQjh0I"), "signal: tc_string cannot be read"),
+            (SignalConsent(subject: "bad", tcString: Self.grantAll, usPrivacy: "1YYN"), "give exactly one"),
+            (SignalConsent(subject: "bad"), "give exactly one"),
+            (SignalConsent(subject: "bad\u{0}", usPrivacy: "1YYN"), "signal: subject_id"),
+        ] {
+            do {
+                _ = try client.record(signal: signal)
+                Issue.record("stored \(signal)")
+            } catch let error as ConsentClientError {
+                #expect(error.kind == .server(.invalidArgument) && error.message.contains(message), "\(error.message)")
+            }
+        }
+        #expect(try client.history(subject: "bad").records.isEmpty)
+        try await harness.stop()
+    }
 }

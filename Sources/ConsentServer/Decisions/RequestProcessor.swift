@@ -483,29 +483,48 @@ package struct RequestProcessor {
 // MARK: administration (blocking; run on the thread pool)
 
 private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentRequest, store: ConsentFeed, set: PolicySet) throws -> Consentd_V1_Response {
-    guard !request.records.isEmpty else { throw WireRecordError(message: "RecordConsent needs at least one record") }
-    guard request.records.count <= ServerConfiguration.maximumRecordsPerWrite else {
-        throw WireRecordError(message: "\(request.records.count) records in one RecordConsent; the limit is \(ServerConfiguration.maximumRecordsPerWrite)")
-    }
     let now = Timestamp.now()
-    let records = try request.records.enumerated().map { index, wire in
-        do { return try wire.model(now: now) } catch let error as WireRecordError {
-            throw WireRecordError(message: "records[\(index)]: \(error.message)")
+    let records: [ConsentRecord]
+    if request.hasSignal {
+        guard request.records.isEmpty else { throw WireRecordError(message: "RecordConsent takes records or a signal, not both") }
+        if let problem = Identifier.subjectProblem(request.signal.subjectID) { throw WireRecordError(message: "signal: \(problem)") }
+        records = try impliedRecords(request.signal.model, set: set, now: now)
+        if records.isEmpty {
+            // Nothing to store (a US string that opts out of nothing): nothing is written.
+            var response = Consentd_V1_Response()
+            response.id = id
+            response.recordConsent = Consentd_V1_RecordConsentResponse.with { $0.consentSequence = store.appliedSequence }
+            return response
+        }
+    } else {
+        guard !request.records.isEmpty else { throw WireRecordError(message: "RecordConsent needs at least one record (or a signal)") }
+        guard request.records.count <= ServerConfiguration.maximumRecordsPerWrite else {
+            throw WireRecordError(message: "\(request.records.count) records in one RecordConsent; the limit is \(ServerConfiguration.maximumRecordsPerWrite)")
+        }
+        records = try request.records.enumerated().map { index, wire in
+            do { return try wire.model(now: now) } catch let error as WireRecordError {
+                throw WireRecordError(message: "records[\(index)]: \(error.message)")
+            }
         }
     }
     for (index, record) in records.enumerated() {
+        let name = request.hasSignal ? "signal: the record for \(record.purpose)\(record.dataCategory.map { " [\($0)]" } ?? "")" : "records[\(index)]"
         // The store's own checks, here so that the error names the record.
         do { try store.store.validate(record, now: now) } catch let error as StoreError {
-            throw WireRecordError(message: "records[\(index)]: \(error.message)")
+            throw WireRecordError(message: "\(name): \(error.message)")
         }
         if let problem = set.keyProblem(purpose: record.purpose, dataCategory: record.dataCategory) {
-            throw WireRecordError(message: "records[\(index)]: \(problem)")
+            throw WireRecordError(message: "\(name): \(problem)")
         }
     }
-    // The idempotency fingerprint is the records as sent (before `recorded_at` defaults to now),
-    // so a retry of the same request matches and a different request under the same key does not.
+    // The idempotency fingerprint is the request as sent (before `recorded_at` defaults to now),
+    // so a retry of the same request matches and a different request under the same key does not:
+    // each record, length-prefixed, or a signal after a 0 byte (no record is empty).
     var payload: [UInt8] = []
     if !request.idempotencyKey.isEmpty {
+        if request.hasSignal {
+            payload = [0] + (try request.signal.serializedBytes())
+        }
         for wire in request.records {
             let bytes: [UInt8] = try wire.serializedBytes()
             FrameCodec.appendVarint(UInt64(bytes.count), to: &payload)
@@ -522,6 +541,15 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
         $0.consentSequence = store.appliedSequence
     }
     return response
+}
+
+/// The records a signal implies, or the refusal that says why it cannot be stored.
+private func impliedRecords(_ signal: SignalConsent, set: PolicySet, now: Timestamp) throws(WireRecordError) -> [ConsentRecord] {
+    do {
+        return try set.records(implying: signal, now: now)
+    } catch {
+        throw WireRecordError(message: "signal: \(error.message)")
+    }
 }
 
 private func subjectHistory(_ id: UInt64, _ request: Consentd_V1_HistoryRequest, store: SQLiteConsentStore) throws -> Consentd_V1_Response {

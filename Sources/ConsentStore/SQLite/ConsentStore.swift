@@ -149,8 +149,8 @@ public final class SQLiteConsentStore: Sendable {
             }
         }
         if let evidence = record.evidence {
-            guard evidence.utf8.count <= 4096 else {
-                throw StoreError(.invalidRecord, "evidence reference must be at most 4096 bytes")
+            guard evidence.utf8.count <= ConsentRecord.maximumEvidenceBytes else {
+                throw StoreError(.invalidRecord, "evidence reference must be at most \(ConsentRecord.maximumEvidenceBytes) bytes")
             }
             guard !evidence.utf8.contains(0) else {
                 throw StoreError(.invalidRecord, "evidence reference must not contain NUL bytes")

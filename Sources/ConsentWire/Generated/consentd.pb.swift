@@ -979,6 +979,53 @@ public nonisolated struct Consentd_V1_RecordConsentRequest: Sendable {
   /// The same key again stores nothing and returns the first result.
   public var idempotencyKey: String = String()
 
+  /// Instead of records: a consent management platform's signal string for one customer, stored
+  /// as the records it implies.
+  public var signal: Consentd_V1_SignalConsent {
+    get {_signal ?? Consentd_V1_SignalConsent()}
+    set {_signal = newValue}
+  }
+  /// Returns true if `signal` has been explicitly set.
+  public var hasSignal: Bool {self._signal != nil}
+  /// Clears the value of `signal`. Subsequent reads from it will return its default value.
+  public mutating func clearSignal() {self._signal = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _signal: Consentd_V1_SignalConsent? = nil
+}
+
+/// A CMP's signal string for one customer, stored as the consent records it implies, so that the
+/// choices made on a banner can be synced into the store. Give exactly one string:
+/// - a TC string (`tc_string`, or the TCF EU section of `gpp_string`): for each purpose key whose
+///   taxonomy entry maps it to TCF purposes (`tcf_purposes`), a grant when the string grants it to
+///   the vendor (`tcf_vendor_id`, else the policy set's) and a deny otherwise, recorded at the
+///   string's LastUpdated; with a grant, a deny for each data category whose special feature
+///   (`tcf_special_feature`) the string does not opt in to;
+/// - a US opt-out of sale or sharing (`us_privacy` with Y, or a GPP US Privacy or US section
+///   saying SaleOptOut, SharingOptOut or GPC): a deny, recorded now, for each purpose key marked
+///   `sale_or_sharing`. A string that opts out of nothing stores nothing.
+/// Source "tcf", "gpp" or "usp" (the string's kind); evidence: the string itself, or
+/// "sha256:" and its hash when it is longer than 4096 bytes. A malformed string is refused.
+public nonisolated struct Consentd_V1_SignalConsent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var subjectID: String = String()
+
+  public var tcString: String = String()
+
+  public var gppString: String = String()
+
+  public var usPrivacy: String = String()
+
+  public var tcfVendorID: UInt32 = 0
+
+  public var jurisdiction: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2511,7 +2558,7 @@ nonisolated extension Consentd_V1_ConsentRecord: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Consentd_V1_RecordConsentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RecordConsentRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{3}idempotency_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{3}idempotency_key\0\u{1}signal\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2521,24 +2568,88 @@ nonisolated extension Consentd_V1_RecordConsentRequest: SwiftProtobuf.Message, S
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.records) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.idempotencyKey) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._signal) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.records.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.records, fieldNumber: 1)
     }
     if !self.idempotencyKey.isEmpty {
       try visitor.visitSingularStringField(value: self.idempotencyKey, fieldNumber: 2)
     }
+    try { if let v = self._signal {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Consentd_V1_RecordConsentRequest, rhs: Consentd_V1_RecordConsentRequest) -> Bool {
     if lhs.records != rhs.records {return false}
     if lhs.idempotencyKey != rhs.idempotencyKey {return false}
+    if lhs._signal != rhs._signal {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Consentd_V1_SignalConsent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SignalConsent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subject_id\0\u{3}tc_string\0\u{3}gpp_string\0\u{3}us_privacy\0\u{3}tcf_vendor_id\0\u{1}jurisdiction\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.subjectID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.tcString) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.gppString) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.usPrivacy) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.tcfVendorID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.jurisdiction) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.subjectID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subjectID, fieldNumber: 1)
+    }
+    if !self.tcString.isEmpty {
+      try visitor.visitSingularStringField(value: self.tcString, fieldNumber: 2)
+    }
+    if !self.gppString.isEmpty {
+      try visitor.visitSingularStringField(value: self.gppString, fieldNumber: 3)
+    }
+    if !self.usPrivacy.isEmpty {
+      try visitor.visitSingularStringField(value: self.usPrivacy, fieldNumber: 4)
+    }
+    if self.tcfVendorID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.tcfVendorID, fieldNumber: 5)
+    }
+    if !self.jurisdiction.isEmpty {
+      try visitor.visitSingularStringField(value: self.jurisdiction, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Consentd_V1_SignalConsent, rhs: Consentd_V1_SignalConsent) -> Bool {
+    if lhs.subjectID != rhs.subjectID {return false}
+    if lhs.tcString != rhs.tcString {return false}
+    if lhs.gppString != rhs.gppString {return false}
+    if lhs.usPrivacy != rhs.usPrivacy {return false}
+    if lhs.tcfVendorID != rhs.tcfVendorID {return false}
+    if lhs.jurisdiction != rhs.jurisdiction {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -415,10 +415,11 @@ extension PolicySet {
                         outcome = .consentDenied
                     } else if rule.maxAge > 0 && Self.age(of: record, at: request.at) > rule.maxAge {
                         outcome = .consentStale
-                    } else if rule.minNotice > 0 && record.source != CompactRecord.tcfSource
+                    } else if rule.minNotice > 0 && record.source != CompactRecord.tcfSource && record.source != storedTCFSource
                                 && (record.noticeVersion == CompactRecord.noNotice || record.noticeVersion < rule.minNotice) {
-                        // A TC string's grant was given on the CMP's own notice; min_notice_version
-                        // versions the notices behind stored records.
+                        // A TC string's grant — on the request, or synced into the store (source
+                        // `tcf`) — was given on the CMP's own notice; min_notice_version versions
+                        // the notices behind other stored records.
                         outcome = .consentStale
                     } else {
                         outcome = .consentGranted

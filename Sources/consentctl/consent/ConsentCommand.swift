@@ -11,7 +11,7 @@ struct ConsentCommand: ParsableCommand {
         a daemon following the file picks them up.
         """,
         subcommands: [
-            ConsentGrant.self, ConsentDeny.self, ConsentWithdraw.self, ConsentHistory.self, ConsentErase.self,
+            ConsentGrant.self, ConsentDeny.self, ConsentWithdraw.self, ConsentSignal.self, ConsentHistory.self, ConsentErase.self,
             ConsentImport.self, ConsentExport.self, ConsentGenerate.self,
         ]
     )

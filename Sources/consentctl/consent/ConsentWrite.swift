@@ -1,6 +1,7 @@
 import ArgumentParser
 import ConsentModel
 import ConsentStore
+import PolicyEngine
 
 /// Options of `consent grant|deny|withdraw`.
 struct RecordOptions: ParsableArguments {
@@ -104,4 +105,77 @@ struct ConsentWithdraw: ParsableCommand {
     )
     @OptionGroup var options: RecordOptions
     func run() throws { try options.run(.deny) }
+}
+
+/// `consentctl consent signal`
+struct ConsentSignal: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "signal",
+        abstract: "Store the choices a CMP's signal string records for a subject (TC string, GPP, US Privacy).",
+        discussion: """
+        Syncs a consent banner's choices into the store. A TC string (--tc-string, or the TCF \
+        section of a --gpp string) becomes, for each purpose key the taxonomy maps to TCF \
+        purposes (tcf_purposes), a grant when the string grants it to the vendor (--vendor, \
+        default the taxonomy's tcf_vendor_id) or a deny, recorded at the string's LastUpdated — \
+        and with a grant, a deny for each data category whose special feature the string does \
+        not opt in to. A US opt-out of sale or sharing (--us-privacy 1YYN, or a GPP US section) \
+        becomes a deny, now, for each purpose key marked sale_or_sharing; a string that opts out \
+        of nothing stores nothing. Source: tcf, gpp or usp; evidence: the string. Needs the \
+        policy taxonomy (--policies, default ./Policies) or, with --socket, the daemon's.
+        """
+    )
+
+    @Argument(help: "The data subject's id.") var subject: String
+    @Option(name: .customLong("tc-string"), help: "A TCF v2 TC string.") var tcString: String?
+    @Option(name: .customLong("gpp"), help: "A GPP string.") var gpp: String?
+    @Option(name: .customLong("us-privacy"), help: "A US Privacy string.") var usPrivacy: String?
+    @Option(help: ArgumentHelp("The TCF vendor the TC string is read for (default: the taxonomy's tcf_vendor_id).", valueName: "id")) var vendor: UInt32?
+    @Option(help: "The jurisdiction the choice was made in (ISO 3166).") var jurisdiction: String?
+    @Option(help: "Store at most once per key: a repeat returns the first result.") var idempotencyKey: String?
+    @OptionGroup var storeOptions: StoreOptions
+
+    func validate() throws {
+        let given = [tcString, gpp, usPrivacy].compactMap { $0 }.count
+        guard given == 1 else { throw ValidationError("give exactly one of --tc-string, --gpp and --us-privacy") }
+        if vendor == 0 { throw ValidationError("--vendor must be a TCF vendor id (1 or more)") }
+    }
+
+    func run() throws {
+        let signal = SignalConsent(subject: subject, tcString: tcString, gppString: gpp, usPrivacy: usPrivacy, tcfVendorId: vendor, jurisdiction: jurisdiction)
+        if let client = try storeOptions.client() {
+            let result = try daemonCall { try client.record(signal: signal, idempotencyKey: idempotencyKey) }
+            let sequences = result.sequences.map { "#\($0)" }.joined(separator: ", ")
+            print(result.sequences.isEmpty ? "nothing to store: the string records no choice for \(subject) under the daemon's policies"
+                  : "\(result.replayed ? "already recorded" : "recorded") \(sequences) for \(subject) (through \(storeOptions.socket!))")
+            return
+        }
+        let directory = storeOptions.policies ?? "Policies"
+        let loaded = try LoadedPolicies.load(directory, vocabulary: Vocabulary())
+        guard let set = loaded.result.policySet else {
+            printError("consentctl: the policies in \(directory) do not compile, so the string's records cannot be named:\n\(loaded.result.diagnostics.text)")
+            throw ExitCode(1)
+        }
+        let records: [ConsentRecord]
+        do {
+            records = try set.records(implying: signal, now: .now())
+        } catch {
+            printError("consentctl: \(error.message)")
+            throw ExitCode(1)
+        }
+        guard !records.isEmpty else {
+            print("nothing to store: the string records no choice for \(subject) under \(directory)")
+            return
+        }
+        let store = try storeOptions.open()
+        do {
+            let result = try store.append(records, idempotencyKey: idempotencyKey)
+            print("\(result.replayed ? "already recorded" : "recorded") \(result.sequences.count) records for \(subject):")
+            for (sequence, record) in zip(result.sequences, records) {
+                print("  #\(sequence): \(record.choice) \(record.purpose)\(record.dataCategory.map { " [\($0)]" } ?? "") at \(record.recordedAt) via \(record.source)")
+            }
+        } catch let error as StoreError {
+            printError("consentctl: \(error)")
+            throw ExitCode(error.code == .invalidRecord ? 1 : 74)
+        }
+    }
 }

@@ -817,6 +817,51 @@ void   consentd__v1__record_consent_request__free_unpacked
   assert(message->base.descriptor == &consentd__v1__record_consent_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   consentd__v1__signal_consent__init
+                     (Consentd__V1__SignalConsent         *message)
+{
+  static const Consentd__V1__SignalConsent init_value = CONSENTD__V1__SIGNAL_CONSENT__INIT;
+  *message = init_value;
+}
+size_t consentd__v1__signal_consent__get_packed_size
+                     (const Consentd__V1__SignalConsent *message)
+{
+  assert(message->base.descriptor == &consentd__v1__signal_consent__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t consentd__v1__signal_consent__pack
+                     (const Consentd__V1__SignalConsent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &consentd__v1__signal_consent__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t consentd__v1__signal_consent__pack_to_buffer
+                     (const Consentd__V1__SignalConsent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &consentd__v1__signal_consent__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Consentd__V1__SignalConsent *
+       consentd__v1__signal_consent__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Consentd__V1__SignalConsent *)
+     protobuf_c_message_unpack (&consentd__v1__signal_consent__descriptor,
+                                allocator, len, data);
+}
+void   consentd__v1__signal_consent__free_unpacked
+                     (Consentd__V1__SignalConsent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &consentd__v1__signal_consent__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   consentd__v1__record_consent_response__init
                      (Consentd__V1__RecordConsentResponse         *message)
 {
@@ -2941,7 +2986,7 @@ const ProtobufCMessageDescriptor consentd__v1__consent_record__descriptor =
   (ProtobufCMessageInit) consentd__v1__consent_record__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor consentd__v1__record_consent_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor consentd__v1__record_consent_request__field_descriptors[3] =
 {
   {
     "records",
@@ -2967,15 +3012,28 @@ static const ProtobufCFieldDescriptor consentd__v1__record_consent_request__fiel
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "signal",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__RecordConsentRequest, signal),
+    &consentd__v1__signal_consent__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned consentd__v1__record_consent_request__field_indices_by_name[] = {
   1,   /* field[1] = idempotency_key */
   0,   /* field[0] = records */
+  2,   /* field[2] = signal */
 };
 static const ProtobufCIntRange consentd__v1__record_consent_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor consentd__v1__record_consent_request__descriptor =
 {
@@ -2985,11 +3043,114 @@ const ProtobufCMessageDescriptor consentd__v1__record_consent_request__descripto
   "Consentd__V1__RecordConsentRequest",
   "consentd.v1",
   sizeof(Consentd__V1__RecordConsentRequest),
-  2,
+  3,
   consentd__v1__record_consent_request__field_descriptors,
   consentd__v1__record_consent_request__field_indices_by_name,
   1,  consentd__v1__record_consent_request__number_ranges,
   (ProtobufCMessageInit) consentd__v1__record_consent_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor consentd__v1__signal_consent__field_descriptors[6] =
+{
+  {
+    "subject_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__SignalConsent, subject_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tc_string",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__SignalConsent, tc_string),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "gpp_string",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__SignalConsent, gpp_string),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "us_privacy",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__SignalConsent, us_privacy),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tcf_vendor_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__SignalConsent, tcf_vendor_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "jurisdiction",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__SignalConsent, jurisdiction),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned consentd__v1__signal_consent__field_indices_by_name[] = {
+  2,   /* field[2] = gpp_string */
+  5,   /* field[5] = jurisdiction */
+  0,   /* field[0] = subject_id */
+  1,   /* field[1] = tc_string */
+  4,   /* field[4] = tcf_vendor_id */
+  3,   /* field[3] = us_privacy */
+};
+static const ProtobufCIntRange consentd__v1__signal_consent__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor consentd__v1__signal_consent__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "consentd.v1.SignalConsent",
+  "SignalConsent",
+  "Consentd__V1__SignalConsent",
+  "consentd.v1",
+  sizeof(Consentd__V1__SignalConsent),
+  6,
+  consentd__v1__signal_consent__field_descriptors,
+  consentd__v1__signal_consent__field_indices_by_name,
+  1,  consentd__v1__signal_consent__number_ranges,
+  (ProtobufCMessageInit) consentd__v1__signal_consent__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor consentd__v1__record_consent_response__field_descriptors[3] =

@@ -34,6 +34,7 @@ typedef struct Consentd__V1__Use Consentd__V1__Use;
 typedef struct Consentd__V1__ListUsesResponse Consentd__V1__ListUsesResponse;
 typedef struct Consentd__V1__ConsentRecord Consentd__V1__ConsentRecord;
 typedef struct Consentd__V1__RecordConsentRequest Consentd__V1__RecordConsentRequest;
+typedef struct Consentd__V1__SignalConsent Consentd__V1__SignalConsent;
 typedef struct Consentd__V1__RecordConsentResponse Consentd__V1__RecordConsentResponse;
 typedef struct Consentd__V1__HistoryRequest Consentd__V1__HistoryRequest;
 typedef struct Consentd__V1__Erasure Consentd__V1__Erasure;
@@ -573,10 +574,44 @@ struct  Consentd__V1__RecordConsentRequest
    * The same key again stores nothing and returns the first result.
    */
   char *idempotency_key;
+  /*
+   * Instead of records: a consent management platform's signal string for one customer, stored
+   * as the records it implies.
+   */
+  Consentd__V1__SignalConsent *signal;
 };
 #define CONSENTD__V1__RECORD_CONSENT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&consentd__v1__record_consent_request__descriptor) \
-    , 0,NULL, (char *)protobuf_c_empty_string }
+    , 0,NULL, (char *)protobuf_c_empty_string, NULL }
+
+
+/*
+ * A CMP's signal string for one customer, stored as the consent records it implies, so that the
+ * choices made on a banner can be synced into the store. Give exactly one string:
+ * - a TC string (`tc_string`, or the TCF EU section of `gpp_string`): for each purpose key whose
+ *   taxonomy entry maps it to TCF purposes (`tcf_purposes`), a grant when the string grants it to
+ *   the vendor (`tcf_vendor_id`, else the policy set's) and a deny otherwise, recorded at the
+ *   string's LastUpdated; with a grant, a deny for each data category whose special feature
+ *   (`tcf_special_feature`) the string does not opt in to;
+ * - a US opt-out of sale or sharing (`us_privacy` with Y, or a GPP US Privacy or US section
+ *   saying SaleOptOut, SharingOptOut or GPC): a deny, recorded now, for each purpose key marked
+ *   `sale_or_sharing`. A string that opts out of nothing stores nothing.
+ * Source "tcf", "gpp" or "usp" (the string's kind); evidence: the string itself, or
+ * "sha256:" and its hash when it is longer than 4096 bytes. A malformed string is refused.
+ */
+struct  Consentd__V1__SignalConsent
+{
+  ProtobufCMessage base;
+  char *subject_id;
+  char *tc_string;
+  char *gpp_string;
+  char *us_privacy;
+  uint32_t tcf_vendor_id;
+  char *jurisdiction;
+};
+#define CONSENTD__V1__SIGNAL_CONSENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&consentd__v1__signal_consent__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Consentd__V1__RecordConsentResponse
@@ -1119,6 +1154,25 @@ Consentd__V1__RecordConsentRequest *
 void   consentd__v1__record_consent_request__free_unpacked
                      (Consentd__V1__RecordConsentRequest *message,
                       ProtobufCAllocator *allocator);
+/* Consentd__V1__SignalConsent methods */
+void   consentd__v1__signal_consent__init
+                     (Consentd__V1__SignalConsent         *message);
+size_t consentd__v1__signal_consent__get_packed_size
+                     (const Consentd__V1__SignalConsent   *message);
+size_t consentd__v1__signal_consent__pack
+                     (const Consentd__V1__SignalConsent   *message,
+                      uint8_t             *out);
+size_t consentd__v1__signal_consent__pack_to_buffer
+                     (const Consentd__V1__SignalConsent   *message,
+                      ProtobufCBuffer     *buffer);
+Consentd__V1__SignalConsent *
+       consentd__v1__signal_consent__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   consentd__v1__signal_consent__free_unpacked
+                     (Consentd__V1__SignalConsent *message,
+                      ProtobufCAllocator *allocator);
 /* Consentd__V1__RecordConsentResponse methods */
 void   consentd__v1__record_consent_response__init
                      (Consentd__V1__RecordConsentResponse         *message);
@@ -1365,6 +1419,9 @@ typedef void (*Consentd__V1__ConsentRecord_Closure)
 typedef void (*Consentd__V1__RecordConsentRequest_Closure)
                  (const Consentd__V1__RecordConsentRequest *message,
                   void *closure_data);
+typedef void (*Consentd__V1__SignalConsent_Closure)
+                 (const Consentd__V1__SignalConsent *message,
+                  void *closure_data);
 typedef void (*Consentd__V1__RecordConsentResponse_Closure)
                  (const Consentd__V1__RecordConsentResponse *message,
                   void *closure_data);
@@ -1499,6 +1556,7 @@ extern const ProtobufCMessageDescriptor consentd__v1__use__descriptor;
 extern const ProtobufCMessageDescriptor consentd__v1__list_uses_response__descriptor;
 extern const ProtobufCMessageDescriptor consentd__v1__consent_record__descriptor;
 extern const ProtobufCMessageDescriptor consentd__v1__record_consent_request__descriptor;
+extern const ProtobufCMessageDescriptor consentd__v1__signal_consent__descriptor;
 extern const ProtobufCMessageDescriptor consentd__v1__record_consent_response__descriptor;
 extern const ProtobufCMessageDescriptor consentd__v1__history_request__descriptor;
 extern const ProtobufCMessageDescriptor consentd__v1__erasure__descriptor;
