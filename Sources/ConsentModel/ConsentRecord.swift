@@ -137,8 +137,15 @@ public struct SignalConsent: Hashable, Sendable {
     /// The vendor a TC string is read for; nil: the policy set's `tcf_vendor_id`.
     public var tcfVendorId: UInt32?
     public var jurisdiction: String?
+    /// The version of the operator's notice the CMP showed, recorded with the records (rules'
+    /// `min_notice_version` apply to them as to any stored record).
+    public var noticeVersion: UInt32?
 
-    public init(subject: String, tcString: String? = nil, gppString: String? = nil, usPrivacy: String? = nil, tcfVendorId: UInt32? = nil, jurisdiction: String? = nil) {
+    public init(
+        subject: String, tcString: String? = nil, gppString: String? = nil, usPrivacy: String? = nil, tcfVendorId: UInt32? = nil,
+        jurisdiction: String? = nil, noticeVersion: UInt32? = nil
+    ) {
+        self.noticeVersion = noticeVersion
         self.subject = subject
         self.tcString = tcString
         self.gppString = gppString

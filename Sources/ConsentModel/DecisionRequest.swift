@@ -61,6 +61,8 @@ public struct RequestContext: Hashable, Sendable {
     public static let maximumSignalBytes = 16 << 10
     /// The most GPP section ids a request may name.
     public static let maximumGPPSectionIds = 64
+    /// The largest TCF vendor id (the TC string's vendor fields are 16 bits).
+    public static let maximumTCFVendorId: UInt32 = 65_535
 
     /// Whether the request carries any consent signal string.
     public var hasSignalStrings: Bool {

@@ -147,7 +147,7 @@ package struct ConnectionReceipts {
             out.putDecimal(UInt64(signals.tcfVendorId))
         }
         out.put("}}\n")
-        lines.commit(until: out.position)
+        lines.commit(until: out.position, isReceipt: false)
     }
 
     /// SHA-256 of `bytes`, as lowercase hex.
@@ -274,7 +274,12 @@ package final class ReceiptLines {
     private var capacity: Int
     /// Where each line ends.
     package private(set) var ends: [Int] = []
+    /// How many of the lines up to each one (inclusive) are receipts (the others are signals
+    /// lines, which the counters and the queue's capacity do not count).
+    package private(set) var receiptsThrough: [Int] = []
     package var count: Int { ends.count }
+    /// How many of the lines are receipts.
+    package var receiptCount: Int { receiptsThrough.last ?? 0 }
 
     init(capacity: Int = 16_384) {
         self.capacity = capacity
@@ -297,10 +302,11 @@ package final class ReceiptLines {
 
     var end: UnsafeMutablePointer<UInt8> { base + size }
 
-    /// Records a line written from `end` up to `position`.
-    func commit(until position: UnsafeMutablePointer<UInt8>) {
+    /// Records a line written from `end` up to `position`; `isReceipt` false for a signals line.
+    func commit(until position: UnsafeMutablePointer<UInt8>, isReceipt: Bool = true) {
         size = position - base
         ends.append(size)
+        receiptsThrough.append(receiptCount + (isReceipt ? 1 : 0))
     }
 
     package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
@@ -313,8 +319,10 @@ package final class ReceiptLines {
             capacity = 16_384
             base = .allocate(capacity: capacity)
             ends = []
+            receiptsThrough = []
         } else {
             ends.removeAll(keepingCapacity: true)
+            receiptsThrough.removeAll(keepingCapacity: true)
         }
     }
 

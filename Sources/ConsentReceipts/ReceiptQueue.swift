@@ -68,12 +68,14 @@ public final class ReceiptQueue: Sendable {
 
     /// Moves the lines of one frame into the queue: as many as fit, the rest dropped and counted.
     func enqueue(_ lines: ReceiptLines) {
-        let total = lines.count
+        // Counted in receipts (a request's signals line is not one); cut in whole lines.
+        let totalReceipts = lines.receiptCount
         let (accepted, lost) = state.withLock { state -> (Int, Int) in
             let room = max(0, hardLimit - state.count)
-            var take = min(room, total)
             let byteRoom = byteLimit - state.bytes.count
-            while take > 0 && lines.ends[take - 1] > byteRoom { take -= 1 }
+            var take = lines.count
+            while take > 0 && (lines.receiptsThrough[take - 1] > room || lines.ends[take - 1] > byteRoom) { take -= 1 }
+            let receipts = take > 0 ? lines.receiptsThrough[take - 1] : 0
             if take > 0 {
                 if state.gap > 0 {
                     ReceiptSchema.appendGap(state.gap, reason: .queueFull, to: &state.bytes)
@@ -81,11 +83,11 @@ public final class ReceiptQueue: Sendable {
                 }
                 let end = lines.ends[take - 1]
                 state.bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: lines.bytes[0..<end]))
-                state.count += take
+                state.count += receipts
             }
-            state.gap += UInt64(total - take)
+            state.gap += UInt64(totalReceipts - receipts)
             queuedBytes.store(state.bytes.count, ordering: .relaxed)
-            return (take, total - take)
+            return (receipts, totalReceipts - receipts)
         }
         if accepted > 0 { queuedCount.add(accepted, ordering: .relaxed) }
         if lost > 0 { dropped.add(UInt64(lost), ordering: .relaxed) }

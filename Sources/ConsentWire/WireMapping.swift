@@ -140,8 +140,15 @@ extension Consentd_V1_SignalConsent {
         SignalConsent(
             subject: subjectID, tcString: tcString.isEmpty ? nil : tcString, gppString: gppString.isEmpty ? nil : gppString,
             usPrivacy: usPrivacy.isEmpty ? nil : usPrivacy, tcfVendorId: tcfVendorID == 0 ? nil : tcfVendorID,
-            jurisdiction: jurisdiction.isEmpty ? nil : jurisdiction
+            jurisdiction: jurisdiction.isEmpty ? nil : jurisdiction, noticeVersion: hasNoticeVersion ? noticeVersion : nil
         )
+    }
+
+    /// What identifies a RecordConsent with this signal under an idempotency key (the daemon and
+    /// `consentctl consent signal --store` alike): a 0 byte — no record's fingerprint starts with
+    /// one — then the message as SwiftProtobuf writes it.
+    public func idempotencyPayload() throws -> [UInt8] {
+        [0] + (try serializedBytes())
     }
 
     /// The wire form of a model signal.
@@ -153,6 +160,7 @@ extension Consentd_V1_SignalConsent {
         usPrivacy = signal.usPrivacy ?? ""
         tcfVendorID = signal.tcfVendorId ?? 0
         jurisdiction = signal.jurisdiction ?? ""
+        if let notice = signal.noticeVersion { noticeVersion = notice }
     }
 }
 

@@ -86,7 +86,9 @@ struct CheckCommand: ParsableCommand {
     func validate() throws {
         if let at, Timestamp(rfc3339: at) == nil { throw ValidationError("--at '\(at)' is not an RFC 3339 time") }
         _ = try sectionIds()
-        if vendor == 0 { throw ValidationError("--vendor must be a TCF vendor id (1 or more)") }
+        if let vendor, vendor < 1 || vendor > RequestContext.maximumTCFVendorId {
+            throw ValidationError("--vendor must be a TCF vendor id (1 to \(RequestContext.maximumTCFVendorId))")
+        }
     }
 
     /// `--gpp-sid` as ids.

@@ -190,6 +190,13 @@ import Testing
         let items = 1000
         let batch = try client.checkBatch(Array(repeating: ("alice", "service.essential", "user.contact.email"), count: items), context: context)
         #expect(batch.results.count == items && batch.results.allSatisfy { $0.reason == .legalBasis })
+        // The counters count receipts, not the signals line (review 24).
+        var written: UInt64 = 0
+        for _ in 0..<50 where written < UInt64(items) {
+            written = try client.status().counters.receiptsWritten
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(written == UInt64(items))
         // Too many section ids: every Check item is INVALID_REQUEST; ListUses says so.
         var many = RequestContext(jurisdiction: "DE")
         many.gppSectionIds = Array(repeating: 7, count: 100_000)
@@ -214,13 +221,13 @@ import Testing
     @Test func aSignalStringIsStoredAsTheRecordsItImplies() async throws {
         let harness = try await DaemonHarness()
         let client = try harness.client()
-        let synced = try client.record(signal: SignalConsent(subject: "synced", tcString: Self.grantAll, jurisdiction: "DE"), idempotencyKey: "cmp-1")
+        let synced = try client.record(signal: SignalConsent(subject: "synced", tcString: Self.grantAll, jurisdiction: "DE", noticeVersion: 3), idempotencyKey: "cmp-1")
         // Five purpose keys map to TCF purposes; each is granted, and precise location (special
         // feature 1, not opted in) is denied under each grant.
         #expect(synced.sequences.count == 10 && !synced.replayed)
         let history = try client.history(subject: "synced").records
         #expect(history.count == 10)
-        #expect(history.allSatisfy { $0.source == "tcf" && $0.evidence == Self.grantAll && $0.jurisdiction == "DE" })
+        #expect(history.allSatisfy { $0.source == "tcf" && $0.evidence == Self.grantAll && $0.jurisdiction == "DE" && $0.noticeVersion == 3 })
         #expect(history.allSatisfy { $0.recordedAt.model == Timestamp(rfc3339: "2026-05-01T00:00:00Z") })
         #expect(Set(history.filter { $0.choice == .grant && $0.dataCategory.isEmpty }.map(\.purpose)) == [
             "marketing.advertising.contextual", Self.targeted, "marketing.advertising.measurement", "personalization.content", "analytics.product",
@@ -230,8 +237,14 @@ import Testing
         let check = try client.check(subject: "synced", purpose: Self.targeted, dataCategory: "user.behavior.browsing", context: RequestContext(jurisdiction: "DE"))
         #expect(check.reason == .consentGranted && check.consentRecord.source == "tcf" && check.consentRecord.sequence > 0)
         #expect(try client.check(subject: "synced", purpose: Self.targeted, dataCategory: "user.location.precise", context: RequestContext(jurisdiction: "DE")).decision == .deny)
+        // Stored like any record: without the notice version, a rule's min_notice_version finds
+        // it stale (review 24: stored records named "tcf" once skipped the rule — any writer's).
+        _ = try client.record(signal: SignalConsent(subject: "unversioned", tcString: Self.grantAll))
+        #expect(try client.check(subject: "unversioned", purpose: Self.targeted, dataCategory: "user.behavior.browsing", context: RequestContext(jurisdiction: "DE")).reason == .consentStale)
+        _ = try client.record([ConsentRecord(subject: "handwritten", purpose: "marketing", choice: .grant, recordedAt: .now(), source: "tcf", noticeVersion: 1)])
+        #expect(try client.check(subject: "handwritten", purpose: Self.targeted, dataCategory: "user.behavior.browsing", context: RequestContext(jurisdiction: "DE")).reason == .consentStale)
         // The same key again: replayed; with another string: refused.
-        #expect(try client.record(signal: SignalConsent(subject: "synced", tcString: Self.grantAll, jurisdiction: "DE"), idempotencyKey: "cmp-1").replayed)
+        #expect(try client.record(signal: SignalConsent(subject: "synced", tcString: Self.grantAll, jurisdiction: "DE", noticeVersion: 3), idempotencyKey: "cmp-1").replayed)
         #expect(throws: ConsentClientError.self) { try client.record(signal: SignalConsent(subject: "synced", tcString: Self.refusal), idempotencyKey: "cmp-1") }
         // A refusal for another vendor is a deny for every mapped purpose.
         let refused = try client.record(signal: SignalConsent(subject: "other", tcString: Self.grantAll, tcfVendorId: 13))
@@ -242,9 +255,16 @@ import Testing
         #expect(try client.history(subject: "ca").records.map(\.purpose).sorted() == [Self.targeted, "marketing.sale_or_sharing"].sorted())
         #expect(optOut.sequences.count == 2)
         #expect(try client.history(subject: "ca").records.allSatisfy { $0.choice == .deny && $0.source == "usp" })
-        let nothing = try client.record(signal: SignalConsent(subject: "ca2", usPrivacy: "1YNN"))
+        let nothing = try client.record(signal: SignalConsent(subject: "ca2", usPrivacy: "1YNN"), idempotencyKey: "cmp-2")
         #expect(nothing.sequences.isEmpty && !nothing.replayed)
         #expect(try client.history(subject: "ca2").records.isEmpty)
+        // Storing nothing still claims the key (review 24): the same again is a replay, another
+        // signal under it is refused, and so is a records write.
+        #expect(try client.record(signal: SignalConsent(subject: "ca2", usPrivacy: "1YNN"), idempotencyKey: "cmp-2").replayed)
+        #expect(throws: ConsentClientError.self) { try client.record(signal: SignalConsent(subject: "ca2", usPrivacy: "1YYN"), idempotencyKey: "cmp-2") }
+        #expect(throws: ConsentClientError.self) { try client.record([grant("ca2", "analytics")], idempotencyKey: "cmp-2") }
+        #expect(try client.history(subject: "ca2").records.isEmpty)
+        #expect(throws: ConsentClientError.self) { try client.record(signal: SignalConsent(subject: "ca2", usPrivacy: "1YNN"), idempotencyKey: "bad\u{1}key") }
         let gpp = try client.record(signal: SignalConsent(subject: "ca3", gppString: "DBABLA~BVVaqqqqqqpk"))
         #expect(gpp.sequences.count == 2)
         #expect(try client.history(subject: "ca3").records.allSatisfy { $0.source == "gpp" })
@@ -254,6 +274,7 @@ import Testing
             (SignalConsent(subject: "bad", tcString: Self.grantAll, usPrivacy: "1YYN"), "give exactly one"),
             (SignalConsent(subject: "bad"), "give exactly one"),
             (SignalConsent(subject: "bad\u{0}", usPrivacy: "1YYN"), "signal: subject_id"),
+            (SignalConsent(subject: "bad", tcString: Self.grantAll, tcfVendorId: 70_000), "is not a TCF vendor id"),
         ] {
             do {
                 _ = try client.record(signal: signal)

@@ -82,7 +82,7 @@ package struct RequestProcessor {
         receipts?.startRequest()
         let subject = UnsafeRawBufferPointer(rebasing: bytes[check.subject])
         guard Identifier.isPrintableASCII(bytes: subject) else { return false }
-        guard check.gppSectionCount <= RequestContext.maximumGPPSectionIds else { return false }
+        guard check.gppSectionCount <= RequestContext.maximumGPPSectionIds, check.tcfVendorId <= RequestContext.maximumTCFVendorId else { return false }
         let set = policies.current()
         let at = check.at ?? now()
         let purposeBytes = UnsafeRawBufferPointer(rebasing: bytes[check.purpose]), dataBytes = UnsafeRawBufferPointer(rebasing: bytes[check.data])
@@ -159,7 +159,7 @@ package struct RequestProcessor {
         guard roles.check, batch.parse(bytes, maximumItems: services.maximumBatchItems) else { return false }
         receipts?.startRequest()
         let context = batch.context
-        guard context.gppSectionCount <= RequestContext.maximumGPPSectionIds else { return false }
+        guard context.gppSectionCount <= RequestContext.maximumGPPSectionIds, context.tcfVendorId <= RequestContext.maximumTCFVendorId else { return false }
         let set = policies.current()
         let at = context.at ?? now()
         let jurisdiction = context.jurisdiction.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
@@ -435,6 +435,9 @@ package struct RequestProcessor {
         if context.gppSectionIds.count > RequestContext.maximumGPPSectionIds {
             return error(id, .invalidArgument, "context.gpp_sid names \(context.gppSectionIds.count) sections; the limit is \(RequestContext.maximumGPPSectionIds)")
         }
+        if let vendor = context.tcfVendorId, vendor > RequestContext.maximumTCFVendorId {
+            return error(id, .invalidArgument, "context.tcf_vendor_id \(vendor) is not a TCF vendor id (1 to \(RequestContext.maximumTCFVendorId))")
+        }
         let eventSignals = EventSignals(context)
         let set = policies.current()
         let snapshot = consent.current()
@@ -488,14 +491,9 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
     if request.hasSignal {
         guard request.records.isEmpty else { throw WireRecordError(message: "RecordConsent takes records or a signal, not both") }
         if let problem = Identifier.subjectProblem(request.signal.subjectID) { throw WireRecordError(message: "signal: \(problem)") }
+        // May be none (a US string that opts out of nothing): then nothing is stored, but an
+        // idempotency key is still claimed and checked.
         records = try impliedRecords(request.signal.model, set: set, now: now)
-        if records.isEmpty {
-            // Nothing to store (a US string that opts out of nothing): nothing is written.
-            var response = Consentd_V1_Response()
-            response.id = id
-            response.recordConsent = Consentd_V1_RecordConsentResponse.with { $0.consentSequence = store.appliedSequence }
-            return response
-        }
     } else {
         guard !request.records.isEmpty else { throw WireRecordError(message: "RecordConsent needs at least one record (or a signal)") }
         guard request.records.count <= ServerConfiguration.maximumRecordsPerWrite else {
@@ -522,9 +520,7 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
     // each record, length-prefixed, or a signal after a 0 byte (no record is empty).
     var payload: [UInt8] = []
     if !request.idempotencyKey.isEmpty {
-        if request.hasSignal {
-            payload = [0] + (try request.signal.serializedBytes())
-        }
+        if request.hasSignal { payload = try request.signal.idempotencyPayload() }
         for wire in request.records {
             let bytes: [UInt8] = try wire.serializedBytes()
             FrameCodec.appendVarint(UInt64(bytes.count), to: &payload)

@@ -1007,8 +1007,10 @@ public nonisolated struct Consentd_V1_RecordConsentRequest: Sendable {
 /// - a US opt-out of sale or sharing (`us_privacy` with Y, or a GPP US Privacy or US section
 ///   saying SaleOptOut, SharingOptOut or GPC): a deny, recorded now, for each purpose key marked
 ///   `sale_or_sharing`. A string that opts out of nothing stores nothing.
-/// Source "tcf", "gpp" or "usp" (the string's kind); evidence: the string itself, or
-/// "sha256:" and its hash when it is longer than 4096 bytes. A malformed string is refused.
+/// Source "tcf" (a TCF choice, from either string), "gpp" or "usp"; evidence: the string itself,
+/// or "sha256:" and its hash when it is longer than 4096 bytes; notice_version as given (rules'
+/// min_notice_version apply as to any stored record). A malformed string, a vendor outside
+/// 1…65535, two strings or none are refused.
 public nonisolated struct Consentd_V1_SignalConsent: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1026,9 +1028,21 @@ public nonisolated struct Consentd_V1_SignalConsent: Sendable {
 
   public var jurisdiction: String = String()
 
+  /// The version of the operator's notice the CMP showed.
+  public var noticeVersion: UInt32 {
+    get {_noticeVersion ?? 0}
+    set {_noticeVersion = newValue}
+  }
+  /// Returns true if `noticeVersion` has been explicitly set.
+  public var hasNoticeVersion: Bool {self._noticeVersion != nil}
+  /// Clears the value of `noticeVersion`. Subsequent reads from it will return its default value.
+  public mutating func clearNoticeVersion() {self._noticeVersion = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _noticeVersion: UInt32? = nil
 }
 
 public nonisolated struct Consentd_V1_RecordConsentResponse: Sendable {
@@ -2602,7 +2616,7 @@ nonisolated extension Consentd_V1_RecordConsentRequest: SwiftProtobuf.Message, S
 
 nonisolated extension Consentd_V1_SignalConsent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SignalConsent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subject_id\0\u{3}tc_string\0\u{3}gpp_string\0\u{3}us_privacy\0\u{3}tcf_vendor_id\0\u{1}jurisdiction\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subject_id\0\u{3}tc_string\0\u{3}gpp_string\0\u{3}us_privacy\0\u{3}tcf_vendor_id\0\u{1}jurisdiction\0\u{3}notice_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2616,12 +2630,17 @@ nonisolated extension Consentd_V1_SignalConsent: SwiftProtobuf.Message, SwiftPro
       case 4: try { try decoder.decodeSingularStringField(value: &self.usPrivacy) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.tcfVendorID) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.jurisdiction) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self._noticeVersion) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.subjectID.isEmpty {
       try visitor.visitSingularStringField(value: self.subjectID, fieldNumber: 1)
     }
@@ -2640,6 +2659,9 @@ nonisolated extension Consentd_V1_SignalConsent: SwiftProtobuf.Message, SwiftPro
     if !self.jurisdiction.isEmpty {
       try visitor.visitSingularStringField(value: self.jurisdiction, fieldNumber: 6)
     }
+    try { if let v = self._noticeVersion {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 7)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2650,6 +2672,7 @@ nonisolated extension Consentd_V1_SignalConsent: SwiftProtobuf.Message, SwiftPro
     if lhs.usPrivacy != rhs.usPrivacy {return false}
     if lhs.tcfVendorID != rhs.tcfVendorID {return false}
     if lhs.jurisdiction != rhs.jurisdiction {return false}
+    if lhs._noticeVersion != rhs._noticeVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

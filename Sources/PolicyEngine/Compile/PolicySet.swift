@@ -58,10 +58,6 @@ public final class PolicySet: Sendable {
     let tcfSpecialFeature: [UInt8]
     /// Per data-category id: its SensitiveDataProcessing position in each US section, 0 for none.
     let gppSensitive: [SensitivePositions]
-    /// The source id of stored records named `tcf` (a TC string's choices synced into the store):
-    /// like a request's TC string, given on the CMP's own notice, so `min_notice_version` does not
-    /// apply to them.
-    let storedTCFSource: UInt32
 
     init(
         revision: String, vocabulary: Vocabulary, purposes: KeyTree, dataCategories: KeyTree,
@@ -71,7 +67,6 @@ public final class PolicySet: Sendable {
         defaultEffect: Effect, files: [String], tcfVendorId: Int? = nil
     ) {
         self.tcfVendorId = tcfVendorId
-        self.storedTCFSource = vocabulary.sources.intern(CompactRecord.tcfSourceName)
         self.revision = revision
         self.vocabulary = vocabulary
         self.purposes = purposes

@@ -101,6 +101,7 @@ extension PolicySet {
             if let bit = channelTable[channel] { channelBit = bit }  // by bytes, as the fast path
         }
         guard request.context.gppSectionIds.count <= RequestContext.maximumGPPSectionIds else { return .failure(DecisionFailure(.invalidRequest)) }
+        if let vendor = request.context.tcfVendorId, vendor > RequestContext.maximumTCFVendorId { return .failure(DecisionFailure(.invalidRequest)) }
         return .success((purpose, data, jurisdictionClass, channelBit))
     }
 
@@ -415,11 +416,11 @@ extension PolicySet {
                         outcome = .consentDenied
                     } else if rule.maxAge > 0 && Self.age(of: record, at: request.at) > rule.maxAge {
                         outcome = .consentStale
-                    } else if rule.minNotice > 0 && record.source != CompactRecord.tcfSource && record.source != storedTCFSource
+                    } else if rule.minNotice > 0 && record.source != CompactRecord.tcfSource
                                 && (record.noticeVersion == CompactRecord.noNotice || record.noticeVersion < rule.minNotice) {
-                        // A TC string's grant — on the request, or synced into the store (source
-                        // `tcf`) — was given on the CMP's own notice; min_notice_version versions
-                        // the notices behind other stored records.
+                        // A request's TC string's grant was given on the CMP's own notice;
+                        // min_notice_version versions the notices behind stored records (synced
+                        // ones included: they carry the notice version the sync names).
                         outcome = .consentStale
                     } else {
                         outcome = .consentGranted

@@ -28,8 +28,11 @@ extension PolicySet {
         func record(_ purpose: String, _ data: String?, _ choice: Choice, _ at: Timestamp, _ source: String) {
             records.append(ConsentRecord(
                 subject: signal.subject, purpose: purpose, dataCategory: data, choice: choice, recordedAt: at,
-                source: source, jurisdiction: signal.jurisdiction, evidence: evidence
+                source: source, noticeVersion: signal.noticeVersion, jurisdiction: signal.jurisdiction, evidence: evidence
             ))
+        }
+        if let requested = signal.tcfVendorId, requested < 1 || requested > RequestContext.maximumTCFVendorId {
+            throw SignalConsentError("tcf_vendor_id \(requested) is not a TCF vendor id (1 to \(RequestContext.maximumTCFVendorId))")
         }
         let vendor = signalVendor(signal.tcfVendorId)
         func storeTCF(_ tc: TCFString, source: String) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ConsentModel
 import ConsentStore
+import ConsentWire
 import PolicyEngine
 
 /// Options of `consent grant|deny|withdraw`.
@@ -131,17 +132,23 @@ struct ConsentSignal: ParsableCommand {
     @Option(name: .customLong("us-privacy"), help: "A US Privacy string.") var usPrivacy: String?
     @Option(help: ArgumentHelp("The TCF vendor the TC string is read for (default: the taxonomy's tcf_vendor_id).", valueName: "id")) var vendor: UInt32?
     @Option(help: "The jurisdiction the choice was made in (ISO 3166).") var jurisdiction: String?
+    @Option(help: "The version of your notice the CMP showed (rules' min_notice_version apply to the records).") var noticeVersion: UInt32?
     @Option(help: "Store at most once per key: a repeat returns the first result.") var idempotencyKey: String?
     @OptionGroup var storeOptions: StoreOptions
 
     func validate() throws {
         let given = [tcString, gpp, usPrivacy].compactMap { $0 }.count
         guard given == 1 else { throw ValidationError("give exactly one of --tc-string, --gpp and --us-privacy") }
-        if vendor == 0 { throw ValidationError("--vendor must be a TCF vendor id (1 or more)") }
+        if let vendor, vendor < 1 || vendor > RequestContext.maximumTCFVendorId {
+            throw ValidationError("--vendor must be a TCF vendor id (1 to \(RequestContext.maximumTCFVendorId))")
+        }
     }
 
     func run() throws {
-        let signal = SignalConsent(subject: subject, tcString: tcString, gppString: gpp, usPrivacy: usPrivacy, tcfVendorId: vendor, jurisdiction: jurisdiction)
+        let signal = SignalConsent(
+            subject: subject, tcString: tcString, gppString: gpp, usPrivacy: usPrivacy, tcfVendorId: vendor,
+            jurisdiction: jurisdiction, noticeVersion: noticeVersion
+        )
         if let client = try storeOptions.client() {
             let result = try daemonCall { try client.record(signal: signal, idempotencyKey: idempotencyKey) }
             let sequences = result.sequences.map { "#\($0)" }.joined(separator: ", ")
@@ -162,14 +169,20 @@ struct ConsentSignal: ParsableCommand {
             printError("consentctl: \(error.message)")
             throw ExitCode(1)
         }
-        guard !records.isEmpty else {
-            print("nothing to store: the string records no choice for \(subject) under \(directory)")
-            return
-        }
         let store = try storeOptions.open()
         do {
-            let result = try store.append(records, idempotencyKey: idempotencyKey)
-            print("\(result.replayed ? "already recorded" : "recorded") \(result.sequences.count) records for \(subject):")
+            // Fingerprinted as the daemon fingerprints the same signal, so a retry matches.
+            let payload = idempotencyKey == nil ? nil : try Consentd_V1_SignalConsent(signal).idempotencyPayload()
+            let result = try store.append(records, idempotencyKey: idempotencyKey, payload: payload)
+            if records.isEmpty {
+                print("nothing to store: the string records no choice for \(subject) under \(directory)")
+                return
+            }
+            if result.replayed {
+                print("already recorded under this key: \(result.sequences.map { "#\($0)" }.joined(separator: ", ")) for \(subject)")
+                return
+            }
+            print("recorded \(result.sequences.count) records for \(subject):")
             for (sequence, record) in zip(result.sequences, records) {
                 print("  #\(sequence): \(record.choice) \(record.purpose)\(record.dataCategory.map { " [\($0)]" } ?? "") at \(record.recordedAt) via \(record.source)")
             }

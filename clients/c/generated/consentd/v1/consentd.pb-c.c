@@ -3050,7 +3050,7 @@ const ProtobufCMessageDescriptor consentd__v1__record_consent_request__descripto
   (ProtobufCMessageInit) consentd__v1__record_consent_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor consentd__v1__signal_consent__field_descriptors[6] =
+static const ProtobufCFieldDescriptor consentd__v1__signal_consent__field_descriptors[7] =
 {
   {
     "subject_id",
@@ -3124,10 +3124,23 @@ static const ProtobufCFieldDescriptor consentd__v1__signal_consent__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "notice_version",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Consentd__V1__SignalConsent, _notice_version_case),
+    offsetof(Consentd__V1__SignalConsent, notice_version),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned consentd__v1__signal_consent__field_indices_by_name[] = {
   2,   /* field[2] = gpp_string */
   5,   /* field[5] = jurisdiction */
+  6,   /* field[6] = notice_version */
   0,   /* field[0] = subject_id */
   1,   /* field[1] = tc_string */
   4,   /* field[4] = tcf_vendor_id */
@@ -3136,7 +3149,7 @@ static const unsigned consentd__v1__signal_consent__field_indices_by_name[] = {
 static const ProtobufCIntRange consentd__v1__signal_consent__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor consentd__v1__signal_consent__descriptor =
 {
@@ -3146,7 +3159,7 @@ const ProtobufCMessageDescriptor consentd__v1__signal_consent__descriptor =
   "Consentd__V1__SignalConsent",
   "consentd.v1",
   sizeof(Consentd__V1__SignalConsent),
-  6,
+  7,
   consentd__v1__signal_consent__field_descriptors,
   consentd__v1__signal_consent__field_indices_by_name,
   1,  consentd__v1__signal_consent__number_ranges,

@@ -585,6 +585,12 @@ struct  Consentd__V1__RecordConsentRequest
     , 0,NULL, (char *)protobuf_c_empty_string, NULL }
 
 
+typedef enum {
+  CONSENTD__V1__SIGNAL_CONSENT___NOTICE_VERSION__NOT_SET = 0,
+  CONSENTD__V1__SIGNAL_CONSENT___NOTICE_VERSION_NOTICE_VERSION = 7
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CONSENTD__V1__SIGNAL_CONSENT___NOTICE_VERSION__CASE)
+} Consentd__V1__SignalConsent__NoticeVersionCase;
+
 /*
  * A CMP's signal string for one customer, stored as the consent records it implies, so that the
  * choices made on a banner can be synced into the store. Give exactly one string:
@@ -596,8 +602,10 @@ struct  Consentd__V1__RecordConsentRequest
  * - a US opt-out of sale or sharing (`us_privacy` with Y, or a GPP US Privacy or US section
  *   saying SaleOptOut, SharingOptOut or GPC): a deny, recorded now, for each purpose key marked
  *   `sale_or_sharing`. A string that opts out of nothing stores nothing.
- * Source "tcf", "gpp" or "usp" (the string's kind); evidence: the string itself, or
- * "sha256:" and its hash when it is longer than 4096 bytes. A malformed string is refused.
+ * Source "tcf" (a TCF choice, from either string), "gpp" or "usp"; evidence: the string itself,
+ * or "sha256:" and its hash when it is longer than 4096 bytes; notice_version as given (rules'
+ * min_notice_version apply as to any stored record). A malformed string, a vendor outside
+ * 1…65535, two strings or none are refused.
  */
 struct  Consentd__V1__SignalConsent
 {
@@ -608,10 +616,14 @@ struct  Consentd__V1__SignalConsent
   char *us_privacy;
   uint32_t tcf_vendor_id;
   char *jurisdiction;
+  Consentd__V1__SignalConsent__NoticeVersionCase _notice_version_case;
+  union {
+    uint32_t notice_version;
+  };
 };
 #define CONSENTD__V1__SIGNAL_CONSENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&consentd__v1__signal_consent__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, CONSENTD__V1__SIGNAL_CONSENT___NOTICE_VERSION__NOT_SET, {0} }
 
 
 struct  Consentd__V1__RecordConsentResponse
