@@ -51,6 +51,9 @@ public final class ConsentDaemon: Sendable {
         }
         let vocabulary = Vocabulary()
         let loader = PolicyLoader(directory: configuration.policies, receipts: configuration.receipts.directory, fileMode: configuration.fileMode)
+        // What the directory holds as it is loaded: a change made after this is a change to watch
+        // for, however late the watch starts.
+        let loadedSignature = PolicyReloader.signature(of: configuration.policies)
         let loaded: PolicyLoader.Loaded
         switch loader.load(vocabulary: vocabulary) {
         case let .success(success): loaded = success
@@ -100,7 +103,8 @@ public final class ConsentDaemon: Sendable {
         listener = SocketListener(state: state, group: group, threadPool: threadPool)
         reloader = PolicyReloader(
             settings: .init(loader: loader, pollInterval: configuration.policyPollInterval),
-            policies: state.policies, vocabulary: vocabulary, counters: state.counters, logger: logger, files: loaded.files
+            policies: state.policies, vocabulary: vocabulary, counters: state.counters, logger: logger, files: loaded.files,
+            loadedSignature: loadedSignature
         )
         follower = ConsentFollower(feed: feed, interval: configuration.storePollInterval, logger: logger)
         self.receiptWriter = receiptWriter

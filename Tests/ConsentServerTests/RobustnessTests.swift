@@ -210,8 +210,9 @@ func responses(in bytes: [UInt8]) throws -> [Consentd_V1_Response] {
         while try client.status().policyRevision == before {
             try await Task.sleep(for: .milliseconds(20))
             waited += 20
-            // A liveness bound, not a speed claim: beside the suites that hold the cooperative
-            // pool's threads for minutes (the model tests), the poller's task may wait its turn.
+            // A liveness bound, not a speed claim. (The watch once ran as a task of the
+            // cooperative pool and, beside suites that hold its threads for minutes, missed this
+            // bound; it now has a thread of its own.)
             if waited > 60_000 { Issue.record("the change was not picked up in 60 s"); break }
         }
         #expect(try client.check(subject: "z", purpose: "analytics.product", dataCategory: "user", context: RequestContext(jurisdiction: "JP")).ruleID == "watched")

@@ -27,9 +27,15 @@ public final class PolicyReloader: Service, Sendable {
     private let requested = Atomic<Bool>(false)
     /// The policy files of the serving set (a reload that drops one is logged).
     private let servingFiles: Mutex<[String]>
+    /// The directory as it was when the serving set was read at start-up: the watch compares
+    /// with it, so a change made before the watch's thread starts is not missed.
+    private let loadedSignature: ReloadWatch.Signature
 
     /// - Parameter files: the policy files of the set loaded at start-up.
-    init(settings: Settings, policies: PolicyHolder, vocabulary: Vocabulary, counters: ServerCounters, logger: Logger, files: [String]) {
+    /// - Parameter loadedSignature: the directory as it was when that set was read (nil: as it is now).
+    init(settings: Settings, policies: PolicyHolder, vocabulary: Vocabulary, counters: ServerCounters, logger: Logger, files: [String],
+         loadedSignature: ReloadWatch.Signature? = nil) {
+        self.loadedSignature = loadedSignature ?? PolicyReloader.signature(of: settings.loader.directory)
         self.settings = settings
         self.policies = policies
         self.vocabulary = vocabulary
@@ -51,21 +57,46 @@ public final class PolicyReloader: Service, Sendable {
                 }
             }
             group.addTask {
-                let interval = self.settings.pollInterval
-                var watch = ReloadWatch(loaded: PolicyReloader.signature(of: self.settings.loader.directory))
-                while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                    try? await Task.sleep(for: .milliseconds(Int(max(interval, 0.05) * 1000)))
-                    let now = ContinuousClock.now
-                    let signature = interval > 0 ? PolicyReloader.signature(of: self.settings.loader.directory) : nil
-                    let asked = self.requested.exchange(false, ordering: .acquiringAndReleasing)
-                    guard watch.isDue(signature: signature, asked: asked, now: now) else { continue }
-                    let attempted = PolicyReloader.signature(of: self.settings.loader.directory)
-                    let failure = self.attempt()
-                    watch.attempted(attempted, retryable: failure?.archive == true, now: now)
+                // The watch runs on a thread of its own: it reads the disk and compiles, and it
+                // must not wait for a thread of Swift's cooperative pool (which other work may
+                // hold for long) to notice a change or a SIGHUP.
+                let stop = Atomic<Bool>(false)
+                await withGracefulShutdownHandler {
+                    await withTaskCancellationHandler {
+                        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                            let thread = Thread {
+                                self.watch(until: stop)
+                                done.resume()
+                            }
+                            thread.name = "consentd-policy-watch"
+                            thread.start()
+                        }
+                    } onCancel: {
+                        stop.store(true, ordering: .releasing)
+                    }
+                } onGracefulShutdown: {
+                    stop.store(true, ordering: .releasing)
                 }
             }
             await group.next()
             group.cancelAll()
+        }
+    }
+
+    /// Looks at the directory every poll interval (and for SIGHUP's request) until `stop`.
+    private func watch(until stop: borrowing Atomic<Bool>) {
+        let interval = settings.pollInterval
+        var watch = ReloadWatch(loaded: loadedSignature)
+        while !stop.load(ordering: .acquiring) {
+            Thread.sleep(forTimeInterval: max(interval, 0.05))
+            if stop.load(ordering: .acquiring) { break }
+            let now = ContinuousClock.now
+            let signature = interval > 0 ? PolicyReloader.signature(of: settings.loader.directory) : nil
+            let asked = requested.exchange(false, ordering: .acquiringAndReleasing)
+            guard watch.isDue(signature: signature, asked: asked, now: now) else { continue }
+            let attempted = PolicyReloader.signature(of: settings.loader.directory)
+            let failure = attempt()
+            watch.attempted(attempted, retryable: failure?.archive == true, now: now)
         }
     }
 
