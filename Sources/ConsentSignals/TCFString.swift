@@ -126,6 +126,25 @@ public struct TCFString {
         }
     }
 
+    /// What the string says of `vendor`, read once for every purpose a decision or a sync asks
+    /// about: whether it has vendor consent, and the TCF purposes (bit p-1) a publisher
+    /// restriction of type 0 (not allowed) keeps it from.
+    public func vendorFacts(_ vendor: Int) -> (consent: Bool, notAllowed: UInt64) {
+        (vendorConsents.contains(vendor), publisherRestrictions.purposes(restricting: vendor, type: 0))
+    }
+
+    /// Whether the string grants the TCF purposes in `purposes` (bit p-1 for purpose p) to a
+    /// vendor with these `facts`: vendor consent, purpose consent for each, no type-0 restriction.
+    public func grants(purposes: UInt64, to facts: (consent: Bool, notAllowed: UInt64)) -> Bool {
+        guard facts.consent, purposes & facts.notAllowed == 0 else { return false }
+        var bits = purposes
+        while bits != 0 {
+            if !purposeConsent(bits.trailingZeroBitCount + 1) { return false }
+            bits &= bits - 1
+        }
+        return true
+    }
+
     /// Purposes 1…24; anything else has no consent.
     @inline(__always)
     public func purposeConsent(_ purpose: Int) -> Bool { Self.bit(purposeConsentBits, width: 24, id: purpose) }
@@ -188,9 +207,9 @@ public final class TCFStringCache {
     /// string, since both walk the string's vendor lists.
     public func vendor(_ vendor: Int, of tc: TCFString) -> (consent: Bool, notAllowed: UInt64) {
         if let facts = vendorFacts, facts.vendor == vendor { return (facts.consent, facts.notAllowed) }
-        let facts = (vendor: vendor, consent: tc.vendorConsents.contains(vendor), notAllowed: tc.publisherRestrictions.purposes(restricting: vendor, type: 0))
-        vendorFacts = facts
-        return (facts.consent, facts.notAllowed)
+        let read = tc.vendorFacts(vendor)
+        vendorFacts = (vendor, read.consent, read.notAllowed)
+        return read
     }
 }
 

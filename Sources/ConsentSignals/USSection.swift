@@ -229,6 +229,12 @@ public struct USSection {
         return mask
     }
 
+    /// The section opts out of sale or sharing: SaleOptOut or SharingOptOut is 1, or its GPC
+    /// subsection is set (the one reading of it for decisions and for syncing into the store).
+    public var optsOutOfSaleOrSharing: Bool {
+        value(.saleOptOut) == 1 || value(.sharingOptOut) == 1 || gpc == true
+    }
+
     /// How many values `field` has in this section (0 when it has none).
     @inline(__always)
     public func count(of field: USField) -> Int { layout.offset(of: field)?.count ?? 0 }

@@ -82,7 +82,7 @@ package struct RequestProcessor {
         receipts?.startRequest()
         let subject = UnsafeRawBufferPointer(rebasing: bytes[check.subject])
         guard Identifier.isPrintableASCII(bytes: subject) else { return false }
-        guard check.gppSectionCount <= RequestContext.maximumGPPSectionIds, check.tcfVendorId <= RequestContext.maximumTCFVendorId else { return false }
+        guard check.contextIsWithinLimits else { return false }
         let set = policies.current()
         let at = check.at ?? now()
         let purposeBytes = UnsafeRawBufferPointer(rebasing: bytes[check.purpose]), dataBytes = UnsafeRawBufferPointer(rebasing: bytes[check.data])
@@ -159,7 +159,7 @@ package struct RequestProcessor {
         guard roles.check, batch.parse(bytes, maximumItems: services.maximumBatchItems) else { return false }
         receipts?.startRequest()
         let context = batch.context
-        guard context.gppSectionCount <= RequestContext.maximumGPPSectionIds, context.tcfVendorId <= RequestContext.maximumTCFVendorId else { return false }
+        guard context.contextIsWithinLimits else { return false }
         let set = policies.current()
         let at = context.at ?? now()
         let jurisdiction = context.jurisdiction.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }

@@ -30,6 +30,13 @@ public struct ParsedCheck: Equatable, Sendable {
     @inlinable
     public init() {}
 
+    /// Whether the context stays within the limits a decision requires (at most 64 `gpp_sid` ids,
+    /// a vendor id of at most 65 535); the general path answers the rest with INVALID_REQUEST.
+    @inlinable
+    public var contextIsWithinLimits: Bool {
+        gppSectionCount <= RequestContext.maximumGPPSectionIds && tcfVendorId <= RequestContext.maximumTCFVendorId
+    }
+
     /// Whether the context carries a consent signal string.
     @inlinable
     public var hasSignalStrings: Bool { tcString != nil || gppString != nil || usPrivacy != nil }

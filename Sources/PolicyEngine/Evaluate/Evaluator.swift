@@ -171,13 +171,7 @@ extension PolicySet {
     /// `vendorConsent` and `notAllowed` (the TCF purposes, bit p-1, restricted with type 0 for the
     /// vendor) are read once per request by `SignalAssessment`.
     func tcfRecord(_ tc: TCFString, purpose: UInt32, mapped: UInt32, feature: Int, vendorConsent: Bool, notAllowed: UInt64, at: Timestamp) -> CompactRecord? {
-        var grants = vendorConsent && UInt64(mapped) & notAllowed == 0
-        var bits = mapped
-        while grants && bits != 0 {
-            let tcfPurpose = bits.trailingZeroBitCount + 1
-            bits &= bits - 1
-            if !tc.purposeConsent(tcfPurpose) { grants = false }
-        }
+        var grants = tc.grants(purposes: UInt64(mapped), to: (vendorConsent, notAllowed))
         if grants && feature > 0 && !tc.specialFeatureOptIn(feature) { grants = false }
         if grants && tc.lastUpdatedMicroseconds > at.microseconds { return nil }
         return CompactRecord(

@@ -132,7 +132,7 @@ public struct SignalAssessment {
                 if (try? USPrivacyString(parsing: text, signal: .gpp))?.optedOutOfSale == true { uspFromGPP = true }
             case GPPSectionId.usNational, GPPSectionId.usStates:
                 guard let section = try? USSection(section: id, parsing: text) else { break }
-                if section.value(.saleOptOut) == 1 || section.value(.sharingOptOut) == 1 || section.gpc == true { saleOptOut = true }
+                if section.optsOutOfSaleOrSharing { saleOptOut = true }
                 if section.value(.targetedAdvertisingOptOut) == 1 { targetedOptOut = true }
                 sensitive[id] = section.positions(of: .sensitiveDataProcessing, equalTo: 1)
             default:
@@ -158,12 +158,7 @@ public struct SignalAssessment {
     /// `cache`: the cache `tcf` came from, which keeps these with the string.
     private mutating func readVendor(cache: TCFStringCache?) {
         guard let tcf, vendorId > 0 else { return }
-        if let cache {
-            (tcfVendorConsent, tcfNotAllowedPurposes) = cache.vendor(vendorId, of: tcf)
-        } else {
-            tcfVendorConsent = tcf.vendorConsents.contains(vendorId)
-            tcfNotAllowedPurposes = tcf.publisherRestrictions.purposes(restricting: vendorId, type: 0)
-        }
+        (tcfVendorConsent, tcfNotAllowedPurposes) = cache?.vendor(vendorId, of: tcf) ?? tcf.vendorFacts(vendorId)
     }
 
     /// The answer's message for a decision denied `INVALID_SIGNAL`: every string that cannot be

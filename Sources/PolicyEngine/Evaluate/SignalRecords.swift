@@ -37,11 +37,10 @@ extension PolicySet {
         let vendor = signalVendor(signal.tcfVendorId)
         func storeTCF(_ tc: TCFString, source: String) {
             let at = Timestamp(microseconds: tc.lastUpdatedMicroseconds)
-            let vendorConsent = tc.vendorConsents.contains(vendor)
-            let notAllowed = tc.publisherRestrictions.purposes(restricting: vendor, type: 0)
+            let facts = tc.vendorFacts(vendor)
             for key in purposes.keys {
                 guard let mapped = purposeAttributes[key]?.tcfPurposes, !mapped.isEmpty else { continue }
-                let grants = vendorConsent && mapped.allSatisfy { tc.purposeConsent($0) && notAllowed & (1 << UInt64($0 - 1)) == 0 }
+                let grants = tc.grants(purposes: mapped.reduce(UInt64(0)) { $0 | 1 << UInt64($1 - 1) }, to: facts)
                 record(key, nil, grants ? .grant : .deny, at, source)
                 guard grants else { continue }
                 for data in dataCategories.keys {
@@ -76,7 +75,7 @@ extension PolicySet {
                     var optedOut = gpp.usPrivacy()?.optedOutOfSale == true
                     for id in SensitivePositions.sections {
                         guard let section = gpp.usSection(id) else { continue }
-                        if section.value(.saleOptOut) == 1 || section.value(.sharingOptOut) == 1 || section.gpc == true { optedOut = true }
+                        if section.optsOutOfSaleOrSharing { optedOut = true }
                     }
                     if optedOut { storeSaleOptOut("gpp") }
                 }
