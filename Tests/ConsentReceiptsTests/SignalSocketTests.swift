@@ -258,13 +258,15 @@ import Testing
         let nothing = try client.record(signal: SignalConsent(subject: "ca2", usPrivacy: "1YNN"), idempotencyKey: "cmp-2")
         #expect(nothing.sequences.isEmpty && !nothing.replayed)
         #expect(try client.history(subject: "ca2").records.isEmpty)
-        // Storing nothing still claims the key (review 24): the same again is a replay, another
-        // signal under it is refused, and so is a records write.
-        #expect(try client.record(signal: SignalConsent(subject: "ca2", usPrivacy: "1YNN"), idempotencyKey: "cmp-2").replayed)
-        #expect(throws: ConsentClientError.self) { try client.record(signal: SignalConsent(subject: "ca2", usPrivacy: "1YYN"), idempotencyKey: "cmp-2") }
-        #expect(throws: ConsentClientError.self) { try client.record([grant("ca2", "analytics")], idempotencyKey: "cmp-2") }
-        #expect(try client.history(subject: "ca2").records.isEmpty)
+        // Storing nothing claims no key (review 25: a key with no records outlived the subject's
+        // erasure, and its text may name the subject): the key stays free for the next write,
+        // which stores exactly once under it. A malformed key is refused all the same.
         #expect(throws: ConsentClientError.self) { try client.record(signal: SignalConsent(subject: "ca2", usPrivacy: "1YNN"), idempotencyKey: "bad\u{1}key") }
+        let optedOutLater = try client.record(signal: SignalConsent(subject: "ca2", usPrivacy: "1YYN"), idempotencyKey: "cmp-2")
+        #expect(optedOutLater.sequences.count == 2 && !optedOutLater.replayed)
+        #expect(try client.record(signal: SignalConsent(subject: "ca2", usPrivacy: "1YYN"), idempotencyKey: "cmp-2").replayed)
+        #expect(throws: ConsentClientError.self) { try client.record([grant("ca2", "analytics")], idempotencyKey: "cmp-2") }
+        #expect(try client.history(subject: "ca2").records.count == 2)
         let gpp = try client.record(signal: SignalConsent(subject: "ca3", gppString: "DBABLA~BVVaqqqqqqpk"))
         #expect(gpp.sequences.count == 2)
         #expect(try client.history(subject: "ca3").records.allSatisfy { $0.source == "gpp" })

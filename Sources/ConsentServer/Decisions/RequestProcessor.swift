@@ -491,8 +491,8 @@ private func recordConsent(_ id: UInt64, _ request: Consentd_V1_RecordConsentReq
     if request.hasSignal {
         guard request.records.isEmpty else { throw WireRecordError(message: "RecordConsent takes records or a signal, not both") }
         if let problem = Identifier.subjectProblem(request.signal.subjectID) { throw WireRecordError(message: "signal: \(problem)") }
-        // May be none (a US string that opts out of nothing): then nothing is stored, but an
-        // idempotency key is still claimed and checked.
+        // May be none (a US string that opts out of nothing): then nothing is stored and no
+        // idempotency key is claimed (a key is erased with the records it stored).
         records = try impliedRecords(request.signal.model, set: set, now: now)
     } else {
         guard !request.records.isEmpty else { throw WireRecordError(message: "RecordConsent needs at least one record (or a signal)") }

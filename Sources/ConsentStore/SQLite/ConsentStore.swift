@@ -175,9 +175,10 @@ public final class SQLiteConsentStore: Sendable {
     public func append(_ records: [ConsentRecord], idempotencyKey: String? = nil, payload: [UInt8]? = nil, now: Timestamp = .now()) throws -> AppendResult {
         for record in records { try validate(record, now: now) }
         if let idempotencyKey { try Self.validate(idempotencyKey: idempotencyKey) }
-        // No records and no key: nothing to do. No records under a key (a signal string that
-        // implies none) still claims the key, so a different request under it is refused.
-        if records.isEmpty && idempotencyKey == nil { return AppendResult(sequences: [], replayed: false) }
+        // No records (a signal string that implies none): nothing is written, and no key is
+        // claimed — a key is erased with the records it stored, and a key with none would outlive
+        // an erasure of the subject its text may name (review 25).
+        if records.isEmpty { return AppendResult(sequences: [], replayed: false) }
         let fingerprint = idempotencyKey == nil ? "" : Self.fingerprint(payload ?? Self.canonicalPayload(records))
         return try writeTransaction { db, keys in
             if let idempotencyKey {
@@ -193,10 +194,9 @@ public final class SQLiteConsentStore: Sendable {
                 }
             }
             let sequences = try insert(records, db: db, keys: &keys, now: now)
-            if let idempotencyKey {
-                // first_sequence 0 with count 0: a write that stored nothing (no record has sequence 0).
+            if let idempotencyKey, let first = sequences.first {
                 try db.exactExecute("INSERT INTO idempotency_keys (key, first_sequence, count, stored_at, payload_hash) VALUES (?, ?, ?, ?, ?)",
-                                    [.text(idempotencyKey), .int(Int64(sequences.first ?? 0)), .int(Int64(sequences.count)), .int(now.microseconds), .text(fingerprint)])
+                                    [.text(idempotencyKey), .int(Int64(first)), .int(Int64(sequences.count)), .int(now.microseconds), .text(fingerprint)])
             }
             return AppendResult(sequences: sequences, replayed: false)
         }
