@@ -126,23 +126,16 @@ public struct TCFString {
         }
     }
 
-    /// What the string says of `vendor`, read once for every purpose a decision or a sync asks
-    /// about: whether it has vendor consent, and the TCF purposes (bit p-1) a publisher
-    /// restriction of type 0 (not allowed) keeps it from.
-    public func vendorFacts(_ vendor: Int) -> (consent: Bool, notAllowed: UInt64) {
-        (vendorConsents.contains(vendor), publisherRestrictions.purposes(restricting: vendor, type: 0))
-    }
-
-    /// Whether the string grants the TCF purposes in `purposes` (bit p-1 for purpose p) to a
-    /// vendor with these `facts`: vendor consent, purpose consent for each, no type-0 restriction.
-    public func grants(purposes: UInt64, to facts: (consent: Bool, notAllowed: UInt64)) -> Bool {
-        guard facts.consent, purposes & facts.notAllowed == 0 else { return false }
-        var bits = purposes
-        while bits != 0 {
-            if !purposeConsent(bits.trailingZeroBitCount + 1) { return false }
-            bits &= bits - 1
-        }
-        return true
+    /// What the string says that a decision for `vendor` needs (see `TCFChoice`), read once for
+    /// every purpose a decision, a batch or a sync asks about. Vendor ids start at 1: for 0 (no
+    /// vendor known) nothing is granted.
+    public func choice(of vendor: Int) -> TCFChoice {
+        let known = vendor >= 1
+        return TCFChoice(
+            lastUpdatedDeciseconds: lastUpdatedDeciseconds, purposeConsentBits: purposeConsentBits, specialFeatureBits: specialFeatureBits,
+            vendor: vendor, vendorConsent: known && vendorConsents.contains(vendor),
+            notAllowed: known ? publisherRestrictions.purposes(restricting: vendor, type: 0) : 0
+        )
     }
 
     /// Purposes 1…24; anything else has no consent.
@@ -175,21 +168,26 @@ public struct TCFString {
 public final class TCFStringCache {
     private var storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     private var count = 0
+    /// The reading of the kept bytes (it borrows `storage`).
     private var parsed: TCFString?
-    /// What the kept string says of the last vendor asked about (see `vendor(_:of:)`).
-    private var vendorFacts: (vendor: Int, consent: Bool, notAllowed: UInt64)?
+    /// What the kept string says for the last vendor asked about.
+    private var choice: TCFChoice?
 
     public init() {}
     deinit { storage.deallocate() }
 
-    /// The reading of `bytes`, valid until the next call: the kept one when `bytes` are the bytes
-    /// last read, else `bytes` copied and read anew (kept when well formed).
-    public func parse(_ bytes: UnsafeRawBufferPointer) throws(SignalError) -> TCFString {
+    /// What `bytes` say for `vendor` (as `TCFString(parsing:).choice(of:)`): the kept answer when
+    /// `bytes` are the bytes last read and `vendor` the vendor last asked about; else `bytes`
+    /// copied and read anew (kept when well formed). Throws what a fresh reading throws.
+    public func choice(_ bytes: UnsafeRawBufferPointer, vendor: Int) throws(SignalError) -> TCFChoice {
         if let parsed, count == bytes.count, count > 0, memcmp(storage.baseAddress!, bytes.baseAddress!, count) == 0 {
-            return parsed
+            if let choice, choice.vendor == vendor { return choice }
+            let read = parsed.choice(of: vendor)
+            choice = read
+            return read
         }
         parsed = nil
-        vendorFacts = nil
+        choice = nil
         count = 0
         if storage.count < bytes.count {
             storage.deallocate()
@@ -199,18 +197,43 @@ public final class TCFStringCache {
         let reading = try TCFString(parsing: UnsafeRawBufferPointer(start: storage.baseAddress, count: bytes.count))
         parsed = reading
         count = bytes.count
-        return reading
-    }
-
-    /// What the string last returned by `parse` says of `vendor`: whether it has vendor consent,
-    /// and the purposes (bit p-1) a publisher restriction of type 0 keeps it from — kept with the
-    /// string, since both walk the string's vendor lists.
-    public func vendor(_ vendor: Int, of tc: TCFString) -> (consent: Bool, notAllowed: UInt64) {
-        if let facts = vendorFacts, facts.vendor == vendor { return (facts.consent, facts.notAllowed) }
-        let read = tc.vendorFacts(vendor)
-        vendorFacts = (vendor, read.consent, read.notAllowed)
+        let read = reading.choice(of: vendor)
+        choice = read
         return read
     }
+}
+
+/// What a TC string says that a decision for one vendor needs, as plain values (it borrows
+/// nothing, and is small enough to copy freely on the allocation-free path): the purpose
+/// consents, special-feature opt-ins and LastUpdated of the string; whether the vendor has vendor
+/// consent; the TCF purposes a publisher restriction of type 0 keeps it from.
+public struct TCFChoice: Equatable, Sendable {
+    public let lastUpdatedDeciseconds: UInt64
+    let purposeConsentBits: UInt64
+    let specialFeatureBits: UInt64
+    /// The vendor asked about (0: none known).
+    public let vendor: Int
+    public let vendorConsent: Bool
+    /// TCF purposes (bit p-1) the vendor may not be used for (publisher restrictions of type 0).
+    public let notAllowed: UInt64
+
+    /// Whether the string grants the TCF purposes in `purposes` (bit p-1 for purpose p) to the
+    /// vendor: vendor consent, purpose consent for each, no type-0 restriction for any.
+    public func grants(purposes: UInt64) -> Bool {
+        guard vendorConsent, purposes & notAllowed == 0 else { return false }
+        var bits = purposes
+        while bits != 0 {
+            if !TCFString.bit(purposeConsentBits, width: 24, id: bits.trailingZeroBitCount + 1) { return false }
+            bits &= bits - 1
+        }
+        return true
+    }
+
+    /// Special features 1…12.
+    @inline(__always)
+    public func specialFeatureOptIn(_ feature: Int) -> Bool { TCFString.bit(specialFeatureBits, width: 12, id: feature) }
+
+    public var lastUpdatedMicroseconds: Int64 { Int64(lastUpdatedDeciseconds) &* 100_000 }
 }
 
 /// A set of vendor ids as a TC string encodes it: MaxVendorId, then either a bitfield of that

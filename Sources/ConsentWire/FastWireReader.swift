@@ -60,9 +60,16 @@ public struct FastWireReader {
     @inlinable
     public mutating func asciiString() -> Range<Int>? {
         guard let range = lengthDelimited() else { return nil }
-        // Eight bytes at a time (a consent signal string is hundreds of bytes), then the rest.
+        // 32 bytes at a time, one test for four words (a consent signal string is hundreds of
+        // bytes), then eight, then the rest.
         var index = range.lowerBound
         if let base = bytes.baseAddress {
+            while index &+ 32 <= range.upperBound {
+                let words = base.loadUnaligned(fromByteOffset: index, as: UInt64.self) | base.loadUnaligned(fromByteOffset: index &+ 8, as: UInt64.self)
+                    | base.loadUnaligned(fromByteOffset: index &+ 16, as: UInt64.self) | base.loadUnaligned(fromByteOffset: index &+ 24, as: UInt64.self)
+                if words & 0x8080_8080_8080_8080 != 0 { return nil }
+                index &+= 32
+            }
             while index &+ 8 <= range.upperBound {
                 if base.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return nil }
                 index &+= 8

@@ -92,3 +92,33 @@ import Testing
         #expect(!frame.withUnsafeBytes { reader.parse($0, maximumItems: 8) })
     }
 }
+
+/// The fast path takes a string field only when every byte is ASCII (the general decoder refuses
+/// any frame whose strings are not UTF-8): one byte ≥ 0x80 anywhere, at any length and alignment
+/// of the word-at-a-time scan, declines.
+@Suite struct ASCIIStringTests {
+    @Test func oneNonASCIIByteAnywhereDeclines() {
+        for length in 0...100 {
+            for offset in 0..<3 {
+                // `offset` bytes before the field move the scan's alignment.
+                var frame = [UInt8](repeating: 0x41, count: offset)
+                frame.append(UInt8(length))
+                let start = frame.count
+                frame += (0..<length).map { UInt8(0x20 + ($0 * 7) % 0x5F) }
+                for position in [-1] + Array(0..<length) {
+                    var bytes = frame
+                    if position >= 0 { bytes[start + position] = [0x80, 0xC3, 0xFF][position % 3] }
+                    bytes.withUnsafeBytes { raw in
+                        var reader = FastWireReader(bytes: raw, start: offset, end: raw.count)
+                        let range = reader.asciiString()
+                        if position < 0 {
+                            #expect(range == start..<(start + length))
+                        } else {
+                            #expect(range == nil, "length \(length), offset \(offset), non-ASCII at \(position)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -118,10 +118,7 @@ extension PolicySet {
         let mapped = tcfPurposes[Int(purpose)]
         if assessment.tcfApplies, mapped != 0 {
             if let tc = assessment.tcf {
-                request.signalRecord = tcfRecord(
-                    tc, purpose: purpose, mapped: mapped, feature: Int(tcfSpecialFeature[Int(data)]),
-                    vendorConsent: assessment.tcfVendorConsent, notAllowed: assessment.tcfNotAllowedPurposes, at: at
-                )
+                request.signalRecord = tcfRecord(tc, purpose: purpose, mapped: mapped, feature: Int(tcfSpecialFeature[Int(data)]), at: at)
             } else if assessment.tcfUnknown {
                 request.consentUnknown = true
             }
@@ -168,10 +165,8 @@ extension PolicySet {
     /// A grant dated after the decision instant (a skewed browser clock, or a replay of an earlier
     /// instant) is not a choice made by then, as a stored record would not be: it does not count.
     @inline(__always)
-    /// `vendorConsent` and `notAllowed` (the TCF purposes, bit p-1, restricted with type 0 for the
-    /// vendor) are read once per request by `SignalAssessment`.
-    func tcfRecord(_ tc: TCFString, purpose: UInt32, mapped: UInt32, feature: Int, vendorConsent: Bool, notAllowed: UInt64, at: Timestamp) -> CompactRecord? {
-        var grants = tc.grants(purposes: UInt64(mapped), to: (vendorConsent, notAllowed))
+    func tcfRecord(_ tc: TCFChoice, purpose: UInt32, mapped: UInt32, feature: Int, at: Timestamp) -> CompactRecord? {
+        var grants = tc.grants(purposes: UInt64(mapped))
         if grants && feature > 0 && !tc.specialFeatureOptIn(feature) { grants = false }
         if grants && tc.lastUpdatedMicroseconds > at.microseconds { return nil }
         return CompactRecord(

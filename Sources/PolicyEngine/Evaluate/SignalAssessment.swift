@@ -3,8 +3,7 @@ import ConsentSignals
 
 /// What a request's consent signals say, read once per request (a batch's items share them) from
 /// the strings' bytes: the US opt-outs, the TC string that applies, and which strings are
-/// malformed. Borrows the bytes it was read from (through `TCFString`): use it only while they
-/// live — `PolicySet.withSignals` scopes it for a `RequestContext`.
+/// malformed. Plain values: it borrows nothing from the strings it was read from.
 public struct SignalAssessment {
     /// GPC, or a US Privacy string opting out of sale (or the `usp_opt_out` boolean).
     var gpc = false
@@ -14,8 +13,9 @@ public struct SignalAssessment {
     var targetedAdvertisingOptOut = false
     /// Per US section (7…12): bit p-1 set when SensitiveDataProcessing position p is 1.
     var sensitiveOptOuts = SensitiveMasks()
-    /// The TC string that applies and reads well.
-    var tcf: TCFString?
+    /// What the TC string that applies says for the vendor asking (`vendorId`), read once for
+    /// every purpose and batch item, when the string reads well.
+    var tcf: TCFChoice?
     /// The TCF applies (a TC string given, or section 2 among the GPP string's applicable sections).
     var tcfApplies = false
     /// The TCF applies but its string cannot be read: consent under it is unknown.
@@ -27,11 +27,6 @@ public struct SignalAssessment {
     var usUnknown = false
     /// The vendor TC strings are checked for (0: none known, so no TC string grants).
     var vendorId = 0
-    /// What the TC string that applies says of the vendor, read once for every purpose and batch
-    /// item: it has vendor consent; the TCF purposes (bit p-1) it may not be used for (publisher
-    /// restrictions of type 0).
-    var tcfVendorConsent = false
-    var tcfNotAllowedPurposes: UInt64 = 0
     /// Each malformed string and why, for the answer's message.
     private var uspProblem: SignalError?
     private var tcProblem: SignalError?
@@ -60,8 +55,6 @@ public struct SignalAssessment {
     ) {
         self.init(gpc: gpc, uspOptOut: uspOptOut)
         self.vendorId = vendorId
-        var tcfFromCache = false
-        defer { readVendor(cache: tcfFromCache ? tcfCache : nil) }
         let limit = RequestContext.maximumSignalBytes
         if let usPrivacy, usPrivacy.count > 0 {
             do throws(SignalError) {
@@ -76,12 +69,7 @@ public struct SignalAssessment {
             tcfApplies = true
             do throws(SignalError) {
                 guard tcString.count <= limit else { throw Self.tooLong(.tcf, tcString.count) }
-                if let tcfCache {
-                    tcf = try tcfCache.parse(tcString)
-                    tcfFromCache = true
-                } else {
-                    tcf = try TCFString(parsing: tcString)
-                }
+                tcf = if let tcfCache { try tcfCache.choice(tcString, vendor: vendorId) } else { try TCFString(parsing: tcString).choice(of: vendorId) }
             } catch {
                 tcfUnknown = true
                 tcProblem = error
@@ -120,14 +108,14 @@ public struct SignalAssessment {
         }
         // One pass over the sections the request says apply (each was checked by the parse).
         let takeTCF = tcf == nil && !tcfUnknown
-        var sectionTCF: TCFString?
+        var sectionTCF: TCFChoice?
         var uspFromGPP = false, saleOptOut = false, targetedOptOut = false
         var sensitive = SensitiveMasks()
         gpp.forEachSection { id, text in
             guard applies(id) else { return true }
             switch id {
             case GPPSectionId.tcfEuV2:
-                if takeTCF { sectionTCF = try? TCFString(parsing: text, signal: .gpp) }
+                if takeTCF { sectionTCF = (try? TCFString(parsing: text, signal: .gpp))?.choice(of: vendorId) }
             case GPPSectionId.usPrivacy:
                 if (try? USPrivacyString(parsing: text, signal: .gpp))?.optedOutOfSale == true { uspFromGPP = true }
             case GPPSectionId.usNational, GPPSectionId.usStates:
@@ -152,13 +140,6 @@ public struct SignalAssessment {
 
     static func tooLong(_ kind: SignalKind, _ count: Int) -> SignalError {
         SignalError(kind, segment: "string", field: "(length)", bitOffset: 0, problem: .tooLong(bytes: count, limit: RequestContext.maximumSignalBytes))
-    }
-
-    /// What the TC string that applies says of the vendor asking (see `tcfVendorConsent`).
-    /// `cache`: the cache `tcf` came from, which keeps these with the string.
-    private mutating func readVendor(cache: TCFStringCache?) {
-        guard let tcf, vendorId > 0 else { return }
-        (tcfVendorConsent, tcfNotAllowedPurposes) = cache?.vendor(vendorId, of: tcf) ?? tcf.vendorFacts(vendorId)
     }
 
     /// The answer's message for a decision denied `INVALID_SIGNAL`: every string that cannot be

@@ -37,14 +37,14 @@ extension PolicySet {
         let vendor = signalVendor(signal.tcfVendorId)
         func storeTCF(_ tc: TCFString, source: String) {
             let at = Timestamp(microseconds: tc.lastUpdatedMicroseconds)
-            let facts = tc.vendorFacts(vendor)
+            let choice = tc.choice(of: vendor)
             for key in purposes.keys {
                 guard let mapped = purposeAttributes[key]?.tcfPurposes, !mapped.isEmpty else { continue }
-                let grants = tc.grants(purposes: mapped.reduce(UInt64(0)) { $0 | 1 << UInt64($1 - 1) }, to: facts)
+                let grants = choice.grants(purposes: mapped.reduce(UInt64(0)) { $0 | 1 << UInt64($1 - 1) })
                 record(key, nil, grants ? .grant : .deny, at, source)
                 guard grants else { continue }
                 for data in dataCategories.keys {
-                    guard let feature = dataAttributes[data]?.tcfSpecialFeature, !tc.specialFeatureOptIn(feature) else { continue }
+                    guard let feature = dataAttributes[data]?.tcfSpecialFeature, !choice.specialFeatureOptIn(feature) else { continue }
                     record(key, data, .deny, at, source)
                 }
             }
