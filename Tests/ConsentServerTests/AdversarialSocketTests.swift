@@ -200,6 +200,8 @@ import Glibc
             let answer = try client.check(subject: subject, purpose: Self.measurement, dataCategory: "user.behavior", context: RequestContext(jurisdiction: "DE"))
             #expect(answer.decision == .deny)
             #expect(answer.reason == .invalidRequest)
+            // And says why.
+            #expect(answer.message.hasPrefix("subject_id "), "\(answer.message.debugDescription)")
         }
         // An idempotency key with a control character anywhere is refused too, and stores nothing.
         for scalar in Array(0x00...0x1F) + [0x7F] + Array(0x80...0x9F) {
@@ -402,6 +404,7 @@ import Glibc
         for code in ["u\u{17F}", "\u{17F}u", "U\u{17F}", "us-c\u{212A}", "d\u{0130}", "\u{FF35}\u{FF33}", "US\u{0}", "de\u{301}"] {
             let answer = try client.check(subject: "j", purpose: "service.essential", dataCategory: "user", context: RequestContext(jurisdiction: code))
             #expect(answer.reason == .invalidRequest, "\(code.debugDescription)")
+            #expect(answer.message.hasPrefix("context.jurisdiction "), "\(answer.message.debugDescription)")
         }
         for code in ["us", "Us", "de", "us-ca"] {
             let answer = try client.check(subject: "j", purpose: "service.essential", dataCategory: "user", context: RequestContext(jurisdiction: code))
@@ -658,6 +661,7 @@ import Glibc
         #expect(byID[2]?.error.code == .invalidArgument)
         #expect(byID[3]?.checkBatch.results.count == 500)
         #expect(byID[3]?.checkBatch.results.allSatisfy { $0.reason == .invalidRequest } == true)
+        #expect(byID[3]?.checkBatch.message.hasPrefix("items[0]: context.channel ") == true, "\(byID[3]?.checkBatch.message.debugDescription ?? "")")
         #expect(byID[4]?.error.code == .unknownField)
         #expect(answers.contains { $0.error.message.contains("20000 items in one CheckBatch") })
         #expect(byID[6]?.error.code == .invalidArgument)

@@ -279,6 +279,32 @@ import Testing
         }
     }
 
+    /// Every INVALID_REQUEST answer says why, and nothing else claims to be invalid: the message's
+    /// checks and the decision's agree on generated requests with hostile fields.
+    @Test func anInvalidRequestIsExplainedExactlyWhenItIsDenied() throws {
+        var rng = SeededGenerator(seed: 33)
+        let vocabulary = Vocabulary()
+        let set = try Self.compile([Rule(id: "everything", allow: true, requirement: "contract")], vocabulary: vocabulary)
+        let subjects = ["s", "", "a\u{0}b", "\u{85}", String(repeating: "x", count: 256), String(repeating: "x", count: 257), "jos\u{E9}", "e\u{301}", "\u{7F}"]
+        let jurisdictions: [String?] = [nil, "DE", "de", "US-CA", "u\u{17F}", "", "XX-", "D", "DEU", "US\u{0}", String(repeating: "A", count: 40)]
+        let channels: [String?] = [nil, "web", "", "a\u{9}b", String(repeating: "c", count: 64), String(repeating: "c", count: 65)]
+        var seen = (invalid: 0, valid: 0)
+        for _ in 0..<2_000 {
+            var request = Self.randomRequest(&rng)
+            request.subject = Self.pick(subjects, &rng)
+            if Bool.random(using: &rng) { request.purpose = Self.pick(["zz", "a"], &rng) }
+            request.context.jurisdiction = Self.pick(jurisdictions, &rng)
+            request.context.channel = Self.pick(channels, &rng)
+            request.context.gppSectionIds = Array(repeating: 7, count: Self.pick([0, 1, 64, 65], &rng))
+            request.context.tcfVendorId = Self.pick([nil, 1, 65_535, 65_536] as [UInt32?], &rng)
+            let decision = set.decide(request, consent: [][...], now: .distantPast)
+            let problem = set.invalidRequestProblem(request)
+            #expect((decision.reason == .invalidRequest) == (problem != nil), "\(decision.reason) but \(problem ?? "no problem") for \(request)")
+            if problem != nil { seen.invalid += 1 } else { seen.valid += 1 }
+        }
+        #expect(seen.invalid > 100 && seen.valid > 100)
+    }
+
     @Test func addingAProhibitionNeverTurnsADenyIntoAnAllow() throws {
         var rng = SeededGenerator(seed: 31)
         for _ in 0..<60 {

@@ -368,8 +368,8 @@ package struct RequestProcessor {
         let records = snapshot.records(of: request.subject)
         let now = self.now()
         let decision: Decision
-        /// INVALID_SIGNAL's why: which string cannot be read.
-        let message: String?
+        /// INVALID_SIGNAL's why (which string cannot be read), or INVALID_REQUEST's.
+        var message: String?
         var explained: [UInt8]?
         if check.explain {
             var explanation = set.explain(request, consent: records, now: now)
@@ -384,6 +384,7 @@ package struct RequestProcessor {
                 return (decision, decision.reason == .invalidSignal ? signals.problemMessage : nil)
             }
         }
+        if decision.reason == .invalidRequest { message = set.invalidRequestProblem(request) }
         decided(event(decision, subject: request.subject, purpose: request.purpose, dataCategory: request.dataCategory, context: request.context, signals: EventSignals(context),
                       at: now, sequence: snapshot.sequence, kind: .check), set: set)
         return .respondFrame(AnswerWriter.checkFrame(id: id, answerParts(set).answer(decision, sequence: snapshot.sequence), explanation: explained, message: message) ?? unwritable(id))
@@ -402,17 +403,24 @@ package struct RequestProcessor {
         decisions.reserveCapacity(batch.items.count)
         // The items share one context: its signal strings are read once for the batch.
         let eventSignals = EventSignals(context)
+        // The message says why, for the first item denied INVALID_REQUEST and for the signal
+        // strings when some item was denied INVALID_SIGNAL.
         let message = set.withSignals(context) { signals in
             var sawInvalidSignal = false
-            for item in batch.items {
+            var invalidRequest: String?
+            for (index, item) in batch.items.enumerated() {
                 let request = DecisionRequest(subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context)
                 let decision = set.decide(request, consent: snapshot.records(of: item.subjectID), now: now, signals: signals)
                 decided(event(decision, subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context, signals: eventSignals,
                               at: now, sequence: snapshot.sequence, kind: .batch), set: set)
                 decisions.append(decision)
                 if decision.reason == .invalidSignal { sawInvalidSignal = true }
+                if decision.reason == .invalidRequest, invalidRequest == nil {
+                    invalidRequest = set.invalidRequestProblem(request).map { "items[\(index)]: \($0)" }
+                }
             }
-            return sawInvalidSignal ? signals.problemMessage : nil
+            let parts = [invalidRequest, sawInvalidSignal ? signals.problemMessage : nil].compactMap { $0 }
+            return parts.isEmpty ? nil : parts.joined(separator: "; ")
         }
         let parts = answerParts(set)
         var frame: [UInt8] = []

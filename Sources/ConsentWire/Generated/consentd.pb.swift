@@ -684,7 +684,8 @@ public nonisolated struct Consentd_V1_CheckResponse: @unchecked Sendable {
   /// Clears the value of `explanation`. Subsequent reads from it will return its default value.
   public mutating func clearExplanation() {_uniqueStorage()._explanation = nil}
 
-  /// Set with INVALID_SIGNAL: which signal string cannot be read and why (field, bit offset).
+  /// Set with INVALID_SIGNAL: which signal string cannot be read and why (field, bit offset);
+  /// with INVALID_REQUEST: which field of the request is not valid and why.
   public var message: String {
     get {_storage._message}
     set {_uniqueStorage()._message = newValue}
@@ -831,7 +832,8 @@ public nonisolated struct Consentd_V1_CheckBatchResponse: Sendable {
   public var consentSequence: UInt64 = 0
 
   /// Set when an item was denied INVALID_SIGNAL (the items share one context): which signal
-  /// string cannot be read and why.
+  /// string cannot be read and why; and when an item was denied INVALID_REQUEST: the first such
+  /// item (`items[i]: …`) and what is not valid in it.
   public var message: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

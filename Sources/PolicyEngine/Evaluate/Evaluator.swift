@@ -105,6 +105,28 @@ extension PolicySet {
         return .success((purpose, data, jurisdictionClass, channelBit))
     }
 
+    /// Why `request` is denied `INVALID_REQUEST`, in words for the answer's message; nil when it is
+    /// not. The same checks as `resolveNames`, in its order, through the same predicates.
+    public func invalidRequestProblem(_ request: DecisionRequest) -> String? {
+        if let problem = Identifier.subjectProblem(request.subject) { return problem }
+        guard purposes.id(of: request.purpose) != nil, dataCategories.id(of: request.dataCategory) != nil else { return nil }
+        let context = request.context
+        if let jurisdiction = context.jurisdiction, jurisdictions.classOf(jurisdiction) == nil {
+            let shown = jurisdiction.count > 16 ? String(jurisdiction.prefix(16)) + "…" : jurisdiction
+            return "context.jurisdiction \(shown.debugDescription) is not an ISO 3166 code (a country such as DE, or a subdivision such as US-CA)"
+        }
+        if let channel = context.channel, !RequestContext.isValidChannel(channel) {
+            return "context.channel " + (Identifier.problem(channel, maximum: RequestContext.maximumChannelBytes) ?? "is not valid")
+        }
+        if context.gppSectionIds.count > RequestContext.maximumGPPSectionIds {
+            return "context.gpp_sid names \(context.gppSectionIds.count) sections; the limit is \(RequestContext.maximumGPPSectionIds)"
+        }
+        if let vendor = context.tcfVendorId, vendor > RequestContext.maximumTCFVendorId {
+            return "context.tcf_vendor_id \(vendor) is not a TCF vendor id (1 to \(RequestContext.maximumTCFVendorId))"
+        }
+        return nil
+    }
+
     /// The request's ids with what its signals say for this purpose and data category.
     @inline(__always)
     func resolved(_ purpose: UInt32, _ data: UInt32, _ jurisdictionClass: Int32, _ channelBit: UInt64, _ at: Timestamp, _ assessment: borrowing SignalAssessment) -> ResolvedRequest {

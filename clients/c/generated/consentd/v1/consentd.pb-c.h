@@ -343,7 +343,8 @@ struct  Consentd__V1__CheckResponse
    */
   Consentd__V1__Explanation *explanation;
   /*
-   * Set with INVALID_SIGNAL: which signal string cannot be read and why (field, bit offset).
+   * Set with INVALID_SIGNAL: which signal string cannot be read and why (field, bit offset);
+   * with INVALID_REQUEST: which field of the request is not valid and why.
    */
   char *message;
 };
@@ -463,7 +464,8 @@ struct  Consentd__V1__CheckBatchResponse
   uint64_t consent_sequence;
   /*
    * Set when an item was denied INVALID_SIGNAL (the items share one context): which signal
-   * string cannot be read and why.
+   * string cannot be read and why; and when an item was denied INVALID_REQUEST: the first such
+   * item (`items[i]: …`) and what is not valid in it.
    */
   char *message;
 };
