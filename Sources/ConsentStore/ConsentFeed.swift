@@ -45,8 +45,17 @@ public final class ConsentFeed: Sendable {
 
     /// Polls for other processes' commits every `interval` until the task is cancelled.
     /// Errors (a locked or unreadable file) are reported to `onError` and retried next poll.
+    /// A store file removed or replaced under the daemon (`SQLiteConsentStore.fileProblem`) is
+    /// reported once, when it is first seen.
     public func follow(every interval: Duration = .milliseconds(10), onError: @Sendable (Error) -> Void = { _ in }) async {
+        var reportedFileProblem = false
         while !Task.isCancelled {
+            if let problem = store.fileProblem() {
+                if !reportedFileProblem { onError(StoreError(.unavailable, problem)) }
+                reportedFileProblem = true
+            } else {
+                reportedFileProblem = false
+            }
             do {
                 if try store.lastSequence() > cursor.withLock({ $0 }) { try catchUp() }
             } catch {

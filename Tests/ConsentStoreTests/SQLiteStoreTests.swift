@@ -244,6 +244,44 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
         }
     }
 
+    /// SQLite keeps writing to an open file that lost its name: each write would be acknowledged
+    /// and then lost at the next start. Removed, renamed or replaced, every later write is refused
+    /// with an error that says so, and nothing reaches either file.
+    @Test(arguments: ["remove", "rename", "replace"])
+    func aStoreFileRemovedOrReplacedWhileOpenRefusesWrites(_ how: String) throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        _ = try store.append([record("alice", "marketing")])
+        #expect(store.fileProblem() == nil)
+        let moved = temporary.path + ".moved"
+        switch how {
+        case "remove": try FileManager.default.removeItem(atPath: temporary.path)
+        case "rename": try FileManager.default.moveItem(atPath: temporary.path, toPath: moved)
+        default:
+            // Another file now at the path (a restored backup, say).
+            try FileManager.default.moveItem(atPath: temporary.path, toPath: moved)
+            #expect(FileManager.default.createFile(atPath: temporary.path, contents: Data()))
+        }
+        #expect(store.fileProblem() != nil)
+        for attempt in [{ _ = try store.append([record("alice", "marketing", .deny)]) }, { _ = try store.erase(subject: "alice") }] {
+            #expect {
+                try attempt()
+            } throws: { error in
+                (error as? StoreError)?.code == .unavailable && "\(error)".contains(how == "replace" ? "replaced by another file" : "removed or renamed")
+            }
+        }
+        // The file now at the path is untouched.
+        if how == "replace" { #expect(try Data(contentsOf: URL(fileURLWithPath: temporary.path)).isEmpty) }
+        // The renamed file (its WAL still under the old name, as SQLite left it) holds only the
+        // first write once both are put back together.
+        if how == "rename" {
+            for suffix in ["-wal", "-shm"] where FileManager.default.fileExists(atPath: temporary.path + suffix) {
+                try FileManager.default.moveItem(atPath: temporary.path + suffix, toPath: moved + suffix)
+            }
+            #expect(try SQLiteConsentStore(path: moved).history(of: "alice").map(\.choice) == [.grant])
+        }
+    }
+
     @Test func aFileThatIsNotADatabaseIsAClearError() throws {
         let temporary = TemporaryStore()
         try Data("this is not sqlite".utf8).write(to: URL(fileURLWithPath: temporary.path))

@@ -317,8 +317,11 @@ package struct RequestProcessor {
             do {
                 return try work(store, services.policies.set)
             } catch let error as StoreError {
-                let code: Consentd_V1_ErrorCode = error.code == .invalidRecord || error.code == .idempotencyConflict ? .invalidArgument : .unavailable
-                return Self.refusal(id, code, error.message, services: services)
+                let callersFault = error.code == .invalidRecord || error.code == .idempotencyConflict
+                // The store failing (a full disk, an I/O error, a lock held too long) is the
+                // operator's to see, not only the caller's: nothing was stored.
+                if !callersFault { services.logger.error("a consent store operation failed and changed nothing", metadata: ["error": "\(error.message)"]) }
+                return Self.refusal(id, callersFault ? .invalidArgument : .unavailable, error.message, services: services)
             } catch let error as WireRecordError {
                 return Self.refusal(id, .invalidArgument, error.message, services: services)
             } catch {

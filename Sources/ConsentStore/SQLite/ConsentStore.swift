@@ -46,6 +46,9 @@ public final class SQLiteConsentStore: Sendable {
     /// HMAC-SHA256 keyed with the store's erasure key once; each subject hash copies it.
     private let subjectHMAC: HMAC<SHA256>
     private let injectedFailures = Mutex(0)
+    /// The device and inode of the database file as opened: a write checks that `path` still
+    /// names this file (see `fileProblem`).
+    private let fileIdentity: (device: UInt64, inode: UInt64)
     /// How far in the future a record's `recorded_at` may lie (clocks of writers disagree a little;
     /// a record from the far future would override every later real choice).
     public let maximumClockSkew: TimeSpan
@@ -90,6 +93,11 @@ public final class SQLiteConsentStore: Sendable {
                 return fresh
             }
             subjectHMAC = HMAC<SHA256>(key: SymmetricKey(data: Data(base64Encoded: key) ?? Data(key.utf8)))
+            var info = stat()
+            guard stat(path, &info) == 0 else {
+                throw StoreError(.unavailable, "cannot open consent store \(path): \(String(cString: strerror(errno)))")
+            }
+            fileIdentity = (UInt64(info.st_dev), UInt64(info.st_ino))
             // SQLite gives the WAL and SHM files the database file's mode; narrow any left over
             // from before with wider bits.
             try StoreFiles.narrow(path + "-wal", mode: fileMode)
@@ -205,10 +213,12 @@ public final class SQLiteConsentStore: Sendable {
     /// Runs one write transaction with a view of the key cache that only becomes shared when the
     /// transaction commits: a rollback (disk full, a failed statement, a failed commit) leaves no
     /// name→id mapping behind, so a freed key id can never be reused under another name.
+    /// Refuses every write once `path` no longer names the file the store opened (`fileProblem`).
     func writeTransaction<T>(_ body: (Database, inout KeyCache.Pending) throws -> T) throws -> T {
         var committed: KeyCache.Pending?
         let result = try withDatabaseErrors {
             try pool.write { db -> T in
+                if let problem = fileProblem() { throw StoreError(.unavailable, problem + "; nothing was written") }
                 var keys = keyCache.begin()
                 let value = try body(db, &keys)
                 if injectedFailures.withLock({ count in defer { if count > 0 { count -= 1 } }; return count > 0 }) {
@@ -221,6 +231,21 @@ public final class SQLiteConsentStore: Sendable {
         // `pool.write` returned: the transaction committed.
         if let committed { keyCache.commit(committed) }
         return result
+    }
+
+    /// Why the store's path no longer names the database file the store opened — the file was
+    /// deleted, renamed or replaced while it was open — or nil. SQLite would go on writing to the
+    /// open file, unreachable by its name: every write would be acknowledged and then lost at the
+    /// next start (and another process writing at the path would never be seen).
+    public func fileProblem() -> String? {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            return "the consent store file \(path) was removed or renamed while open (\(String(cString: strerror(errno)))): restart consentd to open a store at that path"
+        }
+        guard UInt64(info.st_dev) == fileIdentity.device, UInt64(info.st_ino) == fileIdentity.inode else {
+            return "the consent store file \(path) was replaced by another file while open: restart consentd to open the file now at that path"
+        }
+        return nil
     }
 
     /// Test hook: the next `count` write transactions fail after all their statements ran and
