@@ -111,6 +111,27 @@ final class DaemonProcess {
         #expect(daemon.terminate() == 0)
     }
 
+    /// SIGTERM while a reload compiles a large policy set: the daemon does not wait for the
+    /// compile (review 25: it used to, for as long as the compile took) and exits cleanly.
+    @Test func sigtermDuringASlowReloadDoesNotWaitForIt() throws {
+        let daemon = try DaemonProcess(arguments: ["--policy-poll-interval", "0"])
+        // 5 000 rules: many seconds of compiling (the overlap checks are quadratic).
+        let rules = (0..<5_000).map { "  - {id: big-\($0), effect: allow, purposes: [marketing.advertising.targeted], data: [user.behavior], jurisdictions: [DE], consent: opt_in}\n" }
+        try ("apiVersion: consentd/v1\nkind: Policy\nname: big\nrules:\n" + rules.joined()).write(toFile: daemon.directory.path("Policies/big.yaml"), atomically: true, encoding: .utf8)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        let deadline = Date().addingTimeInterval(10)
+        while !daemon.logText.contains("SIGHUP: reloading") && Date() < deadline { usleep(20_000) }
+        usleep(300_000)  // the watch has picked the request up and is compiling
+        let reloadedBefore = daemon.logText.contains("policies reloaded")
+        let start = Date()
+        #expect(daemon.terminate() == 0)
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(!reloadedBefore, "the reload finished before SIGTERM: this test needs a slower policy set")
+        // Shutdown did not wait for the compile to finish (it would have installed and logged it).
+        #expect(!daemon.logText.contains("policies reloaded"), "SIGTERM waited \(elapsed) s for the reload")
+        #expect(elapsed < 5, "SIGTERM took \(elapsed) s while a reload was compiling")
+    }
+
     @Test func aDaemonThatCannotLoadItsPoliciesRefusesToStart() throws {
         let scratch = Scratch()
         try FileManager.default.createDirectory(atPath: scratch.path("Policies"), withIntermediateDirectories: true)

@@ -60,22 +60,25 @@ public final class PolicyReloader: Service, Sendable {
                 // The watch runs on a thread of its own: it reads the disk and compiles, and it
                 // must not wait for a thread of Swift's cooperative pool (which other work may
                 // hold for long) to notice a change or a SIGHUP.
-                let stop = Atomic<Bool>(false)
+                // Shutdown does not wait for the thread: a reload in progress (a long compile)
+                // must not hold the daemon's exit past its bound; the thread stops at its next look.
+                let end = WatchEnd()
                 await withGracefulShutdownHandler {
                     await withTaskCancellationHandler {
                         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                            end.wait(done)
                             let thread = Thread {
-                                self.watch(until: stop)
-                                done.resume()
+                                self.watch(until: end.stop)
+                                end.end()
                             }
                             thread.name = "consentd-policy-watch"
                             thread.start()
                         }
                     } onCancel: {
-                        stop.store(true, ordering: .releasing)
+                        end.end()
                     }
                 } onGracefulShutdown: {
-                    stop.store(true, ordering: .releasing)
+                    end.end()
                 }
             }
             await group.next()
@@ -95,7 +98,8 @@ public final class PolicyReloader: Service, Sendable {
             let asked = requested.exchange(false, ordering: .acquiringAndReleasing)
             guard watch.isDue(signature: signature, asked: asked, now: now) else { continue }
             let attempted = PolicyReloader.signature(of: settings.loader.directory)
-            let failure = attempt()
+            // A compile that outlives shutdown's start is abandoned, not installed.
+            let failure = attempt(installing: { !stop.load(ordering: .acquiring) })
             watch.attempted(attempted, retryable: failure?.archive == true, now: now)
         }
     }
@@ -104,10 +108,11 @@ public final class PolicyReloader: Service, Sendable {
     @discardableResult
     public func reload() -> Bool { attempt() == nil }
 
-    private func attempt() -> PolicyLoader.Failure? {
+    private func attempt(installing shouldInstall: () -> Bool = { true }) -> PolicyLoader.Failure? {
         let now = Timestamp.now()
         switch settings.loader.load(vocabulary: vocabulary) {
         case let .success(loaded):
+            guard shouldInstall() else { return nil }
             let previous = policies.set.revision
             policies.install(loaded.set, at: now, milliseconds: loaded.milliseconds)
             ServerCounters.bump(counters.reloadsOK)
@@ -200,5 +205,31 @@ struct ReloadWatch {
             retryAt = nil
             backoff = .seconds(1)
         }
+    }
+}
+
+/// The end of the policy watch, for the task waiting on it: the watch thread finishing, or
+/// shutdown (which sets `stop` and stops waiting at once). Resumes the waiter exactly once,
+/// whichever comes first, even when it comes before the waiter.
+private final class WatchEnd: Sendable {
+    let stop = Atomic<Bool>(false)
+    private let state = Mutex<(ended: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func wait(_ waiter: CheckedContinuation<Void, Never>) {
+        let endedAlready = state.withLock { state in
+            if !state.ended { state.waiter = waiter }
+            return state.ended
+        }
+        if endedAlready { waiter.resume() }
+    }
+
+    func end() {
+        stop.store(true, ordering: .releasing)
+        let waiter = state.withLock { state in
+            state.ended = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
     }
 }
