@@ -196,6 +196,26 @@ public enum Identifier {
     @inlinable
     public static func isValid(bytes: UnsafeRawBufferPointer) -> Bool { problem(bytes: bytes) == nil }
 
+    /// `text` as an error message may show a value from outside: quoted, at most `maximumBytes`
+    /// of its UTF-8 (cut at a character boundary, "…" marking the cut), and every scalar that is
+    /// not printable ASCII escaped as `\u{…}` — so a message can neither grow with its input nor
+    /// carry control characters, bidirectional overrides or look-alike letters to a terminal or log.
+    public static func excerpt(_ text: String, maximumBytes: Int = 16) -> String {
+        var shown = "\""
+        var used = 0
+        for scalar in text.unicodeScalars {
+            used += UTF8.width(scalar)
+            if used > maximumBytes { return shown + "\"…" }
+            switch scalar.value {
+            case 0x22: shown += "\\\""
+            case 0x5C: shown += "\\\\"
+            case 0x20...0x7E: shown.unicodeScalars.append(scalar)
+            default: shown += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            }
+        }
+        return shown + "\""
+    }
+
     private static func hex(_ byte: UInt8) -> String {
         let digits = Array("0123456789ABCDEF".utf8)
         return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 15)]], as: UTF8.self)

@@ -95,4 +95,17 @@ import Testing
         #expect(table.intern("jos\u{E9}") != table.intern("jose\u{301}"))
         #expect(table.lookup("\u{C5}") == nil)
     }
+
+    @Test func excerptsAreShortAndPrintable() {
+        #expect(Identifier.excerpt("DE") == "\"DE\"")
+        #expect(Identifier.excerpt("a\"b\\c") == "\"a\\\"b\\\\c\"")
+        #expect(Identifier.excerpt("\u{202E}DE\u{0}\u{85}") == "\"\\u{202E}DE\\u{0}\\u{85}\"")
+        #expect(Identifier.excerpt("u\u{17F}") == "\"u\\u{17F}\"")
+        #expect(Identifier.excerpt(String(repeating: "A", count: 16)) == "\"" + String(repeating: "A", count: 16) + "\"")
+        #expect(Identifier.excerpt(String(repeating: "A", count: 17)) == "\"" + String(repeating: "A", count: 16) + "\"…")
+        // One grapheme of a million bytes is cut by bytes, at a scalar boundary.
+        let cluster = "a" + String(repeating: "\u{301}", count: 500_000)
+        #expect(Identifier.excerpt(cluster) == "\"a" + String(repeating: "\\u{301}", count: 7) + "\"…")
+        #expect(Identifier.excerpt("\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}") == "\"" + String(repeating: "\\u{1F600}", count: 4) + "\"…")
+    }
 }

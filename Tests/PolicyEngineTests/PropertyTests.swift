@@ -286,7 +286,8 @@ import Testing
         let vocabulary = Vocabulary()
         let set = try Self.compile([Rule(id: "everything", allow: true, requirement: "contract")], vocabulary: vocabulary)
         let subjects = ["s", "", "a\u{0}b", "\u{85}", String(repeating: "x", count: 256), String(repeating: "x", count: 257), "jos\u{E9}", "e\u{301}", "\u{7F}"]
-        let jurisdictions: [String?] = [nil, "DE", "de", "US-CA", "u\u{17F}", "", "XX-", "D", "DEU", "US\u{0}", String(repeating: "A", count: 40)]
+        let jurisdictions: [String?] = [nil, "DE", "de", "US-CA", "u\u{17F}", "", "XX-", "D", "DEU", "US\u{0}", String(repeating: "A", count: 40),
+                                     "a" + String(repeating: "\u{301}", count: 500_000), "\u{202E}ED", "D\u{85}", "\"D\\E"]
         let channels: [String?] = [nil, "web", "", "a\u{9}b", String(repeating: "c", count: 64), String(repeating: "c", count: 65)]
         var seen = (invalid: 0, valid: 0)
         for _ in 0..<2_000 {
@@ -300,6 +301,12 @@ import Testing
             let decision = set.decide(request, consent: [][...], now: .distantPast)
             let problem = set.invalidRequestProblem(request)
             #expect((decision.reason == .invalidRequest) == (problem != nil), "\(decision.reason) but \(problem ?? "no problem") for \(request)")
+            if let problem {
+                // A message never grows with its input nor carries a control character, a
+                // bidirectional override or any other non-ASCII scalar of the input to a log.
+                #expect(problem.utf8.count < 300, "\(problem.utf8.count) bytes")
+                #expect(problem.unicodeScalars.allSatisfy { (0x20...0x7E).contains($0.value) || $0 == "…" }, "\(problem.debugDescription)")
+            }
             if problem != nil { seen.invalid += 1 } else { seen.valid += 1 }
         }
         #expect(seen.invalid > 100 && seen.valid > 100)

@@ -112,8 +112,7 @@ extension PolicySet {
         guard purposes.id(of: request.purpose) != nil, dataCategories.id(of: request.dataCategory) != nil else { return nil }
         let context = request.context
         if let jurisdiction = context.jurisdiction, jurisdictions.classOf(jurisdiction) == nil {
-            let shown = jurisdiction.count > 16 ? String(jurisdiction.prefix(16)) + "…" : jurisdiction
-            return "context.jurisdiction \(shown.debugDescription) is not an ISO 3166 code (a country such as DE, or a subdivision such as US-CA)"
+            return "context.jurisdiction \(Identifier.excerpt(jurisdiction)) is not an ISO 3166 code (a country such as DE, or a subdivision such as US-CA)"
         }
         if let channel = context.channel, !RequestContext.isValidChannel(channel) {
             return "context.channel " + (Identifier.problem(channel, maximum: RequestContext.maximumChannelBytes) ?? "is not valid")
