@@ -99,6 +99,12 @@ enum Consentd {
             handler.logLevel = level
             return handler
         }
+        // SIGHUP's default action ends the process, and the reloader traps it only once it runs,
+        // after the socket is bound: an operator's (or a supervisor's) SIGHUP in between would
+        // kill a daemon that was starting. Ignore it from here until the reloader's trap replaces
+        // this (a SIGHUP in that window is dropped; with polling on, the watch still compares the
+        // directory with what was loaded at start, so an edit made meanwhile is picked up).
+        signal(SIGHUP, SIG_IGN)
         let daemon = try ConsentDaemon(configuration: configuration, logger: Logger(label: "consentd"))
         try await daemon.run()
     }

@@ -132,6 +132,40 @@ final class DaemonProcess {
         #expect(elapsed < 5, "SIGTERM took \(elapsed) s while a reload was compiling")
     }
 
+    /// A SIGHUP the moment the socket appears (a supervisor's reload racing the start): the daemon
+    /// keeps running. It used to die in about one start of five: the trap was installed only when
+    /// the reloader ran, after the socket was bound, and SIGHUP's default action ends a process.
+    @Test func aSighupAsSoonAsTheSocketAppearsDoesNotKillTheDaemon() throws {
+        for round in 0..<20 {
+            let directory = Scratch()
+            try FileManager.default.copyItem(at: CLI.repository.appendingPathComponent("Policies"), to: directory.url.appendingPathComponent("Policies"))
+            let process = Process()
+            process.executableURL = CLI.binary.deletingLastPathComponent().appendingPathComponent("consentd")
+            process.arguments = ["--log-level", "warning"]
+            process.currentDirectoryURL = directory.url
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+            let socket = directory.path("consentd.sock")
+            let deadline = Date().addingTimeInterval(30)
+            while !FileManager.default.fileExists(atPath: socket), process.isRunning, Date() < deadline { usleep(200) }
+            try #require(FileManager.default.fileExists(atPath: socket), "round \(round): consentd did not start")
+            for _ in 0..<5 {
+                kill(process.processIdentifier, SIGHUP)
+                usleep(2_000)
+            }
+            usleep(100_000)
+            #expect(process.isRunning, "round \(round): SIGHUP right after start ended the daemon (status \(process.isRunning ? 0 : process.terminationStatus))")
+            guard process.isRunning else { break }
+            let output = try CLI.run(["check", "a", "service.essential", "user"], in: directory.url)
+            #expect(output.stdout.hasPrefix("allow LEGAL_BASIS"), "round \(round): \(output.stderr)")
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+        }
+    }
+
     @Test func aDaemonThatCannotLoadItsPoliciesRefusesToStart() throws {
         let scratch = Scratch()
         try FileManager.default.createDirectory(atPath: scratch.path("Policies"), withIntermediateDirectories: true)
