@@ -247,7 +247,7 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
     /// SQLite keeps writing to an open file that lost its name: each write would be acknowledged
     /// and then lost at the next start. Removed, renamed or replaced, every later write is refused
     /// with an error that says so, and nothing reaches either file.
-    @Test(arguments: ["remove", "rename", "replace"])
+    @Test(arguments: ["remove", "rename", "replace", "remove-wal", "remove-shm", "replace-wal"])
     func aStoreFileRemovedOrReplacedWhileOpenRefusesWrites(_ how: String) throws {
         let temporary = TemporaryStore()
         let store = try temporary.open()
@@ -257,6 +257,10 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
         switch how {
         case "remove": try FileManager.default.removeItem(atPath: temporary.path)
         case "rename": try FileManager.default.moveItem(atPath: temporary.path, toPath: moved)
+        case "remove-wal", "remove-shm": try FileManager.default.removeItem(atPath: temporary.path + how.dropFirst(6))
+        case "replace-wal":
+            try FileManager.default.moveItem(atPath: temporary.path + "-wal", toPath: moved + "-wal")
+            try FileManager.default.copyItem(atPath: moved + "-wal", toPath: temporary.path + "-wal")
         default:
             // Another file now at the path (a restored backup, say).
             try FileManager.default.moveItem(atPath: temporary.path, toPath: moved)
@@ -267,7 +271,8 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
             #expect {
                 try attempt()
             } throws: { error in
-                (error as? StoreError)?.code == .unavailable && "\(error)".contains(how == "replace" ? "replaced by another file" : "removed or renamed")
+                (error as? StoreError)?.code == .unavailable && "\(error)".contains(how.hasPrefix("replace") ? "replaced by another file" : "removed or renamed")
+                    && "\(error)".contains(how.hasSuffix("wal") ? "write-ahead log" : how.hasSuffix("shm") ? "shared-memory index" : "consent store file")
             }
         }
         // The file now at the path is untouched.

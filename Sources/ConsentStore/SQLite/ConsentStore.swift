@@ -49,6 +49,9 @@ public final class SQLiteConsentStore: Sendable {
     /// The device and inode of the database file as opened: a write checks that `path` still
     /// names this file (see `fileProblem`).
     private let fileIdentity: (device: UInt64, inode: UInt64)
+    /// The same for the write-ahead log and the shared-memory index SQLite keeps beside it, as
+    /// they were once the store was open (see `fileProblem`).
+    private let companionIdentities: [(suffix: String, name: String, device: UInt64, inode: UInt64)]
     /// How far in the future a record's `recorded_at` may lie (clocks of writers disagree a little;
     /// a record from the far future would override every later real choice).
     public let maximumClockSkew: TimeSpan
@@ -93,11 +96,14 @@ public final class SQLiteConsentStore: Sendable {
                 return fresh
             }
             subjectHMAC = HMAC<SHA256>(key: SymmetricKey(data: Data(base64Encoded: key) ?? Data(key.utf8)))
-            var info = stat()
-            guard stat(path, &info) == 0 else {
+            guard let identity = Self.identity(of: path) else {
                 throw StoreError(.unavailable, "cannot open consent store \(path): \(String(cString: strerror(errno)))")
             }
-            fileIdentity = (UInt64(info.st_dev), UInt64(info.st_ino))
+            fileIdentity = identity
+            // The write above opened both (WAL mode); they last as long as this store is open.
+            companionIdentities = [("-wal", "write-ahead log"), ("-shm", "shared-memory index")].compactMap { suffix, name in
+                Self.identity(of: path + suffix).map { (suffix, name, $0.device, $0.inode) }
+            }
             // SQLite gives the WAL and SHM files the database file's mode; narrow any left over
             // from before with wider bits.
             try StoreFiles.narrow(path + "-wal", mode: fileMode)
@@ -237,15 +243,34 @@ public final class SQLiteConsentStore: Sendable {
     /// deleted, renamed or replaced while it was open — or nil. SQLite would go on writing to the
     /// open file, unreachable by its name: every write would be acknowledged and then lost at the
     /// next start (and another process writing at the path would never be seen).
+    /// The same holds for the write-ahead log and the shared-memory index: with the log gone,
+    /// writes since the last checkpoint live only in the unlinked file and are lost at the next
+    /// start; with either gone, another process opens fresh ones and the two stop seeing each
+    /// other's writes. (A file overwritten in place keeps its inode and is not noticed.)
     public func fileProblem() -> String? {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
+        guard let identity = Self.identity(of: path) else {
             return "the consent store file \(path) was removed or renamed while open (\(String(cString: strerror(errno)))): restart consentd to open a store at that path"
         }
-        guard UInt64(info.st_dev) == fileIdentity.device, UInt64(info.st_ino) == fileIdentity.inode else {
+        guard identity == fileIdentity else {
             return "the consent store file \(path) was replaced by another file while open: restart consentd to open the file now at that path"
         }
+        for companion in companionIdentities {
+            let file = path + companion.suffix
+            guard let identity = Self.identity(of: file) else {
+                return "the consent store's \(companion.name) \(file) was removed or renamed while open (\(String(cString: strerror(errno)))); writes since the last checkpoint are only in the removed file: restart consentd"
+            }
+            guard identity == (companion.device, companion.inode) else {
+                return "the consent store's \(companion.name) \(file) was replaced by another file while open: restart consentd"
+            }
+        }
         return nil
+    }
+
+    /// The device and inode of the file at `path`, or nil (with `errno` set) when there is none.
+    private static func identity(of path: String) -> (device: UInt64, inode: UInt64)? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
     }
 
     /// Test hook: the next `count` write transactions fail after all their statements ran and
