@@ -202,7 +202,7 @@ package struct ReceiptAnchor: Sendable {
     let save: @Sendable (String) throws -> Void
     let recordBreak: @Sendable (String) throws -> Void
 
-    package init(store: SQLiteConsentStore) {
+    package init(store: any ConsentStorage) {
         load = { try store.receiptAnchor() }
         save = { try store.setReceiptAnchor($0) }
         recordBreak = { try store.recordReceiptChainBreak($0) }

@@ -77,7 +77,7 @@ public struct ReceiptReplayReport: Sendable {
 /// sequence, at the receipt's instant.
 public final class ReceiptReplayer {
     let directory: String
-    let store: SQLiteConsentStore
+    let store: any ConsentStorage
     let fallbackPolicies: String?
     private var sets: [String: Result<PolicySet, ReplayProblem>] = [:]
     // Keyed by the subject's bytes: two subjects are one only if byte-equal.
@@ -99,7 +99,7 @@ public final class ReceiptReplayer {
     ///   - store: the consent store the daemon served.
     ///   - fallbackPolicies: a policy directory to use for a revision whose sources are not in the
     ///     receipts directory (used only when it compiles to that very revision).
-    public init(directory: String, store: SQLiteConsentStore, fallbackPolicies: String? = nil) {
+    public init(directory: String, store: any ConsentStorage, fallbackPolicies: String? = nil) {
         self.directory = directory
         self.store = store
         self.fallbackPolicies = fallbackPolicies

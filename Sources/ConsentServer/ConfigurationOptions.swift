@@ -123,7 +123,7 @@ extension ConfigurationOption {
     /// Every option the daemon takes, in the order help and the README list them.
     public static let all: [ConfigurationOption] = [
         text("policies", "DIR", "Policy directory (`*.yaml`, recursively).", \.policies),
-        text("store", "FILE", "Consent store file (SQLite; created if missing).", \.store),
+        text("store", "STORE", "Consent store: an SQLite file (created if missing), or a PostgreSQL URI (postgres://USER@HOST:PORT/DB or postgresql:///DB?host=/socket/dir; the schema is created if missing).", \.store),
         text("socket", "PATH", "Unix socket path.", \.socket),
         octal("socket-mode", "Socket file permissions, octal.", \.socketMode),
         octal("file-mode", "Permission bits of the store (with its WAL and SHM) and of receipt files: 600, 640 or 660.", \.fileMode),

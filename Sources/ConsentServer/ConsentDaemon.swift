@@ -64,10 +64,10 @@ public final class ConsentDaemon: Sendable {
         }
         let set = loaded.set
         for warning in loaded.warnings { logger.warning("policy: \(warning.description)") }
-        let store: SQLiteConsentStore
+        let store: any ConsentStorage
         let feed: ConsentFeed
         do {
-            store = try SQLiteConsentStore(path: configuration.store, fileMode: configuration.fileMode,
+            store = try ConsentStores.open(configuration.store, fileMode: configuration.fileMode,
                                            maximumClockSkew: TimeSpan(microseconds: Int64(configuration.maximumClockSkew * 1_000_000)),
                                            synchronousCommits: synchronousCommits)
             feed = try ConsentFeed(store: store, vocabulary: vocabulary)
@@ -116,7 +116,7 @@ public final class ConsentDaemon: Sendable {
         let snapshot = feed.index.snapshot()
         logger.info("ready", metadata: [
             "policies": "\(configuration.policies)", "revision": "\(set.revision)", "rules": "\(set.rules.count)",
-            "store": "\(configuration.store)", "subjects": "\(snapshot.subjectCount)", "records": "\(snapshot.recordCount)",
+            "store": "\(store.location)", "subjects": "\(snapshot.subjectCount)", "records": "\(snapshot.recordCount)",
             "sequence": "\(snapshot.sequence)", "event_loops": "\(loops)",
         ])
     }

@@ -87,7 +87,7 @@ public final class ServerState: Sendable {
         status.counters = counters.wire
         status.startedAt = Google_Protobuf_Timestamp(startedAt)
         status.policyDirectory = configuration.policies
-        status.storePath = configuration.store
+        status.storePath = feed.store.location
         status.lastReloadMilliseconds = policyState.loadMilliseconds
         if let receipts {
             status.receiptsDirectory = receipts.configuration.directory ?? ""

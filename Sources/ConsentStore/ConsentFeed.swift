@@ -9,7 +9,7 @@ import Synchronization
 /// polling the store's sequence counter (`follow(every:)`) and applied within one poll interval.
 public final class ConsentFeed: Sendable {
     /// The durable store.
-    public let store: SQLiteConsentStore
+    public let store: any ConsentStorage
     /// The index decisions read.
     public let index: ConsentIndex
     private let mapper: KeyMapperHandle
@@ -17,7 +17,7 @@ public final class ConsentFeed: Sendable {
     private let cursor: Mutex<UInt64>
 
     /// Loads every record of `store` into a new index over `vocabulary`.
-    public init(store: SQLiteConsentStore, vocabulary: Vocabulary) throws {
+    public init(store: any ConsentStorage, vocabulary: Vocabulary) throws {
         self.store = store
         self.mapper = store.keyMapper(for: vocabulary)
         let snapshot = try store.loadSnapshot(into: mapper)
@@ -34,7 +34,7 @@ public final class ConsentFeed: Sendable {
         try cursor.withLock { cursor in
             var applied = 0
             while true {
-                let (changes, through) = try store.changes(after: cursor, mapper: mapper)
+                let (changes, through) = try store.changes(after: cursor, limit: 20_000, mapper: mapper)
                 guard through > cursor else { return applied }
                 index.apply(changes, through: through)
                 applied += changes.count
@@ -45,12 +45,12 @@ public final class ConsentFeed: Sendable {
 
     /// Polls for other processes' commits every `interval` until the task is cancelled.
     /// Errors (a locked or unreadable file) are reported to `onError` and retried next poll.
-    /// A store file removed or replaced under the daemon (`SQLiteConsentStore.fileProblem`) is
-    /// reported once, when it is first seen.
+    /// A store that refuses writes (`ConsentStorage.healthProblem`: SQLite files removed or
+    /// replaced under the daemon) is reported once, when it is first seen.
     public func follow(every interval: Duration = .milliseconds(10), onError: @Sendable (Error) -> Void = { _ in }) async {
         var reportedFileProblem = false
         while !Task.isCancelled {
-            if let problem = store.fileProblem() {
+            if let problem = store.healthProblem() {
                 if !reportedFileProblem { onError(StoreError(.unavailable, problem)) }
                 reportedFileProblem = true
             } else {

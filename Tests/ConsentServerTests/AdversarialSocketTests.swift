@@ -489,7 +489,7 @@ import Glibc
             let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
             #expect(bytes.range(of: Data(secret.utf8)) == nil, "\(path) still holds the erased subject")
         }
-        let idempotencyKeys = try await harness.daemon.state.feed.store.pool.read { db in try String.fetchAll(db, sql: "SELECT key FROM idempotency_keys") }
+        let idempotencyKeys = try await (harness.daemon.state.feed.store as! SQLiteConsentStore).pool.read { db in try String.fetchAll(db, sql: "SELECT key FROM idempotency_keys") }
         #expect(idempotencyKeys.isEmpty, "\(idempotencyKeys)")
         // The bystander keeps its record; the erased subject has none.
         #expect(try client.history(subject: "bystander").records.count == 1)

@@ -559,7 +559,7 @@ private func impliedRecords(_ signal: SignalConsent, set: PolicySet, now: Timest
     }
 }
 
-private func subjectHistory(_ id: UInt64, _ request: Consentd_V1_HistoryRequest, store: SQLiteConsentStore) throws -> Consentd_V1_Response {
+private func subjectHistory(_ id: UInt64, _ request: Consentd_V1_HistoryRequest, store: any ConsentStorage) throws -> Consentd_V1_Response {
     let records = try request.hasAt ? store.history(of: request.subjectID, asOf: request.at.model(field: "at")) : store.history(of: request.subjectID)
     let erasures = try store.erasures(of: request.subjectID)
     var response = Consentd_V1_Response()

@@ -70,7 +70,7 @@ enum RecordFields {
         }
         record.jurisdiction = try string("jurisdiction")
         record.evidence = try string("evidence")
-        do { try SQLiteConsentStore.validate(record) } catch let error as StoreError { throw fail(error.message) }
+        do { try StoreRules.validate(record) } catch let error as StoreError { throw fail(error.message) }
         return record
     }
 }

@@ -57,7 +57,7 @@ public enum RecordTransfer {
     /// transaction. Bad lines are reported to `onReject` and skipped (strict: the import fails).
     /// `onCommit` is called after each durable commit with the last sequence and the batch size.
     public static func importRecords(
-        from path: String, into store: SQLiteConsentStore, options: ImportOptions = ImportOptions(),
+        from path: String, into store: any ConsentStorage, options: ImportOptions = ImportOptions(),
         onReject: @escaping (RecordLineError) -> Void = { _ in },
         onCommit: (UInt64, Int) -> Void = { _, _ in },
         onProgress: (TransferProgress) -> Void = { _ in }
@@ -65,34 +65,34 @@ public enum RecordTransfer {
         let file = try RecordFileReader(path: path, options: options, onReject: onReject)
         var batch: [ConsentRecord] = []
         batch.reserveCapacity(min(options.batchSize, 100_000))
-        func flush(_ importer: inout SQLiteConsentStore.Importer) throws {
+        func flush(_ append: ([ConsentRecord]) throws -> [UInt64]) throws {
             guard !batch.isEmpty else { return }
-            let sequences = try importer.append(batch)
+            let sequences = try append(batch)
             file.summary.imported += batch.count
             file.summary.lastSequence = sequences.last ?? file.summary.lastSequence
             batch.removeAll(keepingCapacity: true)
         }
         if options.strict {
-            try store.withTransaction { importer in
+            try store.importTransaction(now: .now()) { append in
                 while let next = try file.next() {
                     if let record = next { batch.append(record) }
-                    if batch.count >= 50_000 { try flush(&importer) }
+                    if batch.count >= 50_000 { try flush(append) }
                     if file.lineNumber % 8192 == 0 { onProgress(file.progress(pending: batch.count)) }
                 }
-                try flush(&importer)
+                try flush(append)
             }
             if file.summary.imported > 0 { onCommit(file.summary.lastSequence, file.summary.imported) }
         } else {
             var done = false
             while !done {
                 var committed = 0
-                try store.withTransaction { importer in
+                try store.importTransaction(now: .now()) { append in
                     while batch.count < options.batchSize {
                         guard let next = try file.next() else { done = true; break }
                         if let record = next { batch.append(record) }
                     }
                     committed = batch.count
-                    try flush(&importer)
+                    try flush(append)
                 }
                 if committed > 0 { onCommit(file.summary.lastSequence, committed) }
                 onProgress(file.progress(pending: 0))
@@ -135,7 +135,7 @@ public enum RecordTransfer {
     }
 
     /// Writes every record of the store, in sequence order, to `path`; returns the count.
-    public static func exportRecords(from store: SQLiteConsentStore, to path: String, format: RecordFormat? = nil, onProgress: (TransferProgress) -> Void = { _ in }) throws -> Int {
+    public static func exportRecords(from store: any ConsentStorage, to path: String, format: RecordFormat? = nil, onProgress: (TransferProgress) -> Void = { _ in }) throws -> Int {
         try writeRecords(to: path, format: format, onProgress: onProgress) { emit in try store.forEachRecord(emit) }
     }
 

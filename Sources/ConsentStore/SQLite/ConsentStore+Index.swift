@@ -16,12 +16,21 @@ final class KeyMapper: Sendable {
 
     init(vocabulary: Vocabulary) { self.vocabulary = vocabulary }
 
-    /// Reads keys added since the last refresh.
+    /// Reads keys added since the last refresh (SQLite: one writer at a time hands out row ids in
+    /// commit order, so "above the largest id seen" misses none).
     func refresh(_ db: Database) throws {
         let since = state.withLock { $0.maxID }
-        var resolved: [(Int64, Int64, UInt32)] = []
+        var rows: [(id: Int64, kind: Int64, name: String)] = []
         try db.exactQuery("SELECT id, kind, name FROM keys WHERE id > ? ORDER BY id", [.int(since)]) { row in
-            let id = sqlite3_column_int64(row, 0), kind = sqlite3_column_int64(row, 1), name = columnText(row, 2) ?? ""
+            rows.append((sqlite3_column_int64(row, 0), sqlite3_column_int64(row, 1), columnText(row, 2) ?? ""))
+        }
+        try learn(rows)
+    }
+
+    /// Adds store keys (id, kind, name) to the maps.
+    func learn(_ rows: [(id: Int64, kind: Int64, name: String)]) throws {
+        var resolved: [(Int64, Int64, UInt32)] = []
+        for (id, kind, name) in rows {
             // Row ids index arrays: a foreign writer's negative or huge id is not followed.
             guard id >= 0, id < 1 << 24 else { throw StoreError(.database, "keys table holds an id out of range (\(id)); not a consentd store?") }
             let table: KeyTable = kind == KeyKind.purpose.rawValue ? vocabulary.purposes : kind == KeyKind.data.rawValue ? vocabulary.dataCategories : vocabulary.sources
@@ -42,6 +51,35 @@ final class KeyMapper: Sendable {
                 state.maxID = max(state.maxID, id)
             }
         }
+    }
+
+    /// Whether every id is mapped (nil: no data category).
+    func knows(purpose: Int64, data: Int64?, source: Int64) -> Bool {
+        state.withLock { state in
+            func known(_ array: [UInt32], _ id: Int64) -> Bool { id >= 0 && Int(id) < array.count && array[Int(id)] != .max }
+            return known(state.purposes, purpose) && (data.map { known(state.data, $0) } ?? true) && known(state.sources, source)
+        }
+    }
+
+    /// The index's form of a stored record's columns (store key ids mapped through `tables()`):
+    /// the one reading of a record row, whichever engine it came from.
+    @inline(__always)
+    static func compactRecord(
+        sequence: Int64, purpose: Int64, data: Int64?, choice: Int64, recordedAt: Int64, expiresAt: Int64?,
+        legalBasis: Int64, source: Int64, noticeVersion: Int64?, purposes: [UInt32], dataCategories: [UInt32], sources: [UInt32]
+    ) -> CompactRecord {
+        func map(_ table: [UInt32], _ id: Int64) -> UInt32 { id >= 0 && Int(id) < table.count ? table[Int(id)] : .max }
+        return CompactRecord(
+            purpose: map(purposes, purpose),
+            dataCategory: data.map { map(dataCategories, $0) } ?? CompactRecord.allData,
+            choice: Choice(rawValue: UInt8(truncatingIfNeeded: choice)) ?? .deny,
+            legalBasis: LegalBasis(rawValue: UInt8(truncatingIfNeeded: legalBasis)) ?? .consent,
+            recordedAt: Timestamp(microseconds: recordedAt),
+            expiresAt: expiresAt.map { Timestamp(microseconds: $0) } ?? .distantFuture,
+            sequence: UInt64(clamping: sequence),
+            source: map(sources, source),
+            noticeVersion: noticeVersion.map { UInt32(clamping: $0) } ?? CompactRecord.noNotice
+        )
     }
 
     /// A consistent copy of the id maps for a bulk read.
@@ -84,17 +122,14 @@ extension SQLiteConsentStore {
 
     @inline(__always)
     static func compactRecord(_ handle: OpaquePointer?, purposes: [UInt32], data: [UInt32], sources: [UInt32]) -> CompactRecord {
-        func map(_ table: [UInt32], _ id: Int64) -> UInt32 { id >= 0 && Int(id) < table.count ? table[Int(id)] : .max }
-        return CompactRecord(
-            purpose: map(purposes, sqlite3_column_int64(handle, 2)),
-            dataCategory: sqlite3_column_type(handle, 3) == SQLITE_NULL ? CompactRecord.allData : map(data, sqlite3_column_int64(handle, 3)),
-            choice: Choice(rawValue: UInt8(truncatingIfNeeded: sqlite3_column_int64(handle, 4))) ?? .deny,
-            legalBasis: LegalBasis(rawValue: UInt8(truncatingIfNeeded: sqlite3_column_int64(handle, 7))) ?? .consent,
-            recordedAt: Timestamp(microseconds: sqlite3_column_int64(handle, 5)),
-            expiresAt: sqlite3_column_type(handle, 6) == SQLITE_NULL ? .distantFuture : Timestamp(microseconds: sqlite3_column_int64(handle, 6)),
-            sequence: UInt64(clamping: sqlite3_column_int64(handle, 1)),
-            source: map(sources, sqlite3_column_int64(handle, 8)),
-            noticeVersion: sqlite3_column_type(handle, 9) == SQLITE_NULL ? CompactRecord.noNotice : UInt32(clamping: sqlite3_column_int64(handle, 9))
+        KeyMapper.compactRecord(
+            sequence: sqlite3_column_int64(handle, 1), purpose: sqlite3_column_int64(handle, 2),
+            data: sqlite3_column_type(handle, 3) == SQLITE_NULL ? nil : sqlite3_column_int64(handle, 3),
+            choice: sqlite3_column_int64(handle, 4), recordedAt: sqlite3_column_int64(handle, 5),
+            expiresAt: sqlite3_column_type(handle, 6) == SQLITE_NULL ? nil : sqlite3_column_int64(handle, 6),
+            legalBasis: sqlite3_column_int64(handle, 7), source: sqlite3_column_int64(handle, 8),
+            noticeVersion: sqlite3_column_type(handle, 9) == SQLITE_NULL ? nil : sqlite3_column_int64(handle, 9),
+            purposes: purposes, dataCategories: data, sources: sources
         )
     }
 

@@ -5,46 +5,20 @@ import GRDB
 import GRDBSQLite
 import Synchronization
 
-/// Where a write's records landed.
-public struct AppendResult: Sendable, Equatable {
-    /// The store sequences assigned to the records, in order.
-    public var sequences: [UInt64]
-    /// True when an earlier write with the same idempotency key supplied this result.
-    public var replayed: Bool
-}
-
-/// Proof that a subject was erased: nothing that identifies the person.
-public struct ErasureTombstone: Sendable, Equatable {
-    /// The store sequence of the erasure.
-    public var sequence: UInt64
-    /// HMAC-SHA256 of the subject id under the store's erasure key, hex.
-    public var subjectHash: String
-    /// When the erasure happened.
-    public var erasedAt: Timestamp
-    /// How many records were deleted.
-    public var recordCount: Int
-
-    /// Creates a tombstone value.
-    public init(sequence: UInt64, subjectHash: String, erasedAt: Timestamp, recordCount: Int) {
-        self.sequence = sequence
-        self.subjectHash = subjectHash
-        self.erasedAt = erasedAt
-        self.recordCount = recordCount
-    }
-}
-
 /// The durable consent store: append-only history in SQLite (WAL, synchronous=FULL) through GRDB.
 ///
 /// One instance (one `DatabasePool`) per process. Several processes may share the file: writes
 /// are serialised by SQLite's lock (busy timeout), sequences come from one counter in the file,
 /// and `changes(after:)` lets any process follow the others.
-public final class SQLiteConsentStore: Sendable {
+public final class SQLiteConsentStore: ConsentStorage {
     /// The database file.
     public let path: String
+    /// The database file (`ConsentStorage`).
+    public var location: String { path }
     let pool: DatabasePool
     private let keyCache = KeyCache()
-    /// HMAC-SHA256 keyed with the store's erasure key once; each subject hash copies it.
-    private let subjectHMAC: HMAC<SHA256>
+    /// Hashes subject ids under the store's erasure key.
+    private let subjectHasher: SubjectHasher
     private let injectedFailures = Mutex(0)
     /// The device and inode of the database file as opened: a write checks that `path` still
     /// names this file (see `fileProblem`).
@@ -57,7 +31,7 @@ public final class SQLiteConsentStore: Sendable {
     public let maximumClockSkew: TimeSpan
 
     /// The default `maximumClockSkew`: 5 minutes.
-    public static let defaultClockSkew = TimeSpan(microseconds: 300_000_000)
+    public static let defaultClockSkew = StoreRules.defaultClockSkew
     /// The default mode of the database file (and of the WAL and SHM files SQLite creates beside
     /// it with the same mode): readable and writable by the owner only.
     public static let defaultFileMode: UInt16 = 0o600
@@ -91,11 +65,11 @@ public final class SQLiteConsentStore: Sendable {
                 if let existing = try String.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'erasure_key'") {
                     return existing
                 }
-                let fresh = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
+                let fresh = SubjectHasher.freshErasureKey()
                 try db.execute(sql: "INSERT INTO store_meta (key, value) VALUES ('erasure_key', ?)", arguments: [fresh])
                 return fresh
             }
-            subjectHMAC = HMAC<SHA256>(key: SymmetricKey(data: Data(base64Encoded: key) ?? Data(key.utf8)))
+            subjectHasher = SubjectHasher(erasureKey: key)
             guard let identity = Self.identity(of: path) else {
                 throw StoreError(.unavailable, "cannot open consent store \(path): \(String(cString: strerror(errno)))")
             }
@@ -115,68 +89,9 @@ public final class SQLiteConsentStore: Sendable {
 
     // MARK: writing
 
-    /// Validates a record before it is stored: identifiers by `Identifier`'s rule, keys and
-    /// sources without control characters, times in 0001…9999 and `recorded_at` at most
-    /// `maximumClockSkew` after `now`.
+    /// Validates a record before it is stored (`StoreRules.validate(_:now:maximumClockSkew:)`).
     public func validate(_ record: ConsentRecord, now: Timestamp) throws {
-        try Self.validate(record)
-        guard record.recordedAt <= now.adding(maximumClockSkew) else {
-            throw StoreError(.invalidRecord, "recorded_at (\(record.recordedAt)) is more than \(maximumClockSkew) after the store's clock (\(now)); a choice cannot be made in the future")
-        }
-    }
-
-    /// Refuses an invalid subject id (`Identifier.subjectProblem`): every read and write by
-    /// subject checks it, so an invalid id is an error, never "no records".
-    public static func checkSubject(_ subject: String) throws(StoreError) {
-        if let problem = Identifier.subjectProblem(subject) { throw StoreError(.invalidRecord, problem) }
-    }
-
-    /// The checks of `validate(_:now:)` that need no clock.
-    public static func validate(_ record: ConsentRecord) throws {
-        try checkSubject(record.subject)
-        if let problem = Identifier.problem(record.purpose) {
-            throw StoreError(.invalidRecord, "purpose \(problem)")
-        }
-        if let data = record.dataCategory, let problem = Identifier.problem(data) {
-            throw StoreError(.invalidRecord, "data category \(problem)")
-        }
-        guard record.recordedAt.isInValidRange else {
-            throw StoreError(.invalidRecord, "recorded_at (\(record.recordedAt)) must lie in 0001-01-01…9999-12-31")
-        }
-        if let expires = record.expiresAt {
-            guard expires.isInValidRange else {
-                throw StoreError(.invalidRecord, "expires_at (\(expires)) must lie in 0001-01-01…9999-12-31")
-            }
-            guard expires > record.recordedAt else {
-                throw StoreError(.invalidRecord, "expires (\(expires)) must be after the time the choice was made (\(record.recordedAt))")
-            }
-        }
-        if let problem = Identifier.problem(record.source, maximum: ConsentRecord.maximumSourceBytes) {
-            throw StoreError(.invalidRecord, "source \(problem)")
-        }
-        if record.noticeVersion == CompactRecord.noNotice {
-            throw StoreError(.invalidRecord, "notice version must be below \(CompactRecord.noNotice) (that value means \"unknown\")")
-        }
-        if let jurisdiction = record.jurisdiction {
-            guard !jurisdiction.isEmpty, jurisdiction.utf8.count <= 16, jurisdiction.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
-                throw StoreError(.invalidRecord, "jurisdiction must be 1 to 16 printable ASCII characters (an ISO 3166 code such as DE or US-CA)")
-            }
-        }
-        if let evidence = record.evidence {
-            guard evidence.utf8.count <= ConsentRecord.maximumEvidenceBytes else {
-                throw StoreError(.invalidRecord, "evidence reference must be at most \(ConsentRecord.maximumEvidenceBytes) bytes")
-            }
-            guard !evidence.utf8.contains(0) else {
-                throw StoreError(.invalidRecord, "evidence reference must not contain NUL bytes")
-            }
-        }
-    }
-
-    /// Validates an idempotency key: the same rule as subject ids (`Identifier`).
-    public static func validate(idempotencyKey key: String) throws {
-        if let problem = Identifier.problem(key) {
-            throw StoreError(.invalidRecord, "idempotency key \(problem)")
-        }
+        try StoreRules.validate(record, now: now, maximumClockSkew: maximumClockSkew)
     }
 
     /// Appends records in one durable transaction and returns their sequences. With an
@@ -188,12 +103,12 @@ public final class SQLiteConsentStore: Sendable {
     ///   server matches); nil fingerprints the records themselves.
     public func append(_ records: [ConsentRecord], idempotencyKey: String? = nil, payload: [UInt8]? = nil, now: Timestamp = .now()) throws -> AppendResult {
         for record in records { try validate(record, now: now) }
-        if let idempotencyKey { try Self.validate(idempotencyKey: idempotencyKey) }
+        if let idempotencyKey { try StoreRules.validate(idempotencyKey: idempotencyKey) }
         // No records (a signal string that implies none): nothing is written, and no key is
         // claimed — a key is erased with the records it stored, and a key with none would outlive
         // an erasure of the subject its text may name (review 25).
         if records.isEmpty { return AppendResult(sequences: [], replayed: false) }
-        let fingerprint = idempotencyKey == nil ? "" : Self.fingerprint(payload ?? Self.canonicalPayload(records))
+        let fingerprint = idempotencyKey == nil ? "" : StoreRules.fingerprint(payload ?? StoreRules.canonicalPayload(records))
         return try writeTransaction { db, keys in
             if let idempotencyKey {
                 var found: (first: Int64, count: Int64, fingerprint: String?)?
@@ -247,6 +162,9 @@ public final class SQLiteConsentStore: Sendable {
     /// writes since the last checkpoint live only in the unlinked file and are lost at the next
     /// start; with either gone, another process opens fresh ones and the two stop seeing each
     /// other's writes. (A file overwritten in place keeps its inode and is not noticed.)
+    public func healthProblem() -> String? { fileProblem() }
+
+    /// See `healthProblem`.
     public func fileProblem() -> String? {
         guard let identity = Self.identity(of: path) else {
             return "the consent store file \(path) was removed or renamed while open (\(String(cString: strerror(errno)))): restart consentd to open a store at that path"
@@ -294,28 +212,6 @@ public final class SQLiteConsentStore: Sendable {
         try withDatabaseErrors { try pool.read { db in try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 } }
     }
 
-    /// A stable encoding of records for idempotency fingerprints.
-    static func canonicalPayload(_ records: [ConsentRecord]) -> [UInt8] {
-        var out: [UInt8] = []
-        func field(_ text: String?) {
-            guard let text else { out.append(0xFF); return }
-            out += Array(String(text.utf8.count).utf8)
-            out.append(0x3A)
-            out += Array(text.utf8)
-        }
-        for record in records {
-            field(record.subject); field(record.purpose); field(record.dataCategory)
-            field(String(record.choice.rawValue)); field(String(record.recordedAt.microseconds))
-            field(record.expiresAt.map { String($0.microseconds) }); field(String(record.legalBasis.rawValue))
-            field(record.source); field(record.noticeVersion.map { String($0) }); field(record.jurisdiction); field(record.evidence)
-        }
-        return out
-    }
-
-    static func fingerprint(_ payload: [UInt8]) -> String {
-        SHA256.hash(data: payload).map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()
-    }
-
     /// Inserts records inside an open write transaction; returns the assigned sequences.
     func insert(_ records: [ConsentRecord], db: Database, keys: inout KeyCache.Pending, now: Timestamp) throws -> [UInt64] {
         guard !records.isEmpty else { return [] }
@@ -359,27 +255,14 @@ public final class SQLiteConsentStore: Sendable {
         return sequences
     }
 
-    /// Runs `body` inside one write transaction with an `Importer` that appends records;
-    /// everything commits together (durably) when `body` returns.
-    public func withTransaction<T>(now: Timestamp = .now(), _ body: (inout Importer) throws -> T) throws -> T {
+    /// Runs `body` inside one write transaction; `append` validates and appends records.
+    /// Everything commits together (durably) when `body` returns.
+    public func importTransaction<T>(now: Timestamp = .now(), _ body: (_ append: ([ConsentRecord]) throws -> [UInt64]) throws -> T) throws -> T {
         try writeTransaction { db, keys in
-            var importer = Importer(store: self, db: db, keys: keys, now: now)
-            defer { keys = importer.keys }
-            return try body(&importer)
-        }
-    }
-
-    /// Appends records inside a `withTransaction` block.
-    public struct Importer: ~Copyable {
-        let store: SQLiteConsentStore
-        let db: Database
-        var keys: KeyCache.Pending
-        let now: Timestamp
-
-        /// Appends validated records; returns their sequences.
-        public mutating func append(_ records: [ConsentRecord]) throws -> [UInt64] {
-            for record in records { try store.validate(record, now: now) }
-            return try store.insert(records, db: db, keys: &keys, now: now)
+            try body { records in
+                for record in records { try validate(record, now: now) }
+                return try insert(records, db: db, keys: &keys, now: now)
+            }
         }
     }
 
@@ -390,7 +273,7 @@ public final class SQLiteConsentStore: Sendable {
     /// records go too, and the WAL is checkpointed and truncated, so that once this returns the
     /// subject's bytes are in neither the database file nor the WAL.
     public func erase(subject: String, now: Timestamp = .now()) throws -> ErasureTombstone {
-        try Self.checkSubject(subject)
+        try StoreRules.checkSubject(subject)
         let hash = subjectHash(subject)
         let tombstone = try writeTransaction { db, _ in
             var sequences: [Int64] = []
@@ -435,7 +318,7 @@ public final class SQLiteConsentStore: Sendable {
 
     /// The tombstones of `subject`'s erasures, found by recomputing the keyed hash.
     public func erasures(of subject: String) throws -> [ErasureTombstone] {
-        try Self.checkSubject(subject)
+        try StoreRules.checkSubject(subject)
         let hash = subjectHash(subject)
         return try withDatabaseErrors {
             try pool.read { db in
@@ -497,30 +380,10 @@ public final class SQLiteConsentStore: Sendable {
     }
 
     /// HMAC-SHA256 of the subject id under this store's erasure key, as lowercase hex.
-    public func subjectHash(_ subject: String) -> String {
-        var subject = subject
-        return subject.withUTF8 { subjectHash(bytes: UnsafeRawBufferPointer($0)) }
-    }
+    public func subjectHash(_ subject: String) -> String { subjectHasher.hash(subject) }
 
-    /// HMAC-SHA256 of the subject id's bytes under this store's erasure key, as lowercase hex
-    /// (receipts hash every decision's subject with it, so it allocates only the answer).
-    public func subjectHash(bytes: UnsafeRawBufferPointer) -> String {
-        var mac = subjectHMAC
-        mac.update(data: bytes)
-        let code = mac.finalize()
-        return String(unsafeUninitializedCapacity: 2 * SHA256.byteCount) { out in
-            let digits: StaticString = "0123456789abcdef"
-            var index = 0
-            code.withUnsafeBytes { bytes in
-                for byte in bytes {
-                    out[index] = digits.utf8Start[Int(byte >> 4)]
-                    out[index + 1] = digits.utf8Start[Int(byte & 0x0f)]
-                    index += 2
-                }
-            }
-            return index
-        }
-    }
+    /// The same of the subject id's bytes (receipts hash every decision's subject with it).
+    public func subjectHash(bytes: UnsafeRawBufferPointer) -> String { subjectHasher.hash(bytes: bytes) }
 
     // MARK: reading
 
@@ -548,7 +411,7 @@ public final class SQLiteConsentStore: Sendable {
 
     /// Every record of `subject`, in sequence order.
     public func history(of subject: String) throws -> [ConsentRecord] {
-        try Self.checkSubject(subject)
+        try StoreRules.checkSubject(subject)
         return try withDatabaseErrors {
             try pool.read { db in
                 var records: [ConsentRecord] = []
@@ -563,7 +426,7 @@ public final class SQLiteConsentStore: Sendable {
     /// The subject's records as the store knew them at `instant`: stored by then and recorded by
     /// then, in sequence order (expired ones included; callers judge validity at the instant).
     public func history(of subject: String, asOf instant: Timestamp) throws -> [ConsentRecord] {
-        try Self.checkSubject(subject)
+        try StoreRules.checkSubject(subject)
         return try withDatabaseErrors {
             try pool.read { db in
                 var records: [ConsentRecord] = []

@@ -27,7 +27,7 @@ struct ConsentErase: ParsableCommand {
         }
         let store = try storeOptions.open()
         do {
-            let tombstone = try store.erase(subject: subject)
+            let tombstone = try store.erase(subject: subject, now: .now())
             print("erased \(tombstone.recordCount) records of \(subject) at \(tombstone.erasedAt) (#\(tombstone.sequence), tombstone \(tombstone.subjectHash.prefix(16))…)")
         } catch let error as StoreError {
             printError("consentctl: \(error)")

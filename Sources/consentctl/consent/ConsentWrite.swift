@@ -72,7 +72,7 @@ struct RecordOptions: ParsableArguments {
         }
         let store = try storeOptions.open()
         do {
-            let result = try store.append([record], idempotencyKey: idempotencyKey)
+            let result = try store.append([record], idempotencyKey: idempotencyKey, payload: nil, now: .now())
             let sequence = result.sequences.first.map { "#\($0)" } ?? "-"
             let scope = record.dataCategory.map { " [\($0)]" } ?? ""
             print("\(result.replayed ? "already recorded" : "recorded") \(sequence): \(choice) \(record.purpose)\(scope) for \(record.subject) at \(record.recordedAt)")
@@ -173,7 +173,7 @@ struct ConsentSignal: ParsableCommand {
         do {
             // Fingerprinted as the daemon fingerprints the same signal, so a retry matches.
             let payload = idempotencyKey == nil ? nil : try Consentd_V1_SignalConsent(signal).idempotencyPayload()
-            let result = try store.append(records, idempotencyKey: idempotencyKey, payload: payload)
+            let result = try store.append(records, idempotencyKey: idempotencyKey, payload: payload, now: .now())
             if records.isEmpty {
                 print("nothing to store: the string records no choice for \(subject) under \(directory)")
                 return

@@ -6,7 +6,7 @@ import PolicyEngine
 
 /// `--store` and `--policies`, shared by every consent subcommand.
 struct StoreOptions: ParsableArguments {
-    @Option(help: "The consent store file (SQLite).")
+    @Option(help: "The consent store: an SQLite file, or a PostgreSQL URI (postgres://USER@HOST:PORT/DB, postgresql:///DB?host=/socket/dir).")
     var store = "consentd.sqlite"
 
     @Option(help: ArgumentHelp("Reject purposes and data categories this policy directory's taxonomy does not declare (default: ./Policies when it exists).", valueName: "dir"))
@@ -24,9 +24,9 @@ struct StoreOptions: ParsableArguments {
         return try SocketOptions.parse(["--socket", socket]).connect()
     }
 
-    func open() throws -> SQLiteConsentStore {
+    func open() throws -> any ConsentStorage {
         do {
-            return try SQLiteConsentStore(path: store)
+            return try ConsentStores.open(store)
         } catch {
             printError("consentctl: \(error)")
             throw ExitCode(74)

@@ -1,0 +1,459 @@
+import ConsentModel
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import Synchronization
+
+/// The consent store on PostgreSQL, for a fleet of daemons sharing one source of truth.
+///
+/// The same store as `SQLiteConsentStore` — the same records, sequences, idempotency keys,
+/// erasure tombstones and erasure key — behind the same `ConsentStorage` protocol. Each write
+/// is one call of a server-side function (`consentd_append`, `consentd_erase`) that locks the
+/// store's one counter row first, so sequences are handed out in commit order; a follower's
+/// "changes above my cursor up to the counter" is one statement, one snapshot, and never skips
+/// a row that commits later with a smaller sequence (see `PostgresSchema`).
+///
+/// Two connections: one for writes, one for reads (history, the follower's catch-ups); each is
+/// reopened after a failure, and every statement is bounded by `timeout`.
+public final class PostgresConsentStore: ConsentStorage {
+    /// Where the store is.
+    public let address: PostgresAddress
+    public var location: String { address.description }
+    public let maximumClockSkew: TimeSpan
+    /// A random id given to the store when it was created: a daemon that finds another id at
+    /// the same address is looking at another store.
+    public let storeID: String
+    private let writer: PostgresLink
+    private let reader: PostgresLink
+    private let subjectHasher: SubjectHasher
+    /// name → id of the `keys` table. Ids come from committed rows only (keys are interned in a
+    /// statement of their own before the write that uses them), so no rollback can free one.
+    private let keyIDs = Mutex<[KeyKind: [ExactString: Int32]]>([:])
+
+    /// The migration lock's key (`pg_advisory_xact_lock`): "consentd" in ASCII.
+    static let migrationLock: Int64 = 0x636F_6E73_656E_7464
+
+    /// Connects, migrates (creating the schema in an empty database) and reads the erasure key.
+    /// - Parameter timeout: the longest any statement (or connecting) may take.
+    public init(address: PostgresAddress, maximumClockSkew: TimeSpan = StoreRules.defaultClockSkew,
+                timeout: Duration = .seconds(5), logger: Logger = Logger(label: "consentd.store")) throws {
+        self.address = address
+        self.maximumClockSkew = maximumClockSkew
+        let amount = TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)
+        let group = MultiThreadedEventLoopGroup.singleton
+        writer = PostgresLink(address: address, applicationName: "consentd-write", timeout: amount, group: group, logger: logger)
+        reader = PostgresLink(address: address, applicationName: "consentd-read", timeout: amount, group: group, logger: logger)
+        let (key, id) = try writer.run { session in
+            try Self.migrate(session)
+            for (name, value) in [("erasure_key", SubjectHasher.freshErasureKey()), ("store_id", UUID().uuidString.lowercased())] {
+                try session.query("INSERT INTO store_meta (key, value) VALUES (\(name), \(value)) ON CONFLICT (key) DO NOTHING")
+            }
+            let rows = try session.query("SELECT key, value FROM store_meta WHERE key IN ('erasure_key', 'store_id')")
+            var meta: [String: String] = [:]
+            for row in rows {
+                let (name, value) = try row.decode((String, String).self)
+                meta[name] = value
+            }
+            guard let key = meta["erasure_key"], let id = meta["store_id"] else { throw StoreError(.unavailable, "the consent store \(address) has no erasure key") }
+            return (key, id)
+        }
+        subjectHasher = SubjectHasher(erasureKey: key)
+        storeID = id
+    }
+
+    /// Convenience: parses `uri` first.
+    public convenience init(uri: String, maximumClockSkew: TimeSpan = StoreRules.defaultClockSkew, timeout: Duration = .seconds(5)) throws {
+        try self.init(address: PostgresAddress(uri), maximumClockSkew: maximumClockSkew, timeout: timeout)
+    }
+
+    deinit {
+        writer.close()
+        reader.close()
+    }
+
+    /// Applies the migrations not yet applied, each in its own transaction, under the migration
+    /// lock (so two daemons starting at once apply each one once).
+    static func migrate(_ session: PostgresLink.Session) throws {
+        for (name, sql) in PostgresSchema.migrations {
+            try session.query("BEGIN")
+            try session.query("SELECT pg_advisory_xact_lock(\(migrationLock))")
+            try session.query("CREATE TABLE IF NOT EXISTS consentd_migrations (name text COLLATE \"C\" PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            let applied = try session.query("SELECT 1 FROM consentd_migrations WHERE name = \(name)")
+            if applied.isEmpty {
+                for statement in SQLStatements.split(sql) { try session.query(PostgresQuery(unsafeSQL: statement)) }
+                try session.query("INSERT INTO consentd_migrations (name) VALUES (\(name))")
+            }
+            try session.query("COMMIT")
+        }
+    }
+
+    // MARK: writing
+
+    /// Validates a record before it is stored.
+    public func validate(_ record: ConsentRecord, now: Timestamp) throws {
+        try StoreRules.validate(record, now: now, maximumClockSkew: maximumClockSkew)
+    }
+
+    public func append(_ records: [ConsentRecord], idempotencyKey: String? = nil, payload: [UInt8]? = nil, now: Timestamp = .now()) throws -> AppendResult {
+        for record in records { try validate(record, now: now) }
+        if let idempotencyKey { try StoreRules.validate(idempotencyKey: idempotencyKey) }
+        if records.isEmpty { return AppendResult(sequences: [], replayed: false) }
+        let fingerprint = idempotencyKey == nil ? "" : StoreRules.fingerprint(payload ?? StoreRules.canonicalPayload(records))
+        let result = try insert(records, idempotencyKey: idempotencyKey, fingerprint: fingerprint, now: now)
+        if result.conflict {
+            throw StoreError(.idempotencyConflict, "idempotency key '\(idempotencyKey ?? "")' was used before for a different request; use a new key for a new request")
+        }
+        return AppendResult(sequences: result.sequences, replayed: result.replayed)
+    }
+
+    /// One `consentd_append` call: the records and the key in one transaction.
+    private func insert(_ records: [ConsentRecord], idempotencyKey: String?, fingerprint: String, now: Timestamp) throws -> (sequences: [UInt64], replayed: Bool, conflict: Bool) {
+        let ids = try internKeys(records)
+        var subjects: [ByteBuffer] = [], purposes: [Int32] = [], data: [Int32] = [], choices: [Int16] = []
+        var recorded: [Int64] = [], expires: [Int64] = [], bases: [Int16] = [], sources: [Int32] = []
+        var notices: [Int64] = [], jurisdictions: [String] = [], evidence: [String] = [], hasEvidence: [Bool] = []
+        for record in records {
+            subjects.append(ByteBuffer(string: record.subject))
+            purposes.append(ids[.purpose]![ExactString(record.purpose)]!)
+            data.append(record.dataCategory.map { ids[.data]![ExactString($0)]! } ?? 0)
+            choices.append(Int16(record.choice.rawValue))
+            recorded.append(record.recordedAt.microseconds)
+            expires.append(record.expiresAt?.microseconds ?? .min)
+            bases.append(Int16(record.legalBasis.rawValue))
+            sources.append(ids[.source]![ExactString(record.source)]!)
+            notices.append(record.noticeVersion.map { Int64($0) } ?? -1)
+            jurisdictions.append(record.jurisdiction ?? "")
+            evidence.append(record.evidence ?? "")
+            hasEvidence.append(record.evidence != nil)
+        }
+        let key = idempotencyKey.map { ByteBuffer(string: $0) }
+        let rows = try writer.run { session in
+            try session.query("""
+                SELECT first_sequence, record_count, replayed, conflict FROM consentd_append(
+                    \(key), \(fingerprint), \(now.microseconds), \(subjects), \(purposes), \(data), \(choices),
+                    \(recorded), \(expires), \(bases), \(sources), \(notices), \(jurisdictions), \(evidence), \(hasEvidence))
+                """)
+        }
+        guard let row = rows.first else { throw StoreError(.database, "consent store \(address): consentd_append returned no row") }
+        let (first, count, replayed, conflict) = try Self.decode(row, (Int64, Int32, Bool, Bool).self)
+        let sequences = (0..<Int64(max(0, min(count, 1 << 20)))).map { UInt64(clamping: first &+ $0) }
+        return (sequences, replayed, conflict)
+    }
+
+    /// The `keys` ids of every name the records use, interning new names in a statement of their
+    /// own (committed before the write that uses them).
+    private func internKeys(_ records: [ConsentRecord]) throws -> [KeyKind: [ExactString: Int32]] {
+        var wanted: [KeyKind: Set<ExactString>] = [:]
+        for record in records {
+            wanted[.purpose, default: []].insert(ExactString(record.purpose))
+            if let data = record.dataCategory { wanted[.data, default: []].insert(ExactString(data)) }
+            wanted[.source, default: []].insert(ExactString(record.source))
+        }
+        let known = keyIDs.withLock { $0 }
+        var kinds: [Int16] = [], names: [String] = []
+        for (kind, set) in wanted {
+            for name in set where known[kind]?[name] == nil {
+                kinds.append(Int16(kind.rawValue))
+                names.append(name.value)
+            }
+        }
+        if !names.isEmpty {
+            let rows = try writer.run { session -> PostgresQueryResult in
+                try session.query("INSERT INTO keys (kind, name) SELECT * FROM unnest(\(kinds), \(names)) ON CONFLICT (kind, name) DO NOTHING")
+                return try session.query("SELECT k.id, k.kind, k.name FROM keys k JOIN unnest(\(kinds), \(names)) AS w(kind, name) ON k.kind = w.kind AND k.name = w.name")
+            }
+            var learned: [(KeyKind, ExactString, Int32)] = []
+            for row in rows {
+                let (id, kind, name) = try Self.decode(row, (Int32, Int16, String).self)
+                guard let kind = KeyKind(rawValue: Int64(kind)) else { continue }
+                learned.append((kind, ExactString(name), id))
+            }
+            keyIDs.withLock { ids in
+                for (kind, name, id) in learned { ids[kind, default: [:]][name] = id }
+            }
+        }
+        let ids = keyIDs.withLock { $0 }
+        for (kind, set) in wanted {
+            for name in set where ids[kind]?[name] == nil {
+                throw StoreError(.database, "consent store \(address): could not intern \(kind) '\(name.value)'")
+            }
+        }
+        return ids
+    }
+
+    public func importTransaction<T>(now: Timestamp = .now(), _ body: (_ append: ([ConsentRecord]) throws -> [UInt64]) throws -> T) throws -> T {
+        // Each batch is one `consentd_append` call (one transaction) — a strict import that
+        // fails part-way leaves the batches already appended; see README.
+        try body { records in
+            for record in records { try validate(record, now: now) }
+            guard !records.isEmpty else { return [] }
+            var sequences: [UInt64] = []
+            sequences.reserveCapacity(records.count)
+            var start = 0
+            while start < records.count {
+                let end = min(records.count, start + 20_000)
+                sequences += try insert(Array(records[start..<end]), idempotencyKey: nil, fingerprint: "", now: now).sequences
+                start = end
+            }
+            return sequences
+        }
+    }
+
+    // MARK: erasure
+
+    public func erase(subject: String, now: Timestamp = .now()) throws -> ErasureTombstone {
+        try StoreRules.checkSubject(subject)
+        let hash = subjectHash(subject)
+        let rows = try writer.run { session in
+            try session.query("SELECT erasure_sequence, record_count FROM consentd_erase(\(ByteBuffer(string: subject)), \(hash), \(now.microseconds))")
+        }
+        guard let row = rows.first else { throw StoreError(.database, "consent store \(address): consentd_erase returned no row") }
+        let (sequence, count) = try Self.decode(row, (Int64, Int32).self)
+        return ErasureTombstone(sequence: UInt64(clamping: sequence), subjectHash: hash, erasedAt: now, recordCount: Int(count))
+    }
+
+    public func erasures(of subject: String) throws -> [ErasureTombstone] {
+        try StoreRules.checkSubject(subject)
+        return try erasures(hashed: subjectHash(subject))
+    }
+
+    public func erasures(hashed hash: String) throws -> [ErasureTombstone] {
+        let rows = try reader.run { session in
+            try session.query("SELECT sequence, erased_at, record_count FROM erasures WHERE subject_hash = \(hash) ORDER BY sequence")
+        }
+        return try rows.map { row in
+            let (sequence, erasedAt, count) = try Self.decode(row, (Int64, Int64, Int32).self)
+            return ErasureTombstone(sequence: UInt64(clamping: sequence), subjectHash: hash, erasedAt: Timestamp(microseconds: erasedAt), recordCount: Int(count))
+        }
+    }
+
+    // MARK: receipts' anchor
+
+    public func receiptAnchor() throws -> String? { try meta("receipt_anchor") }
+
+    public func setReceiptAnchor(_ hash: String) throws {
+        try writer.run { session in
+            try session.query("INSERT INTO store_meta (key, value) VALUES ('receipt_anchor', \(hash)) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        }
+    }
+
+    public func receiptChainBreaks() throws -> [String] {
+        (try meta("receipt_breaks") ?? "").split(separator: "\n").map(String.init)
+    }
+
+    public func recordReceiptChainBreak(_ text: String) throws {
+        let line = text.replacingOccurrences(of: "\n", with: " ")
+        try writer.run { session in
+            try session.query("""
+                INSERT INTO store_meta (key, value) VALUES ('receipt_breaks', \(line))
+                ON CONFLICT (key) DO UPDATE SET value = store_meta.value || E'\\n' || excluded.value
+                """)
+        }
+    }
+
+    private func meta(_ key: String) throws -> String? {
+        let rows = try reader.run { session in try session.query("SELECT value FROM store_meta WHERE key = \(key)") }
+        return try rows.first.map { try Self.decode($0, String.self) }
+    }
+
+    // MARK: hashing
+
+    public func subjectHash(_ subject: String) -> String { subjectHasher.hash(subject) }
+    public func subjectHash(bytes: UnsafeRawBufferPointer) -> String { subjectHasher.hash(bytes: bytes) }
+
+    // MARK: reading
+
+    static let recordColumns = """
+        r.subject, r.sequence, p.name, d.name, r.choice, r.recorded_at, r.expires_at, r.legal_basis,
+        s.name, r.notice_version, r.jurisdiction, r.evidence
+        """
+    static let recordJoins = """
+        FROM consent_records r JOIN keys p ON p.id = r.purpose_id LEFT JOIN keys d ON d.id = r.data_id JOIN keys s ON s.id = r.source_id
+        """
+
+    static func record(_ row: PostgresRow) throws -> ConsentRecord {
+        let (subject, sequence, purpose, data, choice, recordedAt, expiresAt, basis, source, notice, jurisdiction, evidence) =
+            try decode(row, (ByteBuffer, Int64, String, String?, Int16, Int64, Int64?, Int16, String, Int64?, String?, String?).self)
+        return ConsentRecord(
+            sequence: UInt64(clamping: sequence), subject: String(decoding: subject.readableBytesView, as: UTF8.self), purpose: purpose,
+            dataCategory: data, choice: Choice(rawValue: UInt8(truncatingIfNeeded: choice)) ?? .deny,
+            recordedAt: Timestamp(microseconds: recordedAt), expiresAt: expiresAt.map { Timestamp(microseconds: $0) },
+            legalBasis: LegalBasis(rawValue: UInt8(truncatingIfNeeded: basis)) ?? .consent, source: source,
+            noticeVersion: notice.map { UInt32(clamping: $0) }, jurisdiction: jurisdiction, evidence: evidence
+        )
+    }
+
+    public func history(of subject: String) throws -> [ConsentRecord] {
+        try StoreRules.checkSubject(subject)
+        let rows = try reader.run { session in
+            try session.query("SELECT \(unescaped: Self.recordColumns) \(unescaped: Self.recordJoins) WHERE r.subject = \(ByteBuffer(string: subject)) ORDER BY r.sequence")
+        }
+        return try rows.map(Self.record)
+    }
+
+    public func history(of subject: String, asOf instant: Timestamp) throws -> [ConsentRecord] {
+        try StoreRules.checkSubject(subject)
+        let rows = try reader.run { session in
+            try session.query("""
+                SELECT \(unescaped: Self.recordColumns) \(unescaped: Self.recordJoins)
+                WHERE r.subject = \(ByteBuffer(string: subject)) AND r.stored_at <= \(instant.microseconds) AND r.recorded_at <= \(instant.microseconds)
+                ORDER BY r.sequence
+                """)
+        }
+        return try rows.map(Self.record)
+    }
+
+    public func forEachRecord(_ body: (ConsentRecord) throws -> Void) throws {
+        var after: Int64 = 0
+        while true {
+            let rows = try reader.run { session in
+                try session.query("SELECT \(unescaped: Self.recordColumns) \(unescaped: Self.recordJoins) WHERE r.sequence > \(after) ORDER BY r.sequence LIMIT 10000")
+            }
+            if rows.isEmpty { return }
+            for row in rows {
+                let record = try Self.record(row)
+                try body(record)
+                after = Int64(clamping: record.sequence)
+            }
+        }
+    }
+
+    public func lastSequence() throws -> UInt64 {
+        let rows = try reader.run { session in try session.query("SELECT last_sequence FROM store_counter WHERE one") }
+        return UInt64(clamping: try rows.first.map { try Self.decode($0, Int64.self) } ?? Int64(0))
+    }
+
+    public func recordCount() throws -> Int {
+        let rows = try reader.run { session in try session.query("SELECT count(*) FROM consent_records") }
+        return Int(try rows.first.map { try Self.decode($0, Int64.self) } ?? Int64(0))
+    }
+
+    /// Nothing local can go missing under a PostgreSQL store; connection failures are reported
+    /// by the calls that meet them.
+    public func healthProblem() -> String? { nil }
+
+    // MARK: following
+
+    public func keyMapper(for vocabulary: Vocabulary) -> KeyMapperHandle {
+        KeyMapperHandle(mapper: KeyMapper(vocabulary: vocabulary))
+    }
+
+    /// Reads the whole `keys` table into `mapper` (key ids are not handed out in commit order,
+    /// so they are looked up, never followed).
+    private func learnKeys(_ session: PostgresLink.Session, _ mapper: KeyMapper) throws {
+        var rows: [(id: Int64, kind: Int64, name: String)] = []
+        for row in try session.query("SELECT id, kind, name FROM keys") {
+            let (id, kind, name) = try Self.decode(row, (Int32, Int16, String).self)
+            rows.append((Int64(id), Int64(kind), name))
+        }
+        try mapper.learn(rows)
+    }
+
+    public func loadSnapshot(into handle: KeyMapperHandle) throws -> ConsentSnapshot {
+        let mapper = handle.mapper
+        return try reader.run { session in
+            try session.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            let head = try session.query("SELECT last_sequence FROM store_counter WHERE one").first.map { try Self.decode($0, Int64.self) } ?? Int64(0)
+            try learnKeys(session, mapper)
+            let (purposes, data, sources) = mapper.tables()
+            var builder = ConsentSnapshotBuilder()
+            var after: (subject: ByteBuffer, sequence: Int64)?
+            while true {
+                let rows: PostgresQueryResult
+                let columns = "subject, sequence, purpose_id, data_id, choice, recorded_at, expires_at, legal_basis, source_id, notice_version"
+                if let after {
+                    rows = try session.query("""
+                        SELECT \(unescaped: columns) FROM consent_records WHERE (subject, sequence) > (\(after.subject), \(after.sequence))
+                        ORDER BY subject, sequence LIMIT 50000
+                        """)
+                } else {
+                    rows = try session.query("SELECT \(unescaped: columns) FROM consent_records ORDER BY subject, sequence LIMIT 50000")
+                }
+                if rows.isEmpty { break }
+                for row in rows {
+                    let (subject, sequence, purpose, dataID, choice, recordedAt, expiresAt, basis, source, notice) =
+                        try Self.decode(row, (ByteBuffer, Int64, Int32, Int32?, Int16, Int64, Int64?, Int16, Int32, Int64?).self)
+                    let record = KeyMapper.compactRecord(
+                        sequence: sequence, purpose: Int64(purpose), data: dataID.map(Int64.init), choice: Int64(choice), recordedAt: recordedAt,
+                        expiresAt: expiresAt, legalBasis: Int64(basis), source: Int64(source), noticeVersion: notice,
+                        purposes: purposes, dataCategories: data, sources: sources
+                    )
+                    subject.withUnsafeReadableBytes { builder.add(subject: $0, record) }
+                    after = (subject, sequence)
+                }
+            }
+            try session.query("COMMIT")
+            builder.covers(through: UInt64(clamping: head))
+            return builder.build()
+        }
+    }
+
+    public func changes(after sequence: UInt64, limit: Int = 20_000, mapper handle: KeyMapperHandle) throws -> (changes: [ConsentChange], through: UInt64) {
+        let mapper = handle.mapper
+        let cursor = Int64(clamping: sequence)
+        return try reader.run { session in
+            // One statement, one snapshot: the counter and every row at or below it.
+            let rows = try session.query("""
+                SELECT c.last_sequence, u.sequence, u.subject, u.purpose_id, u.data_id, u.choice, u.recorded_at, u.expires_at,
+                       u.legal_basis, u.source_id, u.notice_version, u.anchor, u.erasure
+                FROM store_counter c LEFT JOIN LATERAL (
+                    SELECT * FROM (
+                        SELECT r.sequence, r.subject, r.purpose_id, r.data_id, r.choice, r.recorded_at, r.expires_at, r.legal_basis,
+                               r.source_id, r.notice_version, NULL::bigint AS anchor, false AS erasure
+                        FROM consent_records r WHERE r.sequence > \(cursor) AND r.sequence <= c.last_sequence
+                        UNION ALL
+                        SELECT e.sequence, NULL::bytea, NULL::integer, NULL::integer, NULL::smallint, NULL::bigint, NULL::bigint, NULL::smallint,
+                               NULL::integer, NULL::bigint, e.anchor_sequence, true
+                        FROM erasures e WHERE e.sequence > \(cursor) AND e.sequence <= c.last_sequence
+                    ) AS both_kinds ORDER BY sequence LIMIT \(Int64(limit))
+                ) AS u ON true
+                WHERE c.one
+                """)
+            typealias Row = (Int64, Int64?, ByteBuffer?, Int32?, Int32?, Int16?, Int64?, Int64?, Int16?, Int32?, Int64?, Int64?, Bool?)
+            let decoded: [Row] = try rows.map { try Self.decode($0, Row.self) }
+            guard let head = decoded.first?.0 else { return ([], sequence) }
+            var through = UInt64(clamping: head)
+            guard through > sequence else { return ([], max(through, sequence)) }
+            let unknown = decoded.contains { row in
+                guard row.12 == false, let purpose = row.3, let source = row.9 else { return false }
+                return !mapper.knows(purpose: Int64(purpose), data: row.4.map(Int64.init), source: Int64(source))
+            }
+            if unknown { try learnKeys(session, mapper) }
+            let (purposes, data, sources) = mapper.tables()
+            var changes: [ConsentChange] = []
+            changes.reserveCapacity(decoded.count)
+            var last: Int64 = cursor
+            for row in decoded {
+                guard let rowSequence = row.1 else { continue }
+                last = rowSequence
+                if row.12 == true {
+                    if let anchor = row.11 { changes.append(.erasureOf(anchorSequence: UInt64(clamping: anchor))) }
+                    continue
+                }
+                guard let subject = row.2, let purpose = row.3, let choice = row.5, let recordedAt = row.6, let basis = row.8, let source = row.9 else {
+                    throw StoreError(.database, "consent store \(address): record #\(rowSequence) has missing columns")
+                }
+                let record = KeyMapper.compactRecord(
+                    sequence: rowSequence, purpose: Int64(purpose), data: row.4.map(Int64.init), choice: Int64(choice), recordedAt: recordedAt,
+                    expiresAt: row.7, legalBasis: Int64(basis), source: Int64(source), noticeVersion: row.10,
+                    purposes: purposes, dataCategories: data, sources: sources
+                )
+                changes.append(.record(subject: String(decoding: subject.readableBytesView, as: UTF8.self), record))
+            }
+            if decoded.count == limit { through = UInt64(clamping: last) }
+            return (changes, through)
+        }
+    }
+
+    /// Decodes a row, a decoding failure (a column of another type: not a consentd store, or a
+    /// newer schema) becoming a store error.
+    static func decode<each Column: PostgresDecodable>(_ row: PostgresRow, _ type: (repeat each Column).Type) throws -> (repeat each Column) {
+        do {
+            return try row.decode(type)
+        } catch {
+            throw StoreError(.database, "a consent store row could not be read: \(error)")
+        }
+    }
+}

@@ -1,0 +1,149 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+
+/// One PostgreSQL connection used by one caller at a time, opened when first needed and again
+/// after it failed; every statement waits at most `timeout` (postgres-nio has no query timeout:
+/// the connection is closed when the time is up, which fails the statement).
+///
+/// Calls block the calling thread on an `EventLoopFuture` (never call them on an event loop).
+final class PostgresLink: @unchecked Sendable {
+    let address: PostgresAddress
+    let applicationName: String
+    let timeout: TimeAmount
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let lock = NSLock()
+    /// Guarded by `lock`.
+    private var connection: PostgresConnection?
+    private var nextID = 0
+
+    init(address: PostgresAddress, applicationName: String, timeout: TimeAmount, group: any EventLoopGroup, logger: Logger) {
+        self.address = address
+        self.applicationName = applicationName
+        self.timeout = timeout
+        self.group = group
+        self.logger = logger
+    }
+
+    /// Runs `body` with the connection held; a failure that leaves the connection unusable (or
+    /// in an unknown transaction state) closes it, and the next call opens a new one.
+    func run<T>(_ body: (Session) throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        let connection = try open()
+        let session = Session(connection: connection, timeout: timeout, logger: logger, address: address)
+        do {
+            return try body(session)
+        } catch {
+            // Whatever the statement was, the connection may hold an open transaction or be
+            // half-way through a reply: start the next call afresh.
+            _ = try? connection.close().wait()
+            self.connection = nil
+            throw error
+        }
+    }
+
+    /// Closes the connection (the next call opens a new one).
+    func close() {
+        lock.lock()
+        defer { lock.unlock() }
+        if let connection { _ = try? connection.close().wait() }
+        connection = nil
+    }
+
+    private func open() throws -> PostgresConnection {
+        if let connection, !connection.isClosed { return connection }
+        connection = nil
+        nextID += 1
+        let configuration = address.configuration(applicationName: applicationName, connectTimeout: timeout)
+        do {
+            let opened = try PostgresConnection.connect(on: group.next(), configuration: configuration, id: nextID, logger: logger).wait()
+            connection = opened
+            return opened
+        } catch {
+            throw StoreError(.unavailable, "cannot connect to the consent store \(address): \(Self.describe(error))")
+        }
+    }
+
+    /// What went wrong, in the server's words where it gave some.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PSQLError {
+            if let message = error.serverInfo?[.message] {
+                let code = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
+                let detail = error.serverInfo?[.detail].map { ": \($0)" } ?? ""
+                return message + detail + code
+            }
+            if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+            return "\(error.code)"
+        }
+        return "\(error)"
+    }
+
+    /// The connection while `run` holds it.
+    struct Session {
+        let connection: PostgresConnection
+        let timeout: TimeAmount
+        let logger: Logger
+        let address: PostgresAddress
+
+        /// Runs one statement and returns its rows.
+        @discardableResult
+        func query(_ query: PostgresQuery) throws -> PostgresQueryResult {
+            let started = NIODeadline.now()
+            let connection = self.connection
+            let timer = connection.eventLoop.scheduleTask(in: timeout) { let _: EventLoopFuture<Void> = connection.close() }
+            defer { timer.cancel() }
+            do {
+                return try connection.query(query, logger: logger).wait()
+            } catch {
+                if NIODeadline.now() - started >= timeout {
+                    throw StoreError(.unavailable, "the consent store \(address) did not answer within \(timeout.nanoseconds / 1_000_000) ms; the connection was closed")
+                }
+                if connection.isClosed {
+                    throw StoreError(.unavailable, "lost the connection to the consent store \(address): \(PostgresLink.describe(error))")
+                }
+                throw StoreError(.database, "consent store \(address): \(PostgresLink.describe(error))")
+            }
+        }
+    }
+}
+
+/// Splits SQL text into statements at top-level semicolons (not inside quotes, dollar-quoted
+/// bodies or comments): postgres-nio sends each query as one extended-protocol statement.
+enum SQLStatements {
+    static func split(_ text: String) -> [String] {
+        var statements: [String] = []
+        var current: [UInt8] = []
+        let bytes = Array(text.utf8)
+        var index = 0
+        var inQuote = false, inDollar = false
+        while index < bytes.count {
+            let byte = bytes[index]
+            if !inQuote, byte == UInt8(ascii: "$"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "$") {
+                inDollar.toggle()
+                current += [byte, byte]
+                index += 2
+                continue
+            }
+            if !inDollar, !inQuote, byte == UInt8(ascii: "-"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "-") {
+                while index < bytes.count, bytes[index] != UInt8(ascii: "\n") { index += 1 }
+                continue
+            }
+            if !inDollar, byte == UInt8(ascii: "'") { inQuote.toggle() }
+            if !inDollar, !inQuote, byte == UInt8(ascii: ";") {
+                let statement = String(decoding: current, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                if !statement.isEmpty { statements.append(statement) }
+                current = []
+            } else {
+                current.append(byte)
+            }
+            index += 1
+        }
+        let statement = String(decoding: current, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if !statement.isEmpty { statements.append(statement) }
+        return statements
+    }
+}

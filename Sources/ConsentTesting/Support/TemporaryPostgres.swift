@@ -1,0 +1,97 @@
+import ConsentStore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+
+/// A database of its own on the PostgreSQL server named by `CONSENTD_TEST_POSTGRES` (a
+/// `postgres://` or `postgresql:///DB?host=/socket/dir` URI of a database the tests may create
+/// databases from), dropped when released. Tests that need PostgreSQL skip when the variable is
+/// unset (`TemporaryPostgres.skipReason`).
+public final class TemporaryPostgres: @unchecked Sendable {
+    /// The environment variable naming the server.
+    public static let variable = "CONSENTD_TEST_POSTGRES"
+
+    /// The server's URI, or nil when the variable is unset or empty.
+    public static var serverURI: String? {
+        guard let text = ProcessInfo.processInfo.environment[variable], !text.isEmpty else { return nil }
+        return text
+    }
+
+    /// Why PostgreSQL tests do not run here, or nil when they do.
+    public static var skipReason: String? {
+        serverURI == nil ? "PostgreSQL tests skipped: set \(variable) to a server's URI (e.g. postgresql:///postgres?host=/tmp/pg&port=5432&user=consentd; see README) to run them" : nil
+    }
+
+    /// The new database's URI (`--store` takes it).
+    public let uri: String
+    /// The new database's address.
+    public let address: PostgresAddress
+    /// The new database's name.
+    public let name: String
+    private let server: PostgresAddress
+
+    /// Creates an empty database on the server.
+    public init() throws {
+        guard let serverURI = Self.serverURI else { throw StoreError(.unavailable, Self.skipReason ?? "") }
+        server = try PostgresAddress(serverURI)
+        name = "consentd_t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
+        var address = server
+        address.database = name
+        self.address = address
+        uri = address.description
+        try RawPostgres(server).execute("CREATE DATABASE \(name)")
+    }
+
+    /// A raw connection to the new database.
+    public func connect(applicationName: String = "consentd-test") throws -> RawPostgres {
+        try RawPostgres(address, applicationName: applicationName)
+    }
+
+    /// A raw connection to the server's own database (for pg_terminate_backend and the like).
+    public func connectToServer() throws -> RawPostgres { try RawPostgres(server) }
+
+    deinit {
+        if let admin = try? RawPostgres(server) { _ = try? admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+    }
+}
+
+/// One plain connection for tests: statements as text, rows back, blocking.
+public final class RawPostgres: @unchecked Sendable {
+    public let connection: PostgresConnection
+    private let logger = Logger(label: "consentd.test.postgres")
+
+    public init(_ address: PostgresAddress, applicationName: String = "consentd-test") throws {
+        var configuration: PostgresConnection.Configuration
+        if let directory = address.socketDirectory {
+            configuration = .init(unixSocketPath: "\(directory)/.s.PGSQL.\(address.port)", username: address.user, password: address.password, database: address.database)
+        } else {
+            configuration = .init(host: address.host ?? "localhost", port: address.port, username: address.user, password: address.password, database: address.database, tls: .disable)
+        }
+        configuration.options.additionalStartupParameters = [("application_name", applicationName)]
+        connection = try PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 1, logger: logger).wait()
+    }
+
+    /// Runs one statement; its rows.
+    @discardableResult
+    public func execute(_ sql: String) throws -> [PostgresRow] {
+        do {
+            return Array(try connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).wait())
+        } catch {
+            throw StoreError(.database, "\(String(reflecting: error)) in: \(sql.prefix(120).replacingOccurrences(of: "\n", with: " "))")
+        }
+    }
+
+    /// The first column of every row, which the statement must give as `text` (cast it).
+    public func column(_ sql: String) throws -> [String] {
+        try execute(sql).map { row in
+            var cells = row.makeIterator()
+            guard let cell = cells.next() else { return "" }
+            guard cell.dataType == .text else { throw StoreError(.database, "column(): cast the first column to text in: \(sql)") }
+            return try cell.decode(String?.self) ?? ""
+        }
+    }
+
+    deinit { _ = try? connection.close().wait() }
+}
