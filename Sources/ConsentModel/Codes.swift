@@ -95,6 +95,9 @@ public enum ReasonCode: UInt8, Sendable, Hashable, CaseIterable, CustomStringCon
     /// deny: a consent signal string (TC string, GPP string, US Privacy string) that could have
     /// changed this decision is malformed.
     case invalidSignal
+    /// deny: the daemon's copy of the consent store is not known to be current (too stale, or a
+    /// requested `min_sequence` not yet applied) and the decision would have depended on it.
+    case consentUnavailable
 
     /// The contract spelling, e.g. `CONSENT_GRANTED`.
     public var description: String { name.description }
@@ -116,6 +119,7 @@ public enum ReasonCode: UInt8, Sendable, Hashable, CaseIterable, CustomStringCon
         case .unknownDataCategory: "UNKNOWN_DATA_CATEGORY"
         case .invalidRequest: "INVALID_REQUEST"
         case .invalidSignal: "INVALID_SIGNAL"
+        case .consentUnavailable: "CONSENT_UNAVAILABLE"
         }
     }
 

@@ -273,7 +273,9 @@ public final class ReceiptReplayer {
             )
         }
         let request = DecisionRequest(subject: subject, purpose: receipt.purpose, dataCategory: receipt.data_category, context: context)
-        let decision = set.decide(request, consent: compact[...], now: time)
+        // A receipt of a decision made while the daemon's index was stale is re-decided as such:
+        // the replay shows that, without consent, the policies gave exactly that answer.
+        let decision = set.decide(request, consent: compact[...], now: time, consentAvailable: receipt.reason != ReasonCode.consentUnavailable.description)
         let replayedDecision = ReceiptSchema.decisionWord(allowed: decision.isAllowed)
         let replayedRule = decision.ruleIndex >= 0 ? set.rules[Int(decision.ruleIndex)].id : nil
         let replayedRecord = decision.record?.sequence ?? 0

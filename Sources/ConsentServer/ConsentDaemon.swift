@@ -70,7 +70,7 @@ public final class ConsentDaemon: Sendable {
             store = try ConsentStores.open(configuration.store, fileMode: configuration.fileMode,
                                            maximumClockSkew: TimeSpan(microseconds: Int64(configuration.maximumClockSkew * 1_000_000)),
                                            synchronousCommits: synchronousCommits)
-            feed = try ConsentFeed(store: store, vocabulary: vocabulary)
+            feed = try ConsentFeed(store: store, vocabulary: vocabulary, maximumStaleness: .microseconds(Int64(configuration.maximumStaleness * 1_000_000)))
         } catch {
             throw StartupError(description: "\(error)")
         }

@@ -43,6 +43,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var policyPollInterval: Double = 0.5
     /// How often the store is checked for other processes' writes (seconds).
     public var storePollInterval: Double = 0.01
+    /// How long the consent index may go without a look at the store confirming it current
+    /// before decisions that need consent are denied `CONSENT_UNAVAILABLE` (seconds).
+    public var maximumStaleness: Double = 5
     /// User ids that may administer consent (RecordConsent, History, EraseSubject) besides the daemon's own uid and root.
     public var adminUIDs: [UInt32] = []
     /// Group ids (the peer's primary group) whose members may administer consent.
@@ -127,6 +130,8 @@ public struct ServerConfiguration: Sendable, Equatable {
             problems.append("policy-poll-interval: must be 0 (only on SIGHUP) or between 0.05 and 1000000 seconds")
         }
         if !(storePollInterval >= 0.001 && storePollInterval <= 1e6) { problems.append("store-poll-interval: must be between 0.001 and 1000000 seconds") }
+        if !(maximumStaleness >= 0.1 && maximumStaleness <= 86_400) { problems.append("max-staleness: must be between 0.1 and 86400 seconds") }
+        if maximumStaleness <= storePollInterval { problems.append("max-staleness: must be longer than store-poll-interval (\(storePollInterval) s), or every pause between looks would deny") }
         if let receipts = self.receipts.directory, !receipts.isEmpty, !policies.isEmpty,
            Self.isSameOrInside(receipts, policies) || Self.isSameOrInside(policies, receipts) {
             problems.append("receipts: '\(receipts)' and the policy directory '\(policies)' overlap; the policy sources archived beside the receipts would be read as policies (give each a directory of its own)")

@@ -88,6 +88,8 @@ public final class ServerState: Sendable {
         status.startedAt = Google_Protobuf_Timestamp(startedAt)
         status.policyDirectory = configuration.policies
         status.storePath = feed.store.location
+        status.consentStalenessSeconds = feed.index.freshness.ageSeconds
+        status.consentStale = !feed.index.freshness.isCurrent
         status.lastReloadMilliseconds = policyState.loadMilliseconds
         if let receipts {
             status.receiptsDirectory = receipts.configuration.directory ?? ""

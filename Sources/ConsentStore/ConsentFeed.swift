@@ -1,5 +1,8 @@
 import ConsentModel
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Keeps a `ConsentIndex` equal to the store: loads it at start-up, then applies every change
 /// committed by this or any other process, in sequence order.
@@ -16,26 +19,38 @@ public final class ConsentFeed: Sendable {
     /// The last sequence applied; held while applying, which serialises catch-ups.
     private let cursor: Mutex<UInt64>
 
+    /// How long the index may go without a look confirming it current before decisions that
+    /// need consent fail closed (`IndexFreshness`).
+    public let maximumStaleness: Duration
+
     /// Loads every record of `store` into a new index over `vocabulary`.
-    public init(store: any ConsentStorage, vocabulary: Vocabulary) throws {
+    public init(store: any ConsentStorage, vocabulary: Vocabulary, maximumStaleness: Duration = .seconds(5)) throws {
         self.store = store
+        self.maximumStaleness = maximumStaleness
         self.mapper = store.keyMapper(for: vocabulary)
+        let started = ContinuousClock.now
         let snapshot = try store.loadSnapshot(into: mapper)
         self.index = ConsentIndex(vocabulary: vocabulary, snapshot: snapshot)
         self.cursor = Mutex(snapshot.sequence)
+        index.freshness.confirm(started, bound: maximumStaleness)
     }
 
     /// The last store sequence reflected in the index.
     public var appliedSequence: UInt64 { index.snapshot().sequence }
 
     /// Applies every change committed so far; returns how many were applied.
+    /// A read that found nothing newer confirms the index current as of the read's start.
     @discardableResult
     public func catchUp() throws -> Int {
         try cursor.withLock { cursor in
             var applied = 0
             while true {
+                let started = ContinuousClock.now
                 let (changes, through) = try store.changes(after: cursor, limit: 20_000, mapper: mapper)
-                guard through > cursor else { return applied }
+                guard through > cursor else {
+                    index.freshness.confirm(started, bound: maximumStaleness)
+                    return applied
+                }
                 index.apply(changes, through: through)
                 applied += changes.count
                 cursor = through
@@ -43,25 +58,79 @@ public final class ConsentFeed: Sendable {
         }
     }
 
+    /// One look at the store: applies what other processes committed since the last one, and
+    /// confirms the index current. A store whose counter went backwards (restored from a backup,
+    /// or another store at the same address) is loaded again whole.
+    public func poll() throws {
+        let started = ContinuousClock.now
+        let head = try store.lastSequence()
+        let applied = cursor.withLock { $0 }
+        if head < applied {
+            try reload()
+        } else if head > applied {
+            try catchUp()
+        } else {
+            index.freshness.confirm(started, bound: maximumStaleness)
+        }
+    }
+
+    /// Loads the whole store again and publishes it (the counter went backwards).
+    public func reload() throws {
+        try cursor.withLock { cursor in
+            let started = ContinuousClock.now
+            let snapshot = try store.loadSnapshot(into: mapper)
+            index.publish(snapshot)
+            cursor = snapshot.sequence
+            index.freshness.confirm(started, bound: maximumStaleness)
+        }
+    }
+
     /// Polls for other processes' commits every `interval` until the task is cancelled.
-    /// Errors (a locked or unreadable file) are reported to `onError` and retried next poll.
-    /// A store that refuses writes (`ConsentStorage.healthProblem`: SQLite files removed or
-    /// replaced under the daemon) is reported once, when it is first seen.
+    /// Errors (a locked or unreadable file, an unreachable server) are reported to `onError` and
+    /// retried with a jittered backoff (up to 1 s). A store that refuses writes
+    /// (`ConsentStorage.healthProblem`: SQLite files removed or replaced under the daemon) is
+    /// reported once, when it is first seen.
     public func follow(every interval: Duration = .milliseconds(10), onError: @Sendable (Error) -> Void = { _ in }) async {
-        var reportedFileProblem = false
+        var state = FollowState()
         while !Task.isCancelled {
-            if let problem = store.healthProblem() {
-                if !reportedFileProblem { onError(StoreError(.unavailable, problem)) }
-                reportedFileProblem = true
-            } else {
-                reportedFileProblem = false
-            }
-            do {
-                if try store.lastSequence() > cursor.withLock({ $0 }) { try catchUp() }
-            } catch {
-                onError(error)
-            }
-            try? await Task.sleep(for: interval)
+            try? await Task.sleep(for: followStep(&state, every: interval, onError))
+        }
+    }
+
+    /// `follow` on the calling thread (a thread of its own: every look blocks), while `running`.
+    public func followBlocking(every interval: Duration, while running: () -> Bool, onError: (Error) -> Void) {
+        var state = FollowState()
+        while running() {
+            let pause = followStep(&state, every: interval, onError)
+            let (seconds, attoseconds) = pause.components
+            usleep(useconds_t(clamping: seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+        }
+    }
+
+    private struct FollowState {
+        var reportedProblem = false
+        var failures = 0
+    }
+
+    /// One look; returns how long to wait before the next.
+    private func followStep(_ state: inout FollowState, every interval: Duration, _ onError: (Error) -> Void) -> Duration {
+        if let problem = store.healthProblem() {
+            if !state.reportedProblem { onError(StoreError(.unavailable, problem)) }
+            state.reportedProblem = true
+        } else {
+            state.reportedProblem = false
+        }
+        do {
+            try poll()
+            state.failures = 0
+            return interval
+        } catch {
+            onError(error)
+            state.failures += 1
+            // Jittered exponential backoff from the interval up to 1 s.
+            let base = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+            let ceiling = min(base * Double(1 << min(state.failures, 10)), 1.0)
+            return .milliseconds(Int64(Double.random(in: ceiling / 2...ceiling) * 1000))
         }
     }
 

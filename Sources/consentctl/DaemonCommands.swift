@@ -165,6 +165,9 @@ struct StatusCommand: ParsableCommand {
             }
         }
         print("consent store: \(status.storePath), sequence \(status.consentSequence), \(status.subjects) subjects, \(status.records) records")
+        if status.consentStale {
+            print("  STALE: last confirmed current \(String(format: "%.1f", status.consentStalenessSeconds)) s ago; decisions that need consent are denied CONSENT_UNAVAILABLE")
+        }
         print("requests \(counters.requests), decisions \(counters.decisions) (\(counters.allowed) allowed, \(counters.denied) denied), errors \(counters.errors)")
         print("in flight: \(counters.inFlight) (consent writes and history on the blocking pool)")
         print("connections: \(counters.connectionsOpen) open, \(counters.connectionsAccepted) accepted, \(counters.connectionsRefused) refused (limit), \(counters.connectionsIdleClosed) closed idle; frames rejected \(counters.framesRejected); permission denied \(counters.permissionDenied)")

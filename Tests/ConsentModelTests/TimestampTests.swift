@@ -68,7 +68,7 @@ import Testing
         for basis in LegalBasis.allCases { #expect(LegalBasis(name: basis.description) == basis) }
         #expect(Choice(name: "grant") == .grant)
         #expect(Choice(name: "GRANT") == nil)
-        #expect(Set(ReasonCode.allCases.map(\.description)) == ["CONSENT_GRANTED", "NOT_OPTED_OUT", "LEGAL_BASIS", "PROHIBITED", "NO_CONSENT", "CONSENT_DENIED", "CONSENT_EXPIRED", "CONSENT_STALE", "OPTED_OUT_BY_SIGNAL", "NO_MATCHING_RULE", "UNKNOWN_PURPOSE", "UNKNOWN_DATA_CATEGORY", "INVALID_REQUEST", "INVALID_SIGNAL"])
+        #expect(Set(ReasonCode.allCases.map(\.description)) == ["CONSENT_GRANTED", "NOT_OPTED_OUT", "LEGAL_BASIS", "PROHIBITED", "NO_CONSENT", "CONSENT_DENIED", "CONSENT_EXPIRED", "CONSENT_STALE", "OPTED_OUT_BY_SIGNAL", "NO_MATCHING_RULE", "UNKNOWN_PURPOSE", "UNKNOWN_DATA_CATEGORY", "INVALID_REQUEST", "INVALID_SIGNAL", "CONSENT_UNAVAILABLE"])
     }
 }
 

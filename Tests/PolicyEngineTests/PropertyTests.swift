@@ -332,6 +332,54 @@ import Testing
         }
     }
 
+    /// With the daemon's consent index stale, an answer never depends on the records (any two
+    /// histories give the same decision), no allow rests on consent, and every answer other than
+    /// CONSENT_UNAVAILABLE is the one the records would have given (allow by a legal basis, deny
+    /// by a prohibition: settled whatever the records say; the rule named may be another that
+    /// settles it).
+    @Test func aStaleIndexDecidesNothingFromRecords() throws {
+        var rng = SeededGenerator(seed: 51)
+        let consentReasons: Set<ReasonCode> = [.consentGranted, .notOptedOut, .noConsent, .consentDenied, .consentExpired, .consentStale]
+        var seen: [ReasonCode: Int] = [:]
+        var consentFreeCases = 0
+        for _ in 0..<200 {
+            let rules = (0..<Int.random(in: 1...8, using: &rng)).map { Self.randomRule($0, &rng) }
+            let vocabulary = Vocabulary()
+            let set = try Self.compile(rules, vocabulary: vocabulary)
+            let consentFree = rules.allSatisfy { $0.allow ? $0.requirement == "contract" : !$0.unlessConsent }
+            for _ in 0..<25 {
+                let request = Self.randomRequest(&rng)
+                let one = Self.randomRecords(subject: "s", &rng).map { $0.compact(in: vocabulary) }
+                let other = Self.randomRecords(subject: "s", &rng).map { $0.compact(in: vocabulary) }
+                let available = set.decide(request, consent: one[...], now: .distantPast)
+                let stale = set.decide(request, consent: one[...], now: .distantPast, consentAvailable: false)
+                #expect(stale == set.decide(request, consent: other[...], now: .distantPast, consentAvailable: false), "a stale answer depended on the records")
+                #expect(stale == set.decide(request, consent: [][...], now: .distantPast, consentAvailable: false))
+                if stale.effect == .allow {
+                    #expect(!consentReasons.contains(stale.reason) && stale.record == nil, "a stale index allowed on consent: \(stale)")
+                }
+                if stale.reason == .consentUnavailable {
+                    #expect(stale.effect == .deny)
+                } else {
+                    #expect(stale.effect == available.effect && !consentReasons.contains(stale.reason),
+                            "a stale answer that claims not to need consent differs from the records' answer: \(available) became \(stale)")
+                }
+                if available.effect == .deny {
+                    #expect(stale.effect == .deny, "\(available) became \(stale)")
+                }
+                if consentFree {
+                    // A set no rule of which looks at consent answers exactly as before.
+                    #expect(stale == available, "\(available) became \(stale)")
+                    consentFreeCases += 1
+                }
+                // The explanation agrees with the decision.
+                #expect(set.explain(request, consent: one[...], now: .distantPast, consentAvailable: false).decision == stale)
+                seen[stale.reason, default: 0] += 1
+            }
+        }
+        #expect(seen[.consentUnavailable, default: 0] > 100 && seen[.legalBasis, default: 0] > 20 && consentFreeCases > 20, "\(seen), \(consentFreeCases) consent-free")
+    }
+
     @Test func expiredRecordsNeverCount() throws {
         var rng = SeededGenerator(seed: 41)
         for _ in 0..<60 {

@@ -52,6 +52,17 @@ package struct RequestProcessor {
     /// string's refusal is a choice made at the decision's instant, and its answer says when).
     package var pinnedNow: Timestamp?
 
+    /// Whether the consent index is known to be current (`IndexFreshness`); when not, decisions
+    /// that need consent are denied `CONSENT_UNAVAILABLE`. The one place every path asks.
+    @inline(__always)
+    private var consentAvailable: Bool { services.consent.freshness.isCurrent }
+
+    /// What a `CONSENT_UNAVAILABLE` answer says.
+    private var unavailableMessage: String {
+        "the daemon's copy of the consent store was last confirmed current \(String(format: "%.1f", services.consent.freshness.ageSeconds)) s ago, "
+            + "longer than its bound: decisions that need consent are denied until the store can be read"
+    }
+
     /// The instant of a decision that names none.
     @inline(__always)
     private func now() -> Timestamp { pinnedNow ?? .now() }
@@ -78,7 +89,8 @@ package struct RequestProcessor {
     /// Answers a plain Check straight from the frame's bytes into `buffer` (see `ParsedCheck`).
     /// Returns false, having written nothing, when the general path must answer.
     package mutating func fastCheck(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
-        guard roles.check, let check = ParsedCheck.parse(bytes) else { return false }
+        // A stale index: the general path answers (CONSENT_UNAVAILABLE where consent is needed, with its message).
+        guard roles.check, consentAvailable, let check = ParsedCheck.parse(bytes) else { return false }
         receipts?.startRequest()
         let subject = UnsafeRawBufferPointer(rebasing: bytes[check.subject])
         guard Identifier.isPrintableASCII(bytes: subject) else { return false }
@@ -156,7 +168,7 @@ package struct RequestProcessor {
     /// Answers a plain CheckBatch straight from the frame's bytes (see `fastCheck`); all items
     /// are resolved before anything is written, so a decline leaves `buffer` untouched.
     package mutating func fastBatch(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) -> Bool {
-        guard roles.check, batch.parse(bytes, maximumItems: services.maximumBatchItems) else { return false }
+        guard roles.check, consentAvailable, batch.parse(bytes, maximumItems: services.maximumBatchItems) else { return false }
         receipts?.startRequest()
         let context = batch.context
         guard context.contextIsWithinLimits else { return false }
@@ -375,7 +387,7 @@ package struct RequestProcessor {
         var message: String?
         var explained: [UInt8]?
         if check.explain {
-            var explanation = set.explain(request, consent: records, now: now)
+            var explanation = set.explain(request, consent: records, now: now, consentAvailable: consentAvailable)
             // Every record of the subject is consent history: admins only (as History is).
             if !roles.admin { explanation = explanation.withoutRecordTrace() }
             decision = explanation.decision
@@ -383,11 +395,12 @@ package struct RequestProcessor {
             explained = (try? set.wireExplanation(explanation).serializedBytes()) ?? []
         } else {
             (decision, message) = set.withSignals(context) { signals in
-                let decision = set.decide(request, consent: records, now: now, signals: signals)
+                let decision = set.decide(request, consent: records, now: now, signals: signals, consentAvailable: consentAvailable)
                 return (decision, decision.reason == .invalidSignal ? signals.problemMessage : nil)
             }
         }
         if decision.reason == .invalidRequest { message = set.invalidRequestProblem(request) }
+        if decision.reason == .consentUnavailable { message = unavailableMessage }
         decided(event(decision, subject: request.subject, purpose: request.purpose, dataCategory: request.dataCategory, context: request.context, signals: EventSignals(context),
                       at: now, sequence: snapshot.sequence, kind: .check), set: set)
         return .respondFrame(AnswerWriter.checkFrame(id: id, answerParts(set).answer(decision, sequence: snapshot.sequence), explanation: explained, message: message) ?? unwritable(id))
@@ -408,21 +421,23 @@ package struct RequestProcessor {
         let eventSignals = EventSignals(context)
         // The message says why, for the first item denied INVALID_REQUEST and for the signal
         // strings when some item was denied INVALID_SIGNAL.
+        let available = consentAvailable
         let message = set.withSignals(context) { signals in
-            var sawInvalidSignal = false
+            var sawInvalidSignal = false, sawUnavailable = false
             var invalidRequest: String?
             for (index, item) in batch.items.enumerated() {
                 let request = DecisionRequest(subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context)
-                let decision = set.decide(request, consent: snapshot.records(of: item.subjectID), now: now, signals: signals)
+                let decision = set.decide(request, consent: snapshot.records(of: item.subjectID), now: now, signals: signals, consentAvailable: available)
                 decided(event(decision, subject: item.subjectID, purpose: item.purpose, dataCategory: item.dataCategory, context: context, signals: eventSignals,
                               at: now, sequence: snapshot.sequence, kind: .batch), set: set)
                 decisions.append(decision)
                 if decision.reason == .invalidSignal { sawInvalidSignal = true }
+                if decision.reason == .consentUnavailable { sawUnavailable = true }
                 if decision.reason == .invalidRequest, invalidRequest == nil {
                     invalidRequest = set.invalidRequestProblem(request).map { "items[\(index)]: \($0)" }
                 }
             }
-            let parts = [invalidRequest, sawInvalidSignal ? signals.problemMessage : nil].compactMap { $0 }
+            let parts = [invalidRequest, sawInvalidSignal ? signals.problemMessage : nil, sawUnavailable ? unavailableMessage : nil].compactMap { $0 }
             return parts.isEmpty ? nil : parts.joined(separator: "; ")
         }
         let parts = answerParts(set)
@@ -454,13 +469,15 @@ package struct RequestProcessor {
         let snapshot = consent.current()
         let records = snapshot.records(of: list.subjectID)
         let now = self.now()
+        let available = consentAvailable
         var result = Consentd_V1_ListUsesResponse()
         result.policyRevision = set.revision
         result.consentSequence = snapshot.sequence
+        if !available { result.message = unavailableMessage + " (uses that need consent are not listed)" }
         set.withSignals(context) { signals in
             for purpose in set.purposes.leaves {
                 for data in set.dataCategories.leaves {
-                    let decision = set.decide(DecisionRequest(subject: list.subjectID, purpose: purpose, dataCategory: data, context: context), consent: records, now: now, signals: signals)
+                    let decision = set.decide(DecisionRequest(subject: list.subjectID, purpose: purpose, dataCategory: data, context: context), consent: records, now: now, signals: signals, consentAvailable: available)
                     if decision.reason == .invalidSignal, result.message.isEmpty { result.message = signals.problemMessage ?? "" }
                     guard decision.isAllowed else { continue }
                     decided(event(decision, subject: list.subjectID, purpose: purpose, dataCategory: data, context: context, signals: eventSignals,

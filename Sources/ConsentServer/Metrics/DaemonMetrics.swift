@@ -82,6 +82,10 @@ public final class DaemonMetrics: Sendable {
             ("consentd_consent_index_subjects", { Double($0.feed.index.snapshot().subjectCount) }),
             ("consentd_consent_index_records", { Double($0.feed.index.snapshot().recordCount) }),
             ("consentd_consent_sequence", { Double($0.feed.index.snapshot().sequence) }),
+            // Seconds since a look at the store last confirmed the index current (decisions that
+            // need consent are denied while it exceeds --max-staleness).
+            ("consentd_consent_staleness_seconds", { $0.feed.index.freshness.ageSeconds }),
+            ("consentd_consent_stale", { $0.feed.index.freshness.isCurrent ? 0 : 1 }),
             ("consentd_policy_rules", { Double($0.policies.set.rules.count) }),
             ("consentd_policy_last_load_seconds", { $0.policies.current.loadMilliseconds / 1000 }),
             ("consentd_receipts_queued", { Double($0.receipts?.queued ?? 0) }),

@@ -11,6 +11,8 @@ public final class ConsentIndex: Sendable {
     private let versionCounter = Atomic<UInt64>(0)
     /// The vocabulary compact records are interned in.
     public let vocabulary: Vocabulary
+    /// How current the index is known to be (its follower confirms it; a watchdog marks it stale).
+    public let freshness = IndexFreshness()
 
     /// Creates an index holding `snapshot`.
     public init(vocabulary: Vocabulary, snapshot: ConsentSnapshot = .empty) {

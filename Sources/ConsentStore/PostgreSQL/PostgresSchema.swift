@@ -29,17 +29,19 @@ enum PostgresSchema {
                 UNIQUE (kind, name)
             );
 
-            -- Append-only consent history.
+            -- Append-only consent history. Key ids carry no foreign-key constraint: rows are
+            -- written only by consentd_append, with ids of keys committed before the call, and
+            -- keys are never deleted; the per-row checks halved the import rate (100 k/s → 53 k/s).
             CREATE TABLE consent_records (
                 sequence bigint PRIMARY KEY,
                 subject bytea NOT NULL,
-                purpose_id integer NOT NULL REFERENCES keys (id),
-                data_id integer REFERENCES keys (id),
+                purpose_id integer NOT NULL,
+                data_id integer,
                 choice smallint NOT NULL CHECK (choice IN (1, 2)),
                 recorded_at bigint NOT NULL,
                 expires_at bigint,
                 legal_basis smallint NOT NULL DEFAULT 0,
-                source_id integer NOT NULL REFERENCES keys (id),
+                source_id integer NOT NULL,
                 notice_version bigint,
                 jurisdiction text COLLATE "C",
                 evidence text COLLATE "C",

@@ -181,6 +181,12 @@ public nonisolated enum Consentd_V1_Reason: SwiftProtobuf.Enum, Swift.CaseIterab
   /// A consent signal string that could have decided this cannot be read; `message` says which
   /// string and what is wrong with it.
   case invalidSignal // = 14
+
+  /// The daemon cannot vouch that its copy of the consent store is current (the store has been
+  /// unreachable, or its change feed stuck, for longer than --max-staleness; or a `min_sequence`
+  /// the context asked for was not applied within --max-sequence-wait), and this decision would
+  /// have depended on the subject's consent records. Decisions that need no consent are answered.
+  case consentUnavailable // = 15
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -204,6 +210,7 @@ public nonisolated enum Consentd_V1_Reason: SwiftProtobuf.Enum, Swift.CaseIterab
     case 12: self = .unknownDataCategory
     case 13: self = .invalidRequest
     case 14: self = .invalidSignal
+    case 15: self = .consentUnavailable
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -225,6 +232,7 @@ public nonisolated enum Consentd_V1_Reason: SwiftProtobuf.Enum, Swift.CaseIterab
     case .unknownDataCategory: return 12
     case .invalidRequest: return 13
     case .invalidSignal: return 14
+    case .consentUnavailable: return 15
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -246,6 +254,7 @@ public nonisolated enum Consentd_V1_Reason: SwiftProtobuf.Enum, Swift.CaseIterab
     .unknownDataCategory,
     .invalidRequest,
     .invalidSignal,
+    .consentUnavailable,
   ]
 
 }
@@ -1360,6 +1369,19 @@ public nonisolated struct Consentd_V1_StatusResponse: @unchecked Sendable {
     set {_uniqueStorage()._callerRoles = newValue}
   }
 
+  /// Seconds since a look at the consent store last confirmed the daemon's index current.
+  public var consentStalenessSeconds: Double {
+    get {_storage._consentStalenessSeconds}
+    set {_uniqueStorage()._consentStalenessSeconds = newValue}
+  }
+
+  /// True while that exceeds --max-staleness: decisions that need consent are denied
+  /// CONSENT_UNAVAILABLE until the store can be read again.
+  public var consentStale: Bool {
+    get {_storage._consentStale}
+    set {_uniqueStorage()._consentStale = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1380,7 +1402,7 @@ nonisolated extension Consentd_V1_Decision: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Consentd_V1_Reason: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_CONSENT_GRANTED\0\u{1}REASON_NOT_OPTED_OUT\0\u{1}REASON_LEGAL_BASIS\0\u{1}REASON_PROHIBITED\0\u{1}REASON_NO_CONSENT\0\u{1}REASON_CONSENT_DENIED\0\u{1}REASON_CONSENT_EXPIRED\0\u{1}REASON_CONSENT_STALE\0\u{1}REASON_OPTED_OUT_BY_SIGNAL\0\u{1}REASON_NO_MATCHING_RULE\0\u{1}REASON_UNKNOWN_PURPOSE\0\u{1}REASON_UNKNOWN_DATA_CATEGORY\0\u{1}REASON_INVALID_REQUEST\0\u{1}REASON_INVALID_SIGNAL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_CONSENT_GRANTED\0\u{1}REASON_NOT_OPTED_OUT\0\u{1}REASON_LEGAL_BASIS\0\u{1}REASON_PROHIBITED\0\u{1}REASON_NO_CONSENT\0\u{1}REASON_CONSENT_DENIED\0\u{1}REASON_CONSENT_EXPIRED\0\u{1}REASON_CONSENT_STALE\0\u{1}REASON_OPTED_OUT_BY_SIGNAL\0\u{1}REASON_NO_MATCHING_RULE\0\u{1}REASON_UNKNOWN_PURPOSE\0\u{1}REASON_UNKNOWN_DATA_CATEGORY\0\u{1}REASON_INVALID_REQUEST\0\u{1}REASON_INVALID_SIGNAL\0\u{1}REASON_CONSENT_UNAVAILABLE\0")
 }
 
 nonisolated extension Consentd_V1_Choice: SwiftProtobuf._ProtoNameProviding {
@@ -3093,7 +3115,7 @@ nonisolated extension Consentd_V1_Counters: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{3}policy_revision\0\u{3}policy_loaded_at\0\u{3}policy_errors\0\u{3}consent_sequence\0\u{1}subjects\0\u{1}records\0\u{1}counters\0\u{3}started_at\0\u{1}rules\0\u{3}policy_directory\0\u{3}store_path\0\u{3}last_reload_milliseconds\0\u{3}receipts_directory\0\u{3}receipts_error\0\u{3}receipts_queued\0\u{3}metrics_address\0\u{3}caller_roles\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{3}policy_revision\0\u{3}policy_loaded_at\0\u{3}policy_errors\0\u{3}consent_sequence\0\u{1}subjects\0\u{1}records\0\u{1}counters\0\u{3}started_at\0\u{1}rules\0\u{3}policy_directory\0\u{3}store_path\0\u{3}last_reload_milliseconds\0\u{3}receipts_directory\0\u{3}receipts_error\0\u{3}receipts_queued\0\u{3}metrics_address\0\u{3}caller_roles\0\u{3}consent_staleness_seconds\0\u{3}consent_stale\0")
 
   fileprivate class _StorageClass {
     var _version: String = String()
@@ -3114,6 +3136,8 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
     var _receiptsQueued: UInt64 = 0
     var _metricsAddress: String = String()
     var _callerRoles: [String] = []
+    var _consentStalenessSeconds: Double = 0
+    var _consentStale: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3142,6 +3166,8 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
       _receiptsQueued = source._receiptsQueued
       _metricsAddress = source._metricsAddress
       _callerRoles = source._callerRoles
+      _consentStalenessSeconds = source._consentStalenessSeconds
+      _consentStale = source._consentStale
     }
   }
 
@@ -3178,6 +3204,8 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
         case 16: try { try decoder.decodeSingularUInt64Field(value: &_storage._receiptsQueued) }()
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._metricsAddress) }()
         case 18: try { try decoder.decodeRepeatedStringField(value: &_storage._callerRoles) }()
+        case 19: try { try decoder.decodeSingularDoubleField(value: &_storage._consentStalenessSeconds) }()
+        case 20: try { try decoder.decodeSingularBoolField(value: &_storage._consentStale) }()
         default: break
         }
       }
@@ -3244,6 +3272,12 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
       if !_storage._callerRoles.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._callerRoles, fieldNumber: 18)
       }
+      if _storage._consentStalenessSeconds.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._consentStalenessSeconds, fieldNumber: 19)
+      }
+      if _storage._consentStale != false {
+        try visitor.visitSingularBoolField(value: _storage._consentStale, fieldNumber: 20)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3271,6 +3305,8 @@ nonisolated extension Consentd_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
         if _storage._receiptsQueued != rhs_storage._receiptsQueued {return false}
         if _storage._metricsAddress != rhs_storage._metricsAddress {return false}
         if _storage._callerRoles != rhs_storage._callerRoles {return false}
+        if _storage._consentStalenessSeconds != rhs_storage._consentStalenessSeconds {return false}
+        if _storage._consentStale != rhs_storage._consentStale {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -51,6 +51,9 @@ public struct ResolvedRequest: Hashable, Sendable {
     var unknownSignals: UInt8 = 0
     /// Consent for this purpose is unknown: the TCF applies, maps the purpose, and its string is malformed.
     var consentUnknown = false
+    /// The subject's stored records are not known to be current (the daemon's copy of the store
+    /// is stale): every outcome that would look at consent is `CONSENT_UNAVAILABLE`.
+    public var consentUnavailable = false
 }
 
 /// The consent record that decides for one (purpose, data, instant), computed once per request.

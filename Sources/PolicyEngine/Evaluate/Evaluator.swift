@@ -17,6 +17,8 @@ public enum RuleOutcome: Hashable, Sendable, CustomStringConvertible {
     case permissionUnmet(ReasonCode)
     /// A rule whose outcome depends on a signal string that cannot be read.
     case signalUnknown
+    /// A rule whose outcome depends on consent records the daemon cannot vouch are current.
+    case consentUnavailable
 
     public var description: String {
         switch self {
@@ -29,6 +31,7 @@ public enum RuleOutcome: Hashable, Sendable, CustomStringConvertible {
         case let .permissionHeld(reason): "permission held (\(reason))"
         case let .permissionUnmet(reason): "permission matched but not met (\(reason))"
         case .signalUnknown: "depends on a signal string that cannot be read (INVALID_SIGNAL)"
+        case .consentUnavailable: "depends on consent records that are not known to be current (CONSENT_UNAVAILABLE)"
         }
     }
 }
@@ -237,18 +240,25 @@ extension PolicySet {
 
     /// Decides a request for a subject whose records are `consent` (compact records in this set's
     /// vocabulary, any order). Pure: the same inputs give the same decision.
-    public func decide(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp) -> Decision {
+    /// - Parameter consentAvailable: false when the records may not be current (the daemon's
+    ///   store is stale): every outcome that would look at them is `CONSENT_UNAVAILABLE`.
+    public func decide(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp, consentAvailable: Bool = true) -> Decision {
         switch resolve(request, now: now) {
-        case let .success(resolved): return decide(resolved, consent: consent)
+        case var .success(resolved):
+            resolved.consentUnavailable = !consentAvailable
+            return decide(resolved, consent: consent)
         case let .failure(failure): return .deny(failure.reason)
         }
     }
 
     /// `decide` with the request's signals already read (`withSignals`), as a caller deciding
     /// many items of one request does.
-    public func decide(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp, signals: borrowing SignalAssessment) -> Decision {
+    public func decide(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp, signals: borrowing SignalAssessment,
+                       consentAvailable: Bool = true) -> Decision {
         switch resolve(request, now: now, signals: signals) {
-        case let .success(resolved): return decide(resolved, consent: consent)
+        case var .success(resolved):
+            resolved.consentUnavailable = !consentAvailable
+            return decide(resolved, consent: consent)
         case let .failure(failure): return .deny(failure.reason)
         }
     }
@@ -332,6 +342,10 @@ extension PolicySet {
         /// leaves unknown.
         var unknown = Specificity()
         var unknownProhibition = Specificity()
+        /// Why each of those is unknown: INVALID_SIGNAL, or CONSENT_UNAVAILABLE when only the
+        /// consent records (not a signal) are in doubt.
+        var unknownReason = ReasonCode.invalidSignal
+        var unknownProhibitionReason = ReasonCode.invalidSignal
 
         var candidateIndex = start
         while candidateIndex < end {
@@ -370,24 +384,33 @@ extension PolicySet {
             let anyUnknown = !anyHolds && rule.unlessSignalsAny & unknownBits != 0
             let signalsHold = rule.hasUnless && !andFails && !andUnknown && anyHolds
             var outcomeUnknown = rule.hasUnless && !andFails && (andUnknown || anyUnknown) && (anyHolds || anyUnknown)
-            // Consent under a TC string that cannot be read, where this rule would look at consent.
-            if request.consentUnknown {
+            var outcomeReason = ReasonCode.invalidSignal
+            // Consent under a TC string that cannot be read, or from a store not known to be
+            // current, where this rule would look at consent.
+            if request.consentUnknown || request.consentUnavailable {
+                let looksAtConsent: Bool
                 if rule.effect == .deny {
                     // A prohibition looks at consent only when its signals do not already keep it.
-                    if rule.unlessConsent && (signalsHold || outcomeUnknown) { outcomeUnknown = true }
-                } else if rule.requirementKind != 2 && !signalsHold {
+                    looksAtConsent = rule.unlessConsent && (signalsHold || outcomeUnknown)
+                } else {
                     // A permission on consent, unless its signals already defeat it.
+                    looksAtConsent = rule.requirementKind != 2 && !signalsHold
+                }
+                if looksAtConsent {
+                    if !outcomeUnknown && request.consentUnavailable { outcomeReason = .consentUnavailable }
                     outcomeUnknown = true
                 }
             }
             if outcomeUnknown {
-                tracer.rule(candidate.rule, .signalUnknown)
+                tracer.rule(candidate.rule, outcomeReason == .consentUnavailable ? .consentUnavailable : .signalUnknown)
                 if rule.effect == .deny {
                     if unknownProhibition.isBeaten(by: candidate.rule, candidate.purposeDepth, dataDepth) {
                         unknownProhibition = Specificity(rule: candidate.rule, purposeDepth: candidate.purposeDepth, dataDepth: dataDepth)
+                        unknownProhibitionReason = outcomeReason
                     }
                 } else if unknown.isBeaten(by: candidate.rule, candidate.purposeDepth, dataDepth) {
                     unknown = Specificity(rule: candidate.rule, purposeDepth: candidate.purposeDepth, dataDepth: dataDepth)
+                    unknownReason = outcomeReason
                 }
                 continue
             }
@@ -460,7 +483,7 @@ extension PolicySet {
         // A prohibition that might match could deny whatever holds; a permission that might hold
         // matters only when none holds for sure.
         if unknownProhibition.rule >= 0 {
-            return Decision(effect: .deny, reason: .invalidSignal, ruleIndex: unknownProhibition.rule)
+            return Decision(effect: .deny, reason: unknownProhibitionReason, ruleIndex: unknownProhibition.rule)
         }
         if held.rule >= 0 {
             let core = cores[Int(held.rule)]
@@ -472,7 +495,7 @@ extension PolicySet {
             }
         }
         if unknown.rule >= 0 {
-            return Decision(effect: .deny, reason: .invalidSignal, ruleIndex: unknown.rule)
+            return Decision(effect: .deny, reason: unknownReason, ruleIndex: unknown.rule)
         }
         if unmet.rule >= 0 {
             let record = unmetReason == .consentDenied || unmetReason == .consentStale ? effective.record : nil

@@ -91,7 +91,7 @@ struct TraceRecorder: DecisionTracer {
 
 extension PolicySet {
     /// Decides like `decide` and records why, for `explain`. Slow path: allocates freely.
-    public func explain(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp) -> Explanation {
+    public func explain(_ request: DecisionRequest, consent: ArraySlice<CompactRecord>, now: Timestamp, consentAvailable: Bool = true) -> Explanation {
         let at = request.context.at ?? now
         let summaries = consent.map(summary(of:))
         let problem = request.context.hasSignalStrings ? withSignals(request.context) { $0.problemMessage } : nil
@@ -102,7 +102,8 @@ extension PolicySet {
                                           records: summaries.map { ($0, false, false) }, effectiveRecord: nil)
             explanation.signalProblem = problem
             return explanation
-        case let .success(resolved):
+        case var .success(resolved):
+            resolved.consentUnavailable = !consentAvailable
             var tracer = TraceRecorder()
             let decision = evaluate(resolved, consent: consent, tracer: &tracer)
             if tracer.records.isEmpty && !consent.isEmpty {

@@ -149,6 +149,7 @@ enum PolicyKeys {
         Key(name: "name", schema: string()),
         Key(name: "request", schema: reference("request"), required: true),
         Key(name: "expect", schema: reference("expect"), required: true),
+        Key(name: "consent_unavailable", schema: boolean("Decide as a daemon whose copy of the consent store is not known to be current (CONSENT_UNAVAILABLE where consent is needed).")),
     ])
 
     static let request = Table([

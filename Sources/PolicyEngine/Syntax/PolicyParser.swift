@@ -367,6 +367,7 @@ public enum PolicyParser {
             }
             testCase.expectReason = reason
         }
+        if let node = fields["consent_unavailable"] { testCase.consentUnavailable = reader.bool(node, "consent_unavailable") ?? false }
         if let node = expect["rule"] { testCase.expectRule = reader.string(node, "rule")?.value }
         if let node = expect["obligations"] { testCase.expectObligations = reader.stringList(node, "obligations")?.map(\.value) }
         return testCase

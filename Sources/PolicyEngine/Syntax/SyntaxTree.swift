@@ -114,6 +114,8 @@ public struct TestCaseSyntax: Sendable {
     public var expectRule: String?
     public var expectObligations: [String]?
     public var location: SourceLocation
+    /// Decide as a daemon whose consent index is stale (`consent_unavailable: true`).
+    public var consentUnavailable = false
 }
 
 /// A request as written in a test case or on the command line.

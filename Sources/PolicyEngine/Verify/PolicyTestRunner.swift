@@ -79,7 +79,7 @@ public enum PolicyTestRunner {
         for testCase in suite.cases {
             let request = DecisionRequest(subject: testCase.request.subject, purpose: testCase.request.purpose, dataCategory: testCase.request.data, context: testCase.request.context)
             let records = bySubject[ExactString(request.subject)] ?? []
-            let decision = policySet.decide(request, consent: records[...], now: now)
+            let decision = policySet.decide(request, consent: records[...], now: now, consentAvailable: !testCase.consentUnavailable)
             let actual = policySet.report(decision)
             if let id = actual.ruleID { report.decidingRules.insert(id) }
             var ok = actual.effect == testCase.expectDecision

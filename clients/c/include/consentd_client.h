@@ -77,7 +77,8 @@ typedef enum consentd_reason {
     CONSENTD_REASON_UNKNOWN_PURPOSE = 11,
     CONSENTD_REASON_UNKNOWN_DATA_CATEGORY = 12,
     CONSENTD_REASON_INVALID_REQUEST = 13,
-    CONSENTD_REASON_INVALID_SIGNAL = 14  /* a consent signal string (TC, GPP, US Privacy) cannot be read */
+    CONSENTD_REASON_INVALID_SIGNAL = 14, /* a consent signal string (TC, GPP, US Privacy) cannot be read */
+    CONSENTD_REASON_CONSENT_UNAVAILABLE = 15  /* the daemon cannot vouch that its consent records are current */
 } consentd_reason;
 
 /* Values of consentd.v1.Choice. */

@@ -3852,7 +3852,7 @@ const ProtobufCMessageDescriptor consentd__v1__counters__descriptor =
   (ProtobufCMessageInit) consentd__v1__counters__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor consentd__v1__status_response__field_descriptors[18] =
+static const ProtobufCFieldDescriptor consentd__v1__status_response__field_descriptors[20] =
 {
   {
     "version",
@@ -4070,10 +4070,36 @@ static const ProtobufCFieldDescriptor consentd__v1__status_response__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "consent_staleness_seconds",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__StatusResponse, consent_staleness_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "consent_stale",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__StatusResponse, consent_stale),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned consentd__v1__status_response__field_indices_by_name[] = {
   17,   /* field[17] = caller_roles */
   4,   /* field[4] = consent_sequence */
+  19,   /* field[19] = consent_stale */
+  18,   /* field[18] = consent_staleness_seconds */
   7,   /* field[7] = counters */
   12,   /* field[12] = last_reload_milliseconds */
   16,   /* field[16] = metrics_address */
@@ -4094,7 +4120,7 @@ static const unsigned consentd__v1__status_response__field_indices_by_name[] = {
 static const ProtobufCIntRange consentd__v1__status_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 18 }
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor consentd__v1__status_response__descriptor =
 {
@@ -4104,7 +4130,7 @@ const ProtobufCMessageDescriptor consentd__v1__status_response__descriptor =
   "Consentd__V1__StatusResponse",
   "consentd.v1",
   sizeof(Consentd__V1__StatusResponse),
-  18,
+  20,
   consentd__v1__status_response__field_descriptors,
   consentd__v1__status_response__field_indices_by_name,
   1,  consentd__v1__status_response__number_ranges,
@@ -4187,7 +4213,7 @@ const ProtobufCEnumDescriptor consentd__v1__decision__descriptor =
   consentd__v1__decision__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue consentd__v1__reason__enum_values_by_number[15] =
+static const ProtobufCEnumValue consentd__v1__reason__enum_values_by_number[16] =
 {
   { "REASON_UNSPECIFIED", "CONSENTD__V1__REASON__REASON_UNSPECIFIED", 0 },
   { "REASON_CONSENT_GRANTED", "CONSENTD__V1__REASON__REASON_CONSENT_GRANTED", 1 },
@@ -4204,16 +4230,18 @@ static const ProtobufCEnumValue consentd__v1__reason__enum_values_by_number[15] 
   { "REASON_UNKNOWN_DATA_CATEGORY", "CONSENTD__V1__REASON__REASON_UNKNOWN_DATA_CATEGORY", 12 },
   { "REASON_INVALID_REQUEST", "CONSENTD__V1__REASON__REASON_INVALID_REQUEST", 13 },
   { "REASON_INVALID_SIGNAL", "CONSENTD__V1__REASON__REASON_INVALID_SIGNAL", 14 },
+  { "REASON_CONSENT_UNAVAILABLE", "CONSENTD__V1__REASON__REASON_CONSENT_UNAVAILABLE", 15 },
 };
 static const ProtobufCIntRange consentd__v1__reason__value_ranges[] = {
-{0, 0},{0, 15}
+{0, 0},{0, 16}
 };
-static const ProtobufCEnumValueIndex consentd__v1__reason__enum_values_by_name[15] =
+static const ProtobufCEnumValueIndex consentd__v1__reason__enum_values_by_name[16] =
 {
   { "REASON_CONSENT_DENIED", 6 },
   { "REASON_CONSENT_EXPIRED", 7 },
   { "REASON_CONSENT_GRANTED", 1 },
   { "REASON_CONSENT_STALE", 8 },
+  { "REASON_CONSENT_UNAVAILABLE", 15 },
   { "REASON_INVALID_REQUEST", 13 },
   { "REASON_INVALID_SIGNAL", 14 },
   { "REASON_LEGAL_BASIS", 3 },
@@ -4233,9 +4261,9 @@ const ProtobufCEnumDescriptor consentd__v1__reason__descriptor =
   "Reason",
   "Consentd__V1__Reason",
   "consentd.v1",
-  15,
+  16,
   consentd__v1__reason__enum_values_by_number,
-  15,
+  16,
   consentd__v1__reason__enum_values_by_name,
   1,
   consentd__v1__reason__value_ranges,

@@ -121,7 +121,14 @@ typedef enum _Consentd__V1__Reason {
    * A consent signal string that could have decided this cannot be read; `message` says which
    * string and what is wrong with it.
    */
-  CONSENTD__V1__REASON__REASON_INVALID_SIGNAL = 14
+  CONSENTD__V1__REASON__REASON_INVALID_SIGNAL = 14,
+  /*
+   * The daemon cannot vouch that its copy of the consent store is current (the store has been
+   * unreachable, or its change feed stuck, for longer than --max-staleness; or a `min_sequence`
+   * the context asked for was not applied within --max-sequence-wait), and this decision would
+   * have depended on the subject's consent records. Decisions that need no consent are answered.
+   */
+  CONSENTD__V1__REASON__REASON_CONSENT_UNAVAILABLE = 15
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CONSENTD__V1__REASON)
 } Consentd__V1__Reason;
 typedef enum _Consentd__V1__Choice {
@@ -820,10 +827,19 @@ struct  Consentd__V1__StatusResponse
    */
   size_t n_caller_roles;
   char **caller_roles;
+  /*
+   * Seconds since a look at the consent store last confirmed the daemon's index current.
+   */
+  double consent_staleness_seconds;
+  /*
+   * True while that exceeds --max-staleness: decisions that need consent are denied
+   * CONSENT_UNAVAILABLE until the store can be read again.
+   */
+  protobuf_c_boolean consent_stale;
 };
 #define CONSENTD__V1__STATUS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&consentd__v1__status_response__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0, 0, 0, NULL, NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0, 0, 0, NULL, NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
 
 
 /* Consentd__V1__Request methods */

@@ -1,0 +1,89 @@
+import ConsentClient
+import ConsentModel
+import ConsentServer
+import ConsentStore
+import ConsentTesting
+import ConsentWire
+import Foundation
+import Testing
+
+/// Daemons on one PostgreSQL store (`CONSENTD_TEST_POSTGRES`; skipped without it).
+@Suite(.enabled(if: TemporaryPostgres.serverURI != nil, Comment(rawValue: TemporaryPostgres.skipReason ?? "")), .serialized)
+struct PostgresDaemonTests {
+    static let targeted = "marketing.advertising.targeted"
+    static let browsing = "user.behavior.browsing"
+    static let eea = RequestContext(jurisdiction: "DE")
+
+    static func grant(_ subject: String, _ purpose: String = targeted) -> ConsentRecord {
+        ConsentRecord(subject: subject, purpose: purpose, choice: .grant, recordedAt: .now(), source: "test", noticeVersion: 3)
+    }
+
+    static func withdraw(_ subject: String) -> ConsentRecord {
+        ConsentRecord(subject: subject, purpose: "marketing", choice: .deny, recordedAt: .now(), source: "test")
+    }
+
+    /// Polls `condition` every 10 ms for at most `seconds`; whether it came true.
+    static func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return true }
+            usleep(10_000)
+        }
+        return try condition()
+    }
+
+    /// A withdrawal through daemon A stops daemon B's use of the data once B's feed has it, and
+    /// a grant through B reaches A the same way.
+    @Test func aWithdrawalThroughOneDaemonReachesTheOther() async throws {
+        let database = try TemporaryPostgres()
+        let a = try await DaemonHarness { $0.store = database.uri }
+        let b = try await DaemonHarness { $0.store = database.uri }
+        let (clientA, clientB) = (try a.client(), try b.client())
+        _ = try clientB.record([Self.grant("alice")])
+        #expect(try Self.eventually { try clientA.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentGranted })
+        _ = try clientA.record([Self.withdraw("alice")])
+        // A itself: the very next Check.
+        #expect(try clientA.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentDenied)
+        #expect(try Self.eventually { try clientB.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentDenied })
+        #expect(try clientB.status().storePath == database.uri)
+        try await a.stop()
+        try await b.stop()
+    }
+
+    /// The store becomes unreachable (connections refused, the daemon's own ones terminated):
+    /// after --max-staleness, decisions that need consent are denied CONSENT_UNAVAILABLE with a
+    /// message, decisions that need none are answered, status says so; once the store can be
+    /// read again, decisions resume without restarting the daemon.
+    @Test func decisionsFailClosedWhileTheStoreCannotBeReadAndResume() async throws {
+        let database = try TemporaryPostgres()
+        let daemon = try await DaemonHarness {
+            $0.store = database.uri
+            $0.maximumStaleness = 0.5
+        }
+        let client = try daemon.client()
+        _ = try client.record([Self.grant("alice")])
+        #expect(try client.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentGranted)
+        let admin = try database.connectToServer()
+        try admin.execute("ALTER DATABASE \(database.name) ALLOW_CONNECTIONS false")
+        try admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database.name)'")
+        #expect(try Self.eventually { try client.status().consentStale }, "the daemon did not notice that it cannot read the store")
+        let check = try client.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea)
+        #expect(check.decision == .deny && check.reason == .consentUnavailable)
+        #expect(check.message.contains("last confirmed current"), "\(check.message)")
+        // Every path: explain, a batch, ListUses; and what needs no consent is still answered.
+        #expect(try client.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea, explain: true).reason == .consentUnavailable)
+        let batch = try client.checkBatch([("alice", Self.targeted, Self.browsing), ("bob", "service.essential", "user")], context: Self.eea)
+        #expect(batch.results.map(\.reason) == [.consentUnavailable, .legalBasis])
+        #expect(batch.message.contains("last confirmed current"))
+        let uses = try client.listUses(subject: "alice", context: Self.eea)
+        #expect(!uses.uses.contains { $0.purpose == Self.targeted } && uses.uses.contains { $0.reason == .legalBasis })
+        #expect(uses.message.contains("not listed"))
+        #expect(try client.status().consentStalenessSeconds >= 0.5)
+        try admin.execute("ALTER DATABASE \(database.name) ALLOW_CONNECTIONS true")
+        #expect(try Self.eventually {
+            try client.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentGranted
+        }, "decisions did not resume once the store could be read again")
+        #expect(try client.status().consentStale == false)
+        try await daemon.stop()
+    }
+}
