@@ -10,6 +10,8 @@ public struct RequestContext: Hashable, Sendable {
     public var channel: String?
     /// The instant to decide at; nil means now.
     public var at: Timestamp?
+    /// The store sequence this decision must see (read-your-writes across daemons); 0: none.
+    public var minSequence: UInt64 = 0
     /// The consent signal strings, boxed: most requests carry none, and a request is copied on
     /// the decision path, so their absence costs one nil pointer.
     private var signalStrings: SignalStrings?

@@ -140,6 +140,7 @@ extension ConfigurationOption {
         number("policy-poll-interval", "SECONDS", "Seconds between checks of the policy directory; 0 = only on SIGHUP.", \.policyPollInterval),
         number("store-poll-interval", "SECONDS", "Seconds between checks for other processes' consent writes.", \.storePollInterval),
         number("max-staleness", "SECONDS", "Deny decisions that need consent (CONSENT_UNAVAILABLE) while no look at the store has confirmed the index current for this long.", \.maximumStaleness),
+        number("max-sequence-wait", "SECONDS", "How long a decision naming a min_sequence this daemon has not applied waits for it; then decisions that need consent are denied CONSENT_UNAVAILABLE.", \.maximumSequenceWait),
         ids("admin-uid", "A user id that may administer consent (RecordConsent, History, EraseSubject) besides the daemon's own and root.", \.adminUIDs),
         ids("admin-gid", "A group id whose members (by primary group) may administer consent.", \.adminGIDs),
         ids("check-uid", "A user id that may check (Check, CheckBatch, ListUses, Status); given any check-uid or check-gid, other non-admins may not.", \.checkUIDs),

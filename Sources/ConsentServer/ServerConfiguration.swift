@@ -46,6 +46,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// How long the consent index may go without a look at the store confirming it current
     /// before decisions that need consent are denied `CONSENT_UNAVAILABLE` (seconds).
     public var maximumStaleness: Double = 5
+    /// How long a decision whose context names a `min_sequence` this daemon has not applied
+    /// waits for its feed (seconds); past that, decisions that need consent are denied.
+    public var maximumSequenceWait: Double = 0.1
     /// User ids that may administer consent (RecordConsent, History, EraseSubject) besides the daemon's own uid and root.
     public var adminUIDs: [UInt32] = []
     /// Group ids (the peer's primary group) whose members may administer consent.
@@ -130,6 +133,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             problems.append("policy-poll-interval: must be 0 (only on SIGHUP) or between 0.05 and 1000000 seconds")
         }
         if !(storePollInterval >= 0.001 && storePollInterval <= 1e6) { problems.append("store-poll-interval: must be between 0.001 and 1000000 seconds") }
+        if !(maximumSequenceWait >= 0 && maximumSequenceWait <= 10) { problems.append("max-sequence-wait: must be between 0 and 10 seconds") }
         if !(maximumStaleness >= 0.1 && maximumStaleness <= 86_400) { problems.append("max-staleness: must be between 0.1 and 86400 seconds") }
         if maximumStaleness <= storePollInterval { problems.append("max-staleness: must be longer than store-poll-interval (\(storePollInterval) s), or every pause between looks would deny") }
         if let receipts = self.receipts.directory, !receipts.isEmpty, !policies.isEmpty,

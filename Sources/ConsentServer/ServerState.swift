@@ -60,10 +60,12 @@ public final class ServerState: Sendable {
 
     /// What each connection's request processor is given.
     package var requestServices: RequestServices {
-        RequestServices(
+        var services = RequestServices(
             policies: policies, consent: feed.index, store: feed, counters: counters, metrics: metrics, receipts: receipts,
             roleMap: roleMap, maximumBatchItems: configuration.maximumBatchItems, status: { [self] in status() }, logger: logger
         )
+        services.maximumSequenceWait = configuration.maximumSequenceWait
+        return services
     }
 
     /// A processor for a new connection of this daemon (as the socket listener makes one).

@@ -75,6 +75,7 @@ extension Consentd_V1_Context {
             channel: channel.isEmpty ? nil : channel, at: hasAt ? try at.model(field: "context.at") : nil
         )
         context.setSignals(tcString: tcString, gppString: gppString, gppSectionIds: gppSid, usPrivacy: usPrivacy, tcfVendorId: tcfVendorID)
+        context.minSequence = minSequence
         return context
     }
 
@@ -91,6 +92,7 @@ extension Consentd_V1_Context {
         gppSid = context.gppSectionIds
         usPrivacy = context.usPrivacy ?? ""
         tcfVendorID = context.tcfVendorId ?? 0
+        minSequence = context.minSequence
     }
 }
 

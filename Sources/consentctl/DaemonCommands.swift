@@ -78,6 +78,8 @@ struct CheckCommand: ParsableCommand {
     var gppSid: String?
     @Option(name: .customLong("us-privacy"), help: "A US Privacy string (e.g. 1YNN).") var usPrivacy: String?
     @Option(help: ArgumentHelp("The TCF vendor id asking (default: the policy set's tcf_vendor_id).", valueName: "id")) var vendor: UInt32?
+    @Option(name: .customLong("min-sequence"), help: ArgumentHelp("The store sequence of a write this decision must see (read-your-writes across daemons; `consent grant` prints it as #N).", valueName: "n"))
+    var minSequence: UInt64?
     @Flag(help: "Include the full trace.") var explain = false
     @Flag(help: "Exit with status 3 when the decision is deny.") var failOnDeny = false
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
@@ -106,6 +108,7 @@ struct CheckCommand: ParsableCommand {
         let client = try socketOptions.connect()
         var context = RequestContext(jurisdiction: jurisdiction, gpc: gpc, uspOptOut: uspOptOut, channel: channel, at: at.flatMap { Timestamp(rfc3339: $0) })
         context.setSignals(tcString: tcString ?? "", gppString: gpp ?? "", gppSectionIds: try sectionIds(), usPrivacy: usPrivacy ?? "", tcfVendorId: vendor ?? 0)
+        context.minSequence = minSequence ?? 0
         let response = try daemonCall { try client.check(subject: subject, purpose: purpose, dataCategory: data, context: context, explain: explain) }
         switch format {
         case .json:

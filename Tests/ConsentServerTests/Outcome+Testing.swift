@@ -8,7 +8,7 @@ extension RequestProcessor.Outcome {
         switch self {
         case let .respond(response): response
         case let .respondFrame(frame): try? Consentd_V1_Response(frame: frame)
-        case .offload: nil
+        case .offload, .waitForSequence: nil
         }
     }
 
@@ -24,7 +24,7 @@ extension RequestProcessor.Outcome {
         switch self {
         case let .respond(response): (try? response.serializedBytes() as [UInt8]).map(FrameCodec.frame)
         case let .respondFrame(frame): frame
-        case .offload: nil
+        case .offload, .waitForSequence: nil
         }
     }
 }

@@ -50,6 +50,33 @@ struct PostgresDaemonTests {
         try await b.stop()
     }
 
+    /// Read-your-writes across daemons: B follows lazily (a 5 s poll), yet a Check carrying the
+    /// sequence of A's withdrawal is answered from an index that holds it — B's very next Check.
+    @Test func aCheckCarryingAWritesSequenceSeesItOnAnotherDaemon() async throws {
+        let database = try TemporaryPostgres()
+        let a = try await DaemonHarness { $0.store = database.uri }
+        let b = try await DaemonHarness {
+            $0.store = database.uri
+            $0.storePollInterval = 5
+            $0.maximumStaleness = 30
+        }
+        let (clientA, clientB) = (try a.client(), try b.client())
+        for round in 0..<5 {
+            let subject = "read-your-writes-\(round)"
+            let granted = try clientA.record([Self.grant(subject)]).sequences.last ?? 0
+            var context = Self.eea
+            context.minSequence = granted
+            #expect(try clientB.check(subject: subject, purpose: Self.targeted, dataCategory: Self.browsing, context: context).reason == .consentGranted, "round \(round)")
+            let withdrawn = try clientA.record([Self.withdraw(subject)]).sequences.last ?? 0
+            context.minSequence = withdrawn
+            #expect(try clientB.check(subject: subject, purpose: Self.targeted, dataCategory: Self.browsing, context: context).reason == .consentDenied, "round \(round)")
+            let batch = try clientB.checkBatch([(subject, Self.targeted, Self.browsing)], context: context)
+            #expect(batch.results.map(\.reason) == [.consentDenied])
+        }
+        try await a.stop()
+        try await b.stop()
+    }
+
     /// The store becomes unreachable (connections refused, the daemon's own ones terminated):
     /// after --max-staleness, decisions that need consent are denied CONSENT_UNAVAILABLE with a
     /// message, decisions that need none are answered, status says so; once the store can be

@@ -96,6 +96,38 @@ import Glibc
         try await harness.stop()
     }
 
+    /// A `min_sequence` this daemon never reaches: the request waits about --max-sequence-wait
+    /// (not blocking the connection's event loop: another connection is answered meanwhile),
+    /// then what needs consent is CONSENT_UNAVAILABLE with a message and what needs none is
+    /// answered; a reached `min_sequence` answers at once, on the allocation-free path too.
+    @Test func aMinSequenceNotReachedWaitsItsBoundThenFailsClosed() async throws {
+        let harness = try await DaemonHarness { $0.maximumSequenceWait = 0.3 }
+        let admin = try harness.client()
+        let granted = try admin.record([grant("dora", "marketing.advertising.targeted")]).sequences[0]
+        var context = RequestContext(jurisdiction: "DE")
+        context.minSequence = granted
+        #expect(try admin.check(subject: "dora", purpose: "marketing.advertising.targeted", dataCategory: "user.behavior.browsing", context: context).reason == .consentGranted)
+        context.minSequence = granted + 1_000
+        let waiter = try harness.client()
+        let other = try harness.client()
+        let started = Date()
+        let waiting = Task { try waiter.check(subject: "dora", purpose: "marketing.advertising.targeted", dataCategory: "user.behavior.browsing", context: context) }
+        usleep(50_000)
+        // Meanwhile another connection is answered at once.
+        let quick = Date()
+        #expect(try other.check(subject: "dora", purpose: "marketing.advertising.targeted", dataCategory: "user.behavior.browsing", context: RequestContext(jurisdiction: "DE")).reason == .consentGranted)
+        #expect(Date().timeIntervalSince(quick) < 0.25, "a waiting request held up another connection")
+        let answer = try await waiting.value
+        #expect(Date().timeIntervalSince(started) >= 0.3)
+        #expect(answer.decision == .deny && answer.reason == .consentUnavailable)
+        #expect(answer.message.contains("context.min_sequence \(granted + 1_000) is not applied"), "\(answer.message)")
+        let batch = try waiter.checkBatch([("dora", "marketing.advertising.targeted", "user.behavior.browsing"), ("dora", "service.essential", "user")], context: context)
+        #expect(batch.results.map(\.reason) == [.consentUnavailable, .legalBasis])
+        let uses = try waiter.listUses(subject: "dora", context: context)
+        #expect(!uses.uses.contains { $0.purpose == "marketing.advertising.targeted" } && uses.message.contains("not listed"))
+        try await harness.stop()
+    }
+
     @Test func idempotentWritesAndBadRecordsThroughTheSocket() async throws {
         let harness = try await DaemonHarness()
         let client = try harness.client()

@@ -57,6 +57,25 @@ package struct RequestProcessor {
     @inline(__always)
     private var consentAvailable: Bool { services.consent.freshness.isCurrent }
 
+    /// Set while `resume` answers a request after its wait for `min_sequence`.
+    private var waitedForSequence = false
+
+    /// Whether the general path may decide a request whose context names `minimum` against
+    /// `snapshot`: `.wait` the first time the index is behind, then `.behind` (decide with
+    /// consent unavailable) once the wait is over.
+    private func sequenceGate(_ minimum: UInt64, _ snapshot: ConsentSnapshot) -> SequenceGate {
+        guard minimum > snapshot.sequence else { return .ready }
+        return waitedForSequence ? .behind : .wait
+    }
+
+    private enum SequenceGate { case ready, wait, behind }
+
+    /// What a decision denied because `min_sequence` was not reached says.
+    private func behindMessage(_ minimum: UInt64, _ snapshot: ConsentSnapshot) -> String {
+        "context.min_sequence \(minimum) is not applied on this daemon yet (it is at \(snapshot.sequence) after waiting "
+            + "\(Int(services.maximumSequenceWait * 1000)) ms): decisions that need consent are denied until it is"
+    }
+
     /// What a `CONSENT_UNAVAILABLE` answer says.
     private var unavailableMessage: String {
         "the daemon's copy of the consent store was last confirmed current \(String(format: "%.1f", services.consent.freshness.ageSeconds)) s ago, "
@@ -84,6 +103,9 @@ package struct RequestProcessor {
         case respondFrame([UInt8])
         /// Work that blocks (SQLite); run it off the event loop, then send its response.
         case offload(@Sendable () -> Consentd_V1_Response)
+        /// The request names a `min_sequence` the index has not reached: wait (without blocking)
+        /// until it has or `services.maximumSequenceWait` passed, then `resume` the request.
+        case waitForSequence(UInt64)
     }
 
     /// Answers a plain Check straight from the frame's bytes into `buffer` (see `ParsedCheck`).
@@ -114,6 +136,8 @@ package struct RequestProcessor {
         }
         guard let resolved = resolvedOrNil else { return false }
         let snapshot = consent.current()
+        // A write this daemon has not applied yet: the general path waits for it.
+        guard check.minSequence <= snapshot.sequence else { return false }
         let decision = snapshot.withRecords(ofSubjectBytes: subject) { set.decide(resolved, records: $0) }
         ServerCounters.bump(services.counters.requests)
         var event = DecisionEvent(
@@ -202,6 +226,7 @@ package struct RequestProcessor {
             batchResolved.append((resolved, item.subject))
         }
         let snapshot = consent.current()
+        guard context.minSequence <= snapshot.sequence else { return false }
         batchDecisions.removeAll(keepingCapacity: true)
         // One instant for every item's receipt (a batch is decided at one time).
         let decidedAt = context.at == nil ? at : (receipts == nil ? nil : now())
@@ -261,6 +286,20 @@ package struct RequestProcessor {
     package mutating func process(_ request: Consentd_V1_Request) -> Outcome {
         ServerCounters.bump(services.counters.requests)
         receipts?.startRequest()
+        waitedForSequence = false
+        return dispatch(request)
+    }
+
+    /// Answers a request `process` returned `.waitForSequence` for, once the wait is over
+    /// (whether or not the sequence arrived: past the wait, decisions that need consent are
+    /// CONSENT_UNAVAILABLE).
+    package mutating func resume(_ request: Consentd_V1_Request) -> Outcome {
+        waitedForSequence = true
+        defer { waitedForSequence = false }
+        return dispatch(request)
+    }
+
+    private mutating func dispatch(_ request: Consentd_V1_Request) -> Outcome {
         let id = request.id
         if request.hasUnknownFieldsAnywhere {
             return .respond(error(id, .unknownField, "the request carries fields this daemon does not know (at any depth, nested messages included); upgrade consentd or drop them"))
@@ -274,7 +313,7 @@ package struct RequestProcessor {
             return self.checkBatch(id, batch)
         case let .listUses(list)?:
             guard roles.check else { return .respond(permissionDenied(id, "ListUses")) }
-            return .respond(self.listUses(id, list))
+            return self.listUses(id, list)
         case .status?:
             guard roles.check else { return .respond(permissionDenied(id, "Status")) }
             return .respond(status(id))
@@ -379,6 +418,9 @@ package struct RequestProcessor {
         do { context = try check.context.model() } catch { return .respond(self.error(id, .invalidArgument, error.message)) }
         let set = policies.current()
         let snapshot = consent.current()
+        let gate = sequenceGate(context.minSequence, snapshot)
+        if gate == .wait { return .waitForSequence(context.minSequence) }
+        let consentAvailable = consentAvailable && gate == .ready
         let request = DecisionRequest(subject: check.subjectID, purpose: check.purpose, dataCategory: check.dataCategory, context: context)
         let records = snapshot.records(of: request.subject)
         let now = self.now()
@@ -400,7 +442,7 @@ package struct RequestProcessor {
             }
         }
         if decision.reason == .invalidRequest { message = set.invalidRequestProblem(request) }
-        if decision.reason == .consentUnavailable { message = unavailableMessage }
+        if decision.reason == .consentUnavailable { message = gate == .behind ? behindMessage(context.minSequence, snapshot) : unavailableMessage }
         decided(event(decision, subject: request.subject, purpose: request.purpose, dataCategory: request.dataCategory, context: request.context, signals: EventSignals(context),
                       at: now, sequence: snapshot.sequence, kind: .check), set: set)
         return .respondFrame(AnswerWriter.checkFrame(id: id, answerParts(set).answer(decision, sequence: snapshot.sequence), explanation: explained, message: message) ?? unwritable(id))
@@ -414,6 +456,8 @@ package struct RequestProcessor {
         do { context = try batch.context.model() } catch { return .respond(self.error(id, .invalidArgument, error.message)) }
         let set = policies.current()
         let snapshot = consent.current()
+        let gate = sequenceGate(context.minSequence, snapshot)
+        if gate == .wait { return .waitForSequence(context.minSequence) }
         let now = self.now()
         var decisions: [Decision] = []
         decisions.reserveCapacity(batch.items.count)
@@ -421,7 +465,8 @@ package struct RequestProcessor {
         let eventSignals = EventSignals(context)
         // The message says why, for the first item denied INVALID_REQUEST and for the signal
         // strings when some item was denied INVALID_SIGNAL.
-        let available = consentAvailable
+        let available = consentAvailable && gate == .ready
+        let unavailable = gate == .behind ? behindMessage(context.minSequence, snapshot) : unavailableMessage
         let message = set.withSignals(context) { signals in
             var sawInvalidSignal = false, sawUnavailable = false
             var invalidRequest: String?
@@ -437,7 +482,7 @@ package struct RequestProcessor {
                     invalidRequest = set.invalidRequestProblem(request).map { "items[\(index)]: \($0)" }
                 }
             }
-            let parts = [invalidRequest, sawInvalidSignal ? signals.problemMessage : nil, sawUnavailable ? unavailableMessage : nil].compactMap { $0 }
+            let parts = [invalidRequest, sawInvalidSignal ? signals.problemMessage : nil, sawUnavailable ? unavailable : nil].compactMap { $0 }
             return parts.isEmpty ? nil : parts.joined(separator: "; ")
         }
         let parts = answerParts(set)
@@ -450,30 +495,34 @@ package struct RequestProcessor {
         return .respondFrame(frame)
     }
 
-    mutating func listUses(_ id: UInt64, _ list: Consentd_V1_ListUsesRequest) -> Consentd_V1_Response {
+    mutating func listUses(_ id: UInt64, _ list: Consentd_V1_ListUsesRequest) -> Outcome {
         if let problem = Identifier.subjectProblem(list.subjectID) {
-            return error(id, .invalidArgument, problem)
+            return .respond(error(id, .invalidArgument, problem))
         }
         let context: RequestContext
-        do { context = try list.context.model() } catch { return self.error(id, .invalidArgument, error.message) }
+        do { context = try list.context.model() } catch { return .respond(self.error(id, .invalidArgument, error.message)) }
         // A Check answers too many section ids with INVALID_REQUEST; ListUses lists only what is
         // allowed, so it says what is wrong instead of listing nothing.
         if context.gppSectionIds.count > RequestContext.maximumGPPSectionIds {
-            return error(id, .invalidArgument, "context.gpp_sid names \(context.gppSectionIds.count) sections; the limit is \(RequestContext.maximumGPPSectionIds)")
+            return .respond(error(id, .invalidArgument, "context.gpp_sid names \(context.gppSectionIds.count) sections; the limit is \(RequestContext.maximumGPPSectionIds)"))
         }
         if let vendor = context.tcfVendorId, vendor > RequestContext.maximumTCFVendorId {
-            return error(id, .invalidArgument, "context.tcf_vendor_id \(vendor) is not a TCF vendor id (1 to \(RequestContext.maximumTCFVendorId))")
+            return .respond(error(id, .invalidArgument, "context.tcf_vendor_id \(vendor) is not a TCF vendor id (1 to \(RequestContext.maximumTCFVendorId))"))
         }
         let eventSignals = EventSignals(context)
         let set = policies.current()
         let snapshot = consent.current()
+        let gate = sequenceGate(context.minSequence, snapshot)
+        if gate == .wait { return .waitForSequence(context.minSequence) }
         let records = snapshot.records(of: list.subjectID)
         let now = self.now()
-        let available = consentAvailable
+        let available = consentAvailable && gate == .ready
         var result = Consentd_V1_ListUsesResponse()
         result.policyRevision = set.revision
         result.consentSequence = snapshot.sequence
-        if !available { result.message = unavailableMessage + " (uses that need consent are not listed)" }
+        if !available {
+            result.message = (gate == .behind ? behindMessage(context.minSequence, snapshot) : unavailableMessage) + " (uses that need consent are not listed)"
+        }
         set.withSignals(context) { signals in
             for purpose in set.purposes.leaves {
                 for data in set.dataCategories.leaves {
@@ -498,7 +547,7 @@ package struct RequestProcessor {
         var response = Consentd_V1_Response()
         response.id = id
         response.listUses = result
-        return response
+        return .respond(response)
     }
 
     func status(_ id: UInt64) -> Consentd_V1_Response {

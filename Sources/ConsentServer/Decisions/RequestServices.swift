@@ -25,6 +25,8 @@ package struct RequestServices: Sendable {
     package var roleMap: RoleMap
     /// Most items in one CheckBatch.
     package var maximumBatchItems: Int
+    /// How long a request naming a `min_sequence` this daemon has not applied waits for it (seconds).
+    package var maximumSequenceWait: Double = 0.1
     /// The daemon's status for Status (the processor adds the caller's roles).
     package var status: @Sendable () -> Consentd_V1_StatusResponse
     package var logger: Logger

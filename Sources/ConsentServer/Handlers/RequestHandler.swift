@@ -247,7 +247,12 @@ final class RequestHandler: ChannelDuplexHandler {
             reject(context: context, FrameError.malformedMessage("\(error)"))
             return
         }
-        switch processor.process(request) {
+        complete(processor.process(request), request: request, context: context, started: started)
+    }
+
+    /// Sends (or schedules) what the processor answered for `request`.
+    private func complete(_ outcome: RequestProcessor.Outcome, request: Consentd_V1_Request, context: ChannelHandlerContext, started: Int64) {
+        switch outcome {
         case let .respond(response):
             write(context: context, response)
             services.metrics?.recordLatency(nanoseconds: DaemonMetrics.now() - started)
@@ -271,7 +276,33 @@ final class RequestHandler: ChannelDuplexHandler {
                 self.resumeReadingIfPossible(context: context)
                 self.processInbound(context: context)
             }
+        case let .waitForSequence(sequence):
+            // Held like offloaded work: later requests of this connection wait their turn.
+            connection.offloadStarted()
+            services.counters.inFlight.add(1, ordering: .relaxed)
+            services.store?.nudge()
+            let wait = TimeAmount.nanoseconds(Int64(services.maximumSequenceWait * 1e9))
+            waitForSequence(sequence, until: .now() + wait, request: request, context: context, started: started)
         }
+    }
+
+    /// Looks every millisecond (on the event loop, blocking nothing) until the index holds
+    /// `sequence` or `deadline` passed, then answers the request.
+    private func waitForSequence(_ sequence: UInt64, until deadline: NIODeadline, request: Consentd_V1_Request, context: ChannelHandlerContext, started: Int64) {
+        guard services.consent.snapshot().sequence >= sequence || NIODeadline.now() >= deadline else {
+            context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(1)) {
+                self.waitForSequence(sequence, until: deadline, request: request, context: context, started: started)
+            }
+            return
+        }
+        connection.offloadFinished()
+        services.counters.inFlight.subtract(1, ordering: .relaxed)
+        let outcome = processor.resume(request)
+        processor.flushReceipts()
+        complete(outcome, request: request, context: context, started: started)
+        flushIfNeeded(context: context)
+        resumeReadingIfPossible(context: context)
+        processInbound(context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

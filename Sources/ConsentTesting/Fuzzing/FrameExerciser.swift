@@ -135,7 +135,16 @@ public final class FrameExerciser {
         }
         let general: Consentd_V1_Response
         let generalFrame: [UInt8]
-        switch processor.process(request) {
+        var outcome = processor.process(request)
+        if case .waitForSequence = outcome {
+            // The index has not reached the request's min_sequence: nothing may have answered it
+            // from the index yet; once the wait is over, the answer is the general path's.
+            precondition(!answeredFast, "the fast path answered a request whose min_sequence the index has not reached")
+            outcome = processor.resume(request)
+        }
+        switch outcome {
+        case .waitForSequence:
+            preconditionFailure("a resumed request asked to wait again")
         case let .respond(response):
             general = response
             generalFrame = FrameCodec.frame((try? response.serializedBytes()) ?? [])

@@ -40,6 +40,7 @@ public final class WriteExerciser {
         case let .respond(response): return response
         case let .respondFrame(frame): return (try? Consentd_V1_Response(frame: frame)) ?? Consentd_V1_Response()
         case let .offload(work): return work()
+        case .waitForSequence: preconditionFailure("a write asked to wait for a sequence")
         }
     }
 

@@ -352,70 +352,76 @@ public nonisolated enum Consentd_V1_LegalBasis: SwiftProtobuf.Enum, Swift.CaseIt
 }
 
 /// Client to daemon.
-public nonisolated struct Consentd_V1_Request: Sendable {
+public nonisolated struct Consentd_V1_Request: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Chosen by the client; echoed in the response.
-  public var id: UInt64 = 0
+  public var id: UInt64 {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
-  public var method: Consentd_V1_Request.OneOf_Method? = nil
+  public var method: OneOf_Method? {
+    get {return _storage._method}
+    set {_uniqueStorage()._method = newValue}
+  }
 
   public var check: Consentd_V1_CheckRequest {
     get {
-      if case .check(let v)? = method {return v}
+      if case .check(let v)? = _storage._method {return v}
       return Consentd_V1_CheckRequest()
     }
-    set {method = .check(newValue)}
+    set {_uniqueStorage()._method = .check(newValue)}
   }
 
   public var checkBatch: Consentd_V1_CheckBatchRequest {
     get {
-      if case .checkBatch(let v)? = method {return v}
+      if case .checkBatch(let v)? = _storage._method {return v}
       return Consentd_V1_CheckBatchRequest()
     }
-    set {method = .checkBatch(newValue)}
+    set {_uniqueStorage()._method = .checkBatch(newValue)}
   }
 
   public var listUses: Consentd_V1_ListUsesRequest {
     get {
-      if case .listUses(let v)? = method {return v}
+      if case .listUses(let v)? = _storage._method {return v}
       return Consentd_V1_ListUsesRequest()
     }
-    set {method = .listUses(newValue)}
+    set {_uniqueStorage()._method = .listUses(newValue)}
   }
 
   public var recordConsent: Consentd_V1_RecordConsentRequest {
     get {
-      if case .recordConsent(let v)? = method {return v}
+      if case .recordConsent(let v)? = _storage._method {return v}
       return Consentd_V1_RecordConsentRequest()
     }
-    set {method = .recordConsent(newValue)}
+    set {_uniqueStorage()._method = .recordConsent(newValue)}
   }
 
   public var history: Consentd_V1_HistoryRequest {
     get {
-      if case .history(let v)? = method {return v}
+      if case .history(let v)? = _storage._method {return v}
       return Consentd_V1_HistoryRequest()
     }
-    set {method = .history(newValue)}
+    set {_uniqueStorage()._method = .history(newValue)}
   }
 
   public var eraseSubject: Consentd_V1_EraseSubjectRequest {
     get {
-      if case .eraseSubject(let v)? = method {return v}
+      if case .eraseSubject(let v)? = _storage._method {return v}
       return Consentd_V1_EraseSubjectRequest()
     }
-    set {method = .eraseSubject(newValue)}
+    set {_uniqueStorage()._method = .eraseSubject(newValue)}
   }
 
   public var status: Consentd_V1_StatusRequest {
     get {
-      if case .status(let v)? = method {return v}
+      if case .status(let v)? = _storage._method {return v}
       return Consentd_V1_StatusRequest()
     }
-    set {method = .status(newValue)}
+    set {_uniqueStorage()._method = .status(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -432,6 +438,8 @@ public nonisolated struct Consentd_V1_Request: Sendable {
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Daemon to client.
@@ -584,6 +592,12 @@ public nonisolated struct Consentd_V1_Context: Sendable {
 
   /// The TCF vendor id asking; 0: the policy set's `tcf_vendor_id`.
   public var tcfVendorID: UInt32 = 0
+
+  /// Read-your-writes across daemons: the store sequence of a write (RecordConsentResponse
+  /// `sequences`, EraseSubjectResponse `sequence`) this decision must see. A daemon that has not
+  /// applied it yet waits for its feed, at most --max-sequence-wait (100 ms); past that, decisions
+  /// that need consent are denied CONSENT_UNAVAILABLE. 0: none.
+  public var minSequence: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1417,154 +1431,192 @@ nonisolated extension Consentd_V1_Request: SwiftProtobuf.Message, SwiftProtobuf.
   public static let protoMessageName: String = _protobuf_package + ".Request"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}check\0\u{3}check_batch\0\u{3}list_uses\0\u{3}record_consent\0\u{1}history\0\u{3}erase_subject\0\u{1}status\0")
 
+  fileprivate class _StorageClass {
+    var _id: UInt64 = 0
+    var _method: Consentd_V1_Request.OneOf_Method?
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _method = source._method
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
-      case 2: try {
-        var v: Consentd_V1_CheckRequest?
-        var hadOneofValue = false
-        if let current = self.method {
-          hadOneofValue = true
-          if case .check(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._id) }()
+        case 2: try {
+          var v: Consentd_V1_CheckRequest?
+          var hadOneofValue = false
+          if let current = _storage._method {
+            hadOneofValue = true
+            if case .check(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._method = .check(v)
+          }
+        }()
+        case 3: try {
+          var v: Consentd_V1_CheckBatchRequest?
+          var hadOneofValue = false
+          if let current = _storage._method {
+            hadOneofValue = true
+            if case .checkBatch(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._method = .checkBatch(v)
+          }
+        }()
+        case 4: try {
+          var v: Consentd_V1_ListUsesRequest?
+          var hadOneofValue = false
+          if let current = _storage._method {
+            hadOneofValue = true
+            if case .listUses(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._method = .listUses(v)
+          }
+        }()
+        case 5: try {
+          var v: Consentd_V1_RecordConsentRequest?
+          var hadOneofValue = false
+          if let current = _storage._method {
+            hadOneofValue = true
+            if case .recordConsent(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._method = .recordConsent(v)
+          }
+        }()
+        case 6: try {
+          var v: Consentd_V1_HistoryRequest?
+          var hadOneofValue = false
+          if let current = _storage._method {
+            hadOneofValue = true
+            if case .history(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._method = .history(v)
+          }
+        }()
+        case 7: try {
+          var v: Consentd_V1_EraseSubjectRequest?
+          var hadOneofValue = false
+          if let current = _storage._method {
+            hadOneofValue = true
+            if case .eraseSubject(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._method = .eraseSubject(v)
+          }
+        }()
+        case 8: try {
+          var v: Consentd_V1_StatusRequest?
+          var hadOneofValue = false
+          if let current = _storage._method {
+            hadOneofValue = true
+            if case .status(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._method = .status(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.method = .check(v)
-        }
-      }()
-      case 3: try {
-        var v: Consentd_V1_CheckBatchRequest?
-        var hadOneofValue = false
-        if let current = self.method {
-          hadOneofValue = true
-          if case .checkBatch(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.method = .checkBatch(v)
-        }
-      }()
-      case 4: try {
-        var v: Consentd_V1_ListUsesRequest?
-        var hadOneofValue = false
-        if let current = self.method {
-          hadOneofValue = true
-          if case .listUses(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.method = .listUses(v)
-        }
-      }()
-      case 5: try {
-        var v: Consentd_V1_RecordConsentRequest?
-        var hadOneofValue = false
-        if let current = self.method {
-          hadOneofValue = true
-          if case .recordConsent(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.method = .recordConsent(v)
-        }
-      }()
-      case 6: try {
-        var v: Consentd_V1_HistoryRequest?
-        var hadOneofValue = false
-        if let current = self.method {
-          hadOneofValue = true
-          if case .history(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.method = .history(v)
-        }
-      }()
-      case 7: try {
-        var v: Consentd_V1_EraseSubjectRequest?
-        var hadOneofValue = false
-        if let current = self.method {
-          hadOneofValue = true
-          if case .eraseSubject(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.method = .eraseSubject(v)
-        }
-      }()
-      case 8: try {
-        var v: Consentd_V1_StatusRequest?
-        var hadOneofValue = false
-        if let current = self.method {
-          hadOneofValue = true
-          if case .status(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.method = .status(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.id != 0 {
-      try visitor.visitSingularUInt64Field(value: self.id, fieldNumber: 1)
-    }
-    switch self.method {
-    case .check?: try {
-      guard case .check(let v)? = self.method else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    }()
-    case .checkBatch?: try {
-      guard case .checkBatch(let v)? = self.method else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    }()
-    case .listUses?: try {
-      guard case .listUses(let v)? = self.method else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    }()
-    case .recordConsent?: try {
-      guard case .recordConsent(let v)? = self.method else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-    }()
-    case .history?: try {
-      guard case .history(let v)? = self.method else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    }()
-    case .eraseSubject?: try {
-      guard case .eraseSubject(let v)? = self.method else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
-    }()
-    case .status?: try {
-      guard case .status(let v)? = self.method else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._id != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._id, fieldNumber: 1)
+      }
+      switch _storage._method {
+      case .check?: try {
+        guard case .check(let v)? = _storage._method else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      }()
+      case .checkBatch?: try {
+        guard case .checkBatch(let v)? = _storage._method else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      }()
+      case .listUses?: try {
+        guard case .listUses(let v)? = _storage._method else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      }()
+      case .recordConsent?: try {
+        guard case .recordConsent(let v)? = _storage._method else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      }()
+      case .history?: try {
+        guard case .history(let v)? = _storage._method else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      }()
+      case .eraseSubject?: try {
+        guard case .eraseSubject(let v)? = _storage._method else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      }()
+      case .status?: try {
+        guard case .status(let v)? = _storage._method else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      }()
+      case nil: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Consentd_V1_Request, rhs: Consentd_V1_Request) -> Bool {
-    if lhs.id != rhs.id {return false}
-    if lhs.method != rhs.method {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._method != rhs_storage._method {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1781,7 +1833,7 @@ nonisolated extension Consentd_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Consentd_V1_Context: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Context"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jurisdiction\0\u{1}gpc\0\u{1}at\0\u{3}usp_opt_out\0\u{1}channel\0\u{3}tc_string\0\u{3}gpp_string\0\u{3}gpp_sid\0\u{3}us_privacy\0\u{3}tcf_vendor_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jurisdiction\0\u{1}gpc\0\u{1}at\0\u{3}usp_opt_out\0\u{1}channel\0\u{3}tc_string\0\u{3}gpp_string\0\u{3}gpp_sid\0\u{3}us_privacy\0\u{3}tcf_vendor_id\0\u{3}min_sequence\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1799,6 +1851,7 @@ nonisolated extension Consentd_V1_Context: SwiftProtobuf.Message, SwiftProtobuf.
       case 8: try { try decoder.decodeRepeatedUInt32Field(value: &self.gppSid) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.usPrivacy) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.tcfVendorID) }()
+      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.minSequence) }()
       default: break
       }
     }
@@ -1839,6 +1892,9 @@ nonisolated extension Consentd_V1_Context: SwiftProtobuf.Message, SwiftProtobuf.
     if self.tcfVendorID != 0 {
       try visitor.visitSingularUInt32Field(value: self.tcfVendorID, fieldNumber: 10)
     }
+    if self.minSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.minSequence, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1853,6 +1909,7 @@ nonisolated extension Consentd_V1_Context: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.gppSid != rhs.gppSid {return false}
     if lhs.usPrivacy != rhs.usPrivacy {return false}
     if lhs.tcfVendorID != rhs.tcfVendorID {return false}
+    if lhs.minSequence != rhs.minSequence {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -26,6 +26,8 @@ public struct ParsedCheck: Equatable, Sendable {
     public var gppSectionCount = 0
     /// `tcf_vendor_id`; 0: the policy set's.
     public var tcfVendorId: UInt32 = 0
+    /// `context.min_sequence` (0: none): the caller answers only once its index holds it.
+    public var minSequence: UInt64 = 0
 
     @inlinable
     public init() {}
@@ -126,6 +128,7 @@ public struct ParsedCheck: Equatable, Sendable {
                     addSectionId(v)
                 }
             case (10, 0): guard let v = reader.varint() else { return false }; tcfVendorId = UInt32(truncatingIfNeeded: v)
+            case (11, 0): guard let v = reader.varint() else { return false }; minSequence = v
             default: return false
             }
         }

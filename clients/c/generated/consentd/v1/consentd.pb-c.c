@@ -1635,7 +1635,7 @@ const ProtobufCMessageDescriptor consentd__v1__error__descriptor =
   (ProtobufCMessageInit) consentd__v1__error__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor consentd__v1__context__field_descriptors[10] =
+static const ProtobufCFieldDescriptor consentd__v1__context__field_descriptors[11] =
 {
   {
     "jurisdiction",
@@ -1757,6 +1757,18 @@ static const ProtobufCFieldDescriptor consentd__v1__context__field_descriptors[1
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "min_sequence",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Consentd__V1__Context, min_sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned consentd__v1__context__field_indices_by_name[] = {
   2,   /* field[2] = at */
@@ -1765,6 +1777,7 @@ static const unsigned consentd__v1__context__field_indices_by_name[] = {
   7,   /* field[7] = gpp_sid */
   6,   /* field[6] = gpp_string */
   0,   /* field[0] = jurisdiction */
+  10,   /* field[10] = min_sequence */
   5,   /* field[5] = tc_string */
   9,   /* field[9] = tcf_vendor_id */
   8,   /* field[8] = us_privacy */
@@ -1773,7 +1786,7 @@ static const unsigned consentd__v1__context__field_indices_by_name[] = {
 static const ProtobufCIntRange consentd__v1__context__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor consentd__v1__context__descriptor =
 {
@@ -1783,7 +1796,7 @@ const ProtobufCMessageDescriptor consentd__v1__context__descriptor =
   "Consentd__V1__Context",
   "consentd.v1",
   sizeof(Consentd__V1__Context),
-  10,
+  11,
   consentd__v1__context__field_descriptors,
   consentd__v1__context__field_indices_by_name,
   1,  consentd__v1__context__number_ranges,

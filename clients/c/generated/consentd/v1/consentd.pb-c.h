@@ -288,10 +288,17 @@ struct  Consentd__V1__Context
    * The TCF vendor id asking; 0: the policy set's `tcf_vendor_id`.
    */
   uint32_t tcf_vendor_id;
+  /*
+   * Read-your-writes across daemons: the store sequence of a write (RecordConsentResponse
+   * `sequences`, EraseSubjectResponse `sequence`) this decision must see. A daemon that has not
+   * applied it yet waits for its feed, at most --max-sequence-wait (100 ms); past that, decisions
+   * that need consent are denied CONSENT_UNAVAILABLE. 0: none.
+   */
+  uint64_t min_sequence;
 };
 #define CONSENTD__V1__CONTEXT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&consentd__v1__context__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0, NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 struct  Consentd__V1__CheckRequest
