@@ -138,7 +138,7 @@ extension ConfigurationOption {
         number("frame-timeout", "SECONDS", "Close a connection whose frame has not arrived whole this long after its first byte; 0 = never.", \.frameTimeout),
         integer("event-loops", "N", "Event loop threads; 0 = one per core.", \.eventLoops),
         number("policy-poll-interval", "SECONDS", "Seconds between checks of the policy directory; 0 = only on SIGHUP.", \.policyPollInterval),
-        number("store-poll-interval", "SECONDS", "Seconds between checks for other processes' consent writes.", \.storePollInterval),
+        number("store-poll-interval", "SECONDS", "Seconds between checks for other processes' consent writes; 0: 0.01 for SQLite, 1 for PostgreSQL (woken by NOTIFY, the poll is a heartbeat).", \.storePollInterval),
         number("max-staleness", "SECONDS", "Deny decisions that need consent (CONSENT_UNAVAILABLE) while no look at the store has confirmed the index current for this long.", \.maximumStaleness),
         number("max-sequence-wait", "SECONDS", "How long a decision naming a min_sequence this daemon has not applied waits for it; then decisions that need consent are denied CONSENT_UNAVAILABLE.", \.maximumSequenceWait),
         ids("admin-uid", "A user id that may administer consent (RecordConsent, History, EraseSubject) besides the daemon's own and root.", \.adminUIDs),

@@ -106,7 +106,7 @@ public final class ConsentDaemon: Sendable {
             policies: state.policies, vocabulary: vocabulary, counters: state.counters, logger: logger, files: loaded.files,
             loadedSignature: loadedSignature
         )
-        follower = ConsentFollower(feed: feed, interval: configuration.storePollInterval, logger: logger)
+        follower = ConsentFollower(feed: feed, interval: configuration.effectiveStorePollInterval, logger: logger)
         self.receiptWriter = receiptWriter
         if let metrics, let text = configuration.metricsAddress, let address = MetricsAddress(text) {
             metricsServer = MetricsServer(state: state, metrics: metrics, address: address, group: group)

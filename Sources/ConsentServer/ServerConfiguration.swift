@@ -1,4 +1,5 @@
 import ConsentReceipts
+import ConsentStore
 import Foundation
 import ConsentWire
 
@@ -41,8 +42,14 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var eventLoops = 0
     /// How often the policy directory is checked for changes (seconds; 0 = only on SIGHUP).
     public var policyPollInterval: Double = 0.5
-    /// How often the store is checked for other processes' writes (seconds).
-    public var storePollInterval: Double = 0.01
+    /// How often the store is checked for other processes' writes (seconds); 0: 10 ms for an
+    /// SQLite store, 1 s for PostgreSQL (whose NOTIFY wakes the follower at once; the poll is the
+    /// heartbeat that covers a lost notification).
+    public var storePollInterval: Double = 0
+    /// `storePollInterval` with its automatic value resolved for this store.
+    public var effectiveStorePollInterval: Double {
+        storePollInterval > 0 ? storePollInterval : PostgresAddress.isPostgres(store) ? 1 : 0.01
+    }
     /// How long the consent index may go without a look at the store confirming it current
     /// before decisions that need consent are denied `CONSENT_UNAVAILABLE` (seconds).
     public var maximumStaleness: Double = 5
@@ -132,10 +139,10 @@ public struct ServerConfiguration: Sendable, Equatable {
         if !(policyPollInterval == 0 || (policyPollInterval >= 0.05 && policyPollInterval <= 1e6)) {
             problems.append("policy-poll-interval: must be 0 (only on SIGHUP) or between 0.05 and 1000000 seconds")
         }
-        if !(storePollInterval >= 0.001 && storePollInterval <= 1e6) { problems.append("store-poll-interval: must be between 0.001 and 1000000 seconds") }
+        if !(storePollInterval == 0 || storePollInterval >= 0.001 && storePollInterval <= 1e6) { problems.append("store-poll-interval: must be 0 (automatic) or between 0.001 and 1000000 seconds") }
         if !(maximumSequenceWait >= 0 && maximumSequenceWait <= 10) { problems.append("max-sequence-wait: must be between 0 and 10 seconds") }
         if !(maximumStaleness >= 0.1 && maximumStaleness <= 86_400) { problems.append("max-staleness: must be between 0.1 and 86400 seconds") }
-        if maximumStaleness <= storePollInterval { problems.append("max-staleness: must be longer than store-poll-interval (\(storePollInterval) s), or every pause between looks would deny") }
+        if maximumStaleness <= effectiveStorePollInterval { problems.append("max-staleness: must be longer than store-poll-interval (\(effectiveStorePollInterval) s), or every pause between looks would deny") }
         if let receipts = self.receipts.directory, !receipts.isEmpty, !policies.isEmpty,
            Self.isSameOrInside(receipts, policies) || Self.isSameOrInside(policies, receipts) {
             problems.append("receipts: '\(receipts)' and the policy directory '\(policies)' overlap; the policy sources archived beside the receipts would be read as policies (give each a directory of its own)")

@@ -228,6 +228,13 @@ public protocol ConsentStorage: AnyObject, Sendable {
     func changes(after sequence: UInt64, limit: Int, mapper: KeyMapperHandle) throws -> (changes: [ConsentChange], through: UInt64)
     /// Why writes are refused now (the store's files moved, say), or nil.
     func healthProblem() -> String?
+    /// Starts calling `wake` whenever another process may have committed (PostgreSQL: LISTEN);
+    /// nil when the store offers no such signal (SQLite: the follower polls).
+    func watchChanges(_ wake: @escaping @Sendable () -> Void) -> (any ChangeWatch)?
+}
+
+extension ConsentStorage {
+    public func watchChanges(_ wake: @escaping @Sendable () -> Void) -> (any ChangeWatch)? { nil }
 }
 
 

@@ -50,6 +50,43 @@ struct PostgresDaemonTests {
         try await b.stop()
     }
 
+    /// A commit through A wakes B through NOTIFY, not B's heartbeat poll (30 s here); killing
+    /// B's listening connection (pg_terminate_backend) loses nothing: it is replaced, and the
+    /// next commit wakes B again.
+    @Test func aCommitWakesAnotherDaemonAndAKilledListenerIsReplaced() async throws {
+        let database = try TemporaryPostgres()
+        let a = try await DaemonHarness { $0.store = database.uri }
+        let b = try await DaemonHarness {
+            $0.store = database.uri
+            $0.storePollInterval = 30
+            $0.maximumStaleness = 120
+        }
+        let (clientA, clientB) = (try a.client(), try b.client())
+        let admin = try database.connectToServer()
+        func listeners() throws -> Int {
+            Int(try admin.column("SELECT count(*)::text FROM pg_stat_activity WHERE datname = '\(database.name)' AND application_name = 'consentd-listen'")[0]) ?? 0
+        }
+        #expect(try Self.eventually(5) { try listeners() == 2 }, "each daemon listens on one connection")
+        var delays: [Double] = []
+        for round in 0..<6 {
+            if round == 3 {
+                try admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database.name)' AND application_name = 'consentd-listen'")
+                #expect(try Self.eventually(5) { try listeners() == 2 }, "the listening connections were not replaced")
+            }
+            let subject = "woken-\(round)"
+            let started = Date()
+            _ = try clientA.record([Self.grant(subject)])
+            let seen = try Self.eventually(5) {
+                try clientB.check(subject: subject, purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentGranted
+            }
+            #expect(seen, "round \(round): B did not see A's commit within 5 s (its poll is 30 s)")
+            delays.append(Date().timeIntervalSince(started))
+        }
+        print("commit-to-visible delays through NOTIFY (ms): \(delays.map { Int($0 * 1000) })")
+        try await a.stop()
+        try await b.stop()
+    }
+
     /// Read-your-writes across daemons: B follows lazily (a 5 s poll), yet a Check carrying the
     /// sequence of A's withdrawal is answered from an index that holds it — B's very next Check.
     @Test func aCheckCarryingAWritesSequenceSeesItOnAnotherDaemon() async throws {
@@ -85,6 +122,7 @@ struct PostgresDaemonTests {
         let database = try TemporaryPostgres()
         let daemon = try await DaemonHarness {
             $0.store = database.uri
+            $0.storePollInterval = 0.05
             $0.maximumStaleness = 0.5
         }
         let client = try daemon.client()

@@ -25,6 +25,10 @@ struct ConsentFollower: Service {
         }
         thread.name = "consentd-store-follower"
         thread.start()
+        // Where the store can say that it changed (PostgreSQL's NOTIFY), a change wakes the
+        // follower at once; the poll above is then the heartbeat that covers lost notifications.
+        let watch = feed.store.watchChanges { feed.nudge() }
+        defer { watch?.stop() }
         let freshness = feed.index.freshness
         await cancelWhenGracefulShutdown {
             var wasStale = false

@@ -27,6 +27,10 @@ public final class PostgresConsentStore: ConsentStorage {
     public let storeID: String
     private let writer: PostgresLink
     private let reader: PostgresLink
+    /// NOTIFYs followers after each commit (its own connection, never inside a write).
+    private let notifier: FeedNotifier
+    private let timeout: TimeAmount
+    private let logger: Logger
     private let subjectHasher: SubjectHasher
     /// name → id of the `keys` table. Ids come from committed rows only (keys are interned in a
     /// statement of their own before the write that uses them), so no rollback can free one.
@@ -45,6 +49,9 @@ public final class PostgresConsentStore: ConsentStorage {
         let group = MultiThreadedEventLoopGroup.singleton
         writer = PostgresLink(address: address, applicationName: "consentd-write", timeout: amount, group: group, logger: logger)
         reader = PostgresLink(address: address, applicationName: "consentd-read", timeout: amount, group: group, logger: logger)
+        notifier = FeedNotifier(link: PostgresLink(address: address, applicationName: "consentd-notify", timeout: amount, group: group, logger: logger))
+        self.timeout = amount
+        self.logger = logger
         let (key, id) = try writer.run { session in
             try Self.migrate(session)
             for (name, value) in [("erasure_key", SubjectHasher.freshErasureKey()), ("store_id", UUID().uuidString.lowercased())] {
@@ -139,6 +146,7 @@ public final class PostgresConsentStore: ConsentStorage {
         guard let row = rows.first else { throw StoreError(.database, "consent store \(address): consentd_append returned no row") }
         let (first, count, replayed, conflict) = try Self.decode(row, (Int64, Int32, Bool, Bool).self)
         let sequences = (0..<Int64(max(0, min(count, 1 << 20)))).map { UInt64(clamping: first &+ $0) }
+        if !replayed, let last = sequences.last { notifier.committed(head: last) }
         return (sequences, replayed, conflict)
     }
 
@@ -211,6 +219,7 @@ public final class PostgresConsentStore: ConsentStorage {
         }
         guard let row = rows.first else { throw StoreError(.database, "consent store \(address): consentd_erase returned no row") }
         let (sequence, count) = try Self.decode(row, (Int64, Int32).self)
+        notifier.committed(head: UInt64(clamping: sequence))
         return ErasureTombstone(sequence: UInt64(clamping: sequence), subjectHash: hash, erasedAt: now, recordCount: Int(count))
     }
 
@@ -328,6 +337,12 @@ public final class PostgresConsentStore: ConsentStorage {
     public func recordCount() throws -> Int {
         let rows = try reader.run { session in try session.query("SELECT count(*) FROM consent_records") }
         return Int(try rows.first.map { try Self.decode($0, Int64.self) } ?? Int64(0))
+    }
+
+    /// A connection that LISTENs for other daemons' commits and calls `wake` on each (and
+    /// whenever it had to reconnect), until stopped.
+    public func watchChanges(_ wake: @escaping @Sendable () -> Void) -> (any ChangeWatch)? {
+        PostgresListener(address: address, timeout: timeout, logger: logger, wake: wake)
     }
 
     /// Nothing local can go missing under a PostgreSQL store; connection failures are reported

@@ -40,7 +40,7 @@ final class PostgresLink: @unchecked Sendable {
         } catch {
             // Whatever the statement was, the connection may hold an open transaction or be
             // half-way through a reply: start the next call afresh.
-            _ = try? connection.close().wait()
+            Self.close(connection)
             self.connection = nil
             throw error
         }
@@ -50,8 +50,19 @@ final class PostgresLink: @unchecked Sendable {
     func close() {
         lock.lock()
         defer { lock.unlock() }
-        if let connection { _ = try? connection.close().wait() }
+        if let connection { Self.close(connection) }
         connection = nil
+    }
+
+    deinit {
+        if let connection { Self.close(connection) }
+    }
+
+    /// Closes `connection`, waiting for it unless called on an event loop (where waiting would
+    /// deadlock; the close then completes after this returns).
+    static func close(_ connection: PostgresConnection) {
+        let closing: EventLoopFuture<Void> = connection.close()
+        if MultiThreadedEventLoopGroup.currentEventLoop == nil { _ = try? closing.wait() }
     }
 
     private func open() throws -> PostgresConnection {
