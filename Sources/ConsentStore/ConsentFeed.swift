@@ -66,8 +66,10 @@ public final class ConsentFeed: Sendable {
     /// or another store at the same address) is loaded again whole.
     public func poll() throws {
         let started = ContinuousClock.now
-        let head = try store.lastSequence()
+        // The cursor first: this process's own writes move it on while the head is read, and a
+        // head read before such a write would look like a counter gone backwards.
         let applied = cursor.withLock { $0 }
+        let head = try store.lastSequence()
         if head < applied {
             try reload()
         } else if head > applied {
@@ -77,8 +79,13 @@ public final class ConsentFeed: Sendable {
         }
     }
 
+    /// How many times the whole store was loaded again since start-up (`reload`).
+    public var reloads: Int { reloadCount.load(ordering: .relaxed) }
+    private let reloadCount = Atomic<Int>(0)
+
     /// Loads the whole store again and publishes it (the counter went backwards).
     public func reload() throws {
+        reloadCount.add(1, ordering: .relaxed)
         try cursor.withLock { cursor in
             let started = ContinuousClock.now
             let snapshot = try store.loadSnapshot(into: mapper)

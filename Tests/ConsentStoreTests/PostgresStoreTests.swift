@@ -189,6 +189,11 @@ struct PostgresStoreTests {
         #expect(exported == reference)
     }
 
+    @Test func writesAndLooksOfOneDaemonInterleaveWithoutReloading() throws {
+        let database = try TemporaryPostgres()
+        try writesAndLooksInterleaveWithoutReloading(try PostgresConsentStore(address: database.address)) { try PostgresConsentStore(address: database.address) }
+    }
+
     /// Several writers (each its own store instance, as several daemons) append and erase at
     /// once while a follower catches up as it goes: sequences are gap-free and unique, and the
     /// followed index equals a fresh load at the end.

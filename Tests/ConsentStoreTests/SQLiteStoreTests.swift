@@ -50,6 +50,11 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
         #expect(try store.history(of: "nobody").isEmpty)
     }
 
+    @Test func writesAndLooksOfOneProcessInterleaveWithoutReloading() throws {
+        let temporary = TemporaryStore()
+        try writesAndLooksInterleaveWithoutReloading(try temporary.open()) { try temporary.open() }
+    }
+
     @Test func theSameIdempotencyKeyStoresOnceAndReturnsTheFirstResult() throws {
         let temporary = TemporaryStore()
         let store = try temporary.open()

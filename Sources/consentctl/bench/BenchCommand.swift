@@ -34,6 +34,8 @@ struct BenchCommand: ParsableCommand {
     )
 
     @Option(help: "The daemon's socket.") var socket = "consentd.sock"
+    @Option(help: ArgumentHelp("Measure cross-daemon visibility instead: grants through --socket at --rate (default 100/s), each followed by Checks on this other daemon's socket until it allows; reports the delay from the acknowledgement to the first allow.", valueName: "socket"))
+    var visibility: String?
     @Option(help: "Connections (threads, for --in-process).") var connections = 1
     @Option(help: "Closed loop: requests in flight per connection.") var depth = 1
     @Option(help: "Open loop: total requests per second.") var rate: Double?
@@ -81,6 +83,11 @@ struct BenchCommand: ParsableCommand {
         guard let set = loaded.result.policySet else {
             print(loaded.result.diagnostics.text)
             throw ExitCode(1)
+        }
+        if let visibility {
+            let probe = VisibilityProbe(writer: socket, reader: visibility, rate: rate ?? 100, duration: duration, seed: seed, set: set)
+            print(VisibilityProbe.report(try probe.run(), rate: rate ?? 100))
+            return
         }
         let subjectIDs = try subjectList(set)
         let mix = workloadMix
