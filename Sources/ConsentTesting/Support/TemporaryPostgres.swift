@@ -1,5 +1,8 @@
 import ConsentStore
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -32,9 +35,9 @@ public final class TemporaryPostgres: @unchecked Sendable {
     public let name: String
     private let server: PostgresAddress
 
-    /// Creates an empty database on the server.
-    public init() throws {
-        guard let serverURI = Self.serverURI else { throw StoreError(.unavailable, Self.skipReason ?? "") }
+    /// Creates an empty database on the server (`serverURI`: another server than the default's).
+    public init(serverURI: String? = TemporaryPostgres.serverURI) throws {
+        guard let serverURI else { throw StoreError(.unavailable, Self.skipReason ?? "") }
         server = try PostgresAddress(serverURI)
         name = "consentd_t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
         var address = server
@@ -94,4 +97,32 @@ public final class RawPostgres: @unchecked Sendable {
     }
 
     deinit { _ = try? connection.close().wait() }
+}
+
+/// A PostgreSQL server the fault tests may stop, start and restart: `CONSENTD_TEST_POSTGRES_FAULTS`
+/// (its URI) and `CONSENTD_TEST_POSTGRES_CTL` (the `pg_ctl -D DIR -l LOG` command that controls
+/// it, run through `/bin/sh -c`, e.g. `runuser -u postgres -- pg_ctl -D /tmp/pg/data -l /tmp/pg/log`;
+/// the server's settings must be in its postgresql.conf). `.ci/run` starts one beside the main
+/// cluster; never point it at a server other work uses.
+public enum FaultPostgres {
+    public static var serverURI: String? { value("CONSENTD_TEST_POSTGRES_FAULTS") }
+    public static var control: String? { value("CONSENTD_TEST_POSTGRES_CTL") }
+    public static var skipReason: String? {
+        serverURI == nil || control == nil
+            ? "PostgreSQL fault tests skipped: set CONSENTD_TEST_POSTGRES_FAULTS and CONSENTD_TEST_POSTGRES_CTL to a server they may restart (see README)" : nil
+    }
+
+    /// Runs `pg_ctl ARGUMENTS` on the fault server; throws when it fails.
+    public static func ctl(_ arguments: String) throws {
+        guard let control else { throw StoreError(.unavailable, skipReason ?? "") }
+        // system(3), not Foundation's Process: `pg_ctl start` leaves a server running that
+        // inherits the child's descriptors, and Process.waitUntilExit then waits for it too.
+        let status = system("\(control) \(arguments) </dev/null >/dev/null 2>&1")
+        guard status == 0 else { throw StoreError(.unavailable, "pg_ctl \(arguments) failed (status \(status))") }
+    }
+
+    private static func value(_ name: String) -> String? {
+        guard let text = ProcessInfo.processInfo.environment[name], !text.isEmpty else { return nil }
+        return text
+    }
 }
