@@ -50,6 +50,34 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
         #expect(try store.history(of: "nobody").isEmpty)
     }
 
+    /// A file line that is not valid UTF-8 is refused with its line number, never decoded with
+    /// replacement characters: `x\x80y` must not become the customer `x\u{FFFD}y`.
+    @Test(arguments: ["jsonl", "csv"])
+    func importedLinesThatAreNotUTF8AreRefused(format: String) throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        let file = temporary.path + "." + format
+        var bytes: [UInt8] = []
+        func line(_ subject: [UInt8]) {
+            if format == "jsonl" {
+                bytes += Array(#"{"subject":""#.utf8) + subject + Array(#"","purpose":"marketing","choice":"grant","at":"2026-01-01T00:00:00Z"}"#.utf8) + [10]
+            } else {
+                bytes += subject + Array(",marketing,grant,2026-01-01T00:00:00Z".utf8) + [10]
+            }
+        }
+        if format == "csv" { bytes += Array("subject,purpose,choice,at\n".utf8) }
+        line(Array("x".utf8) + [0x80] + Array("y".utf8))
+        line(Array("x\u{FFFD}y".utf8))
+        line([0xC3, 0x28])
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        var rejected: [RecordLineError] = []
+        let summary = try RecordTransfer.importRecords(from: file, into: store, onReject: { rejected.append($0) })
+        #expect(summary.imported == 1 && summary.rejected == 2)
+        #expect(rejected.map(\.line) == (format == "csv" ? [2, 4] : [1, 3]))
+        #expect(rejected.allSatisfy { "\($0)".contains("not valid UTF-8") }, "\(rejected)")
+        #expect(try store.history(of: "x\u{FFFD}y").count == 1)
+    }
+
     @Test func writesAndLooksOfOneProcessInterleaveWithoutReloading() throws {
         let temporary = TemporaryStore()
         try writesAndLooksInterleaveWithoutReloading(try temporary.open()) { try temporary.open() }

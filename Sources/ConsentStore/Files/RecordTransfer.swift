@@ -197,6 +197,11 @@ final class RecordFileReader {
             if bytes.allSatisfy({ $0 == 32 || $0 == 9 }) && pendingCSV == nil { return nil }
             let line = reader.lineNumber
             do {
+                // Identity is bytes: a line that is not valid UTF-8 is refused, never decoded
+                // with replacement characters (two different raw ids would become one).
+                if String(validating: bytes, as: UTF8.self) == nil {
+                    throw RecordLineError(line: line, message: "the line is not valid UTF-8; nothing on it was read")
+                }
                 switch format {
                 case .jsonl:
                     summary.lines += 1
