@@ -87,6 +87,36 @@ struct PostgresDaemonTests {
         try await b.stop()
     }
 
+    /// The database is dropped and created again under a running daemon, and another store
+    /// grows in it past the daemon's cursor (review: the daemon applied the new store's rows on
+    /// top of the old index and kept allowing the old grant, and wrote with the old key ids):
+    /// every look now fails on the store id, so decisions that need consent fail closed, and
+    /// writes are refused by the store itself.
+    @Test func aDatabaseReplacedUnderTheDaemonFailsClosed() async throws {
+        let database = try TemporaryPostgres()
+        let daemon = try await DaemonHarness {
+            $0.store = database.uri
+            $0.storePollInterval = 0.05
+            $0.maximumStaleness = 0.5
+        }
+        let client = try daemon.client()
+        _ = try client.record([Self.grant("bob")])
+        #expect(try client.check(subject: "bob", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentGranted)
+        let admin = try database.connectToServer()
+        try admin.execute("DROP DATABASE \(database.name) WITH (FORCE)")
+        try admin.execute("CREATE DATABASE \(database.name)")
+        let other = try PostgresConsentStore(address: database.address)
+        _ = try other.append((0..<5).map { ConsentRecord(subject: "t\($0)", purpose: "analytics", choice: .grant, recordedAt: .now(), source: "web") },
+                             idempotencyKey: nil, payload: nil, now: .now())
+        #expect(try Self.eventually { try client.status().consentStale }, "the daemon kept serving the old store's index as current")
+        #expect(try client.check(subject: "bob", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentUnavailable)
+        #expect {
+            _ = try client.record([Self.grant("carol")])
+        } throws: { "\($0)".contains("another consent store") }
+        #expect(try other.history(of: "carol").isEmpty)
+        try await daemon.stop()
+    }
+
     /// Read-your-writes across daemons: B follows lazily (a 5 s poll), yet a Check carrying the
     /// sequence of A's withdrawal is answered from an index that holds it — B's very next Check.
     @Test func aCheckCarryingAWritesSequenceSeesItOnAnotherDaemon() async throws {

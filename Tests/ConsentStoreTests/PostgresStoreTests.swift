@@ -63,7 +63,7 @@ struct PostgresStoreTests {
         let source = try held.column("SELECT id::text FROM keys WHERE kind = 3 AND name = 'test'")[0]
         try held.execute("BEGIN")
         try held.execute("""
-            SELECT * FROM consentd_append(NULL, '', 0, ARRAY['\\x6c617465'::bytea], ARRAY[\(purpose)]::int[], ARRAY[0]::int[],
+            SELECT * FROM consentd_append('\(store.storeID)', NULL, '', 0, ARRAY['\\x6c617465'::bytea], ARRAY[\(purpose)]::int[], ARRAY[0]::int[],
                 ARRAY[1]::smallint[], ARRAY[1700000000000000]::bigint[], ARRAY[-9223372036854775808]::bigint[], ARRAY[0]::smallint[],
                 ARRAY[\(source)]::int[], ARRAY[-1]::bigint[], ARRAY['']::text[], ARRAY['']::text[], ARRAY[false])
             """)

@@ -139,7 +139,7 @@ public final class PostgresConsentStore: ConsentStorage {
         let rows = try writer.run { session in
             try session.query("""
                 SELECT first_sequence, record_count, replayed, conflict FROM consentd_append(
-                    \(key), \(fingerprint), \(now.microseconds), \(subjects), \(purposes), \(data), \(choices),
+                    \(storeID), \(key), \(fingerprint), \(now.microseconds), \(subjects), \(purposes), \(data), \(choices),
                     \(recorded), \(expires), \(bases), \(sources), \(notices), \(jurisdictions), \(evidence), \(hasEvidence))
                 """)
         }
@@ -215,7 +215,7 @@ public final class PostgresConsentStore: ConsentStorage {
         try StoreRules.checkSubject(subject)
         let hash = subjectHash(subject)
         let rows = try writer.run { session in
-            try session.query("SELECT erasure_sequence, record_count FROM consentd_erase(\(ByteBuffer(string: subject)), \(hash), \(now.microseconds))")
+            try session.query("SELECT erasure_sequence, record_count FROM consentd_erase(\(storeID), \(ByteBuffer(string: subject)), \(hash), \(now.microseconds))")
         }
         guard let row = rows.first else { throw StoreError(.database, "consent store \(address): consentd_erase returned no row") }
         let (sequence, count) = try Self.decode(row, (Int64, Int32).self)
@@ -329,9 +329,23 @@ public final class PostgresConsentStore: ConsentStorage {
         }
     }
 
+    /// The counter, read with the store's id: a database replaced under this store is an error
+    /// (every look fails, so the daemon's decisions fail closed), never "the head moved".
     public func lastSequence() throws -> UInt64 {
-        let rows = try reader.run { session in try session.query("SELECT last_sequence FROM store_counter WHERE one") }
-        return UInt64(clamping: try rows.first.map { try Self.decode($0, Int64.self) } ?? Int64(0))
+        let rows = try reader.run { session in
+            try session.query("SELECT c.last_sequence, m.value FROM store_counter c LEFT JOIN store_meta m ON m.key = 'store_id' WHERE c.one")
+        }
+        guard let row = rows.first else { throw StoreError(.database, "consent store \(address): no counter row") }
+        let (head, id) = try Self.decode(row, (Int64, String?).self)
+        try checkIdentity(id)
+        return UInt64(clamping: head)
+    }
+
+    /// Throws unless `id` is the store id this store opened.
+    func checkIdentity(_ id: String?) throws {
+        guard id == storeID else {
+            throw StoreError(.unavailable, "the database at \(address) is another consent store now (store id \(id ?? "none"), this process opened \(storeID)): restart consentd to load it")
+        }
     }
 
     public func recordCount() throws -> Int {
@@ -370,7 +384,11 @@ public final class PostgresConsentStore: ConsentStorage {
         let mapper = handle.mapper
         return try reader.run { session in
             try session.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            let head = try session.query("SELECT last_sequence FROM store_counter WHERE one").first.map { try Self.decode($0, Int64.self) } ?? Int64(0)
+            guard let counter = try session.query("SELECT c.last_sequence, m.value FROM store_counter c LEFT JOIN store_meta m ON m.key = 'store_id' WHERE c.one").first else {
+                throw StoreError(.database, "consent store \(address): no counter row")
+            }
+            let (head, id) = try Self.decode(counter, (Int64, String?).self)
+            try checkIdentity(id)
             try learnKeys(session, mapper)
             let (purposes, data, sources) = mapper.tables()
             var builder = ConsentSnapshotBuilder()
@@ -380,11 +398,12 @@ public final class PostgresConsentStore: ConsentStorage {
                 let columns = "subject, sequence, purpose_id, data_id, choice, recorded_at, expires_at, legal_basis, source_id, notice_version"
                 if let after {
                     rows = try session.query("""
-                        SELECT \(unescaped: columns) FROM consent_records WHERE (subject, sequence) > (\(after.subject), \(after.sequence))
+                        SELECT \(unescaped: columns) FROM consent_records
+                        WHERE (subject, sequence) > (\(after.subject), \(after.sequence)) AND sequence <= \(head)
                         ORDER BY subject, sequence LIMIT 50000
                         """)
                 } else {
-                    rows = try session.query("SELECT \(unescaped: columns) FROM consent_records ORDER BY subject, sequence LIMIT 50000")
+                    rows = try session.query("SELECT \(unescaped: columns) FROM consent_records WHERE sequence <= \(head) ORDER BY subject, sequence LIMIT 50000")
                 }
                 if rows.isEmpty { break }
                 for row in rows {
@@ -412,7 +431,8 @@ public final class PostgresConsentStore: ConsentStorage {
             // One statement, one snapshot: the counter and every row at or below it.
             let rows = try session.query("""
                 SELECT c.last_sequence, u.sequence, u.subject, u.purpose_id, u.data_id, u.choice, u.recorded_at, u.expires_at,
-                       u.legal_basis, u.source_id, u.notice_version, u.anchor, u.erasure
+                       u.legal_basis, u.source_id, u.notice_version, u.anchor, u.erasure,
+                       (SELECT m.value FROM store_meta m WHERE m.key = 'store_id')
                 FROM store_counter c LEFT JOIN LATERAL (
                     SELECT * FROM (
                         SELECT r.sequence, r.subject, r.purpose_id, r.data_id, r.choice, r.recorded_at, r.expires_at, r.legal_basis,
@@ -426,9 +446,10 @@ public final class PostgresConsentStore: ConsentStorage {
                 ) AS u ON true
                 WHERE c.one
                 """)
-            typealias Row = (Int64, Int64?, ByteBuffer?, Int32?, Int32?, Int16?, Int64?, Int64?, Int16?, Int32?, Int64?, Int64?, Bool?)
+            typealias Row = (Int64, Int64?, ByteBuffer?, Int32?, Int32?, Int16?, Int64?, Int64?, Int16?, Int32?, Int64?, Int64?, Bool?, String?)
             let decoded: [Row] = try rows.map { try Self.decode($0, Row.self) }
             guard let head = decoded.first?.0 else { return ([], sequence) }
+            try checkIdentity(decoded.first?.13)
             var through = UInt64(clamping: head)
             guard through > sequence else { return ([], max(through, sequence)) }
             let unknown = decoded.contains { row in

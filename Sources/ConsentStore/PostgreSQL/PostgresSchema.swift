@@ -71,12 +71,28 @@ enum PostgresSchema {
             );
             CREATE INDEX erasures_by_hash ON erasures (subject_hash);
 
+            -- Raises (SQLSTATE CD001) unless this database is the store `p_store_id` names.
+            CREATE FUNCTION consentd_check_store(p_store_id text) RETURNS void
+            LANGUAGE plpgsql STABLE AS $$
+            DECLARE
+                here text;
+            BEGIN
+                SELECT m.value INTO here FROM store_meta m WHERE m.key = 'store_id';
+                IF here IS DISTINCT FROM p_store_id THEN
+                    RAISE EXCEPTION 'this database is another consent store (store id %, the caller opened %)', here, p_store_id
+                        USING ERRCODE = 'CD001';
+                END IF;
+            END $$;
+
             -- One write = one call = one statement: the counter row is locked first, so every later
             -- statement (the idempotency lookup included) sees every earlier write's commit, and the
             -- lock is held only as long as the inserts take. Null columns arrive as sentinels that
             -- validation never lets through: data 0, expires -2^63, notice -1, jurisdiction ''.
+            -- p_store_id: the store the caller opened; a database replaced under it (dropped and
+            -- recreated, restored from another store) refuses the write instead of taking key
+            -- ids and sequences that mean something else here.
             CREATE FUNCTION consentd_append(
-                p_key bytea, p_fingerprint text, p_now bigint,
+                p_store_id text, p_key bytea, p_fingerprint text, p_now bigint,
                 p_subjects bytea[], p_purposes integer[], p_data integer[], p_choices smallint[],
                 p_recorded bigint[], p_expires bigint[], p_bases smallint[], p_sources integer[],
                 p_notices bigint[], p_jurisdictions text[], p_evidence text[], p_has_evidence boolean[]
@@ -90,6 +106,7 @@ enum PostgresSchema {
                 found_hash text;
             BEGIN
                 SELECT c.last_sequence INTO base FROM store_counter c WHERE c.one FOR UPDATE;
+                PERFORM consentd_check_store(p_store_id);
                 IF p_key IS NOT NULL THEN
                     SELECT k.first_sequence, k.count, k.payload_hash INTO found_first, found_count, found_hash
                         FROM idempotency_keys k WHERE k.key = p_key;
@@ -119,7 +136,7 @@ enum PostgresSchema {
 
             -- Erasure, under the same lock: the DELETE sees every record committed before it, so no
             -- record of the subject survives in the store while followers drop it from their index.
-            CREATE FUNCTION consentd_erase(p_subject bytea, p_hash text, p_now bigint)
+            CREATE FUNCTION consentd_erase(p_store_id text, p_subject bytea, p_hash text, p_now bigint)
             RETURNS TABLE (erasure_sequence bigint, record_count integer)
             LANGUAGE plpgsql VOLATILE AS $$
             DECLARE
@@ -128,6 +145,7 @@ enum PostgresSchema {
                 n integer;
             BEGIN
                 SELECT c.last_sequence INTO base FROM store_counter c WHERE c.one FOR UPDATE;
+                PERFORM consentd_check_store(p_store_id);
                 SELECT array_agg(r.sequence ORDER BY r.sequence) INTO erased FROM consent_records r WHERE r.subject = p_subject;
                 n := coalesce(cardinality(erased), 0);
                 IF n > 0 THEN
