@@ -115,11 +115,16 @@ public final class ConsentFeed: Sendable {
             let pause = followStep(&state, every: interval, onError)
             let (seconds, attoseconds) = pause.components
             _ = wake.wait(timeout: .now() + .nanoseconds(Int(clamping: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)))
+            nudged.store(false, ordering: .releasing)
         }
     }
 
-    /// Asks `followBlocking` to look now (a request waits for a sequence it has not applied).
-    public func nudge() { wake.signal() }
+    /// Asks `followBlocking` to look now (a request waits for a sequence it has not applied, a
+    /// NOTIFY arrived). Repeated nudges before that look collapse into one.
+    public func nudge() {
+        if !nudged.exchange(true, ordering: .acquiringAndReleasing) { wake.signal() }
+    }
+    private let nudged = Atomic<Bool>(false)
 
     private struct FollowState {
         var reportedProblem = false
@@ -148,17 +153,41 @@ public final class ConsentFeed: Sendable {
         }
     }
 
-    /// Appends records durably, then updates the index; returns once both are done.
+    /// The highest sequence a write through this feed committed (`record`, `erase`): decisions
+    /// wait for the index to hold it, so the next one sees the write even when the index update
+    /// right after the commit failed.
+    public var acknowledgedSequence: UInt64 { acknowledged.load(ordering: .acquiring) }
+    private let acknowledged = Atomic<UInt64>(0)
+
+    /// Appends records durably, then updates the index; returns once both are done. A write
+    /// that committed is reported as such even if the index update after it fails (the follower
+    /// retries it; `acknowledgedSequence` holds decisions until it is applied).
     public func record(_ records: [ConsentRecord], idempotencyKey: String? = nil, payload: [UInt8]? = nil, now: Timestamp = .now()) throws -> AppendResult {
         let result = try store.append(records, idempotencyKey: idempotencyKey, payload: payload, now: now)
-        try catchUp()
+        committed(result.sequences.max() ?? 0)
         return result
     }
 
-    /// Erases a subject durably, then updates the index.
+    /// Erases a subject durably, then updates the index (as `record`).
     public func erase(subject: String, now: Timestamp = .now()) throws -> ErasureTombstone {
         let tombstone = try store.erase(subject: subject, now: now)
-        try catchUp()
+        committed(tombstone.sequence)
         return tombstone
+    }
+
+    /// A write through this feed committed `sequence`: apply it now; if that fails, hold later
+    /// decisions until the follower has (before the write is acknowledged to its caller).
+    private func committed(_ sequence: UInt64) {
+        do {
+            try catchUp()
+        } catch {
+            var current = acknowledged.load(ordering: .relaxed)
+            while sequence > current {
+                let (exchanged, original) = acknowledged.compareExchange(expected: current, desired: sequence, ordering: .acquiringAndReleasing)
+                if exchanged { break }
+                current = original
+            }
+            nudge()
+        }
     }
 }

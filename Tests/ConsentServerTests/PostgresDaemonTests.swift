@@ -83,6 +83,14 @@ struct PostgresDaemonTests {
             delays.append(Date().timeIntervalSince(started))
         }
         print("commit-to-visible delays through NOTIFY (ms): \(delays.map { Int($0 * 1000) })")
+        // A short-lived writer (consentctl consent … --store URI) notifies before it goes.
+        do {
+            let cli = try PostgresConsentStore(address: database.address)
+            _ = try cli.append([Self.grant("from-the-cli")], idempotencyKey: nil, payload: nil, now: .now())
+        }
+        #expect(try Self.eventually(5) {
+            try clientB.check(subject: "from-the-cli", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentGranted
+        }, "a write by a process that exited at once did not wake B (its poll is 30 s)")
         try await a.stop()
         try await b.stop()
     }

@@ -189,6 +189,25 @@ struct PostgresStoreTests {
         #expect(exported == reference)
     }
 
+    /// A write stuck behind a lock past the bound is cancelled by the server and says nothing
+    /// was written — and nothing is, after the lock goes (review: the client gave up, the server
+    /// went on waiting, and the write committed later behind the caller's back).
+    @Test func aWriteThatTimesOutIsCancelledNotCommittedLater() throws {
+        let database = try TemporaryPostgres()
+        let store = try PostgresConsentStore(address: database.address, timeout: .seconds(1))
+        _ = try store.append([Self.record("first")])
+        let holder = try database.connect(applicationName: "lock-holder")
+        try holder.execute("BEGIN")
+        try holder.execute("SELECT * FROM store_counter FOR UPDATE")
+        #expect {
+            _ = try store.append([Self.record("late")])
+        } throws: { error in "\(error)".contains("nothing was written") }
+        try holder.execute("COMMIT")
+        usleep(300_000)
+        #expect(try store.history(of: "late").isEmpty, "a write reported as failed committed later")
+        #expect(try store.append([Self.record("after")]).sequences == [2])
+    }
+
     @Test func writesAndLooksOfOneDaemonInterleaveWithoutReloading() throws {
         let database = try TemporaryPostgres()
         try writesAndLooksInterleaveWithoutReloading(try PostgresConsentStore(address: database.address)) { try PostgresConsentStore(address: database.address) }
@@ -252,6 +271,12 @@ struct PostgresStoreTests {
         #expect(try PostgresAddress(tcp.description, environment: ["PGPASSWORD": "secret"]) == tcp)
         for bad in ["postgres://h/", "postgres://h:99999/db", "postgres://h/db?sslmode=require", "postgres://h/db?bogus=1"] {
             #expect(throws: StoreError.self, "\(bad)") { _ = try PostgresAddress(bad, environment: [:]) }
+        }
+        // No password reaches an error message, however it is spelt.
+        for secret in ["postgres://u:S3cretPW@h/db?bogus=1", "postgres://h/db?passwd=S3cretPW", "postgres://h/db?pwd=S3cretPW&x=1", "postgres://h:99999/db?password=S3cretPW"] {
+            #expect {
+                _ = try PostgresAddress(secret, environment: [:])
+            } throws: { !"\($0)".contains("S3cretPW") }
         }
     }
 }

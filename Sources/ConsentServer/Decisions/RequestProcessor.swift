@@ -63,16 +63,23 @@ package struct RequestProcessor {
     /// Whether the general path may decide a request whose context names `minimum` against
     /// `snapshot`: `.wait` the first time the index is behind, then `.behind` (decide with
     /// consent unavailable) once the wait is over.
-    private func sequenceGate(_ minimum: UInt64, _ snapshot: ConsentSnapshot) -> SequenceGate {
-        guard minimum > snapshot.sequence else { return .ready }
+    private func sequenceGate(_ asked: UInt64, _ snapshot: ConsentSnapshot) -> SequenceGate {
+        guard requiredSequence(asked) > snapshot.sequence else { return .ready }
         return waitedForSequence ? .behind : .wait
     }
 
     private enum SequenceGate { case ready, wait, behind }
 
+    /// The sequence a decision must see: the one its context asks for, and every write this
+    /// daemon has acknowledged (whose index update may have failed after the commit).
+    @inline(__always)
+    private func requiredSequence(_ asked: UInt64) -> UInt64 {
+        max(asked, services.store?.acknowledgedSequence ?? 0)
+    }
+
     /// What a decision denied because `min_sequence` was not reached says.
-    private func behindMessage(_ minimum: UInt64, _ snapshot: ConsentSnapshot) -> String {
-        "context.min_sequence \(minimum) is not applied on this daemon yet (it is at \(snapshot.sequence) after waiting "
+    private func behindMessage(_ asked: UInt64, _ snapshot: ConsentSnapshot) -> String {
+        "\(asked > snapshot.sequence ? "context.min_sequence \(asked)" : "a write this daemon acknowledged (\(requiredSequence(asked)))") is not applied on this daemon yet (it is at \(snapshot.sequence) after waiting "
             + "\(Int(services.maximumSequenceWait * 1000)) ms): decisions that need consent are denied until it is"
     }
 
@@ -137,7 +144,7 @@ package struct RequestProcessor {
         guard let resolved = resolvedOrNil else { return false }
         let snapshot = consent.current()
         // A write this daemon has not applied yet: the general path waits for it.
-        guard check.minSequence <= snapshot.sequence else { return false }
+        guard requiredSequence(check.minSequence) <= snapshot.sequence else { return false }
         let decision = snapshot.withRecords(ofSubjectBytes: subject) { set.decide(resolved, records: $0) }
         ServerCounters.bump(services.counters.requests)
         var event = DecisionEvent(
@@ -226,7 +233,7 @@ package struct RequestProcessor {
             batchResolved.append((resolved, item.subject))
         }
         let snapshot = consent.current()
-        guard context.minSequence <= snapshot.sequence else { return false }
+        guard requiredSequence(context.minSequence) <= snapshot.sequence else { return false }
         batchDecisions.removeAll(keepingCapacity: true)
         // One instant for every item's receipt (a batch is decided at one time).
         let decidedAt = context.at == nil ? at : (receipts == nil ? nil : now())
@@ -371,7 +378,7 @@ package struct RequestProcessor {
                 let callersFault = error.code == .invalidRecord || error.code == .idempotencyConflict
                 // The store failing (a full disk, an I/O error, a lock held too long) is the
                 // operator's to see, not only the caller's: nothing was stored.
-                if !callersFault { services.logger.error("a consent store operation failed and changed nothing", metadata: ["error": "\(error.message)"]) }
+                if !callersFault { services.logger.error("a consent store operation failed (the error says whether anything was written)", metadata: ["error": "\(error.message)"]) }
                 return Self.refusal(id, callersFault ? .invalidArgument : .unavailable, error.message, services: services)
             } catch let error as WireRecordError {
                 return Self.refusal(id, .invalidArgument, error.message, services: services)
@@ -419,7 +426,7 @@ package struct RequestProcessor {
         let set = policies.current()
         let snapshot = consent.current()
         let gate = sequenceGate(context.minSequence, snapshot)
-        if gate == .wait { return .waitForSequence(context.minSequence) }
+        if gate == .wait { return .waitForSequence(requiredSequence(context.minSequence)) }
         let consentAvailable = consentAvailable && gate == .ready
         let request = DecisionRequest(subject: check.subjectID, purpose: check.purpose, dataCategory: check.dataCategory, context: context)
         let records = snapshot.records(of: request.subject)
@@ -457,7 +464,7 @@ package struct RequestProcessor {
         let set = policies.current()
         let snapshot = consent.current()
         let gate = sequenceGate(context.minSequence, snapshot)
-        if gate == .wait { return .waitForSequence(context.minSequence) }
+        if gate == .wait { return .waitForSequence(requiredSequence(context.minSequence)) }
         let now = self.now()
         var decisions: [Decision] = []
         decisions.reserveCapacity(batch.items.count)
@@ -513,7 +520,7 @@ package struct RequestProcessor {
         let set = policies.current()
         let snapshot = consent.current()
         let gate = sequenceGate(context.minSequence, snapshot)
-        if gate == .wait { return .waitForSequence(context.minSequence) }
+        if gate == .wait { return .waitForSequence(requiredSequence(context.minSequence)) }
         let records = snapshot.records(of: list.subjectID)
         let now = self.now()
         let available = consentAvailable && gate == .ready

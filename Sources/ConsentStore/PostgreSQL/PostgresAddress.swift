@@ -87,12 +87,14 @@ public struct PostgresAddress: Sendable, Equatable, CustomStringConvertible {
         return configuration
     }
 
-    /// `text` with any password replaced by `***`.
+    /// `text` with its password and every query value but the known harmless ones replaced by
+    /// `***` (a misspelt `passwd=` must not be echoed either).
     static func redact(_ text: String) -> String {
         guard var components = URLComponents(string: text) else { return "(unreadable URI)" }
         if components.password != nil { components.password = "***" }
-        if let items = components.queryItems, items.contains(where: { $0.name == "password" }) {
-            components.queryItems = items.map { $0.name == "password" ? URLQueryItem(name: "password", value: "***") : $0 }
+        let shown: Set<String> = ["host", "port", "user", "dbname", "application_name", "sslmode"]
+        if let items = components.queryItems {
+            components.queryItems = items.map { shown.contains($0.name) ? $0 : URLQueryItem(name: $0.name, value: "***") }
         }
         return components.string ?? "(unreadable URI)"
     }

@@ -76,6 +76,7 @@ public final class PostgresConsentStore: ConsentStorage {
     }
 
     deinit {
+        notifier.flush()
         writer.close()
         reader.close()
     }

@@ -33,6 +33,10 @@ final class FeedNotifier: @unchecked Sendable {
         if start { queue.async { self.drain() } }
     }
 
+    /// Waits until every head handed over so far has been sent (a short-lived process, such as
+    /// `consentctl consent … --store URI`, would otherwise exit before its NOTIFY left).
+    func flush() { queue.sync {} }
+
     private func drain() {
         while true {
             let head: UInt64? = lock.withLock {

@@ -31,7 +31,11 @@ final class PostgresLink: @unchecked Sendable {
     /// Runs `body` with the connection held; a failure that leaves the connection unusable (or
     /// in an unknown transaction state) closes it, and the next call opens a new one.
     func run<T>(_ body: (Session) throws -> T) throws -> T {
-        lock.lock()
+        // Waiting for the connection counts against the same bound as a statement: calls queued
+        // behind a stuck one fail after `timeout` instead of one bound each, in turn.
+        guard lock.lock(before: Date().addingTimeInterval(Double(timeout.nanoseconds) / 1e9)) else {
+            throw StoreError(.unavailable, "the consent store \(address) is busy: the connection was not free within \(timeout.nanoseconds / 1_000_000) ms; nothing was sent")
+        }
         defer { lock.unlock() }
         let connection = try open()
         let session = Session(connection: connection, timeout: timeout, logger: logger, address: address)
@@ -72,8 +76,18 @@ final class PostgresLink: @unchecked Sendable {
         let configuration = address.configuration(applicationName: applicationName, connectTimeout: timeout)
         do {
             let opened = try PostgresConnection.connect(on: group.next(), configuration: configuration, id: nextID, logger: logger).wait()
+            // The server gives up on a statement itself within the bound (and rolls it back), so a
+            // statement this side stopped waiting for cannot commit later behind the caller's back.
+            do {
+                _ = try opened.query(PostgresQuery(unsafeSQL: "SET statement_timeout = \(timeout.nanoseconds / 1_000_000)"), logger: logger).wait()
+            } catch {
+                Self.close(opened)
+                throw error
+            }
             connection = opened
             return opened
+        } catch let error as StoreError {
+            throw error
         } catch {
             throw StoreError(.unavailable, "cannot connect to the consent store \(address): \(Self.describe(error))")
         }
@@ -105,13 +119,20 @@ final class PostgresLink: @unchecked Sendable {
         func query(_ query: PostgresQuery) throws -> PostgresQueryResult {
             let started = NIODeadline.now()
             let connection = self.connection
-            let timer = connection.eventLoop.scheduleTask(in: timeout) { let _: EventLoopFuture<Void> = connection.close() }
+            // The server's statement_timeout ends a slow statement first; this later bound is for
+            // a server that stopped answering at all.
+            let bound = timeout + .seconds(2)
+            let timer = connection.eventLoop.scheduleTask(in: bound) { let _: EventLoopFuture<Void> = connection.close() }
             defer { timer.cancel() }
             do {
                 return try connection.query(query, logger: logger).wait()
             } catch {
-                if NIODeadline.now() - started >= timeout {
-                    throw StoreError(.unavailable, "the consent store \(address) did not answer within \(timeout.nanoseconds / 1_000_000) ms; the connection was closed")
+                if NIODeadline.now() - started >= bound {
+                    throw StoreError(.unavailable, "the consent store \(address) did not answer within \(bound.nanoseconds / 1_000_000) ms; the connection was closed, "
+                                     + "and whether a write sent on it committed is unknown: retry it with the same idempotency key")
+                }
+                if let error = error as? PSQLError, error.serverInfo?[.sqlState] == "57014" {
+                    throw StoreError(.unavailable, "the consent store \(address) did not finish within \(timeout.nanoseconds / 1_000_000) ms (the server cancelled the statement; nothing was written)")
                 }
                 if connection.isClosed {
                     throw StoreError(.unavailable, "lost the connection to the consent store \(address): \(PostgresLink.describe(error))")
