@@ -95,6 +95,106 @@ struct PostgresDaemonTests {
         try await b.stop()
     }
 
+    /// Two daemons, an import and a raw writer that pauses randomly before each commit, all
+    /// writing at once (grants, withdrawals, erasures, on overlapping subjects): afterwards each
+    /// daemon's index equals a fresh load of the database, and every decision each daemon gives
+    /// equals the reference decided from that fresh load.
+    @Test func twoDaemonsAnImportAndAPausingWriterConverge() async throws {
+        let database = try TemporaryPostgres()
+        let a = try await DaemonHarness { $0.store = database.uri; $0.storePollInterval = 0.05 }
+        let b = try await DaemonHarness { $0.store = database.uri; $0.storePollInterval = 0.05 }
+        let store = try PostgresConsentStore(address: database.address)
+        // Intern the names the raw writer uses, and learn their ids.
+        _ = try store.append([ConsentRecord(subject: "seed", purpose: Self.targeted, choice: .grant, recordedAt: .now(), source: "raw", noticeVersion: 3)],
+                             idempotencyKey: nil, payload: nil, now: .now())
+        let raw = try database.connect(applicationName: "pausing-writer")
+        let purposeID = try raw.column("SELECT id::text FROM keys WHERE kind = 1 AND name = '\(Self.targeted)'")[0]
+        let sourceID = try raw.column("SELECT id::text FROM keys WHERE kind = 3 AND name = 'raw'")[0]
+        let subjects = (0..<25).map { "conv-\($0)" }
+        let file = a.directory.appendingPathComponent("import.jsonl").path
+        let lines = (0..<3_000).map { i in
+            #"{"subject":"\#(subjects[i % subjects.count])","purpose":"\#(i % 3 == 0 ? "marketing" : Self.targeted)","choice":"\#(i % 4 == 0 ? "deny" : "grant")","at":"2026-01-01T00:00:00Z","notice_version":3}"#
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let group = DispatchGroup()
+        let problems = Problems()
+        let clients = (try a.client(), try b.client())
+        group.enter()
+        Thread.detachNewThread {
+            defer { group.leave() }
+            do { _ = try RecordTransfer.importRecords(from: file, into: store, options: ImportOptions(batchSize: 100)) } catch { problems.note(error) }
+        }
+        for (index, client) in [clients.0, clients.1].enumerated() {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                for step in 0..<120 {
+                    let subject = subjects[(step * 7 + index * 3) % subjects.count]
+                    do {
+                        if step % 15 == 14 {
+                            _ = try client.erase(subject: subject)
+                        } else {
+                            let choice: Choice = (step + index) % 3 == 0 ? .deny : .grant
+                            _ = try client.record([ConsentRecord(subject: subject, purpose: step % 2 == 0 ? "marketing" : Self.targeted, choice: choice,
+                                                                 recordedAt: .now(), source: "daemon-\(index)", noticeVersion: 3)])
+                        }
+                    } catch { problems.note(error) }
+                }
+            }
+        }
+        group.enter()
+        Thread.detachNewThread {
+            defer { group.leave() }
+            for step in 0..<60 {
+                let subject = subjects[(step * 11) % subjects.count]
+                do {
+                    try raw.execute("BEGIN")
+                    try raw.execute("""
+                        SELECT * FROM consentd_append('\(store.storeID)', NULL, '', \(Timestamp.now().microseconds), ARRAY[convert_to('\(subject)', 'UTF8')], ARRAY[\(purposeID)]::int[],
+                            ARRAY[0]::int[], ARRAY[\(step % 2 == 0 ? 1 : 2)]::smallint[], ARRAY[\(Timestamp.now().microseconds)]::bigint[],
+                            ARRAY[-9223372036854775808]::bigint[], ARRAY[0]::smallint[], ARRAY[\(sourceID)]::int[], ARRAY[3]::bigint[],
+                            ARRAY['']::text[], ARRAY['']::text[], ARRAY[false])
+                        """)
+                    try raw.execute("SELECT pg_sleep(\(Double.random(in: 0...0.02)))")
+                    try raw.execute("COMMIT")
+                    try raw.execute("SELECT pg_notify('consentd_feed', '')")
+                } catch {
+                    problems.note(error)
+                    _ = try? raw.execute("ROLLBACK")
+                }
+            }
+        }
+        group.wait()
+        #expect(problems.all.isEmpty, "\(problems.all.prefix(3))")
+        let head = try store.lastSequence()
+        for daemon in [a, b] {
+            #expect(Self.eventually(10) { daemon.daemon.state.feed.appliedSequence == head }, "a daemon did not reach the head \(head)")
+        }
+        let fresh = try ConsentFeed(store: store, vocabulary: a.daemon.state.feed.index.vocabulary)
+        let freshB = try ConsentFeed(store: store, vocabulary: b.daemon.state.feed.index.vocabulary)
+        let at = Timestamp.now()
+        var context = Self.eea
+        context.at = at
+        var compared = 0
+        for (daemon, reference, client) in [(a, fresh, clients.0), (b, freshB, clients.1)] {
+            let set = daemon.daemon.state.policies.set
+            for subject in subjects + ["seed"] {
+                #expect(Array(daemon.daemon.state.feed.index.snapshot().records(of: subject)) == Array(reference.index.snapshot().records(of: subject)),
+                        "\(subject): a daemon's index differs from a fresh load")
+                for purpose in ["marketing.email", Self.targeted] {
+                    let expected = set.decide(DecisionRequest(subject: subject, purpose: purpose, dataCategory: Self.browsing, context: context),
+                                              consent: reference.index.snapshot().records(of: subject), now: at)
+                    let answer = try client.check(subject: subject, purpose: purpose, dataCategory: Self.browsing, context: context)
+                    #expect(answer.reason.rawValue == Int(expected.reason.rawValue), "\(subject) \(purpose): \(answer.reason) vs \(expected.reason)")
+                    compared += 1
+                }
+            }
+        }
+        #expect(compared == 104)
+        try await a.stop()
+        try await b.stop()
+    }
+
     /// The database is dropped and created again under a running daemon, and another store
     /// grows in it past the daemon's cursor (review: the daemon applied the new store's rows on
     /// top of the old index and kept allowing the old grant, and wrote with the old key ids):
@@ -189,4 +289,12 @@ struct PostgresDaemonTests {
         #expect(try client.status().consentStale == false)
         try await daemon.stop()
     }
+}
+
+/// Errors collected from several threads.
+final class Problems: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [String] = []
+    func note(_ error: Error) { lock.withLock { list.append("\(error)") } }
+    var all: [String] { lock.withLock { list } }
 }
