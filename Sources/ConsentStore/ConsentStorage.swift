@@ -117,6 +117,23 @@ public enum StoreRules {
         return out
     }
 
+    /// What every store checks before an append: each record (with the store's clock skew) and
+    /// the idempotency key. Returns the key's payload fingerprint ("" without a key), or nil when
+    /// there is nothing to write — no records (a signal string that implies none): nothing is
+    /// written and no key is claimed, since a key is erased with the records it stored and a key
+    /// with none would outlive an erasure of the subject its text may name (review 25).
+    static func prepareAppend(_ records: [ConsentRecord], idempotencyKey: String?, payload: [UInt8]?, now: Timestamp, maximumClockSkew: TimeSpan) throws -> String? {
+        for record in records { try validate(record, now: now, maximumClockSkew: maximumClockSkew) }
+        if let idempotencyKey { try validate(idempotencyKey: idempotencyKey) }
+        if records.isEmpty { return nil }
+        return idempotencyKey == nil ? "" : fingerprint(payload ?? canonicalPayload(records))
+    }
+
+    /// The refusal of an idempotency key reused for a different request.
+    static func idempotencyConflict(_ key: String) -> StoreError {
+        StoreError(.idempotencyConflict, "idempotency key '\(key)' was used before for a different request; use a new key for a new request")
+    }
+
     static func fingerprint(_ payload: [UInt8]) -> String {
         SHA256.hash(data: payload).map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()
     }
@@ -180,8 +197,6 @@ public protocol ConsentStorage: AnyObject, Sendable {
     /// How far in the future a record's `recorded_at` may lie.
     var maximumClockSkew: TimeSpan { get }
 
-    /// Validates a record as a write would (`StoreRules`, with this store's clock skew).
-    func validate(_ record: ConsentRecord, now: Timestamp) throws
     /// Appends records in one durable transaction (see `SQLiteConsentStore.append`).
     func append(_ records: [ConsentRecord], idempotencyKey: String?, payload: [UInt8]?, now: Timestamp) throws -> AppendResult
     /// Deletes every record of `subject`, leaving a tombstone.
@@ -234,6 +249,11 @@ public protocol ConsentStorage: AnyObject, Sendable {
 }
 
 extension ConsentStorage {
+    /// Validates a record as a write would (`StoreRules`, with this store's clock skew).
+    public func validate(_ record: ConsentRecord, now: Timestamp) throws {
+        try StoreRules.validate(record, now: now, maximumClockSkew: maximumClockSkew)
+    }
+
     public func watchChanges(_ wake: @escaping @Sendable () -> Void) -> (any ChangeWatch)? { nil }
 }
 

@@ -22,6 +22,11 @@ struct PostgresDaemonTests {
         ConsentRecord(subject: subject, purpose: "marketing", choice: .deny, recordedAt: .now(), source: "test")
     }
 
+    /// Daemon `client`'s answer to "may targeted ads use `subject`'s browsing data in Germany?".
+    static func ask(_ client: ConsentClient, _ subject: String) throws -> Consentd_V1_CheckResponse {
+        try client.check(subject: subject, purpose: targeted, dataCategory: browsing, context: eea)
+    }
+
     /// Polls `condition` every 10 ms for at most `seconds`; whether it came true.
     static func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
@@ -40,11 +45,11 @@ struct PostgresDaemonTests {
         let b = try await DaemonHarness { $0.store = database.uri }
         let (clientA, clientB) = (try a.client(), try b.client())
         _ = try clientB.record([Self.grant("alice")])
-        #expect(try Self.eventually { try clientA.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentGranted })
+        #expect(try Self.eventually { try Self.ask(clientA, "alice").reason == .consentGranted })
         _ = try clientA.record([Self.withdraw("alice")])
         // A itself: the very next Check.
-        #expect(try clientA.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentDenied)
-        #expect(try Self.eventually { try clientB.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentDenied })
+        #expect(try Self.ask(clientA, "alice").reason == .consentDenied)
+        #expect(try Self.eventually { try Self.ask(clientB, "alice").reason == .consentDenied })
         #expect(try clientB.status().storePath == database.uri)
         try await a.stop()
         try await b.stop()
@@ -77,7 +82,7 @@ struct PostgresDaemonTests {
             let started = Date()
             _ = try clientA.record([Self.grant(subject)])
             let seen = try Self.eventually(5) {
-                try clientB.check(subject: subject, purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentGranted
+                try Self.ask(clientB, subject).reason == .consentGranted
             }
             #expect(seen, "round \(round): B did not see A's commit within 5 s (its poll is 30 s)")
             delays.append(Date().timeIntervalSince(started))
@@ -89,7 +94,7 @@ struct PostgresDaemonTests {
             _ = try cli.append([Self.grant("from-the-cli")], idempotencyKey: nil, payload: nil, now: .now())
         }
         #expect(try Self.eventually(5) {
-            try clientB.check(subject: "from-the-cli", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentGranted
+            try Self.ask(clientB, "from-the-cli").reason == .consentGranted
         }, "a write by a process that exited at once did not wake B (its poll is 30 s)")
         try await a.stop()
         try await b.stop()
@@ -209,7 +214,7 @@ struct PostgresDaemonTests {
         }
         let client = try daemon.client()
         _ = try client.record([Self.grant("bob")])
-        #expect(try client.check(subject: "bob", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentGranted)
+        #expect(try Self.ask(client, "bob").reason == .consentGranted)
         let admin = try database.connectToServer()
         try admin.execute("DROP DATABASE \(database.name) WITH (FORCE)")
         try admin.execute("CREATE DATABASE \(database.name)")
@@ -217,7 +222,7 @@ struct PostgresDaemonTests {
         _ = try other.append((0..<5).map { ConsentRecord(subject: "t\($0)", purpose: "analytics", choice: .grant, recordedAt: .now(), source: "web") },
                              idempotencyKey: nil, payload: nil, now: .now())
         #expect(try Self.eventually { try client.status().consentStale }, "the daemon kept serving the old store's index as current")
-        #expect(try client.check(subject: "bob", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentUnavailable)
+        #expect(try Self.ask(client, "bob").reason == .consentUnavailable)
         #expect {
             _ = try client.record([Self.grant("carol")])
         } throws: { "\($0)".contains("another consent store") }
@@ -265,12 +270,12 @@ struct PostgresDaemonTests {
         }
         let client = try daemon.client()
         _ = try client.record([Self.grant("alice")])
-        #expect(try client.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentGranted)
+        #expect(try Self.ask(client, "alice").reason == .consentGranted)
         let admin = try database.connectToServer()
         try admin.execute("ALTER DATABASE \(database.name) ALLOW_CONNECTIONS false")
         try admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database.name)'")
         #expect(try Self.eventually { try client.status().consentStale }, "the daemon did not notice that it cannot read the store")
-        let check = try client.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea)
+        let check = try Self.ask(client, "alice")
         #expect(check.decision == .deny && check.reason == .consentUnavailable)
         #expect(check.message.contains("last confirmed current"), "\(check.message)")
         // Every path: explain, a batch, ListUses; and what needs no consent is still answered.
@@ -284,7 +289,7 @@ struct PostgresDaemonTests {
         #expect(try client.status().consentStalenessSeconds >= 0.5)
         try admin.execute("ALTER DATABASE \(database.name) ALLOW_CONNECTIONS true")
         #expect(try Self.eventually {
-            try client.check(subject: "alice", purpose: Self.targeted, dataCategory: Self.browsing, context: Self.eea).reason == .consentGranted
+            try Self.ask(client, "alice").reason == .consentGranted
         }, "decisions did not resume once the store could be read again")
         #expect(try client.status().consentStale == false)
         try await daemon.stop()

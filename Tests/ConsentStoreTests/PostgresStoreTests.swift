@@ -1,6 +1,7 @@
 import ConsentModel
 @testable import ConsentStore
 import ConsentTesting
+import ConsentWorkload
 import Foundation
 import Testing
 
@@ -124,7 +125,7 @@ struct PostgresStoreTests {
         let sqlite = try SQLiteConsentStore(path: directory.appendingPathComponent("store.sqlite").path)
         let vocabulary = Vocabulary()
         let feeds = (try ConsentFeed(store: sqlite, vocabulary: vocabulary), try ConsentFeed(store: postgres, vocabulary: vocabulary))
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let subjects = ["alice", "jos\u{E9}", "jose\u{301}", "\u{212B}", "\u{C5}", "a\u{0}b", "\u{85}x", "", String(repeating: "z", count: 256),
                         String(repeating: "z", count: 257), "\u{1F600}", "b\u{7F}", "Ω", "\u{2126}", "x y"]
         let purposes = ["marketing", "marketing.email", "analytics", "personalisation", "marketing\u{0}x", "marke\u{301}ting"]
@@ -229,7 +230,7 @@ struct PostgresStoreTests {
             group.enter()
             Thread.detachNewThread {
                 defer { group.leave() }
-                var rng = SplitMix(seed: UInt64(index + 1))
+                var rng = SplitMix64(seed: UInt64(index + 1))
                 for step in 0..<150 {
                     do {
                         let subject = "s\(rng.next() % 20)"
@@ -278,19 +279,5 @@ struct PostgresStoreTests {
                 _ = try PostgresAddress(secret, environment: [:])
             } throws: { !"\($0)".contains("S3cretPW") }
         }
-    }
-}
-
-
-/// A small seeded generator (SplitMix64) for these tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

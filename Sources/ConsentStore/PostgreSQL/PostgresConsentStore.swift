@@ -99,19 +99,13 @@ public final class PostgresConsentStore: ConsentStorage {
 
     // MARK: writing
 
-    /// Validates a record before it is stored.
-    public func validate(_ record: ConsentRecord, now: Timestamp) throws {
-        try StoreRules.validate(record, now: now, maximumClockSkew: maximumClockSkew)
-    }
-
     public func append(_ records: [ConsentRecord], idempotencyKey: String? = nil, payload: [UInt8]? = nil, now: Timestamp = .now()) throws -> AppendResult {
-        for record in records { try validate(record, now: now) }
-        if let idempotencyKey { try StoreRules.validate(idempotencyKey: idempotencyKey) }
-        if records.isEmpty { return AppendResult(sequences: [], replayed: false) }
-        let fingerprint = idempotencyKey == nil ? "" : StoreRules.fingerprint(payload ?? StoreRules.canonicalPayload(records))
+        guard let fingerprint = try StoreRules.prepareAppend(records, idempotencyKey: idempotencyKey, payload: payload, now: now, maximumClockSkew: maximumClockSkew) else {
+            return AppendResult(sequences: [], replayed: false)
+        }
         let result = try insert(records, idempotencyKey: idempotencyKey, fingerprint: fingerprint, now: now)
         if result.conflict {
-            throw StoreError(.idempotencyConflict, "idempotency key '\(idempotencyKey ?? "")' was used before for a different request; use a new key for a new request")
+            throw StoreRules.idempotencyConflict(idempotencyKey ?? "")
         }
         return AppendResult(sequences: result.sequences, replayed: result.replayed)
     }

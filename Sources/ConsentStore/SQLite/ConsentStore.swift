@@ -89,11 +89,6 @@ public final class SQLiteConsentStore: ConsentStorage {
 
     // MARK: writing
 
-    /// Validates a record before it is stored (`StoreRules.validate(_:now:maximumClockSkew:)`).
-    public func validate(_ record: ConsentRecord, now: Timestamp) throws {
-        try StoreRules.validate(record, now: now, maximumClockSkew: maximumClockSkew)
-    }
-
     /// Appends records in one durable transaction and returns their sequences. With an
     /// idempotency key, a repeated call with the same payload stores nothing and returns the first
     /// call's result; the same key with a different payload is refused (`.idempotencyConflict`).
@@ -102,13 +97,9 @@ public final class SQLiteConsentStore: ConsentStorage {
     ///   the records as they arrived on the wire, so a retry that leaves `recorded_at` to the
     ///   server matches); nil fingerprints the records themselves.
     public func append(_ records: [ConsentRecord], idempotencyKey: String? = nil, payload: [UInt8]? = nil, now: Timestamp = .now()) throws -> AppendResult {
-        for record in records { try validate(record, now: now) }
-        if let idempotencyKey { try StoreRules.validate(idempotencyKey: idempotencyKey) }
-        // No records (a signal string that implies none): nothing is written, and no key is
-        // claimed — a key is erased with the records it stored, and a key with none would outlive
-        // an erasure of the subject its text may name (review 25).
-        if records.isEmpty { return AppendResult(sequences: [], replayed: false) }
-        let fingerprint = idempotencyKey == nil ? "" : StoreRules.fingerprint(payload ?? StoreRules.canonicalPayload(records))
+        guard let fingerprint = try StoreRules.prepareAppend(records, idempotencyKey: idempotencyKey, payload: payload, now: now, maximumClockSkew: maximumClockSkew) else {
+            return AppendResult(sequences: [], replayed: false)
+        }
         return try writeTransaction { db, keys in
             if let idempotencyKey {
                 var found: (first: Int64, count: Int64, fingerprint: String?)?
@@ -117,7 +108,7 @@ public final class SQLiteConsentStore: ConsentStorage {
                 }
                 if let found {
                     if let stored = found.fingerprint, stored != fingerprint {
-                        throw StoreError(.idempotencyConflict, "idempotency key '\(idempotencyKey)' was used before for a different request; use a new key for a new request")
+                        throw StoreRules.idempotencyConflict(idempotencyKey)
                     }
                     return AppendResult(sequences: (0..<max(0, min(found.count, 1 << 20))).map { UInt64(clamping: found.first &+ $0) }, replayed: true)
                 }
