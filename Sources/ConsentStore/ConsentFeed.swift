@@ -16,9 +16,13 @@ public final class ConsentFeed: Sendable {
     public let store: any ConsentStorage
     /// The index decisions read.
     public let index: ConsentIndex
-    private let mapper: KeyMapperHandle
-    /// The last sequence applied; held while applying, which serialises catch-ups.
-    private let cursor: Mutex<UInt64>
+    /// The last sequence applied and the key mapper of the store it was read from; held while
+    /// applying, which serialises catch-ups and reloads.
+    private let cursor: Mutex<Cursor>
+    private struct Cursor {
+        var sequence: UInt64
+        var mapper: KeyMapperHandle
+    }
     /// Wakes the following thread early (`nudge`).
     private let wake = DispatchSemaphore(value: 0)
 
@@ -30,11 +34,11 @@ public final class ConsentFeed: Sendable {
     public init(store: any ConsentStorage, vocabulary: Vocabulary, maximumStaleness: Duration = .seconds(5)) throws {
         self.store = store
         self.maximumStaleness = maximumStaleness
-        self.mapper = store.keyMapper(for: vocabulary)
+        let mapper = store.keyMapper(for: vocabulary)
         let started = ContinuousClock.now
         let snapshot = try store.loadSnapshot(into: mapper)
         self.index = ConsentIndex(vocabulary: vocabulary, snapshot: snapshot)
-        self.cursor = Mutex(snapshot.sequence)
+        self.cursor = Mutex(Cursor(sequence: snapshot.sequence, mapper: mapper))
         index.freshness.confirm(started, bound: maximumStaleness)
     }
 
@@ -49,33 +53,42 @@ public final class ConsentFeed: Sendable {
             var applied = 0
             while true {
                 let started = ContinuousClock.now
-                let (changes, through) = try store.changes(after: cursor, limit: 20_000, mapper: mapper)
-                guard through > cursor else {
+                let (changes, through) = try store.changes(after: cursor.sequence, limit: 20_000, mapper: cursor.mapper)
+                guard through > cursor.sequence else {
                     index.freshness.confirm(started, bound: maximumStaleness)
                     return applied
                 }
                 index.apply(changes, through: through)
                 applied += changes.count
-                cursor = through
+                cursor.sequence = through
             }
         }
     }
 
     /// One look at the store: applies what other processes committed since the last one, and
-    /// confirms the index current. A store whose counter went backwards (restored from a backup,
-    /// or another store at the same address) is loaded again whole.
-    public func poll() throws {
+    /// confirms the index current. A store whose counter went backwards (restored from a backup)
+    /// or another store at the same address (`StoreError.Code.storeChanged`) is loaded again
+    /// whole; returns why when it was, nil otherwise.
+    @discardableResult
+    public func poll() throws -> String? {
         let started = ContinuousClock.now
         // The cursor first: this process's own writes move it on while the head is read, and a
         // head read before such a write would look like a counter gone backwards.
-        let applied = cursor.withLock { $0 }
-        let head = try store.lastSequence()
-        if head < applied {
+        let applied = cursor.withLock { $0.sequence }
+        do {
+            let head = try store.lastSequence()
+            if head < applied {
+                try reload()
+                return "the store's sequence counter went back from \(applied) to \(head) (restored from a backup?): loaded the store whole"
+            } else if head > applied {
+                try catchUp()
+            } else {
+                index.freshness.confirm(started, bound: maximumStaleness)
+            }
+            return nil
+        } catch let error as StoreError where error.code == .storeChanged {
             try reload()
-        } else if head > applied {
-            try catchUp()
-        } else {
-            index.freshness.confirm(started, bound: maximumStaleness)
+            return "\(error.message): loaded the store whole"
         }
     }
 
@@ -83,14 +96,16 @@ public final class ConsentFeed: Sendable {
     public var reloads: Int { reloadCount.load(ordering: .relaxed) }
     private let reloadCount = Atomic<Int>(0)
 
-    /// Loads the whole store again and publishes it (the counter went backwards).
+    /// Loads the whole store again, with a fresh key mapper (another store's key ids mean other
+    /// names), and publishes it (the counter went backwards, or the store was replaced).
     public func reload() throws {
         reloadCount.add(1, ordering: .relaxed)
         try cursor.withLock { cursor in
             let started = ContinuousClock.now
+            let mapper = store.keyMapper(for: index.vocabulary)
             let snapshot = try store.loadSnapshot(into: mapper)
             index.publish(snapshot)
-            cursor = snapshot.sequence
+            cursor = Cursor(sequence: snapshot.sequence, mapper: mapper)
             index.freshness.confirm(started, bound: maximumStaleness)
         }
     }
@@ -100,19 +115,20 @@ public final class ConsentFeed: Sendable {
     /// retried with a jittered backoff (up to 1 s). A store that refuses writes
     /// (`ConsentStorage.healthProblem`: SQLite files removed or replaced under the daemon) is
     /// reported once, when it is first seen.
-    public func follow(every interval: Duration = .milliseconds(10), onError: @Sendable (Error) -> Void = { _ in }) async {
+    public func follow(every interval: Duration = .milliseconds(10), onError: @Sendable (Error) -> Void = { _ in }, onReload: @Sendable (String) -> Void = { _ in }) async {
         var state = FollowState()
         while !Task.isCancelled {
-            try? await Task.sleep(for: followStep(&state, every: interval, onError))
+            try? await Task.sleep(for: followStep(&state, every: interval, onError, onReload))
         }
     }
 
     /// `follow` on the calling thread (a thread of its own: every look blocks), while `running`.
-    /// `nudge` cuts the pause before the next look short.
-    public func followBlocking(every interval: Duration, while running: () -> Bool, onError: (Error) -> Void) {
+    /// `nudge` cuts the pause before the next look short. `onReload` hears why the store was
+    /// loaded whole when it was.
+    public func followBlocking(every interval: Duration, while running: () -> Bool, onError: (Error) -> Void, onReload: (String) -> Void = { _ in }) {
         var state = FollowState()
         while running() {
-            let pause = followStep(&state, every: interval, onError)
+            let pause = followStep(&state, every: interval, onError, onReload)
             let (seconds, attoseconds) = pause.components
             _ = wake.wait(timeout: .now() + .nanoseconds(Int(clamping: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)))
             nudged.store(false, ordering: .releasing)
@@ -132,7 +148,7 @@ public final class ConsentFeed: Sendable {
     }
 
     /// One look; returns how long to wait before the next.
-    private func followStep(_ state: inout FollowState, every interval: Duration, _ onError: (Error) -> Void) -> Duration {
+    private func followStep(_ state: inout FollowState, every interval: Duration, _ onError: (Error) -> Void, _ onReload: (String) -> Void) -> Duration {
         if let problem = store.healthProblem() {
             if !state.reportedProblem { onError(StoreError(.unavailable, problem)) }
             state.reportedProblem = true
@@ -140,7 +156,7 @@ public final class ConsentFeed: Sendable {
             state.reportedProblem = false
         }
         do {
-            try poll()
+            if let reloaded = try poll() { onReload(reloaded) }
             state.failures = 0
             return interval
         } catch {
@@ -163,16 +179,27 @@ public final class ConsentFeed: Sendable {
     /// that committed is reported as such even if the index update after it fails (the follower
     /// retries it; `acknowledgedSequence` holds decisions until it is applied).
     public func record(_ records: [ConsentRecord], idempotencyKey: String? = nil, payload: [UInt8]? = nil, now: Timestamp = .now()) throws -> AppendResult {
-        let result = try store.append(records, idempotencyKey: idempotencyKey, payload: payload, now: now)
+        let result = try nudgingOnStoreChange { try store.append(records, idempotencyKey: idempotencyKey, payload: payload, now: now) }
         committed(result.sequences.max() ?? 0)
         return result
     }
 
     /// Erases a subject durably, then updates the index (as `record`).
     public func erase(subject: String, now: Timestamp = .now()) throws -> ErasureTombstone {
-        let tombstone = try store.erase(subject: subject, now: now)
+        let tombstone = try nudgingOnStoreChange { try store.erase(subject: subject, now: now) }
         committed(tombstone.sequence)
         return tombstone
+    }
+
+    /// Runs a write; one refused because the store was replaced asks the follower to look now
+    /// (and load the new store whole), so the caller's retry finds it.
+    private func nudgingOnStoreChange<T>(_ write: () throws -> T) throws -> T {
+        do {
+            return try write()
+        } catch let error as StoreError where error.code == .storeChanged {
+            nudge()
+            throw error
+        }
     }
 
     /// A write through this feed committed `sequence`: apply it now; if that fails, hold later

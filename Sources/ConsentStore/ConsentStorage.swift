@@ -134,6 +134,20 @@ public enum StoreRules {
         StoreError(.idempotencyConflict, "idempotency key '\(key)' was used before for a different request; use a new key for a new request")
     }
 
+    /// Refuses a store whose sequence counter is below a stored record or erasure: someone set
+    /// the counter back by hand, or restored part of a backup. Following it would drop the rows
+    /// above the counter from the index (a withdrawal among them would let an older grant allow
+    /// again) and hand their sequences out a second time; every look fails instead, so decisions
+    /// that need consent fail closed, and writes are refused (their sequences collide).
+    static func checkCounter(_ counter: Int64, highestRow: Int64?, location: String) throws {
+        guard let highestRow, highestRow > counter else { return }
+        throw StoreError(.database, """
+            the consent store \(location) is damaged: its sequence counter (\(counter)) is below a stored record or erasure \
+            (#\(highestRow)) — the counter was set back by hand or part of a backup was restored; decisions that need consent \
+            fail closed and writes are refused until the counter is at least \(highestRow) again
+            """)
+    }
+
     static func fingerprint(_ payload: [UInt8]) -> String {
         SHA256.hash(data: payload).map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()
     }

@@ -203,9 +203,9 @@ struct PostgresDaemonTests {
     /// The database is dropped and created again under a running daemon, and another store
     /// grows in it past the daemon's cursor (review: the daemon applied the new store's rows on
     /// top of the old index and kept allowing the old grant, and wrote with the old key ids):
-    /// every look now fails on the store id, so decisions that need consent fail closed, and
-    /// writes are refused by the store itself.
-    @Test func aDatabaseReplacedUnderTheDaemonFailsClosed() async throws {
+    /// the daemon loads the new store whole — the old grant is gone, the new store's records
+    /// decide — and writes through it land in the new store with its key ids.
+    @Test func aDatabaseReplacedUnderTheDaemonIsLoadedWhole() async throws {
         let database = try TemporaryPostgres()
         let daemon = try await DaemonHarness {
             $0.store = database.uri
@@ -219,14 +219,17 @@ struct PostgresDaemonTests {
         try admin.execute("DROP DATABASE \(database.name) WITH (FORCE)")
         try admin.execute("CREATE DATABASE \(database.name)")
         let other = try PostgresConsentStore(address: database.address)
-        _ = try other.append((0..<5).map { ConsentRecord(subject: "t\($0)", purpose: "analytics", choice: .grant, recordedAt: .now(), source: "web") },
-                             idempotencyKey: nil, payload: nil, now: .now())
-        #expect(try Self.eventually { try client.status().consentStale }, "the daemon kept serving the old store's index as current")
-        #expect(try Self.ask(client, "bob").reason == .consentUnavailable)
-        #expect {
-            _ = try client.record([Self.grant("carol")])
-        } throws: { "\($0)".contains("another consent store") }
-        #expect(try other.history(of: "carol").isEmpty)
+        _ = try other.append([ConsentRecord(subject: "t0", purpose: "service.essential", choice: .grant, recordedAt: .now(), source: "web")]
+                             + (0..<5).map { Self.grant("t\($0)") }, idempotencyKey: nil, payload: nil, now: .now())
+        #expect(try Self.eventually { try Self.ask(client, "t3").reason == .consentGranted }, "the daemon did not load the new store")
+        #expect(try Self.ask(client, "bob").reason != .consentGranted, "the old store's grant survived")
+        #expect(try client.status().consentStale == false)
+        let written = try client.record([Self.withdraw("t3"), Self.grant("carol")])
+        #expect(written.sequences == [7, 8])
+        #expect(try Self.ask(client, "t3").reason == .consentDenied)
+        #expect(try Self.ask(client, "carol").reason == .consentGranted)
+        #expect(try other.history(of: "carol").map(\.purpose) == [Self.targeted])
+        #expect(try other.history(of: "t3").map(\.purpose) == [Self.targeted, "marketing"])
         try await daemon.stop()
     }
 

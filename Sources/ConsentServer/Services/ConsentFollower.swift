@@ -21,7 +21,9 @@ struct ConsentFollower: Service {
         let running = RunFlag()
         let errors = ErrorLog(logger: logger)
         let thread = Thread {
-            feed.followBlocking(every: interval, while: { running.value }) { error in errors.report(error) }
+            feed.followBlocking(every: interval, while: { running.value }, onError: { error in errors.report(error) }, onReload: { why in
+                logger.warning("reloaded the consent index", metadata: ["reason": "\(why)", "reloads": "\(feed.reloads)"])
+            })
         }
         thread.name = "consentd-store-follower"
         thread.start()

@@ -23,18 +23,32 @@ public final class PostgresConsentStore: ConsentStorage {
     public var location: String { address.description }
     public let maximumClockSkew: TimeSpan
     /// A random id given to the store when it was created: a daemon that finds another id at
-    /// the same address is looking at another store.
-    public let storeID: String
+    /// the same address is looking at another store (and loads it whole: `loadSnapshot`).
+    public var storeID: String { identity.withLock { $0 }.storeID }
     private let writer: PostgresLink
     private let reader: PostgresLink
     /// NOTIFYs followers after each commit (its own connection, never inside a write).
     private let notifier: FeedNotifier
     private let timeout: TimeAmount
     private let logger: Logger
-    private let subjectHasher: SubjectHasher
-    /// name → id of the `keys` table. Ids come from committed rows only (keys are interned in a
-    /// statement of their own before the write that uses them), so no rollback can free one.
-    private let keyIDs = Mutex<[KeyKind: [ExactString: Int32]]>([:])
+    /// The store this process is following: replaced whole when a load finds another one.
+    private let identity: Mutex<Identity>
+
+    /// What belongs to one store and not to its address: its id, its erasure key, and the ids of
+    /// its key names. A write takes one `Identity` for all three, so it never mixes two stores'
+    /// (`consentd_append` refuses a write whose id is not the database's).
+    final class Identity: Sendable {
+        let storeID: String
+        let hasher: SubjectHasher
+        /// name → id of the `keys` table. Ids come from committed rows only (keys are interned in
+        /// a statement of their own before the write that uses them), so no rollback can free one.
+        let keyIDs = Mutex<[KeyKind: [ExactString: Int32]]>([:])
+
+        init(storeID: String, erasureKey: String) {
+            self.storeID = storeID
+            self.hasher = SubjectHasher(erasureKey: erasureKey)
+        }
+    }
 
     /// The migration lock's key (`pg_advisory_xact_lock`): "consentd" in ASCII.
     static let migrationLock: Int64 = 0x636F_6E73_656E_7464
@@ -57,17 +71,23 @@ public final class PostgresConsentStore: ConsentStorage {
             for (name, value) in [("erasure_key", SubjectHasher.freshErasureKey()), ("store_id", UUID().uuidString.lowercased())] {
                 try session.query("INSERT INTO store_meta (key, value) VALUES (\(name), \(value)) ON CONFLICT (key) DO NOTHING")
             }
-            let rows = try session.query("SELECT key, value FROM store_meta WHERE key IN ('erasure_key', 'store_id')")
-            var meta: [String: String] = [:]
-            for row in rows {
-                let (name, value) = try row.decode((String, String).self)
-                meta[name] = value
-            }
-            guard let key = meta["erasure_key"], let id = meta["store_id"] else { throw StoreError(.unavailable, "the consent store \(address) has no erasure key") }
-            return (key, id)
+            return try Self.readIdentity(session, address: address)
         }
-        subjectHasher = SubjectHasher(erasureKey: key)
-        storeID = id
+        identity = Mutex(Identity(storeID: id, erasureKey: key))
+    }
+
+    /// The store's erasure key and id, as `store_meta` holds them.
+    static func readIdentity(_ session: PostgresLink.Session, address: PostgresAddress) throws -> (key: String, id: String) {
+        let rows = try session.query("SELECT key, value FROM store_meta WHERE key IN ('erasure_key', 'store_id')")
+        var meta: [String: String] = [:]
+        for row in rows {
+            let (name, value) = try decode(row, (String, String).self)
+            meta[name] = value
+        }
+        guard let key = meta["erasure_key"], let id = meta["store_id"] else {
+            throw StoreError(.unavailable, "the database at \(address) is not a consent store: it has no erasure key or store id")
+        }
+        return (key, id)
     }
 
     /// Convenience: parses `uri` first.
@@ -112,7 +132,8 @@ public final class PostgresConsentStore: ConsentStorage {
 
     /// One `consentd_append` call: the records and the key in one transaction.
     private func insert(_ records: [ConsentRecord], idempotencyKey: String?, fingerprint: String, now: Timestamp) throws -> (sequences: [UInt64], replayed: Bool, conflict: Bool) {
-        let ids = try internKeys(records)
+        let store = identity.withLock { $0 }
+        let ids = try internKeys(records, store)
         var subjects: [ByteBuffer] = [], purposes: [Int32] = [], data: [Int32] = [], choices: [Int16] = []
         var recorded: [Int64] = [], expires: [Int64] = [], bases: [Int16] = [], sources: [Int32] = []
         var notices: [Int64] = [], jurisdictions: [String] = [], evidence: [String] = [], hasEvidence: [Bool] = []
@@ -134,7 +155,7 @@ public final class PostgresConsentStore: ConsentStorage {
         let rows = try writer.run { session in
             try session.query("""
                 SELECT first_sequence, record_count, replayed, conflict FROM consentd_append(
-                    \(storeID), \(key), \(fingerprint), \(now.microseconds), \(subjects), \(purposes), \(data), \(choices),
+                    \(store.storeID), \(key), \(fingerprint), \(now.microseconds), \(subjects), \(purposes), \(data), \(choices),
                     \(recorded), \(expires), \(bases), \(sources), \(notices), \(jurisdictions), \(evidence), \(hasEvidence))
                 """)
         }
@@ -146,15 +167,16 @@ public final class PostgresConsentStore: ConsentStorage {
     }
 
     /// The `keys` ids of every name the records use, interning new names in a statement of their
-    /// own (committed before the write that uses them).
-    private func internKeys(_ records: [ConsentRecord]) throws -> [KeyKind: [ExactString: Int32]] {
+    /// own (committed before the write that uses them). Ids are learnt only from the store
+    /// `store` names, so a cache never holds another store's ids.
+    private func internKeys(_ records: [ConsentRecord], _ store: Identity) throws -> [KeyKind: [ExactString: Int32]] {
         var wanted: [KeyKind: Set<ExactString>] = [:]
         for record in records {
             wanted[.purpose, default: []].insert(ExactString(record.purpose))
             if let data = record.dataCategory { wanted[.data, default: []].insert(ExactString(data)) }
             wanted[.source, default: []].insert(ExactString(record.source))
         }
-        let known = keyIDs.withLock { $0 }
+        let known = store.keyIDs.withLock { $0 }
         var kinds: [Int16] = [], names: [String] = []
         for (kind, set) in wanted {
             for name in set where known[kind]?[name] == nil {
@@ -165,6 +187,8 @@ public final class PostgresConsentStore: ConsentStorage {
         if !names.isEmpty {
             let rows = try writer.run { session -> PostgresQueryResult in
                 try session.query("INSERT INTO keys (kind, name) SELECT * FROM unnest(\(kinds), \(names)) ON CONFLICT (kind, name) DO NOTHING")
+                let found = try session.query("SELECT value FROM store_meta WHERE key = 'store_id'")
+                try checkIdentity(try found.first.map { try Self.decode($0, String.self) }, store)
                 return try session.query("SELECT k.id, k.kind, k.name FROM keys k JOIN unnest(\(kinds), \(names)) AS w(kind, name) ON k.kind = w.kind AND k.name = w.name")
             }
             var learned: [(KeyKind, ExactString, Int32)] = []
@@ -173,11 +197,11 @@ public final class PostgresConsentStore: ConsentStorage {
                 guard let kind = KeyKind(rawValue: Int64(kind)) else { continue }
                 learned.append((kind, ExactString(name), id))
             }
-            keyIDs.withLock { ids in
+            store.keyIDs.withLock { ids in
                 for (kind, name, id) in learned { ids[kind, default: [:]][name] = id }
             }
         }
-        let ids = keyIDs.withLock { $0 }
+        let ids = store.keyIDs.withLock { $0 }
         for (kind, set) in wanted {
             for name in set where ids[kind]?[name] == nil {
                 throw StoreError(.database, "consent store \(address): could not intern \(kind) '\(name.value)'")
@@ -208,9 +232,10 @@ public final class PostgresConsentStore: ConsentStorage {
 
     public func erase(subject: String, now: Timestamp = .now()) throws -> ErasureTombstone {
         try StoreRules.checkSubject(subject)
-        let hash = subjectHash(subject)
+        let store = identity.withLock { $0 }
+        let hash = store.hasher.hash(subject)
         let rows = try writer.run { session in
-            try session.query("SELECT erasure_sequence, record_count FROM consentd_erase(\(storeID), \(ByteBuffer(string: subject)), \(hash), \(now.microseconds))")
+            try session.query("SELECT erasure_sequence, record_count FROM consentd_erase(\(store.storeID), \(ByteBuffer(string: subject)), \(hash), \(now.microseconds))")
         }
         guard let row = rows.first else { throw StoreError(.database, "consent store \(address): consentd_erase returned no row") }
         let (sequence, count) = try Self.decode(row, (Int64, Int32).self)
@@ -264,8 +289,8 @@ public final class PostgresConsentStore: ConsentStorage {
 
     // MARK: hashing
 
-    public func subjectHash(_ subject: String) -> String { subjectHasher.hash(subject) }
-    public func subjectHash(bytes: UnsafeRawBufferPointer) -> String { subjectHasher.hash(bytes: bytes) }
+    public func subjectHash(_ subject: String) -> String { identity.withLock { $0 }.hasher.hash(subject) }
+    public func subjectHash(bytes: UnsafeRawBufferPointer) -> String { identity.withLock { $0 }.hasher.hash(bytes: bytes) }
 
     // MARK: reading
 
@@ -324,22 +349,31 @@ public final class PostgresConsentStore: ConsentStorage {
         }
     }
 
-    /// The counter, read with the store's id: a database replaced under this store is an error
-    /// (every look fails, so the daemon's decisions fail closed), never "the head moved".
+    /// The counter, read with the store's id and the highest stored row, in one statement: a
+    /// database replaced under this store is `.storeChanged` (a follower loads it whole), never
+    /// "the head moved"; a counter below a stored row is a damaged store (`StoreRules.checkCounter`).
     public func lastSequence() throws -> UInt64 {
-        let rows = try reader.run { session in
-            try session.query("SELECT c.last_sequence, m.value FROM store_counter c LEFT JOIN store_meta m ON m.key = 'store_id' WHERE c.one")
-        }
+        let rows = try reader.run { session in try session.query(Self.counterQuery) }
         guard let row = rows.first else { throw StoreError(.database, "consent store \(address): no counter row") }
-        let (head, id) = try Self.decode(row, (Int64, String?).self)
+        let (head, id, highest) = try Self.decode(row, (Int64, String?, Int64).self)
         try checkIdentity(id)
+        try StoreRules.checkCounter(head, highestRow: highest, location: location)
         return UInt64(clamping: head)
     }
 
-    /// Throws unless `id` is the store id this store opened.
-    func checkIdentity(_ id: String?) throws {
-        guard id == storeID else {
-            throw StoreError(.unavailable, "the database at \(address) is another consent store now (store id \(id ?? "none"), this process opened \(storeID)): restart consentd to load it")
+    /// The counter, the store id and the highest sequence of any record or erasure.
+    static let counterQuery: PostgresQuery = """
+        SELECT c.last_sequence, (SELECT m.value FROM store_meta m WHERE m.key = 'store_id'),
+               greatest(coalesce((SELECT max(sequence) FROM consent_records), 0), coalesce((SELECT max(sequence) FROM erasures), 0))
+        FROM store_counter c WHERE c.one
+        """
+
+    /// Throws `.storeChanged` unless `id` is the id of the store this process follows (`store`,
+    /// or the current one).
+    func checkIdentity(_ id: String?, _ store: Identity? = nil) throws {
+        let expected = (store ?? identity.withLock { $0 }).storeID
+        guard id == expected else {
+            throw StoreError(.storeChanged, "the database at \(address) is another consent store now (store id \(id ?? "none"), this process followed \(expected))")
         }
     }
 
@@ -379,11 +413,16 @@ public final class PostgresConsentStore: ConsentStorage {
         let mapper = handle.mapper
         return try reader.run { session in
             try session.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            guard let counter = try session.query("SELECT c.last_sequence, m.value FROM store_counter c LEFT JOIN store_meta m ON m.key = 'store_id' WHERE c.one").first else {
+            guard let counter = try session.query(Self.counterQuery).first else {
                 throw StoreError(.database, "consent store \(address): no counter row")
             }
-            let (head, id) = try Self.decode(counter, (Int64, String?).self)
-            try checkIdentity(id)
+            let (head, _, highest) = try Self.decode(counter, (Int64, String?, Int64).self)
+            try StoreRules.checkCounter(head, highestRow: highest, location: location)
+            // The store whole, whichever it is: another store at this address (dropped and
+            // recreated, restored from another store's backup) becomes the one followed, with its
+            // own erasure key and key ids — `mapper` must be a fresh one then (`ConsentFeed.reload`).
+            let (key, id) = try Self.readIdentity(session, address: address)
+            let loaded = identity.withLock { $0 }.storeID == id ? nil : Identity(storeID: id, erasureKey: key)
             try learnKeys(session, mapper)
             let (purposes, data, sources) = mapper.tables()
             var builder = ConsentSnapshotBuilder()
@@ -415,6 +454,13 @@ public final class PostgresConsentStore: ConsentStorage {
             }
             try session.query("COMMIT")
             builder.covers(through: UInt64(clamping: head))
+            if let loaded {
+                let previous = identity.withLock { current in
+                    defer { current = loaded }
+                    return current.storeID
+                }
+                logger.warning("the database at \(address) is another consent store now (store id \(id), was \(previous)): loaded it whole")
+            }
             return builder.build()
         }
     }

@@ -89,6 +89,17 @@ final class KeyMapper: Sendable {
 }
 
 extension SQLiteConsentStore {
+    /// The sequence counter, checked against the highest stored row (`StoreRules.checkCounter`).
+    static func counter(_ db: Database, location: String) throws -> Int64 {
+        guard let row = try Row.fetchOne(db, sql: """
+            SELECT (SELECT value FROM store_meta WHERE key = 'last_sequence'),
+                   max(coalesce((SELECT max(sequence) FROM consent_records), 0), coalesce((SELECT max(sequence) FROM erasures), 0))
+            """) else { return 0 }
+        let counter: Int64 = row[0] ?? 0
+        try StoreRules.checkCounter(counter, highestRow: row[1], location: location)
+        return counter
+    }
+
     /// Reads every record into a fresh snapshot (start-up). Subjects come out of the clustered
     /// table in order, and rows are read with the raw SQLite API without making strings.
     public func loadSnapshot(into mapper: KeyMapperHandle) throws -> ConsentSnapshot {
@@ -96,7 +107,7 @@ extension SQLiteConsentStore {
             try pool.read { db in
                 try mapper.mapper.refresh(db)
                 let (purposes, data, sources) = mapper.mapper.tables()
-                let through = try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'last_sequence'") ?? 0
+                let through = try Self.counter(db, location: path)
                 var builder = ConsentSnapshotBuilder()
                 let statement = try db.makeStatement(sql: """
                     SELECT subject, sequence, purpose_id, data_id, choice, recorded_at, expires_at, legal_basis, source_id, notice_version

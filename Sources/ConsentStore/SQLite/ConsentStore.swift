@@ -442,7 +442,7 @@ public final class SQLiteConsentStore: ConsentStorage {
     /// The highest sequence handed out so far (records and erasures share the counter).
     public func lastSequence() throws -> UInt64 {
         try withDatabaseErrors {
-            try pool.read { db in UInt64(clamping: try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'last_sequence'") ?? 0) }
+            try pool.read { db in UInt64(clamping: try Self.counter(db, location: path)) }
         }
     }
 

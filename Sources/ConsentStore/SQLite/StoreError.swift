@@ -12,6 +12,9 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         case file
         /// An idempotency key was used before for a different request.
         case idempotencyConflict = "idempotency_conflict"
+        /// The database at the store's address is another consent store now (another store id:
+        /// dropped and recreated, restored from another store's backup). A follower loads it whole.
+        case storeChanged = "store_changed"
     }
 
     /// The kind of failure.
