@@ -23,16 +23,28 @@ struct SocketOptions: ParsableArguments {
     }
 }
 
-/// Runs a client call, turning client errors into a message and an exit code.
-func daemonCall<T>(_ body: () throws -> T) throws -> T {
+/// Runs a client call, turning client errors into a message and an exit code. `onTimeout`: what
+/// to tell the user when no answer came in time (a write may still have been stored).
+func daemonCall<T>(onTimeout hint: String? = nil, _ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch let error as ConsentClientError {
         printError("consentctl: \(error)")
+        if case .timeout = error.kind, let hint { printError("(\(hint))") }
         if case .server(.permissionDenied) = error.kind { throw ExitCode(77) }
         if case .server = error.kind { throw ExitCode(1) }
         throw ExitCode(69)
     }
+}
+
+/// What to say when a write through the daemon got no answer in time: it may have been stored.
+/// `retry`: the options that make running it again store it at most once (with its key).
+func unansweredWriteHint(subject: String, idempotencyKey: String?, retry: String) -> String {
+    guard idempotencyKey != nil else {
+        return "the write may still have been stored: look at `consentctl consent history \(subject)` before running it again, "
+            + "and give writes an --idempotency-key so that a retry stores them at most once"
+    }
+    return "the write may still have been stored: to store it at most once, run it again with \(retry), or wait longer with --timeout"
 }
 
 extension Consentd_V1_Reason {

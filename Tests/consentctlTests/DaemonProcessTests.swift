@@ -54,6 +54,49 @@ final class DaemonProcess {
 }
 
 @Suite(.serialized) struct DaemonProcessTests {
+    /// A write through --socket waits for the store as long as --timeout says (default 30 s,
+    /// well above the daemon's own store bound); one that gives up first says the write may still
+    /// have been stored and how to retry it safely — and here it was.
+    @Test func aWriteThroughTheSocketWaitsForTheStoreAndATimeoutSaysItMayHaveLanded() throws {
+        let daemon = try DaemonProcess()
+        let store = try SQLiteConsentStore(path: daemon.directory.path("consentd.sqlite"))
+        /// Holds the store's write lock for `seconds` on another thread; returns when it is held.
+        func holdWriteLock(_ seconds: Double) -> DispatchSemaphore {
+            let held = DispatchSemaphore(value: 0), released = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                _ = try? store.importTransaction { _ in
+                    held.signal()
+                    Thread.sleep(forTimeInterval: seconds)
+                }
+                released.signal()
+            }
+            held.wait()
+            return released
+        }
+        var released = holdWriteLock(3)
+        var output = try daemon.ctl(["consent", "grant", "alice", "marketing", "--socket", daemon.socket, "--timeout", "1", "--idempotency-key", "k-alice"])
+        #expect(output.status == 69, "\(output.stderr)")
+        #expect(output.stderr.contains("within 1000 ms") && output.stderr.contains("run it again with the same --idempotency-key k-alice and --at "), "\(output.stderr)")
+        released.wait()
+        // The retry the message gives, word for word.
+        let at = try #require(output.stderr.range(of: "--at ").map { String(output.stderr[$0.upperBound...].prefix { !$0.isWhitespace && $0 != "," }) })
+        output = try daemon.ctl(["consent", "grant", "alice", "marketing", "--socket", daemon.socket, "--idempotency-key", "k-alice", "--at", at])
+        #expect(output.status == 0 && output.stdout.contains("already recorded #1"), "the timed-out write was not stored once: \(output.stdout) \(output.stderr)")
+        #expect(try store.history(of: "alice").count == 1)
+        released = holdWriteLock(3)
+        output = try daemon.ctl(["consent", "withdraw", "alice", "marketing", "--socket", daemon.socket])
+        #expect(output.status == 0, "a write behind a busy store was given up: \(output.stderr)")
+        released.wait()
+        #expect(try store.history(of: "alice").map(\.choice) == [.grant, .deny])
+        released = holdWriteLock(2)
+        output = try daemon.ctl(["consent", "grant", "bob", "marketing", "--socket", daemon.socket, "--timeout", "0.5"])
+        #expect(output.status == 69 && output.stderr.contains("consentctl consent history bob"), "\(output.stderr)")
+        released.wait()
+        output = try daemon.ctl(["consent", "withdraw", "alice", "marketing", "--socket", daemon.socket, "--timeout", "0"])
+        #expect(output.status == 64 && output.stderr.contains("--timeout must be a positive number"))
+        #expect(daemon.terminate() == 0)
+    }
+
     /// The README's quick start, as written: start the daemon with its defaults, grant, check, withdraw, check.
     @Test func theQuickStartWorksAsWritten() throws {
         let daemon = try DaemonProcess()

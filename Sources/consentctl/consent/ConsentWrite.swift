@@ -60,7 +60,9 @@ struct RecordOptions: ParsableArguments {
     func run(_ choice: Choice) throws {
         let record = try record(choice)
         if let client = try storeOptions.client() {
-            let result = try daemonCall { try client.record([record], idempotencyKey: idempotencyKey) }
+            let hint = unansweredWriteHint(subject: subject, idempotencyKey: idempotencyKey,
+                                           retry: "the same --idempotency-key \(idempotencyKey ?? "") and --at \(record.recordedAt)")
+            let result = try daemonCall(onTimeout: hint) { try client.record([record], idempotencyKey: idempotencyKey) }
             let sequence = result.sequences.first.map { "#\($0)" } ?? "-"
             let scope = record.dataCategory.map { " [\($0)]" } ?? ""
             print("\(result.replayed ? "already recorded" : "recorded") \(sequence): \(choice) \(record.purpose)\(scope) for \(record.subject) at \(record.recordedAt) (through \(storeOptions.socket!))")
@@ -150,7 +152,8 @@ struct ConsentSignal: ParsableCommand {
             jurisdiction: jurisdiction, noticeVersion: noticeVersion
         )
         if let client = try storeOptions.client() {
-            let result = try daemonCall { try client.record(signal: signal, idempotencyKey: idempotencyKey) }
+            let hint = unansweredWriteHint(subject: subject, idempotencyKey: idempotencyKey, retry: "the same --idempotency-key \(idempotencyKey ?? "")")
+            let result = try daemonCall(onTimeout: hint) { try client.record(signal: signal, idempotencyKey: idempotencyKey) }
             let sequences = result.sequences.map { "#\($0)" }.joined(separator: ", ")
             print(result.sequences.isEmpty ? "nothing to store: the string records no choice for \(subject) under the daemon's policies"
                   : "\(result.replayed ? "already recorded" : "recorded") \(sequences) for \(subject) (through \(storeOptions.socket!))")

@@ -18,10 +18,17 @@ struct StoreOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Go through the running daemon on this socket instead of opening the store file (grant, deny, withdraw, history, erase, import); the daemon checks keys against its own policies too.", valueName: "path"))
     var socket: String?
 
+    @Option(help: ArgumentHelp("With --socket: seconds to wait for the daemon's answer. A write waits for the store first (up to 5 s on PostgreSQL, more behind a busy SQLite file), so the default is well above that.", valueName: "seconds"))
+    var timeout: Double = 30
+
     /// A client when --socket was given.
     func client() throws -> ConsentClient? {
         guard let socket else { return nil }
-        return try SocketOptions.parse(["--socket", socket]).connect()
+        guard timeout.isFinite, timeout > 0 else {
+            printError("consentctl: --timeout must be a positive number of seconds")
+            throw ExitCode(64)
+        }
+        return try SocketOptions.parse(["--socket", socket, "--timeout", String(timeout)]).connect()
     }
 
     func open() throws -> any ConsentStorage {
