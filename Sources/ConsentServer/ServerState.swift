@@ -27,6 +27,8 @@ public final class ServerState: Sendable {
     public let startedAt: Timestamp
     /// The daemon's own user id (may always administer).
     public let ownUID: UInt32
+    /// Requests waiting for a store sequence, per event loop (one list for all connections).
+    package let sequenceWaits: SequenceWaits
     let logger: Logger
     private let connectionSerial = Atomic<UInt64>(0)
     private let metricsBound = Mutex<String>("")
@@ -50,6 +52,7 @@ public final class ServerState: Sendable {
         self.vocabulary = vocabulary
         self.policies = policies
         self.feed = feed
+        self.sequenceWaits = SequenceWaits(index: feed.index)
         self.startedAt = .now()
         self.ownUID = ownUID
         self.logger = logger
@@ -62,7 +65,8 @@ public final class ServerState: Sendable {
     package var requestServices: RequestServices {
         var services = RequestServices(
             policies: policies, consent: feed.index, store: feed, counters: counters, metrics: metrics, receipts: receipts,
-            roleMap: roleMap, maximumBatchItems: configuration.maximumBatchItems, status: { [self] in status() }, logger: logger
+            roleMap: roleMap, maximumBatchItems: configuration.maximumBatchItems, status: { [self] in status() }, logger: logger,
+            sequenceWaits: sequenceWaits
         )
         services.maximumSequenceWait = configuration.maximumSequenceWait
         return services

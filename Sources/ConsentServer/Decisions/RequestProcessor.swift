@@ -301,6 +301,9 @@ package struct RequestProcessor {
     /// (whether or not the sequence arrived: past the wait, decisions that need consent are
     /// CONSENT_UNAVAILABLE).
     package mutating func resume(_ request: Consentd_V1_Request) -> Outcome {
+        // Other requests of the connection were answered meanwhile: this one's receipts begin
+        // afresh (its own signals line), as in `process`.
+        receipts?.startRequest()
         waitedForSequence = true
         defer { waitedForSequence = false }
         return dispatch(request)

@@ -27,6 +27,9 @@ package struct RequestServices: Sendable {
     package var maximumBatchItems: Int
     /// How long a request naming a `min_sequence` this daemon has not applied waits for it (seconds).
     package var maximumSequenceWait: Double = 0.1
+    /// The requests waiting for a sequence, per event loop: one for the daemon, shared by every
+    /// connection's services.
+    package let sequenceWaits: SequenceWaits
     /// The daemon's status for Status (the processor adds the caller's roles).
     package var status: @Sendable () -> Consentd_V1_StatusResponse
     package var logger: Logger
@@ -34,7 +37,7 @@ package struct RequestServices: Sendable {
     package init(
         policies: PolicyHolder, consent: ConsentIndex, store: ConsentFeed?, counters: ServerCounters = ServerCounters(),
         metrics: DaemonMetrics? = nil, receipts: ReceiptQueue? = nil, roleMap: RoleMap, maximumBatchItems: Int,
-        status: @escaping @Sendable () -> Consentd_V1_StatusResponse, logger: Logger
+        status: @escaping @Sendable () -> Consentd_V1_StatusResponse, logger: Logger, sequenceWaits: SequenceWaits? = nil
     ) {
         self.policies = policies
         self.consent = consent
@@ -46,5 +49,6 @@ package struct RequestServices: Sendable {
         self.maximumBatchItems = maximumBatchItems
         self.status = status
         self.logger = logger
+        self.sequenceWaits = sequenceWaits ?? SequenceWaits(index: consent)
     }
 }

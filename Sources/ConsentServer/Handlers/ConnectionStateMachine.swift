@@ -86,6 +86,9 @@ struct ConnectionStateMachine {
 
     /// An idle timeout may close the connection: the silence is the peer's, not the daemon's
     /// (reading is not held back and no request is in flight).
+    /// The daemon is shutting down.
+    var isQuiescing: Bool { if case .quiescing = phase { true } else { false } }
+
     var mayCloseIdle: Bool { phase != .closing && !readPending && inFlight == 0 }
 
     /// Bytes arrived; false when they are to be dropped (the connection is closing).
@@ -97,7 +100,9 @@ struct ConnectionStateMachine {
 
     /// May another frame be taken now?
     func frameRoom(_ room: Room) -> FrameAction {
-        guard phase != .closing, !room.receiptsCongested else { return .stop }
+        // Past --max-in-flight (writes on the blocking pool, requests waiting for a sequence),
+        // frames wait in the input until one is answered: what a connection holds is bounded.
+        guard phase != .closing, !room.receiptsCongested, inFlight < maximumInFlight else { return .stop }
         return room.answersOverBudget ? .flushFirst : .take
     }
 

@@ -90,6 +90,8 @@ final class RequestHandler: ChannelDuplexHandler {
     private var frameTimerArmed = false
     /// When reading last resumed after the daemon held it back (monotonic nanoseconds).
     private var lastResumed: Int64 = 0
+    /// This connection's requests waiting for a store sequence (in its loop's `LoopWaits`).
+    private var waits: [ObjectIdentifier: LoopWaits.Wait] = [:]
 
     init(processor: RequestProcessor, limits: ConnectionLimits, threadPool: NIOThreadPool) {
         self.processor = processor
@@ -277,27 +279,33 @@ final class RequestHandler: ChannelDuplexHandler {
                 self.processInbound(context: context)
             }
         case let .waitForSequence(sequence):
-            // Held like offloaded work: later requests of this connection wait their turn.
+            // Counted like offloaded work (in flight, at most --max-in-flight per connection; the
+            // connection takes no further frames past that). Later requests are answered
+            // meanwhile and may overtake it. Shutting down, or with no wait allowed, it is
+            // answered at once.
             connection.offloadStarted()
             services.counters.inFlight.add(1, ordering: .relaxed)
+            guard services.maximumSequenceWait > 0, !connection.isQuiescing else {
+                finishWait(request, context: context, started: started)
+                return
+            }
             services.store?.nudge()
-            let wait = TimeAmount.nanoseconds(Int64(services.maximumSequenceWait * 1e9))
-            waitForSequence(sequence, until: .now() + wait, every: .milliseconds(1), request: request, context: context, started: started)
+            let deadline = NIODeadline.now() + .nanoseconds(Int64(services.maximumSequenceWait * 1e9))
+            var registered: LoopWaits.Wait?
+            registered = services.sequenceWaits.on(context.eventLoop).add(sequence: sequence, deadline: deadline) {
+                if let registered { self.waits[ObjectIdentifier(registered)] = nil }
+                self.finishWait(request, context: context, started: started)
+            }
+            waits[ObjectIdentifier(registered!)] = registered
         }
     }
 
-    /// Looks on the event loop's timer (blocking nothing; after 1 ms, then twice as long each
-    /// time up to 8 ms, so that many waiting requests cost little) until the index holds
-    /// `sequence` or `deadline` passed, then answers the request.
-    private func waitForSequence(_ sequence: UInt64, until deadline: NIODeadline, every pause: TimeAmount, request: Consentd_V1_Request, context: ChannelHandlerContext, started: Int64) {
-        guard services.consent.snapshot().sequence >= sequence || NIODeadline.now() >= deadline else {
-            context.eventLoop.assumeIsolated().scheduleTask(in: min(pause, max(deadline - .now(), .zero))) {
-                self.waitForSequence(sequence, until: deadline, every: min(pause * 2, .milliseconds(8)), request: request, context: context, started: started)
-            }
-            return
-        }
+    /// Answers a request that waited for a store sequence (the index holds it, or the wait is
+    /// over, or the daemon is shutting down), then goes on with the connection's input.
+    private func finishWait(_ request: Consentd_V1_Request, context: ChannelHandlerContext, started: Int64) {
         connection.offloadFinished()
         services.counters.inFlight.subtract(1, ordering: .relaxed)
+        guard context.channel.isActive else { return }
         let outcome = processor.resume(request)
         processor.flushReceipts()
         complete(outcome, request: request, context: context, started: started)
@@ -432,6 +440,24 @@ final class RequestHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Answers this connection's waiting requests now.
+    private func answerWaitsNow(context: ChannelHandlerContext) {
+        guard !waits.isEmpty else { return }
+        let list = services.sequenceWaits.on(context.eventLoop)
+        for wait in waits.values { list.answerNow(wait) }
+        waits.removeAll()
+    }
+
+    /// The connection is gone: its waiting requests are forgotten, not answered.
+    func channelInactive(context: ChannelHandlerContext) {
+        if !waits.isEmpty {
+            let list = services.sequenceWaits.on(context.eventLoop)
+            for wait in waits.values { list.cancel(wait) }
+            waits.removeAll()
+        }
+        context.fireChannelInactive()
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
             // The peer finished sending (half-close): answer what is in flight, then close.
@@ -441,8 +467,10 @@ final class RequestHandler: ChannelDuplexHandler {
         } else if event is QuiesceEvent {
             // Answer everything the peer has already sent: keep reading until the connection has
             // been quiet (nothing read, nothing in flight) for one check interval, then close. A
-            // peer that keeps sending is closed after a grace period.
+            // peer that keeps sending is closed after a grace period. Requests waiting for a
+            // store sequence are answered now (their wait may be longer than the grace period).
             guard connection.quiesce(deadline: (NIODeadline.now() + .seconds(5)).uptimeNanoseconds) else { return }
+            answerWaitsNow(context: context)
             flushIfNeeded(context: context)
             context.read()
             scheduleQuietCheck(context: context)
