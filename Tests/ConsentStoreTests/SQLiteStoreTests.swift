@@ -73,6 +73,7 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
         var rejected: [RecordLineError] = []
         let summary = try RecordTransfer.importRecords(from: file, into: store, onReject: { rejected.append($0) })
         #expect(summary.imported == 1 && summary.rejected == 2)
+        #expect(summary.lines == 3, "the summary's line count left out the refused lines")
         #expect(rejected.map(\.line) == (format == "csv" ? [2, 4] : [1, 3]))
         #expect(rejected.allSatisfy { "\($0)".contains("not valid UTF-8") }, "\(rejected)")
         #expect(try store.history(of: "x\u{FFFD}y").count == 1)

@@ -55,7 +55,8 @@ import Testing
     }
 
     @Test func badArgumentsAreUsageErrors() throws {
-        for arguments in [["--connections", "0"], ["--depth", "0"], ["--rate", "-5"], ["--rate", "100", "--depth", "8"], ["--mix", "check=0"], ["--subjects", "5", "--population", "x"]] {
+        for arguments in [["--connections", "0"], ["--depth", "0"], ["--rate", "-5"], ["--rate", "100", "--depth", "8"], ["--mix", "check=0"], ["--subjects", "5", "--population", "x"],
+                          ["--rate", "inf"], ["--rate", "nan"], ["--duration", "inf"], ["--visibility", "consentd.sock"]] {
             let output = try CLI.run(["bench"] + arguments)
             #expect(output.status == 64, "\(arguments): \(output.stderr)")
         }
@@ -84,6 +85,26 @@ import Testing
         #expect(open.status == 0, "\(open.stderr)")
         #expect(open.stdout.contains("open loop at 2000 requests/s"))
         #expect(daemon.terminate() == 0)
+    }
+
+    /// --visibility between two daemons: on one store it measures (grants through A, allowed by
+    /// B); against a daemon on another store it ends with the run (not 10 s per grant later) and
+    /// fails, saying so.
+    @Test func visibilityMeasuresAndSaysWhenBNeverAllows() throws {
+        let a = try DaemonProcess()
+        let b = try DaemonProcess(arguments: ["--store", a.directory.path("consentd.sqlite")])
+        let elsewhere = try DaemonProcess()
+        var output = try a.ctl(["bench", "--socket", a.socket, "--visibility", b.socket, "--rate", "50", "--duration", "0.5"])
+        #expect(output.status == 0, "\(output.stderr)")
+        #expect(output.stdout.hasPrefix("visibility: ") && output.stdout.contains("p99"), "\(output.stdout)")
+        let started = Date()
+        output = try a.ctl(["bench", "--socket", a.socket, "--visibility", elsewhere.socket, "--rate", "50", "--duration", "0.5"])
+        #expect(output.status == 1)
+        #expect(output.stderr.contains("does it follow the same store?"), "\(output.stderr)")
+        #expect(Date().timeIntervalSince(started) < 8, "the probe outlived --duration by more than its bound")
+        output = try a.ctl(["bench", "--socket", a.socket, "--visibility", a.directory.path("missing.sock"), "--duration", "0.5"])
+        #expect(output.status == 69, "\(output.stderr)")
+        #expect(a.terminate() == 0 && b.terminate() == 0 && elsewhere.terminate() == 0)
     }
 
     @Test func inProcessRunsTheSameWorkloadWithoutASocket() throws {

@@ -121,6 +121,18 @@ final class Scratch {
         #expect(try SQLiteConsentStore(path: store).recordCount() == 0)
     }
 
+    /// An import that stores nothing says so, rather than naming a store sequence.
+    @Test func anImportThatStoresNothingSaysSo() throws {
+        let scratch = Scratch()
+        let file = try scratch.write("in.jsonl", """
+            {"subject":"a","purpose":"marketing","choice":"maybe","at":"2026-01-01T00:00:00Z"}
+            """)
+        let output = try CLI.run(["consent", "import", file, "--store", scratch.path("c.sqlite"), "--no-taxonomy-check"])
+        #expect(output.status == 2)
+        #expect(output.stdout.hasPrefix("imported 0 records, rejected 1 of 1 lines") && output.stdout.contains("nothing was stored"), "\(output.stdout)")
+        #expect(!output.stdout.contains("store sequence"))
+    }
+
     @Test func exportAndImportRoundTripThroughCSVAndJSONLines() throws {
         let scratch = Scratch()
         let source = scratch.path("source.sqlite")

@@ -200,6 +200,10 @@ final class RecordFileReader {
                 // Identity is bytes: a line that is not valid UTF-8 is refused, never decoded
                 // with replacement characters (two different raw ids would become one).
                 if String(validating: bytes, as: UTF8.self) == nil {
+                    // A line of the data (not the CSV header, which fails the import): counted
+                    // and refused, with the quoted CSV record it continued, if any.
+                    if format == .jsonl || csv != nil { summary.lines += 1 }
+                    pendingCSV = nil
                     throw RecordLineError(line: line, message: "the line is not valid UTF-8; nothing on it was read")
                 }
                 switch format {

@@ -63,9 +63,17 @@ struct BenchCommand: ParsableCommand {
     func validate() throws {
         guard connections >= 1, connections <= 4096 else { throw ValidationError("--connections must be between 1 and 4096") }
         guard depth >= 1, depth <= 65_536 else { throw ValidationError("--depth must be between 1 and 65536") }
-        if let rate { guard rate > 0 else { throw ValidationError("--rate must be positive") } }
-        guard duration > 0 else { throw ValidationError("--duration must be positive") }
-        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        if let rate { guard rate > 0, rate <= 10_000_000 else { throw ValidationError("--rate must be a positive number of requests per second, at most 10000000") } }
+        guard duration > 0, duration.isFinite else { throw ValidationError("--duration must be a positive number of seconds") }
+        guard warmup >= 0, warmup.isFinite else { throw ValidationError("--warmup must be a number of seconds, not negative") }
+        if let visibility {
+            func resolved(_ path: String) -> String {
+                guard let real = realpath(path, nil) else { return path }
+                defer { free(real) }
+                return String(cString: real)
+            }
+            if resolved(visibility) == resolved(socket) { throw ValidationError("--visibility names the socket of the daemon the grants go through (--socket): give another daemon's socket") }
+        }
         guard batch >= 1, batch <= 10_000 else { throw ValidationError("--batch must be between 1 and 10000") }
         if let subjects { guard subjects >= 0 else { throw ValidationError("--subjects must not be negative") } }
         if subjects != nil && population != nil { throw ValidationError("give --subjects or --population, not both") }
@@ -86,7 +94,18 @@ struct BenchCommand: ParsableCommand {
         }
         if let visibility {
             let probe = VisibilityProbe(writer: socket, reader: visibility, rate: rate ?? 100, duration: duration, seed: seed, set: set)
-            print(VisibilityProbe.report(try probe.run(), rate: rate ?? 100))
+            let outcome: VisibilityProbe.Outcome
+            do {
+                outcome = try probe.run()
+            } catch let error as ConsentClientError {
+                printError("consentctl: \(error)")
+                throw ExitCode(69)
+            }
+            print(VisibilityProbe.report(outcome, rate: rate ?? 100))
+            if outcome.unseen > 0 {
+                printError("consentctl: daemon B (\(visibility)) did not show \(outcome.unseen) of \(outcome.unseen + outcome.delays.count) grants made through A (\(socket)): does it follow the same store?")
+                throw ExitCode(1)
+            }
             return
         }
         let subjectIDs = try subjectList(set)

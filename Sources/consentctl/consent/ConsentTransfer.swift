@@ -101,7 +101,8 @@ struct ConsentImport: ParsableCommand {
             }
             progress.clear()
             let rate = Double(summary.imported) / max(summary.seconds, 0.000_001)
-            print("imported \(summary.imported) records, rejected \(summary.rejected) of \(summary.lines) lines in \(String(format: "%.2f", summary.seconds)) s (\(Int(rate)) records/s); store sequence \(summary.lastSequence)")
+            print("imported \(summary.imported) records, rejected \(summary.rejected) of \(summary.lines) lines in \(String(format: "%.2f", summary.seconds)) s (\(Int(rate)) records/s)"
+                  + (summary.imported > 0 ? "; store sequence \(summary.lastSequence)" : "; nothing was stored"))
             if summary.rejected > 0 { throw ExitCode(2) }
         } catch let error as StoreError {
             progress.clear()
