@@ -17,9 +17,11 @@ struct BenchCommand: ParsableCommand {
         abstract: "Load-test a running consentd (or the decision core in process) and report latency percentiles.",
         discussion: """
         Closed loop (default): --connections N, each keeping --depth D requests in flight. Open \
-        loop: --rate R requests per second in total on a fixed schedule; latency is measured from \
-        each request's intended send time, so a stalled daemon cannot hide queueing delay \
-        (coordinated omission corrected, as wrk2 does). --batch K sends CheckBatch requests of K \
+        loop: --rate R requests per second in total on a fixed schedule, sent by one thread that \
+        sleeps to each send's time (no spinning unless --spin) over all N connections; latency is \
+        measured from each request's intended send time, so a stalled daemon cannot hide \
+        queueing delay (coordinated omission corrected, as wrk2 does), and the generator's own \
+        lateness (send lag) is reported beside it, with a warning when it is a material part. --batch K sends CheckBatch requests of K \
         items instead of single Checks; --mix weighs request kinds (check, batch, list_uses, record).
 
         Before the load, the same loop runs against a plain echo server on a Unix socket on this \
@@ -39,6 +41,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Connections (threads, for --in-process).") var connections = 1
     @Option(help: "Closed loop: requests in flight per connection.") var depth = 1
     @Option(help: "Open loop: total requests per second.") var rate: Double?
+    @Option(help: ArgumentHelp("Open loop: busy-wait this many microseconds before each send instead of sleeping to it (default 0: the sender sleeps on an absolute deadline and uses no CPU between sends; spinning takes a core from the daemon on a small machine).", valueName: "µs")) var spin: Double = 0
     @Option(help: "Seconds to measure.") var duration = 10.0
     @Option(help: "Seconds to run before measuring.") var warmup = 2.0
     @Option(help: "Items per CheckBatch (implies --mix batch=1 unless --mix is given).") var batch = 1
@@ -78,6 +81,8 @@ struct BenchCommand: ParsableCommand {
         if let subjects { guard subjects >= 0 else { throw ValidationError("--subjects must not be negative") } }
         if subjects != nil && population != nil { throw ValidationError("give --subjects or --population, not both") }
         if let mix { do { _ = try WorkloadMix(parsing: mix) } catch { throw ValidationError("\(error)") } }
+        guard spin >= 0, spin <= 10_000 else { throw ValidationError("--spin must be between 0 and 10000 microseconds") }
+        if spin > 0 && rate == nil { throw ValidationError("--spin is for the open loop (--rate)") }
         if rate != nil && depth != 1 { throw ValidationError("--depth is for the closed loop; with --rate the schedule decides what is in flight") }
     }
 
@@ -115,7 +120,7 @@ struct BenchCommand: ParsableCommand {
             batchSize: batch, listUsesDecisions: set.purposes.leaves.count * set.dataCategories.leaves.count, seed: seed,
             signals: SignalChoices(tcStrings: tcString, gppStrings: gpp, usPrivacy: usPrivacy)
         )
-        let shape = LoadShape(connections: connections, depth: depth, rate: rate, warmup: warmup, duration: duration)
+        let shape = LoadShape(connections: connections, depth: depth, rate: rate, warmup: warmup, duration: duration, spinNanoseconds: UInt64(spin * 1000))
         let machine = ["cores": String(ProcessInfo.processInfo.activeProcessorCount), "load_average": loadAverage()]
 
         if inProcess {

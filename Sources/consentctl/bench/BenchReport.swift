@@ -36,6 +36,17 @@ struct BenchReport: Encodable {
         var allowed: Int
         var denied: Int
         var errors: [String: Int]
+        /// Open loop: how late the generator sent each request compared with its intended time.
+        var sendLagMicroseconds: Latency?
+        /// Answers in each second of the measured run.
+        var answersPerSecond: [Int]
+
+        /// Whether the generator's own lateness is a material part of the latencies: its send lag
+        /// at p99 above a quarter of the latency at p99, or above 1 ms.
+        var generatorFellBehind: Bool {
+            guard let lag = sendLagMicroseconds else { return false }
+            return lag.p99 > 0.25 * latencyMicroseconds.p99 || lag.p99 > 1000
+        }
 
         init(_ result: LoadResult, errorName: (Int) -> String) {
             requestsPerSecond = result.requestsPerSecond.rounded()
@@ -45,6 +56,8 @@ struct BenchReport: Encodable {
             allowed = result.allowed
             denied = result.denied
             errors = Dictionary(uniqueKeysWithValues: result.errors.map { (errorName($0.key), $0.value) })
+            sendLagMicroseconds = result.sendLag.map(Latency.init)
+            answersPerSecond = result.perSecond
         }
     }
 
@@ -83,6 +96,18 @@ struct BenchReport: Encodable {
         if let floor {
             let ratios = zip(daemon.latencyMicroseconds.values, floor.latencyMicroseconds.values).map { String(format: "%.2f×", $0 / max($1, 0.001)) }
             lines.append(row("ratio to floor", [String(format: "%.2f×", daemon.requestsPerSecond / max(floor.requestsPerSecond, 1)), "-"] + ratios))
+        }
+        // The generator's own error: how late it sent, beside what it measured.
+        func lagRow(_ name: String, _ f: Figures) -> String? {
+            f.sendLagMicroseconds.map { row(name, ["-", "-"] + $0.values.map { String(format: "%.1f", $0) }) }
+        }
+        if let floor, let line = lagRow("send lag, floor", floor) { lines.append(line) }
+        if let line = lagRow("send lag", daemon) { lines.append(line) }
+        for (name, f) in [("echo floor", floor), ("consentd", daemon)] {
+            guard let f, f.generatorFellBehind, let lag = f.sendLagMicroseconds else { continue }
+            lines.append(String(format: "warning: the generator itself fell behind during the %@ run (send lag p99 %.1f µs, max %.1f µs; latency p99 %.1f µs): "
+                                + "those latencies include its own lateness. Lower --rate, use fewer --connections, or give it a core of its own.",
+                                name, lag.p99, lag.max, f.latencyMicroseconds.p99))
         }
         lines.append("")
         let decided = daemon.allowed + daemon.denied

@@ -12,6 +12,8 @@ struct LoadShape: Sendable {
     var rate: Double?
     var warmup: Double
     var duration: Double
+    /// Open loop: how long before each send the generator stops sleeping and spins (0: never).
+    var spinNanoseconds: UInt64 = 0
 }
 
 /// What one measured run produced.
@@ -22,7 +24,12 @@ struct LoadResult: Sendable {
     var denied = 0
     var errors: [Int: Int] = [:]
     var seconds = 0.0
+    /// Latency (ns): closed loop from the send, open loop from the intended send time.
     var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    /// Open loop: how late each request left the generator compared with its intended time (ns).
+    var sendLag: Histogram<UInt64>?
+    /// Answers received in each second of the measured run.
+    var perSecond: [Int] = []
 
     var requestsPerSecond: Double { Double(requests) / max(seconds, 1e-9) }
     var decisionsPerSecond: Double { Double(decisions) / max(seconds, 1e-9) }
@@ -35,10 +42,29 @@ struct LoadResult: Sendable {
         for (code, count) in other.errors { errors[code, default: 0] += count }
         seconds = max(seconds, other.seconds)
         histogram.add(other.histogram)
+        if let lag = other.sendLag {
+            if sendLag == nil { sendLag = lag } else { sendLag!.add(lag) }
+        }
+        if perSecond.count < other.perSecond.count { perSecond += [Int](repeating: 0, count: other.perSecond.count - perSecond.count) }
+        for (second, count) in other.perSecond.enumerated() { perSecond[second] += count }
+    }
+
+    /// Counts an answer received at `now` in its second of the measured run.
+    mutating func countAnswer(at now: UInt64, measureFrom: UInt64) {
+        guard now >= measureFrom else { return }
+        let second = Int((now - measureFrom) / 1_000_000_000)
+        guard second < 1 << 20 else { return }
+        if second >= perSecond.count { perSecond += [Int](repeating: 0, count: second + 1 - perSecond.count) }
+        perSecond[second] += 1
     }
 }
 
-@inline(__always) func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+/// CLOCK_MONOTONIC in nanoseconds: the clock the open loop's absolute sleeps use.
+@inline(__always) func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+}
 
 /// Drives `shape.connections` connections against a socket (the daemon or the echo floor) and
 /// measures latency into an HdrHistogram per connection, merged at the end.
@@ -55,14 +81,20 @@ enum LoadRunner {
         let start = monotonicNanoseconds()
         let measureFrom = start + UInt64(shape.warmup * 1e9)
         let end = measureFrom + UInt64(shape.duration * 1e9)
+        if let rate = shape.rate {
+            let clients = try (0..<shape.connections).map { _ in try ConsentClient(socketPath: socket, timeout: timeout) }
+            defer { for client in clients { client.close() } }
+            var generator = OpenLoopGenerator(clients: clients, pool: pool, rate: rate, start: start, measureFrom: measureFrom, end: end, spin: shape.spinNanoseconds)
+            defer { generator.deallocate() }
+            var total = try generator.run(progress: progress)
+            total.seconds = shape.duration
+            return total
+        }
         for index in 0..<shape.connections {
             let thread = Thread {
                 let result = Result {
                     let client = try ConsentClient(socketPath: socket, timeout: timeout)
                     defer { client.close() }
-                    if let rate = shape.rate {
-                        return try openLoop(client: client, pool: pool, offset: index * 7919, rate: rate / Double(shape.connections), start: start, measureFrom: measureFrom, end: end, progress: progress)
-                    }
                     return try closedLoop(client: client, pool: pool, offset: index * 7919, depth: shape.depth, measureFrom: measureFrom, end: end, progress: progress)
                 }
                 results.withLock { $0.append(result) }
@@ -120,6 +152,7 @@ enum LoadRunner {
                     if summary.errorCode != 0 { result.errors[summary.errorCode, default: 0] += 1 } else { result.decisions += kinds[slot] }
                     result.allowed += summary.allowed
                     result.denied += summary.denied
+                    result.countAnswer(at: now, measureFrom: measureFrom)
                 }
                 if now >= end { stopping = true }
             } while client.hasBufferedFrame
@@ -129,59 +162,6 @@ enum LoadRunner {
                 try client.flush()
             }
         }
-        return result
-    }
-
-    static func openLoop(client: ConsentClient, pool: RequestPool, offset: Int, rate: Double, start: UInt64, measureFrom: UInt64, end: UInt64, progress: Progress) throws -> LoadResult {
-        let schedule = OpenLoopSchedule(start: start, ratePerSecond: rate)
-        let requests = pool.requests
-        let total = UInt64(max(1, (Double(end - start) / 1e9 * rate).rounded()))
-        let sendError = Mutex<Error?>(nil)
-        let sender = Thread {
-            var index: UInt64 = 0
-            while index < total {
-                let due = schedule.intendedTime(of: index)
-                var now = monotonicNanoseconds()
-                if now < due {
-                    let wait = due - now
-                    if wait > 200_000 { usleep(useconds_t((wait - 100_000) / 1000)) }
-                    while now < due { now = monotonicNanoseconds() }
-                }
-                // Send everything that is due (catching up after a stall keeps the schedule).
-                while index < total && schedule.intendedTime(of: index) <= now {
-                    client.send(id: index + 1, encodedBody: requests[(offset + Int(index)) & (requests.count - 1)].body)
-                    index += 1
-                }
-                do { try client.flush() } catch {
-                    sendError.withLock { $0 = error }
-                    return
-                }
-            }
-        }
-        sender.start()
-        var result = LoadResult()
-        var received: UInt64 = 0
-        while received < total {
-            let summary: ResponseSummary?
-            do { summary = try client.receiveFrame { ResponseSummary.scan($0) } } catch {
-                if let error = sendError.withLock({ $0 }) { throw error }
-                throw error
-            }
-            let now = monotonicNanoseconds()
-            received += 1
-            progress.requests.add(1, ordering: .relaxed)
-            guard let summary, summary.id >= 1 else { result.errors[-2, default: 0] += 1; continue }
-            let intended = schedule.intendedTime(of: summary.id - 1)
-            guard intended >= measureFrom else { continue }
-            progress.measuring.store(true, ordering: .relaxed)
-            _ = result.histogram.record(now > intended ? now - intended : 0)
-            result.requests += 1
-            let request = requests[(offset + Int(summary.id - 1)) & (requests.count - 1)]
-            if summary.errorCode != 0 { result.errors[summary.errorCode, default: 0] += 1 } else { result.decisions += request.decisions }
-            result.allowed += summary.allowed
-            result.denied += summary.denied
-        }
-        while !sender.isFinished { usleep(1000) }
         return result
     }
 }
