@@ -81,9 +81,16 @@ import Testing
         #expect(distribution.contains("Percentile"))
         #expect(distribution.contains("#[Max"))
         // Open loop too.
-        let open = try daemon.ctl(["bench", "--duration", "0.3", "--warmup", "0", "--rate", "2000", "--no-floor"])
+        let open = try daemon.ctl(["bench", "--duration", "0.3", "--warmup", "0", "--rate", "2000", "--connections", "3", "--no-floor", "--json", json])
         #expect(open.status == 0, "\(open.stderr)")
         #expect(open.stdout.contains("open loop at 2000 requests/s"))
+        // The generator's own lateness is reported beside the daemon's latency.
+        #expect(open.stdout.contains("send lag"))
+        let openReport = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+        let openFigures = openReport?["daemon"] as? [String: Any]
+        #expect((openFigures?["send_lag_microseconds"] as? [String: Any])?["p99"] is Double)
+        #expect((openFigures?["requests"] as? Int ?? 0) >= 500, "\(String(describing: openFigures))")
+        #expect(((openFigures?["answers_per_second"] as? [Int]) ?? []).reduce(0, +) == openFigures?["requests"] as? Int)
         #expect(daemon.terminate() == 0)
     }
 

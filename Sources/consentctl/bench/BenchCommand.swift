@@ -41,6 +41,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Connections (threads, for --in-process).") var connections = 1
     @Option(help: "Closed loop: requests in flight per connection.") var depth = 1
     @Option(help: "Open loop: total requests per second.") var rate: Double?
+    @Option(name: .customLong("report"), help: ArgumentHelp("Also write a self-contained HTML page (inline SVG, nothing fetched): the latency percentile curve of the daemon and the echo floor, answers per second over the run, and the run's parameters.", valueName: "file.html")) var htmlReport: String?
     @Option(help: ArgumentHelp("Open loop: busy-wait this many microseconds before each send instead of sleeping to it (default 0: the sender sleeps on an absolute deadline and uses no CPU between sends; spinning takes a core from the daemon on a small machine).", valueName: "µs")) var spin: Double = 0
     @Option(help: "Seconds to measure.") var duration = 10.0
     @Option(help: "Seconds to run before measuring.") var warmup = 2.0
@@ -153,14 +154,15 @@ struct BenchCommand: ParsableCommand {
         let result = try runWithProgress("consentd", socket: socket, pool: pool, shape: shape)
         let daemonFigures = BenchReport.Figures(result, errorName: errorName)
         let floorFigures = floor.map { BenchReport.Figures($0, errorName: errorName) }
-        let report = BenchReport(
+        let benchReport = BenchReport(
             target: "consentd at \(socket)", mode: rate == nil ? "closed" : "open", connections: connections, depth: rate == nil ? depth : nil, rate: rate,
             batch: batch, mix: mix.description, subjects: subjectIDs.count, warmupSeconds: warmup, durationSeconds: duration, machine: machine,
             floor: floorFigures, daemon: daemonFigures,
             throughputRatioToFloor: floorFigures.map { (daemonFigures.requestsPerSecond / max($0.requestsPerSecond, 1) * 1000).rounded() / 1000 },
             p99RatioToFloor: floorFigures.map { (daemonFigures.latencyMicroseconds.p99 / max($0.latencyMicroseconds.p99, 0.001) * 1000).rounded() / 1000 }
         )
-        try finish(report, histogram: result.histogram)
+        try finish(benchReport, histogram: result.histogram)
+        if let htmlReport { try writeHTML(htmlReport, benchReport, daemon: result, floor: floor) }
 
         if idleConnections > 0 || slowClients > 0 {
             let frame = FrameCodec.frame(pool.requests.first(where: { $0.kind == .check })?.body ?? [0x12, 0x00])
@@ -187,6 +189,43 @@ struct BenchCommand: ParsableCommand {
             try encoder.encode(report).write(to: URL(fileURLWithPath: json))
         }
         if let hdr { try hdrText(histogram).write(toFile: hdr, atomically: true, encoding: .utf8) }
+    }
+
+    /// `--report`: the page of one run (`HTMLReport`).
+    func writeHTML(_ path: String, _ report: BenchReport, daemon: LoadResult, floor: LoadResult?) throws {
+        var series: [HTMLReport.Series] = []
+        if let floor { series.append(.init(name: "echo floor", color: "#7f7f7f", histogram: floor.histogram, perSecond: floor.perSecond)) }
+        series.append(.init(name: "consentd", color: "#d62728", histogram: daemon.histogram, perSecond: daemon.perSecond))
+        let shape = report.mode == "open" ? "open loop, \(Int(report.rate ?? 0)) requests/s in total" : "closed loop, depth \(report.depth ?? 1) per connection"
+        var parameters: [(String, String)] = [
+            ("target", report.target), ("load", shape), ("connections", String(report.connections)), ("mix", report.mix),
+            ("batch", String(report.batch)), ("subjects", String(report.subjects)),
+            ("measured", String(format: "%.1f s after %.1f s warm-up (the floor: at most 5 s after 1 s)", report.durationSeconds, report.warmupSeconds)),
+            ("machine", "\(report.machine["cores"] ?? "?") cores, load average \(report.machine["load_average"] ?? "?") (generator and daemon share them)"),
+        ]
+        for (name, figures) in [("consentd", report.daemon), ("echo floor", report.floor)] {
+            guard let figures else { continue }
+            let l = figures.latencyMicroseconds
+            parameters.append(("\(name) latency µs", String(format: "p50 %.1f, p90 %.1f, p99 %.1f, p99.9 %.1f, max %.1f; %.0f requests/s", l.p50, l.p90, l.p99, l.p999, l.max, figures.requestsPerSecond)))
+            if let lag = figures.sendLagMicroseconds {
+                parameters.append(("\(name): generator send lag µs", String(format: "p50 %.1f, p99 %.1f, max %.1f", lag.p50, lag.p99, lag.max)))
+            }
+        }
+        parameters.append(("command", (["consentctl"] + CommandLine.arguments.dropFirst()).joined(separator: " ")))
+        parameters.append(("written", Timestamp.now().description))
+        var notes: [String] = []
+        for (name, figures) in [("consentd", report.daemon), ("echo floor", report.floor)] {
+            if let figures, figures.generatorFellBehind, let lag = figures.sendLagMicroseconds {
+                notes.append(String(format: "The generator's own send lag (p99 %.1f µs) is a material part of the %@ run's tail (p99 %.1f µs).", lag.p99, name, figures.latencyMicroseconds.p99))
+            }
+        }
+        let page = HTMLReport(title: "consentctl bench: \(shape), \(report.connections) connection\(report.connections == 1 ? "" : "s")", parameters: parameters, series: series, notes: notes)
+        do {
+            try page.html.write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            printError("consentctl: cannot write \(path): \(error.localizedDescription)")
+            throw ExitCode(73)
+        }
     }
 
     func errorName(_ code: Int) -> String {
