@@ -59,11 +59,13 @@ public enum ReceiptChain {
     /// hash), or the genesis when there is none.
     static func head(of directory: String) -> [UInt8] {
         for file in ReceiptFiles.list(directory).reversed() {
-            guard let data = FileManager.default.contents(atPath: file.path) else { continue }
+            guard let data = try? ReceiptFiles.read(file) else { continue }
             for line in data.split(separator: 0x0A).reversed() {
                 if let seal = parse(line), let hash = unhex(seal.hash) { return hash }
             }
         }
+        // Every file retired: the chain goes on from the last retired file's last seal.
+        if let last = ReceiptRetirement.ledger(directory).last, let hash = unhex(last.lastSeal) { return hash }
         return genesis
     }
 
@@ -71,10 +73,10 @@ public enum ReceiptChain {
     /// newest file back; an anchor is at most about a second behind the newest seal).
     static func contains(seal hash: String, in directory: String) -> Bool {
         for file in ReceiptFiles.list(directory).reversed() {
-            guard let data = FileManager.default.contents(atPath: file.path) else { continue }
+            guard let data = try? ReceiptFiles.read(file) else { continue }
             for line in data.split(separator: 0x0A).reversed() where parse(line)?.hash == hash { return true }
         }
-        return false
+        return ReceiptRetirement.ledger(directory).contains { $0.lastSeal == hash }
     }
 
     public static func hex(_ bytes: [UInt8]) -> String {
@@ -128,6 +130,14 @@ struct ReceiptChainVerifier {
     /// Every seal's hash seen (hex), to find the store's anchor among them.
     private(set) var sealHashes = Set<String>()
 
+    /// The files before the first one read were retired (their retirement links the chain from
+    /// the genesis to `head`): the chain goes on from there.
+    mutating func continueAfterRetired(_ head: [UInt8]) {
+        expected = head
+        startsAfterRetirement = true
+    }
+    private var startsAfterRetirement = false
+
     /// Feeds one non-empty line.
     mutating func line(_ bytes: ArraySlice<UInt8>, file: String, number: Int) {
         guard let seal = ReceiptChain.parse(bytes) else {
@@ -160,7 +170,7 @@ struct ReceiptChainVerifier {
             }
             let previous = ReceiptChain.unhex(seal.prev) ?? []
             if previous != expected {
-                problems.append(Problem(location: location, message: expected == ReceiptChain.genesis && sealedBlocks == 0
+                problems.append(Problem(location: location, message: expected == ReceiptChain.genesis && sealedBlocks == 0 && !startsAfterRetirement
                     ? "the chain does not start at the beginning: earlier receipts (files or blocks) are missing"
                     : "the chain is broken before this block: a block or a file before it was removed or altered", isGap: false))
             }
@@ -201,10 +211,12 @@ package struct ReceiptAnchor: Sendable {
     let load: @Sendable () throws -> String?
     let save: @Sendable (String) throws -> Void
     let recordBreak: @Sendable (String) throws -> Void
+    let recordRetirement: @Sendable (String) throws -> Void
 
     package init(store: any ConsentStorage) {
         load = { try store.receiptAnchor() }
         save = { try store.setReceiptAnchor($0) }
         recordBreak = { try store.recordReceiptChainBreak($0) }
+        recordRetirement = { try store.appendReceiptLog(.retirements, $0) }
     }
 }

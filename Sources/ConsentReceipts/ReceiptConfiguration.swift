@@ -35,6 +35,16 @@ public struct ReceiptConfiguration: Sendable, Equatable {
     public var queueBytes = 64 << 20
     /// A receipts file is closed and a new one started past this many bytes.
     public var maximumFileSize = 64 << 20
+    /// Retention by size: the receipts files (compressed once closed) are kept within this many
+    /// bytes by retiring the oldest; 0: no budget.
+    public var retentionBytes = 0
+    /// Retention by age: closed receipts files last written longer ago than this are retired;
+    /// 0: kept for ever.
+    public var retentionDays: Double = 0
+    /// Receipts stop (counted as dropped, and marked in the files) while the receipts file
+    /// system has less free space than this, so that they never take the last of a disk the
+    /// consent store may share.
+    public var minimumFreeBytes = 1 << 30
     /// Tests only: every receipts file is this existing file instead (`/dev/full`: a disk that
     /// fails every write). Opened as it is: never created, never narrowed.
     package var writeEveryFileTo: String?
@@ -50,6 +60,11 @@ public struct ReceiptConfiguration: Sendable, Equatable {
         if queueCapacity < 16 || queueCapacity > 1 << 24 { problems.append("receipt-queue: must be between 16 and 16777216 receipts") }
         if maximumFileSize < 4096 { problems.append("receipt-file-size: must be at least 4096 bytes") }
         if queueBytes < 1 << 16 { problems.append("receipt-queue-bytes: must be at least 65536") }
+        if retentionBytes < 0 || (retentionBytes > 0 && retentionBytes < 4 * maximumFileSize) {
+            problems.append("receipt-retention-bytes: must be 0 (no budget) or at least 4 × receipt-file-size (\(4 * maximumFileSize)): the file being written, one closed file being compressed and its copy fit beside the kept files")
+        }
+        if !(retentionDays >= 0 && retentionDays <= 36_500) { problems.append("receipt-retention-days: must be between 0 (kept for ever) and 36500") }
+        if minimumFreeBytes < 0 { problems.append("receipt-min-free-bytes: must not be negative") }
         return problems
     }
 }

@@ -65,6 +65,12 @@ public struct ReceiptReplayReport: Sendable {
     public var revisions: Set<String> = []
     /// Files read.
     public var files: [String] = []
+    /// Files retired under the retention policy before this replay (recorded in the store, and
+    /// linking the hash chain from its start to the first file still here): their receipts can
+    /// no longer be re-decided, and that is no finding.
+    public var retired: [ReceiptRetirement] = []
+    /// Receipts in the retired files.
+    public var retiredReceipts: Int { retired.reduce(0) { $0 + $1.receipts } }
 
     /// No mismatch (the proof holds for every receipt that was written).
     public var isClean: Bool { mismatches.isEmpty }
@@ -114,14 +120,21 @@ public final class ReceiptReplayer {
         }
         let decoder = JSONDecoder()
         var chain = ReceiptChainVerifier()
+        var contents: [String: [UInt8]] = [:]
+        func read(_ file: ReceiptFiles.File) throws -> [UInt8] {
+            if let bytes = contents.removeValue(forKey: file.path) { return bytes }
+            do { return try ReceiptFiles.read(file) } catch { throw ReplayProblem(message: "\(error)") }
+        }
+        try checkRetirements(files: files, chain: &chain, report: &report, progress: progress) { file in
+            let bytes = try read(file)
+            contents[file.path] = bytes
+            return bytes
+        }
         for file in files {
             report.files.append(file.path)
-            let name = (file.path as NSString).lastPathComponent
-            guard let data = FileManager.default.contents(atPath: file.path) else {
-                throw ReplayProblem(message: "cannot read \(file.path)")
-            }
+            let name = file.name
             var lineNumber = 0
-            let bytes = [UInt8](data)
+            let bytes = try read(file)
             for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
                 lineNumber += 1
                 guard !line.isEmpty else { continue }
@@ -191,6 +204,31 @@ public final class ReceiptReplayer {
             progress(finding, !problem.isGap)
         }
         return report
+    }
+
+    /// Files retired under the retention policy: the store's record of each is the proof (the
+    /// directory's ledger is a copy; an entry only there is a claim anyone who can delete files
+    /// could write). When the chain of the first file still here starts after the genesis, the
+    /// store's retirements must link it back to the genesis; the chain check then continues from
+    /// there, and the retired files are reported as retired, not as removed.
+    private func checkRetirements(files: [ReceiptFiles.File], chain: inout ReceiptChainVerifier, report: inout ReceiptReplayReport,
+                                  progress: (ReceiptReplayReport.Finding, Bool) -> Void, read: (ReceiptFiles.File) throws -> [UInt8]) throws {
+        let recorded = ((try? store.receiptLog(.retirements)) ?? []).compactMap(ReceiptRetirement.parse)
+        let ledger = ReceiptRetirement.ledger(directory)
+        let confirmed = Set(recorded.map(\.lastSeal))
+        for entry in ledger where !confirmed.contains(entry.lastSeal) {
+            let finding = ReceiptReplayReport.Finding(location: ReceiptFiles.ledgerName, id: "", message: "hash chain: \(entry.file) is listed as retired, but the store has no record of its retirement: it was removed, and the retirement claimed afterwards")
+            report.mismatches.append(finding)
+            progress(finding, true)
+        }
+        guard !recorded.isEmpty, let first = files.first else { return }
+        let bytes = try read(first)
+        guard let prev = bytes.split(separator: 0x0A).lazy.compactMap({ ReceiptChain.parse($0) }).first?.prev,
+              prev != ReceiptChain.hex(ReceiptChain.genesis),
+              let retired = ReceiptRetirement.chain(endingAt: prev, in: recorded),
+              let start = ReceiptChain.unhex(prev) else { return }
+        report.retired = retired
+        chain.continueAfterRetired(start)
     }
 
     enum Outcome {

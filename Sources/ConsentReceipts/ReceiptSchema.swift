@@ -44,18 +44,28 @@ package enum ReceiptSchema {
         case queueFull
         /// Writing them failed (with the error).
         case writeFailed(String)
+        /// The receipts file system had less free space than `--receipt-min-free-bytes`.
+        case lowDiskSpace(String)
 
         private static let writeFailedPrefix = "write failed: "
+        private static let lowDiskSpacePrefix = "free space below the floor: "
 
         var text: String {
             switch self {
             case .queueFull: "queue full"
             case let .writeFailed(error): Self.writeFailedPrefix + error
+            case let .lowDiskSpace(detail): Self.lowDiskSpacePrefix + detail
             }
         }
 
         init(text: String) {
-            self = text.hasPrefix(Self.writeFailedPrefix) ? .writeFailed(String(text.dropFirst(Self.writeFailedPrefix.count))) : .queueFull
+            if text.hasPrefix(Self.writeFailedPrefix) {
+                self = .writeFailed(String(text.dropFirst(Self.writeFailedPrefix.count)))
+            } else if text.hasPrefix(Self.lowDiskSpacePrefix) {
+                self = .lowDiskSpace(String(text.dropFirst(Self.lowDiskSpacePrefix.count)))
+            } else {
+                self = .queueFull
+            }
         }
     }
 

@@ -1,6 +1,8 @@
 import ConsentModel
 import Foundation
+import CompressNIO
 import Logging
+import NIOCore
 import PolicyEngine
 import ServiceLifecycle
 import Synchronization
@@ -26,6 +28,9 @@ public final class ReceiptWriter: Service, Sendable {
     private let startHead: [UInt8]
     /// Where the chain's head is anchored outside the files (the consent store), if anywhere.
     private let anchor: ReceiptAnchor?
+    /// Compresses closed files and retires old ones (`ReceiptRetainer`); nil when every file is a
+    /// test's device.
+    let retainer: ReceiptRetainer?
 
     /// Holds the writer still (tests use it to fill the queue deterministically).
     func setPaused(_ value: Bool) { paused.store(value, ordering: .releasing) }
@@ -41,6 +46,7 @@ public final class ReceiptWriter: Service, Sendable {
         self.anchor = anchor
         try ReceiptFiles.prepare(directory, fileMode: fileMode)
         startIndex = (ReceiptFiles.list(directory).last?.index ?? 0) + 1
+        retainer = device == nil ? ReceiptRetainer(directory: directory, configuration: queue.configuration, fileMode: fileMode, anchor: anchor, logger: logger) : nil
         startHead = ReceiptChain.head(of: directory)
         // The files must still hold the head the store anchored; if they do not, sealed receipts
         // were removed from their end. Say so where a replay will find it, then go on.
@@ -68,6 +74,9 @@ public final class ReceiptWriter: Service, Sendable {
 
     private func loop() {
         var file = ReceiptFile(directory: directory, index: startIndex, mode: fileMode, device: device)
+        retainer?.start(writing: startIndex)
+        defer { retainer?.stop() }
+        var space = FreeSpace(directory: directory, floor: queue.configuration.minimumFreeBytes)
         var head = startHead
         var anchorPending = false
         var buffer: [UInt8] = []
@@ -75,6 +84,44 @@ public final class ReceiptWriter: Service, Sendable {
         var failedGap: (count: Int, reason: ReceiptSchema.GapReason)?
         var lastSync = ContinuousClock.now
         var dirty = false
+        /// Seals and appends one block of `count` receipts (after a gap line for receipts lost
+        /// before it), or counts them lost.
+        func writeBlock(_ lines: [UInt8], count: Int) {
+            var block = lines
+            var blockStart = 0
+            if let gap = failedGap {
+                var prefix: [UInt8] = [UInt8(ascii: "\n")] // ends a line a failed write may have cut (not sealed)
+                ReceiptSchema.appendGap(UInt64(gap.count), reason: gap.reason, to: &prefix)
+                block.insert(contentsOf: prefix, at: 0)
+                blockStart = 1
+            }
+            if let shortfall = space.shortfall(for: block.count) {
+                // Below the free-space floor: these receipts are not written (nothing of them
+                // reaches the file), counted, and marked by a gap line once there is room again.
+                failedGap = (count: (failedGap?.count ?? 0) + count, reason: .lowDiskSpace(shortfall))
+                queue.recordWriteFailure(lost: count, error: "\(directory): \(shortfall)")
+                return
+            }
+            let sealed = ReceiptChain.seal(&block, from: blockStart, previous: head)
+            let writing = file.index
+            let maximumSize = queue.configuration.maximumFileSize
+            if file.rotates(adding: block.count, maximumSize: maximumSize) { retainer?.waitUntilSettled(writing) }
+            switch file.append(block, maximumSize: maximumSize) {
+            case .success:
+                head = sealed
+                failedGap = nil
+                queue.recordWritten(count)
+                dirty = true
+                anchorPending = true
+                if file.index != writing { retainer?.writing(file.index) }
+            case let .failure(error):
+                let reason = ReceiptSchema.GapReason.writeFailed(error.message)
+                failedGap = (count: (failedGap?.count ?? 0) + count, reason: reason)
+                queue.recordWriteFailure(lost: count, error: "\(file.path): \(error.message)")
+                logger.error("cannot write receipts; they are counted as dropped", metadata: ["file": "\(file.path)", "error": "\(error.message)", "lost": "\(count)"])
+                usleep(100_000)
+            }
+        }
         while true {
             let stop = stopping.load(ordering: .acquiring)
             if paused.load(ordering: .acquiring) && !stop {
@@ -94,27 +141,20 @@ public final class ReceiptWriter: Service, Sendable {
                 usleep(1000)
                 continue
             }
-            var blockStart = 0
-            if let gap = failedGap {
-                var prefix: [UInt8] = [UInt8(ascii: "\n")] // ends a line a failed write may have cut (not sealed)
-                ReceiptSchema.appendGap(UInt64(gap.count), reason: gap.reason, to: &prefix)
-                buffer.insert(contentsOf: prefix, at: 0)
-                blockStart = 1
-            }
-            let sealed = ReceiptChain.seal(&buffer, from: blockStart, previous: head)
-            switch file.append(buffer, maximumSize: queue.configuration.maximumFileSize) {
-            case .success:
-                head = sealed
-                failedGap = nil
-                queue.recordWritten(count)
-                dirty = true
-                anchorPending = true
-            case let .failure(error):
-                let reason = ReceiptSchema.GapReason.writeFailed(error.message)
-                failedGap = (count: (failedGap?.count ?? 0) + count, reason: reason)
-                queue.recordWriteFailure(lost: count, error: "\(file.path): \(error.message)")
-                logger.error("cannot write receipts; they are counted as dropped", metadata: ["file": "\(file.path)", "error": "\(error.message)", "lost": "\(count)"])
-                usleep(100_000)
+            // A block never runs past the end of its file (the retention budget counts whole
+            // files of at most --receipt-file-size): what was taken is cut at line ends into
+            // blocks that fit, each sealed on its own.
+            let maximumSize = queue.configuration.maximumFileSize
+            var offset = 0
+            var remaining = count
+            while offset < buffer.count {
+                var room = file.room(maximumSize: maximumSize) - 512 // the seal and a gap line
+                if room < ReceiptBlocks.firstLineLength(buffer, from: offset) { room = maximumSize - 512 } // it starts the next file
+                let end = ReceiptBlocks.cut(buffer, from: offset, within: room)
+                let receipts = end == buffer.count ? remaining : min(remaining, ReceiptBlocks.receiptLines(buffer[offset..<end]))
+                remaining -= receipts
+                writeBlock(Array(buffer[offset..<end]), count: receipts)
+                offset = end
             }
             buffer.removeAll(keepingCapacity: true)
         }
@@ -131,16 +171,47 @@ public final class ReceiptWriter: Service, Sendable {
     }
 }
 
-/// The numbered files of a receipts directory: `receipts-000001.jsonl`, …
+/// The numbered files of a receipts directory: `receipts-000001.jsonl`, …, closed ones
+/// compressed to `receipts-000001.jsonl.gz` (`ReceiptRetainer`).
 public enum ReceiptFiles {
-    /// The receipts files in order.
-    public static func list(_ directory: String) -> [(index: Int, path: String)] {
+    /// One receipts file.
+    public struct File: Sendable, Equatable {
+        public var index: Int
+        public var path: String
+        /// gzip-compressed (a closed file).
+        public var compressed: Bool
+        /// The file name.
+        public var name: String { (path as NSString).lastPathComponent }
+    }
+
+    /// The receipts files in order. When a file is there both plain and compressed (a compression
+    /// that did not finish), the plain one is the file.
+    public static func list(_ directory: String) -> [File] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.compactMap { name -> (Int, String)? in
-            guard name.hasPrefix("receipts-"), name.hasSuffix(".jsonl"),
-                  let index = Int(name.dropFirst("receipts-".count).dropLast(".jsonl".count)) else { return nil }
-            return (index, directory + "/" + name)
-        }.sorted { $0.0 < $1.0 }
+        var files: [Int: File] = [:]
+        for name in names where name.hasPrefix("receipts-") {
+            let compressed = name.hasSuffix(".jsonl.gz")
+            guard compressed || name.hasSuffix(".jsonl"),
+                  let index = Int(name.dropFirst("receipts-".count).dropLast(compressed ? ".jsonl.gz".count : ".jsonl".count)) else { continue }
+            if let existing = files[index], !existing.compressed { continue }
+            files[index] = File(index: index, path: directory + "/" + name, compressed: compressed)
+        }
+        return files.values.sorted { $0.index < $1.index }
+    }
+
+    /// The lines of a receipts file, decompressed if it is compressed.
+    public static func read(_ file: File) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: file.path) else {
+            throw ReceiptWriteError(message: "cannot read \(file.path)")
+        }
+        guard file.compressed else { return [UInt8](data) }
+        do {
+            var buffer = ByteBuffer(bytes: data)
+            var plain = try buffer.decompress(with: .gzip(), maxSize: 1 << 34)
+            return plain.readBytes(length: plain.readableBytes) ?? []
+        } catch {
+            throw ReceiptWriteError(message: "cannot decompress \(file.path): \(error)")
+        }
     }
 
     /// Makes `directory` ready for receipts: created if missing; an existing one must be a
@@ -205,11 +276,72 @@ public enum ReceiptFiles {
         let digits = String(index)
         return "receipts-" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".jsonl"
     }
+
+    /// The retirement ledger's name (`ReceiptRetirement`); not a receipts file.
+    static let ledgerName = "receipts-retired.jsonl"
 }
 
 struct ReceiptWriteError: Error, CustomStringConvertible {
     let message: String
     var description: String { message }
+}
+
+/// Cutting what the writer took from the queue into blocks at line ends.
+enum ReceiptBlocks {
+    /// The end (after a newline) of the longest run of whole lines from `start` within `room`
+    /// bytes; at least one line, however long.
+    static func cut(_ bytes: [UInt8], from start: Int, within room: Int) -> Int {
+        let limit = min(bytes.count, start + max(room, 0))
+        var end = start
+        var index = start
+        while index < limit {
+            if bytes[index] == 0x0A { end = index + 1 }
+            index += 1
+        }
+        if end == start { end = start + firstLineLength(bytes, from: start) }
+        return end
+    }
+
+    /// The length of the line at `start`, its newline included.
+    static func firstLineLength(_ bytes: [UInt8], from start: Int) -> Int {
+        var index = start
+        while index < bytes.count && bytes[index] != 0x0A { index += 1 }
+        return min(index + 1, bytes.count) - start
+    }
+
+    /// Receipt lines (not signals or gap lines) in `lines`.
+    static func receiptLines(_ lines: ArraySlice<UInt8>) -> Int {
+        lines.split(separator: 0x0A).reduce(0) { $0 + ($1.starts(with: ReceiptBlocks.receiptPrefix) ? 1 : 0) }
+    }
+
+    static let receiptPrefix = Array(#"{"id":"#.utf8)
+}
+
+/// The free space of the receipts file system against `--receipt-min-free-bytes`, looked at most
+/// every 100 ms (and before every write while below the floor).
+struct FreeSpace {
+    let directory: String
+    let floor: Int
+    private var checked = ContinuousClock.now - .seconds(1)
+    private var free = Int.max
+
+    init(directory: String, floor: Int) {
+        self.directory = directory
+        self.floor = floor
+    }
+
+    /// Why `bytes` more would take the file system below the floor, or nil when they fit.
+    mutating func shortfall(for bytes: Int) -> String? {
+        guard floor > 0 else { return nil }
+        let now = ContinuousClock.now
+        if now - checked >= .milliseconds(100) || free - bytes < floor {
+            free = ReceiptRetainer.freeBytes(directory) ?? Int.max
+            checked = now
+        }
+        free -= bytes
+        guard free < floor else { return nil }
+        return "\(max(free + bytes, 0)) bytes free, below --receipt-min-free-bytes \(floor)"
+    }
 }
 
 /// The file being appended to; opened lazily, rotated by size.
@@ -232,8 +364,18 @@ struct ReceiptFile {
 
     var path: String { directory + "/" + ReceiptFiles.name(index) }
 
+    /// Bytes that still fit in this file (all of them when it is empty or not open yet).
+    func room(maximumSize: Int) -> Int {
+        fd >= 0 && size > 0 ? max(0, maximumSize - size) : maximumSize
+    }
+
+    /// Whether appending `count` bytes closes this file and starts the next.
+    func rotates(adding count: Int, maximumSize: Int) -> Bool {
+        fd >= 0 && size > 0 && size + count > maximumSize
+    }
+
     mutating func append(_ bytes: [UInt8], maximumSize: Int) -> Result<Void, ReceiptWriteError> {
-        if fd >= 0 && size > 0 && size + bytes.count > maximumSize {
+        if rotates(adding: bytes.count, maximumSize: maximumSize) {
             sync()
             close()
             index += 1

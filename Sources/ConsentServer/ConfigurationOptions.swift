@@ -155,7 +155,10 @@ extension ConfigurationOption {
         choice("receipt-when-full", "When the receipt queue is full: drop (count and mark the gap) or block (stop reading requests).", \.receipts.whenFull),
         integer("receipt-queue", "N", "Receipts the queue holds.", \.receipts.queueCapacity),
         integer("receipt-queue-bytes", "BYTES", "Bytes the receipt queue holds at most.", \.receipts.queueBytes),
-        integer("receipt-file-size", "BYTES", "Start a new receipts file past this many bytes.", \.receipts.maximumFileSize),
+        integer("receipt-file-size", "BYTES", "Start a new receipts file past this many bytes; closed files are compressed (gzip).", \.receipts.maximumFileSize),
+        integer("receipt-retention-bytes", "BYTES", "Keep the receipts files within this many bytes, retiring the oldest (recorded in the store, so replay reports them as retired); 0 = no budget.", \.receipts.retentionBytes),
+        number("receipt-retention-days", "DAYS", "Retire closed receipts files last written longer ago than this; 0 = keep for ever.", \.receipts.retentionDays),
+        integer("receipt-min-free-bytes", "BYTES", "Stop writing receipts (counted as dropped and marked in the files) while the receipts file system has less free space than this.", \.receipts.minimumFreeBytes),
         ConfigurationOption(
             name: "metrics", valueName: "HOST:PORT", kind: .text, help: "Serve Prometheus metrics over HTTP on this address (off by default).",
             apply: { if case let .text(text) = $1 { $0.metricsAddress = text } }, current: { $0.metricsAddress ?? "off" }

@@ -244,10 +244,10 @@ public protocol ConsentStorage: AnyObject, Sendable {
     func receiptAnchor() throws -> String?
     /// Anchors the receipts hash chain's head.
     func setReceiptAnchor(_ hash: String) throws
-    /// Breaks of the receipts chain found at start-up.
-    func receiptChainBreaks() throws -> [String]
-    /// Records a break of the receipts chain.
-    func recordReceiptChainBreak(_ text: String) throws
+    /// The lines of one receipts log (`ReceiptLog`), oldest first.
+    func receiptLog(_ log: ReceiptLog) throws -> [String]
+    /// Appends a line (newlines become spaces) to one receipts log.
+    func appendReceiptLog(_ log: ReceiptLog, _ text: String) throws
 
     /// A key mapper for this store and `vocabulary`, shared by a loader and its follower.
     func keyMapper(for vocabulary: Vocabulary) -> KeyMapperHandle
@@ -262,7 +262,22 @@ public protocol ConsentStorage: AnyObject, Sendable {
     func watchChanges(_ wake: @escaping @Sendable () -> Void) -> (any ChangeWatch)?
 }
 
+/// What the store keeps about a daemon's receipts besides the chain's anchor: each a list of
+/// lines in `store_meta`, written by the receipt writer and read by every replay.
+public enum ReceiptLog: String, Sendable {
+    /// Breaks of the receipts chain a daemon found at start-up.
+    case chainBreaks = "receipt_breaks"
+    /// Receipts files retired under the retention policy (`ReceiptRetirement`, one JSON object
+    /// each): a replay reports them as retired, not as removed.
+    case retirements = "receipt_retired"
+}
+
 extension ConsentStorage {
+    /// Breaks of the receipts chain found at start-up.
+    public func receiptChainBreaks() throws -> [String] { try receiptLog(.chainBreaks) }
+    /// Records a break of the receipts chain.
+    public func recordReceiptChainBreak(_ text: String) throws { try appendReceiptLog(.chainBreaks, text) }
+
     /// Validates a record as a write would (`StoreRules`, with this store's clock skew).
     public func validate(_ record: ConsentRecord, now: Timestamp) throws {
         try StoreRules.validate(record, now: now, maximumClockSkew: maximumClockSkew)

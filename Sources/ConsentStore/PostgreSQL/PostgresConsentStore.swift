@@ -268,15 +268,15 @@ public final class PostgresConsentStore: ConsentStorage {
         }
     }
 
-    public func receiptChainBreaks() throws -> [String] {
-        (try meta("receipt_breaks") ?? "").split(separator: "\n").map(String.init)
+    public func receiptLog(_ log: ReceiptLog) throws -> [String] {
+        (try meta(log.rawValue) ?? "").split(separator: "\n").map(String.init)
     }
 
-    public func recordReceiptChainBreak(_ text: String) throws {
+    public func appendReceiptLog(_ log: ReceiptLog, _ text: String) throws {
         let line = text.replacingOccurrences(of: "\n", with: " ")
         try writer.run { session in
             try session.query("""
-                INSERT INTO store_meta (key, value) VALUES ('receipt_breaks', \(line))
+                INSERT INTO store_meta (key, value) VALUES (\(log.rawValue), \(line))
                 ON CONFLICT (key) DO UPDATE SET value = store_meta.value || E'\\n' || excluded.value
                 """)
         }

@@ -349,23 +349,23 @@ public final class SQLiteConsentStore: ConsentStorage {
         }
     }
 
-    /// Breaks of the receipts chain that a daemon found at start-up (one line each).
-    public func receiptChainBreaks() throws -> [String] {
+    /// The lines of one receipts log (`ReceiptLog`), oldest first.
+    public func receiptLog(_ log: ReceiptLog) throws -> [String] {
         try withDatabaseErrors {
             try pool.read { db in
-                (try String.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'receipt_breaks'") ?? "").split(separator: "\n").map(String.init)
+                (try String.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = ?", arguments: [log.rawValue]) ?? "").split(separator: "\n").map(String.init)
             }
         }
     }
 
-    /// Records a break of the receipts chain, for every later replay to report.
-    public func recordReceiptChainBreak(_ text: String) throws {
+    /// Appends a line to one receipts log, for every later replay to read.
+    public func appendReceiptLog(_ log: ReceiptLog, _ text: String) throws {
         try withDatabaseErrors {
             try pool.write { db in
-                let old = try String.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'receipt_breaks'") ?? ""
+                let old = try String.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = ?", arguments: [log.rawValue]) ?? ""
                 let line = text.replacingOccurrences(of: "\n", with: " ")
-                try db.execute(sql: "INSERT INTO store_meta (key, value) VALUES ('receipt_breaks', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                               arguments: [old.isEmpty ? line : old + "\n" + line])
+                try db.execute(sql: "INSERT INTO store_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                               arguments: [log.rawValue, old.isEmpty ? line : old + "\n" + line])
             }
         }
     }

@@ -9,7 +9,7 @@ public struct ReceiptDirectory {
     /// Every line of every file, seals included.
     public var allLines: [String] {
         ReceiptFiles.list(path).flatMap { file in
-            ((try? String(contentsOfFile: file.path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            String(decoding: (try? ReceiptFiles.read(file)) ?? [], as: UTF8.self).split(separator: "\n").map(String.init)
         }
     }
     /// Receipts and gap markers.

@@ -67,6 +67,10 @@ struct ReceiptsReplay: ParsableCommand {
         let files = report.files.count
         print("\(report.receipts) receipts in \(files) file\(files == 1 ? "" : "s"), \(report.revisions.count) policy revision\(report.revisions.count == 1 ? "" : "s"): \(report.matched) reproduced, \(report.mismatches.count) mismatched, \(report.unverifiable.count) not re-decidable")
         print("hash chain: \(report.sealedBlocks) sealed block\(report.sealedBlocks == 1 ? "" : "s") checked, \(report.unsealed.count) unsealed stretch\(report.unsealed.count == 1 ? "" : "es")")
+        if let first = report.retired.first, let last = report.retired.last {
+            let range = first.file == last.file ? first.file : "\(first.file) … \(last.file)"
+            print("retired: \(report.retired.count) file\(report.retired.count == 1 ? "" : "s") (\(range)) with \(report.retiredReceipts) receipts, deleted under the retention policy (recorded in the store; the hash chain runs through them)")
+        }
         if !report.unverifiable.isEmpty && !strict {
             var reasons: [String: Int] = [:]
             for finding in report.unverifiable { reasons[finding.message.components(separatedBy: " (").first ?? finding.message, default: 0] += 1 }
