@@ -65,6 +65,19 @@ public final class ConsentClient: @unchecked Sendable {
 
     deinit { if fd >= 0 { _ = closeSocket(fd) } }
 
+    /// The process id of the daemon at the other end (SO_PEERCRED), where the system says.
+    public var peerProcessID: Int32? {
+        #if os(Linux)
+        guard fd >= 0 else { return nil }
+        var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
+        var length = socklen_t(MemoryLayout.size(ofValue: credentials))
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, credentials.pid > 0 else { return nil }
+        return credentials.pid
+        #else
+        return nil
+        #endif
+    }
+
     /// Closes the connection.
     public func close() {
         if fd >= 0 { _ = closeSocket(fd) }

@@ -55,6 +55,11 @@ public final class ConsentFeed: Sendable {
                 let started = ContinuousClock.now
                 let (changes, through) = try store.changes(after: cursor.sequence, limit: 20_000, mapper: cursor.mapper)
                 guard through > cursor.sequence else {
+                    // A counter gone back is not "nothing new": the next poll loads the store
+                    // whole (or finds it damaged); until then the index is not confirmed.
+                    if through < cursor.sequence {
+                        throw StoreError(.database, "the consent store's sequence counter went back from \(cursor.sequence) to \(through)")
+                    }
                     index.freshness.confirm(started, bound: maximumStaleness)
                     return applied
                 }
@@ -106,6 +111,9 @@ public final class ConsentFeed: Sendable {
             let snapshot = try store.loadSnapshot(into: mapper)
             index.publish(snapshot)
             cursor = Cursor(sequence: snapshot.sequence, mapper: mapper)
+            // Writes acknowledged before are in what was just loaded, or were lost with the store
+            // it replaced: decisions no longer wait for them (they would wait for ever).
+            acknowledged.store(0, ordering: .releasing)
             index.freshness.confirm(started, bound: maximumStaleness)
         }
     }
@@ -208,13 +216,18 @@ public final class ConsentFeed: Sendable {
         do {
             try catchUp()
         } catch {
-            var current = acknowledged.load(ordering: .relaxed)
-            while sequence > current {
-                let (exchanged, original) = acknowledged.compareExchange(expected: current, desired: sequence, ordering: .acquiringAndReleasing)
-                if exchanged { break }
-                current = original
-            }
+            holdDecisions(until: sequence)
             nudge()
+        }
+    }
+
+    /// Decisions wait until the index holds `sequence` (a write acknowledged without it applied).
+    func holdDecisions(until sequence: UInt64) {
+        var current = acknowledged.load(ordering: .relaxed)
+        while sequence > current {
+            let (exchanged, original) = acknowledged.compareExchange(expected: current, desired: sequence, ordering: .acquiringAndReleasing)
+            if exchanged { break }
+            current = original
         }
     }
 }

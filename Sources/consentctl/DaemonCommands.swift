@@ -39,9 +39,9 @@ func daemonCall<T>(onTimeout hint: String? = nil, _ body: () throws -> T) throws
 
 /// What to say when a write through the daemon got no answer in time: it may have been stored.
 /// `retry`: the options that make running it again store it at most once (with its key).
-func unansweredWriteHint(subject: String, idempotencyKey: String?, retry: String) -> String {
+func unansweredWriteHint(subject: String, socket: String, idempotencyKey: String?, retry: String) -> String {
     guard idempotencyKey != nil else {
-        return "the write may still have been stored: look at `consentctl consent history \(subject)` before running it again, "
+        return "the write may still have been stored: look at `consentctl consent history \(subject) --socket \(socket)` before running it again, "
             + "and give writes an --idempotency-key so that a retry stores them at most once"
     }
     return "the write may still have been stored: to store it at most once, run it again with \(retry), or wait longer with --timeout"

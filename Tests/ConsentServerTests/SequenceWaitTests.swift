@@ -78,6 +78,8 @@ import Testing
             }
         }
         #expect(waits.waiting == 0)
+        // Cancelled waits left the in-flight count too (review: it leaked one per cancelled wait).
+        #expect(Self.eventually { (try? admin.status().counters.inFlight) == 0 }, "in flight: \(String(describing: try? admin.status().counters.inFlight))")
         try await harness.stop()
     }
 

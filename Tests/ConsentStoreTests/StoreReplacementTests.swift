@@ -40,12 +40,83 @@ import Testing
             #expect(throws: (any Error).self) { _ = try store.append([Self.grant("bob")], idempotencyKey: nil, payload: nil, now: .now()) }
             #expect(throws: StoreError.self) { _ = try ConsentFeed(store: store, vocabulary: Vocabulary()) }
         }
+        // A look after the feed's own write: the counter below the cursor is no "nothing new".
+        #expect(throws: StoreError.self) { try feed.catchUp() }
         try setCounter(2)
         try feed.poll()
         _ = try store.append([Self.grant("bob")], idempotencyKey: nil, payload: nil, now: .now())
         try feed.poll()
         #expect(Self.indexed(feed, "bob") == [3])
         #expect(Self.indexed(feed, "alice") == [1, 2])
+    }
+
+    /// The review's case: an erasure frees the sequences of the records it deletes, so a counter
+    /// set back below it leaves room that the unique sequences did not refuse — a withdrawal and
+    /// an erasure were written past it, and followers never applied them. Every write is refused
+    /// now, and says why.
+    func writesPastACounterSetBackAreRefused(_ store: any ConsentStorage, setCounter: (Int64) throws -> Void) throws {
+        _ = try store.append([Self.grant("alice")], idempotencyKey: nil, payload: nil, now: .now())
+        _ = try store.append([Self.grant("bob"), Self.grant("bob", "analytics")], idempotencyKey: nil, payload: nil, now: .now())
+        _ = try store.erase(subject: "bob", now: .now())
+        _ = try store.append([Self.grant("carol")], idempotencyKey: nil, payload: nil, now: .now())
+        let feed = try ConsentFeed(store: store, vocabulary: Vocabulary())
+        try setCounter(1)
+        #expect { _ = try feed.record([Self.withdraw("alice")]) } throws: { "\($0)".contains("damaged") }
+        #expect { _ = try feed.erase(subject: "alice") } throws: { "\($0)".contains("damaged") }
+        #expect(try store.history(of: "alice").count == 1)
+        #expect(throws: StoreError.self) { try feed.poll() }
+        try setCounter(5)
+        try feed.poll()
+        _ = try feed.record([Self.withdraw("alice")])
+        #expect(Self.indexed(feed, "alice") == [1, 6])
+    }
+
+    /// A reload forgets the writes the daemon acknowledged without applying them: they are in
+    /// what it loaded, or were lost with the store it replaced (review: decisions waited for a
+    /// sequence of the old store for ever).
+    @Test func aReloadForgetsAcknowledgedWrites() throws {
+        let temporary = TemporaryStore()
+        let feed = try ConsentFeed(store: try temporary.open(), vocabulary: Vocabulary())
+        _ = try feed.record([Self.grant("alice")])
+        feed.holdDecisions(until: 50)
+        #expect(feed.acknowledgedSequence == 50)
+        try feed.reload()
+        #expect(feed.acknowledgedSequence == 0)
+    }
+
+    @Test func sqliteWritesPastACounterSetBackAreRefused() throws {
+        let temporary = TemporaryStore()
+        let raw = try DatabaseQueue(path: temporary.path)
+        try writesPastACounterSetBackAreRefused(try temporary.open()) { counter in
+            try raw.write { try $0.execute(sql: "UPDATE store_meta SET value = ? WHERE key = 'last_sequence'", arguments: [counter]) }
+        }
+    }
+
+    @Test(.enabled(if: TemporaryPostgres.serverURI != nil, Comment(rawValue: TemporaryPostgres.skipReason ?? "")))
+    func postgresWritesPastACounterSetBackAreRefused() throws {
+        let database = try TemporaryPostgres()
+        let raw = try database.connect()
+        try writesPastACounterSetBackAreRefused(try PostgresConsentStore(address: database.address)) { counter in
+            try raw.execute("UPDATE store_counter SET last_sequence = \(counter) WHERE one")
+        }
+    }
+
+    /// Key ids cached by a writer come to name other keys (a database restored from an older
+    /// backup of the same store: the review's write of "analytics" was stored as
+    /// "personalization"). The server refuses the ids before writing; the writer looks them up
+    /// again and stores the record under its own purpose.
+    @Test(.enabled(if: TemporaryPostgres.serverURI != nil, Comment(rawValue: TemporaryPostgres.skipReason ?? "")))
+    func staleKeyIDsAreRefusedAndLookedUpAgain() throws {
+        let database = try TemporaryPostgres()
+        let store = try PostgresConsentStore(address: database.address)
+        _ = try store.append([Self.grant("alice", "analytics")], idempotencyKey: nil, payload: nil, now: .now())
+        let raw = try database.connect()
+        // The id the writer cached for "analytics" now names another purpose.
+        try raw.execute("UPDATE keys SET name = 'personalization' WHERE kind = 1 AND name = 'analytics'")
+        let written = try store.append([Self.grant("dave", "analytics")], idempotencyKey: nil, payload: nil, now: .now())
+        #expect(written.sequences == [2])
+        #expect(try store.history(of: "dave").map(\.purpose) == ["analytics"])
+        #expect(try store.history(of: "alice").map(\.purpose) == ["personalization"])
     }
 
     @Test func sqliteCounterSetBackIsADamagedStore() throws {

@@ -452,7 +452,11 @@ final class RequestHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if !waits.isEmpty {
             let list = services.sequenceWaits.on(context.eventLoop)
-            for wait in waits.values { list.cancel(wait) }
+            for wait in waits.values {
+                list.cancel(wait)
+                // Counted in flight when it began to wait (`complete`): no longer.
+                services.counters.inFlight.subtract(1, ordering: .relaxed)
+            }
             waits.removeAll()
         }
         context.fireChannelInactive()

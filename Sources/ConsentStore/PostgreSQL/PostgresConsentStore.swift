@@ -44,9 +44,14 @@ public final class PostgresConsentStore: ConsentStorage {
         /// a statement of their own before the write that uses them), so no rollback can free one.
         let keyIDs = Mutex<[KeyKind: [ExactString: Int32]]>([:])
 
-        init(storeID: String, erasureKey: String) {
+        convenience init(storeID: String, erasureKey: String) {
+            self.init(storeID: storeID, hasher: SubjectHasher(erasureKey: erasureKey))
+        }
+
+        /// The same store with an empty key-id cache.
+        init(storeID: String, hasher: SubjectHasher) {
             self.storeID = storeID
-            self.hasher = SubjectHasher(erasureKey: erasureKey)
+            self.hasher = hasher
         }
     }
 
@@ -130,10 +135,36 @@ public final class PostgresConsentStore: ConsentStorage {
         return AppendResult(sequences: result.sequences, replayed: result.replayed)
     }
 
-    /// One `consentd_append` call: the records and the key in one transaction.
+    /// One `consentd_append_keyed` call: the records and the key in one transaction, the key ids
+    /// checked against their names. Ids cached from another generation of this store (a restored
+    /// backup) are refused by the server before anything is written: the cache is dropped and
+    /// the write sent once more.
     private func insert(_ records: [ConsentRecord], idempotencyKey: String?, fingerprint: String, now: Timestamp) throws -> (sequences: [UInt64], replayed: Bool, conflict: Bool) {
+        do {
+            return try insertOnce(records, idempotencyKey: idempotencyKey, fingerprint: fingerprint, now: now)
+        } catch let error as StoreError where error.code == .staleKeyIDs {
+            identity.withLock { current in current = Identity(storeID: current.storeID, hasher: current.hasher) }
+            logger.warning("the consent store's key ids changed under this process (restored from a backup?); looked them up again")
+            return try insertOnce(records, idempotencyKey: idempotencyKey, fingerprint: fingerprint, now: now)
+        }
+    }
+
+    private func insertOnce(_ records: [ConsentRecord], idempotencyKey: String?, fingerprint: String, now: Timestamp) throws -> (sequences: [UInt64], replayed: Bool, conflict: Bool) {
         let store = identity.withLock { $0 }
         let ids = try internKeys(records, store)
+        var keyKinds: [Int16] = [], keyIDs: [Int32] = [], keyNames: [String] = []
+        var listed = Set<ExactString>()
+        func list(_ kind: KeyKind, _ name: String) {
+            guard listed.insert(ExactString("\(kind.rawValue):" + name)).inserted else { return }
+            keyKinds.append(Int16(kind.rawValue))
+            keyIDs.append(ids[kind]![ExactString(name)]!)
+            keyNames.append(name)
+        }
+        for record in records {
+            list(.purpose, record.purpose)
+            if let data = record.dataCategory { list(.data, data) }
+            list(.source, record.source)
+        }
         var subjects: [ByteBuffer] = [], purposes: [Int32] = [], data: [Int32] = [], choices: [Int16] = []
         var recorded: [Int64] = [], expires: [Int64] = [], bases: [Int16] = [], sources: [Int32] = []
         var notices: [Int64] = [], jurisdictions: [String] = [], evidence: [String] = [], hasEvidence: [Bool] = []
@@ -154,8 +185,8 @@ public final class PostgresConsentStore: ConsentStorage {
         let key = idempotencyKey.map { ByteBuffer(string: $0) }
         let rows = try writer.run { session in
             try session.query("""
-                SELECT first_sequence, record_count, replayed, conflict FROM consentd_append(
-                    \(store.storeID), \(key), \(fingerprint), \(now.microseconds), \(subjects), \(purposes), \(data), \(choices),
+                SELECT first_sequence, record_count, replayed, conflict FROM consentd_append_keyed(
+                    \(keyKinds), \(keyIDs), \(keyNames), \(store.storeID), \(key), \(fingerprint), \(now.microseconds), \(subjects), \(purposes), \(data), \(choices),
                     \(recorded), \(expires), \(bases), \(sources), \(notices), \(jurisdictions), \(evidence), \(hasEvidence))
                 """)
         }
@@ -422,7 +453,9 @@ public final class PostgresConsentStore: ConsentStorage {
             // recreated, restored from another store's backup) becomes the one followed, with its
             // own erasure key and key ids — `mapper` must be a fresh one then (`ConsentFeed.reload`).
             let (key, id) = try Self.readIdentity(session, address: address)
-            let loaded = identity.withLock { $0 }.storeID == id ? nil : Identity(storeID: id, erasureKey: key)
+            // Another store, or another generation of this one (a restored backup): key ids are
+            // looked up afresh either way.
+            let loaded = Identity(storeID: id, erasureKey: key)
             try learnKeys(session, mapper)
             let (purposes, data, sources) = mapper.tables()
             var builder = ConsentSnapshotBuilder()
@@ -454,11 +487,11 @@ public final class PostgresConsentStore: ConsentStorage {
             }
             try session.query("COMMIT")
             builder.covers(through: UInt64(clamping: head))
-            if let loaded {
-                let previous = identity.withLock { current in
-                    defer { current = loaded }
-                    return current.storeID
-                }
+            let previous = identity.withLock { current in
+                defer { current = loaded }
+                return current.storeID
+            }
+            if previous != id {
                 logger.warning("the database at \(address) is another consent store now (store id \(id), was \(previous)): loaded it whole")
             }
             return builder.build()
@@ -492,7 +525,8 @@ public final class PostgresConsentStore: ConsentStorage {
             guard let head = decoded.first?.0 else { return ([], sequence) }
             try checkIdentity(decoded.first?.13)
             var through = UInt64(clamping: head)
-            guard through > sequence else { return ([], max(through, sequence)) }
+            // A head below `sequence` is returned as it is: the follower must not take it for "current".
+            guard through > sequence else { return ([], through) }
             let unknown = decoded.contains { row in
                 guard row.12 == false, let purpose = row.3, let source = row.9 else { return false }
                 return !mapper.knows(purpose: Int64(purpose), data: row.4.map(Int64.init), source: Int64(source))

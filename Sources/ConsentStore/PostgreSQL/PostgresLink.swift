@@ -134,6 +134,9 @@ final class PostgresLink: @unchecked Sendable {
                 if let error = error as? PSQLError, error.serverInfo?[.sqlState] == "57014" {
                     throw StoreError(.unavailable, "the consent store \(address) did not finish within \(timeout.nanoseconds / 1_000_000) ms (the server cancelled the statement; nothing was written)")
                 }
+                if let error = error as? PSQLError, error.serverInfo?[.sqlState] == "CD003" {
+                    throw StoreError(.staleKeyIDs, "consent store \(address): \(PostgresLink.describe(error)); nothing was written")
+                }
                 if let error = error as? PSQLError, error.serverInfo?[.sqlState] == "CD001" {
                     throw StoreError(.storeChanged, "consent store \(address): \(PostgresLink.describe(error)); nothing was written")
                 }

@@ -164,5 +164,127 @@ enum PostgresSchema {
                 RETURN QUERY SELECT base + 1, n;
             END $$;
             """),
+        // Review of issue 14: a counter set back below stored rows was written past (an erasure
+        // freed the sequences), and a database restored from an older backup of the same store
+        // gave cached key ids other names. Writes now refuse both; v1's functions are replaced
+        // with the same bodies plus the counter check, and writes go through consentd_append_keyed.
+        ("v2-refuse-damaged-counter-and-stale-key-ids", """
+            -- Raises (SQLSTATE CD002) when a record or erasure lies above the counter: the counter
+            -- was set back by hand or part of a backup restored. Writing on would hand those
+            -- sequences out again and followers would skip the rows above their cursor.
+            CREATE FUNCTION consentd_check_counter(p_base bigint) RETURNS void
+            LANGUAGE plpgsql STABLE AS $$
+            DECLARE
+                highest bigint;
+            BEGIN
+                SELECT greatest(coalesce((SELECT max(r.sequence) FROM consent_records r), 0),
+                                coalesce((SELECT max(e.sequence) FROM erasures e), 0)) INTO highest;
+                IF highest > p_base THEN
+                    RAISE EXCEPTION 'the consent store is damaged: its sequence counter (%) is below a stored record or erasure (#%); writes are refused until the counter is at least %', p_base, highest, highest
+                        USING ERRCODE = 'CD002';
+                END IF;
+            END $$;
+
+            -- Raises (SQLSTATE CD003) unless every (kind, id, name) is a row of keys: a writer's
+            -- cached key ids mean these names in this database.
+            CREATE FUNCTION consentd_check_keys(p_kinds smallint[], p_ids integer[], p_names text[]) RETURNS void
+            LANGUAGE plpgsql STABLE AS $$
+            BEGIN
+                IF EXISTS (SELECT 1 FROM unnest(p_kinds, p_ids, p_names) AS w(kind, id, name)
+                           LEFT JOIN keys k ON k.id = w.id
+                           WHERE k.id IS NULL OR k.kind <> w.kind OR k.name <> (w.name COLLATE "C")) THEN
+                    RAISE EXCEPTION 'key ids the writer cached name other keys in this database (restored from a backup?)'
+                        USING ERRCODE = 'CD003';
+                END IF;
+            END $$;
+
+            CREATE OR REPLACE FUNCTION consentd_append(
+                p_store_id text, p_key bytea, p_fingerprint text, p_now bigint,
+                p_subjects bytea[], p_purposes integer[], p_data integer[], p_choices smallint[],
+                p_recorded bigint[], p_expires bigint[], p_bases smallint[], p_sources integer[],
+                p_notices bigint[], p_jurisdictions text[], p_evidence text[], p_has_evidence boolean[]
+            ) RETURNS TABLE (first_sequence bigint, record_count integer, replayed boolean, conflict boolean)
+            LANGUAGE plpgsql VOLATILE AS $$
+            DECLARE
+                base bigint;
+                n integer := coalesce(cardinality(p_subjects), 0);
+                found_first bigint;
+                found_count integer;
+                found_hash text;
+            BEGIN
+                SELECT c.last_sequence INTO base FROM store_counter c WHERE c.one FOR UPDATE;
+                PERFORM consentd_check_store(p_store_id);
+                PERFORM consentd_check_counter(base);
+                IF p_key IS NOT NULL THEN
+                    SELECT k.first_sequence, k.count, k.payload_hash INTO found_first, found_count, found_hash
+                        FROM idempotency_keys k WHERE k.key = p_key;
+                    IF FOUND THEN
+                        RETURN QUERY SELECT found_first, found_count, true, (found_hash IS NOT NULL AND found_hash <> p_fingerprint);
+                        RETURN;
+                    END IF;
+                END IF;
+                IF n = 0 THEN
+                    RETURN QUERY SELECT base + 1, 0, false, false;
+                    RETURN;
+                END IF;
+                INSERT INTO consent_records (sequence, subject, purpose_id, data_id, choice, recorded_at, expires_at,
+                                             legal_basis, source_id, notice_version, jurisdiction, evidence, stored_at)
+                SELECT base + u.i, u.s, u.p, NULLIF(u.d, 0), u.c, u.r, NULLIF(u.e, -9223372036854775808), u.b, u.src,
+                       NULLIF(u.nv, -1), NULLIF(u.j, ''), CASE WHEN u.he THEN u.ev END, p_now
+                FROM unnest(p_subjects, p_purposes, p_data, p_choices, p_recorded, p_expires, p_bases, p_sources,
+                            p_notices, p_jurisdictions, p_evidence, p_has_evidence)
+                     WITH ORDINALITY AS u(s, p, d, c, r, e, b, src, nv, j, ev, he, i);
+                UPDATE store_counter SET last_sequence = base + n WHERE one;
+                IF p_key IS NOT NULL THEN
+                    INSERT INTO idempotency_keys (key, first_sequence, count, stored_at, payload_hash)
+                    VALUES (p_key, base + 1, n, p_now, p_fingerprint);
+                END IF;
+                RETURN QUERY SELECT base + 1, n, false, false;
+            END $$;
+
+            CREATE OR REPLACE FUNCTION consentd_erase(p_store_id text, p_subject bytea, p_hash text, p_now bigint)
+            RETURNS TABLE (erasure_sequence bigint, record_count integer)
+            LANGUAGE plpgsql VOLATILE AS $$
+            DECLARE
+                base bigint;
+                erased bigint[];
+                n integer;
+            BEGIN
+                SELECT c.last_sequence INTO base FROM store_counter c WHERE c.one FOR UPDATE;
+                PERFORM consentd_check_store(p_store_id);
+                PERFORM consentd_check_counter(base);
+                SELECT array_agg(r.sequence ORDER BY r.sequence) INTO erased FROM consent_records r WHERE r.subject = p_subject;
+                n := coalesce(cardinality(erased), 0);
+                IF n > 0 THEN
+                    -- A write's sequences are one run [first, first + count): the key whose run holds
+                    -- an erased sequence is the one with the largest first sequence at or below it.
+                    DELETE FROM idempotency_keys k
+                    USING (SELECT s, (SELECT i.key FROM idempotency_keys i WHERE i.first_sequence <= s
+                                      ORDER BY i.first_sequence DESC LIMIT 1) AS key
+                           FROM unnest(erased) AS s) m
+                    WHERE k.key = m.key AND m.s < k.first_sequence + k.count;
+                    DELETE FROM consent_records WHERE subject = p_subject;
+                END IF;
+                INSERT INTO erasures (sequence, subject_hash, erased_at, record_count, anchor_sequence)
+                VALUES (base + 1, p_hash, p_now, n, erased[1]);
+                UPDATE store_counter SET last_sequence = base + 1 WHERE one;
+                RETURN QUERY SELECT base + 1, n;
+            END $$;
+
+            -- consentd_append after checking the key ids the caller resolved (one statement).
+            CREATE FUNCTION consentd_append_keyed(
+                p_key_kinds smallint[], p_key_ids integer[], p_key_names text[],
+                p_store_id text, p_key bytea, p_fingerprint text, p_now bigint,
+                p_subjects bytea[], p_purposes integer[], p_data integer[], p_choices smallint[],
+                p_recorded bigint[], p_expires bigint[], p_bases smallint[], p_sources integer[],
+                p_notices bigint[], p_jurisdictions text[], p_evidence text[], p_has_evidence boolean[]
+            ) RETURNS TABLE (first_sequence bigint, record_count integer, replayed boolean, conflict boolean)
+            LANGUAGE plpgsql VOLATILE AS $$
+            BEGIN
+                PERFORM consentd_check_keys(p_key_kinds, p_key_ids, p_key_names);
+                RETURN QUERY SELECT * FROM consentd_append(p_store_id, p_key, p_fingerprint, p_now, p_subjects, p_purposes, p_data,
+                    p_choices, p_recorded, p_expires, p_bases, p_sources, p_notices, p_jurisdictions, p_evidence, p_has_evidence);
+            END $$;
+            """),
     ]
 }

@@ -149,8 +149,9 @@ extension SQLiteConsentStore {
     public func changes(after sequence: UInt64, limit: Int = 20_000, mapper: KeyMapperHandle) throws -> (changes: [ConsentChange], through: UInt64) {
         try withDatabaseErrors {
             try pool.read { db in
-                var through = UInt64(clamping: try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'last_sequence'") ?? 0)
-                guard through > sequence else { return ([], max(through, sequence)) }
+                var through = UInt64(clamping: try Self.counter(db, location: path))
+                // A head below `sequence` is returned as it is: the follower must not take it for "current".
+                guard through > sequence else { return ([], through) }
                 try mapper.mapper.refresh(db)
                 let (purposes, data, sources) = mapper.mapper.tables()
                 var records: [(UInt64, ConsentChange)] = []

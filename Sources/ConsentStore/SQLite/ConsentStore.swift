@@ -206,7 +206,8 @@ public final class SQLiteConsentStore: ConsentStorage {
     /// Inserts records inside an open write transaction; returns the assigned sequences.
     func insert(_ records: [ConsentRecord], db: Database, keys: inout KeyCache.Pending, now: Timestamp) throws -> [UInt64] {
         guard !records.isEmpty else { return [] }
-        var next = try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'last_sequence'") ?? 0
+        // Checked against the highest row: a damaged store refuses the write (`StoreRules.checkCounter`).
+        var next = try Self.counter(db, location: path)
         let statement = try db.cachedStatement(sql: """
             INSERT INTO consent_records (subject, sequence, purpose_id, data_id, choice, recorded_at, expires_at,
                 legal_basis, source_id, notice_version, jurisdiction, evidence, stored_at)
@@ -281,7 +282,7 @@ public final class SQLiteConsentStore: ConsentStorage {
                     """, [.int(sequence)])
             }
             try db.exactExecute("DELETE FROM consent_records WHERE subject = ?", [.text(subject)])
-            let sequence = (try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'last_sequence'") ?? 0) + 1
+            let sequence = try Self.counter(db, location: path) + 1
             try db.execute(sql: "INSERT INTO erasures (sequence, subject_hash, erased_at, record_count, anchor_sequence) VALUES (?, ?, ?, ?, ?)",
                            arguments: [sequence, hash, now.microseconds, sequences.count, sequences.first])
             try db.execute(sql: "UPDATE store_meta SET value = ? WHERE key = 'last_sequence'", arguments: [sequence])

@@ -15,6 +15,9 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         /// The database at the store's address is another consent store now (another store id:
         /// dropped and recreated, restored from another store's backup). A follower loads it whole.
         case storeChanged = "store_changed"
+        /// Key ids a writer cached name other keys in the database now (restored from an older
+        /// backup of the same store): nothing was written; look them up again.
+        case staleKeyIDs = "stale_key_ids"
     }
 
     /// The kind of failure.

@@ -60,7 +60,7 @@ struct RecordOptions: ParsableArguments {
     func run(_ choice: Choice) throws {
         let record = try record(choice)
         if let client = try storeOptions.client() {
-            let hint = unansweredWriteHint(subject: subject, idempotencyKey: idempotencyKey,
+            let hint = unansweredWriteHint(subject: subject, socket: storeOptions.socket ?? "", idempotencyKey: idempotencyKey,
                                            retry: "the same --idempotency-key \(idempotencyKey ?? "") and --at \(record.recordedAt)")
             let result = try daemonCall(onTimeout: hint) { try client.record([record], idempotencyKey: idempotencyKey) }
             let sequence = result.sequences.first.map { "#\($0)" } ?? "-"
@@ -152,7 +152,7 @@ struct ConsentSignal: ParsableCommand {
             jurisdiction: jurisdiction, noticeVersion: noticeVersion
         )
         if let client = try storeOptions.client() {
-            let hint = unansweredWriteHint(subject: subject, idempotencyKey: idempotencyKey, retry: "the same --idempotency-key \(idempotencyKey ?? "")")
+            let hint = unansweredWriteHint(subject: subject, socket: storeOptions.socket ?? "", idempotencyKey: idempotencyKey, retry: "the same --idempotency-key \(idempotencyKey ?? "")")
             let result = try daemonCall(onTimeout: hint) { try client.record(signal: signal, idempotencyKey: idempotencyKey) }
             let sequences = result.sequences.map { "#\($0)" }.joined(separator: ", ")
             print(result.sequences.isEmpty ? "nothing to store: the string records no choice for \(subject) under the daemon's policies"

@@ -41,19 +41,19 @@ struct ReceiptsReplay: ParsableCommand {
     )
 
     @Argument(help: "The receipts directory.") var directory: String
-    @Option(help: "The consent store the daemon served.") var store = "consentd.sqlite"
+    @Option(help: "The consent store the daemon served: an SQLite file or a PostgreSQL URI.") var store = "consentd.sqlite"
     @Option(help: "A policy directory to use for revisions whose sources are not in the receipts directory.") var policies: String?
     @Flag(help: "Also fail on lost receipts and on receipts that cannot be re-decided.") var strict = false
     @Option(help: "Print at most this many findings.") var limit = 50
 
     func run() throws {
-        guard FileManager.default.fileExists(atPath: store) else {
+        guard PostgresAddress.isPostgres(store) || FileManager.default.fileExists(atPath: store) else {
             printError("consentctl: no consent store at \(store) (give --store)")
             throw ExitCode(66)
         }
         let report: ReceiptReplayReport
         do {
-            let opened = try SQLiteConsentStore(path: store)
+            let opened = try ConsentStores.open(store)
             var printed = 0
             report = try ReceiptReplayer(directory: directory, store: opened, fallbackPolicies: policies).run { finding, isMismatch in
                 guard isMismatch || strict || finding.message.hasPrefix("hash chain:"), printed < limit else { return }
