@@ -56,7 +56,8 @@ import Testing
 
     @Test func badArgumentsAreUsageErrors() throws {
         for arguments in [["--connections", "0"], ["--depth", "0"], ["--rate", "-5"], ["--rate", "100", "--depth", "8"], ["--mix", "check=0"], ["--subjects", "5", "--population", "x"],
-                          ["--rate", "inf"], ["--rate", "nan"], ["--duration", "inf"], ["--visibility", "consentd.sock"]] {
+                          ["--rate", "inf"], ["--rate", "nan"], ["--duration", "inf"], ["--visibility", "consentd.sock"],
+                          ["--soak", "5s"], ["--soak", "forever"], ["--soak", "1m", "--sample-every", "0"], ["--spin", "5"]] {
             let output = try CLI.run(["bench"] + arguments)
             #expect(output.status == 64, "\(arguments): \(output.stderr)")
         }
@@ -112,6 +113,29 @@ import Testing
         output = try a.ctl(["bench", "--socket", a.socket, "--visibility", a.directory.path("missing.sock"), "--duration", "0.5"])
         #expect(output.status == 69, "\(output.stderr)")
         #expect(a.terminate() == 0 && b.terminate() == 0 && elsewhere.terminate() == 0)
+    }
+
+    /// A short soak: samples of the daemon's memory, open files and receipts disk use, the
+    /// curves, and a verdict — failing (exit 1, saying which bound) when the receipts directory
+    /// passes its budget; passing when every bound holds.
+    @Test func aSoakSamplesTheDaemonAndFailsWhenABoundBreaks() throws {
+        let daemon = try DaemonProcess(arguments: ["--receipts", "receipts"])
+        let receipts = daemon.directory.path("receipts")
+        let json = daemon.directory.path("soak.json")
+        var output = try daemon.ctl(["bench", "--soak", "10s", "--sample-every", "1", "--rate", "500", "--subjects", "200", "--receipts-dir", receipts,
+                                     "--receipt-budget", "1", "--json", json])
+        #expect(output.status == 1, "\(output.stdout)\(output.stderr)")
+        #expect(output.stdout.contains("SOAK FAILED: the receipts directory reached"), "\(output.stdout)")
+        #expect(output.stdout.contains("RSS MiB") && output.stdout.contains("open files") && output.stdout.contains("receipts MiB"))
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+        let samples = report?["samples"] as? [[String: Any]] ?? []
+        #expect(samples.count >= 9, "\(samples.count) samples")
+        #expect(samples.allSatisfy { ($0["rss_bytes"] as? Int ?? 0) > 1 << 20 && ($0["open_files"] as? Int ?? 0) > 3 })
+        #expect((samples.last?["records"] as? Int ?? 0) > (samples.first?["records"] as? Int ?? 0), "no consent writes in the mix")
+        output = try daemon.ctl(["bench", "--soak", "10s", "--sample-every", "2", "--rate", "500", "--skip-load", "--subjects", "200", "--receipts-dir", receipts])
+        #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
+        #expect(output.stdout.contains("soak passed: every bound held") && output.stdout.contains("errors: none"), "\(output.stdout)")
+        #expect(daemon.terminate() == 0)
     }
 
     @Test func inProcessRunsTheSameWorkloadWithoutASocket() throws {

@@ -41,6 +41,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Connections (threads, for --in-process).") var connections = 1
     @Option(help: "Closed loop: requests in flight per connection.") var depth = 1
     @Option(help: "Open loop: total requests per second.") var rate: Double?
+    @Option(help: ArgumentHelp("Soak instead: a steady open-loop mixed load for this long (90s, 30m, 2h; default --rate 2000, --mix check=85,batch=5,list_uses=5,record=5) that samples the daemon's memory, open files, receipts disk use and throughput every --sample-every seconds, prints the curves, and fails when memory grows beyond what the new records explain, open files creep up, receipts pass --receipt-budget, or any request gets an error.", valueName: "duration")) var soak: String?
+    @Option(help: ArgumentHelp("Soak: seconds between samples.", valueName: "seconds")) var sampleEvery = 5.0
+    @Option(help: ArgumentHelp("Soak: the daemon's receipts directory, to sample its disk use.", valueName: "dir")) var receiptsDir: String?
+    @Option(help: ArgumentHelp("Soak: fail when the receipts directory passes this many bytes (the daemon's --receipt-retention-bytes).", valueName: "bytes")) var receiptBudget: Int?
+    @Option(help: ArgumentHelp("Soak: memory a new consent record may explain, in bytes (the index holds each record and its subject).", valueName: "bytes")) var bytesPerRecord = 1024
+    @Option(help: ArgumentHelp("Soak: memory growth allowed whatever the records (allocator, queues filling to their bounds), MiB.", valueName: "MiB")) var rssSlack = 64
     @Option(name: .customLong("report"), help: ArgumentHelp("Also write a self-contained HTML page (inline SVG, nothing fetched): the latency percentile curve of the daemon and the echo floor, answers per second over the run, and the run's parameters.", valueName: "file.html")) var htmlReport: String?
     @Option(help: ArgumentHelp("Open loop: busy-wait this many microseconds before each send instead of sleeping to it (default 0: the sender sleeps on an absolute deadline and uses no CPU between sends; spinning takes a core from the daemon on a small machine).", valueName: "µs")) var spin: Double = 0
     @Option(help: "Seconds to measure.") var duration = 10.0
@@ -84,6 +90,11 @@ struct BenchCommand: ParsableCommand {
         if let mix { do { _ = try WorkloadMix(parsing: mix) } catch { throw ValidationError("\(error)") } }
         guard spin >= 0, spin <= 10_000 else { throw ValidationError("--spin must be between 0 and 10000 microseconds") }
         if spin > 0 && rate == nil { throw ValidationError("--spin is for the open loop (--rate)") }
+        if let soak {
+            guard let seconds = parseDuration(soak), seconds >= 10, seconds.isFinite else { throw ValidationError("--soak takes a duration of at least 10 s: 90, 90s, 30m or 2h") }
+            guard sampleEvery >= 0.2, sampleEvery <= seconds / 2 else { throw ValidationError("--sample-every must be at least 0.2 s and at most half the soak") }
+            guard depth == 1 else { throw ValidationError("--soak is an open loop: give --rate, not --depth") }
+        }
         if rate != nil && depth != 1 { throw ValidationError("--depth is for the closed loop; with --rate the schedule decides what is in flight") }
     }
 
@@ -112,6 +123,10 @@ struct BenchCommand: ParsableCommand {
                 printError("consentctl: daemon B (\(visibility)) did not show \(outcome.unseen) of \(outcome.unseen + outcome.delays.count) grants made through A (\(socket)): does it follow the same store?")
                 throw ExitCode(1)
             }
+            return
+        }
+        if let soak, let seconds = parseDuration(soak) {
+            try runSoak(seconds: seconds, set: set)
             return
         }
         let subjectIDs = try subjectList(set)
@@ -189,6 +204,115 @@ struct BenchCommand: ParsableCommand {
             try encoder.encode(report).write(to: URL(fileURLWithPath: json))
         }
         if let hdr { try hdrText(histogram).write(toFile: hdr, atomically: true, encoding: .utf8) }
+    }
+
+    /// `--soak`: the load on one thread, the samples on this one (`SoakMonitor`), then the verdict.
+    func runSoak(seconds: Double, set: PolicySet) throws {
+        let subjectIDs = try subjectList(set)
+        let mix = try self.mix.flatMap { try? WorkloadMix(parsing: $0) } ?? WorkloadMix(parsing: "check=85,batch=5,list_uses=5,record=5")
+        let pool = try RequestPool(
+            mix: mix, subjects: subjectIDs, purposes: set.purposes.leaves, dataCategories: set.dataCategories.leaves,
+            batchSize: max(batch, mix.description.contains("batch") && batch == 1 ? 16 : batch), listUsesDecisions: set.purposes.leaves.count * set.dataCategories.leaves.count,
+            seed: seed, signals: SignalChoices(tcStrings: tcString, gppStrings: gpp, usPrivacy: usPrivacy)
+        )
+        if let subjects, subjects > 0, !skipLoad { try recordPopulation(set: set, count: subjects) }
+        let rate = self.rate ?? 2000
+        let status = try SocketOptions.parse(["--socket", socket]).connect()
+        guard let pid = status.peerProcessID else {
+            printError("consentctl: cannot tell the daemon's process id from its socket (SO_PEERCRED), so its memory cannot be sampled")
+            throw ExitCode(69)
+        }
+        let monitor = SoakMonitor(pid: pid, receipts: receiptsDir, status: status)
+        let shape = LoadShape(connections: connections, depth: 1, rate: rate, warmup: 0, duration: seconds, spinNanoseconds: UInt64(spin * 1000))
+        let progress = LoadRunner.Progress()
+        let outcome = Mutex<Result<LoadResult, Error>?>(nil)
+        let socket = self.socket
+        let load = Thread {
+            let result = Result { try LoadRunner.run(socket: socket, pool: pool, shape: shape, progress: progress) }
+            outcome.withLock { $0 = result }
+        }
+        load.stackSize = 1 << 20
+        printError("soak: \(Int(rate)) requests/s (\(mix.description)) on \(connections) connection\(connections == 1 ? "" : "s") for \(Int(seconds)) s; daemon pid \(pid); a sample every \(sampleEvery) s")
+        let started = monotonicNanoseconds()
+        var samples = [monitor.sample(at: 0, answersPerSecond: 0)]
+        load.start()
+        var lastCount = 0, lastTime = started
+        while outcome.withLock({ $0 == nil }) {
+            let next = lastTime + UInt64(sampleEvery * 1e9)
+            while monotonicNanoseconds() < next && outcome.withLock({ $0 == nil }) { usleep(20_000) }
+            let now = monotonicNanoseconds()
+            let count = progress.requests.load(ordering: .relaxed)
+            let sample = monitor.sample(at: Double(now - started) / 1e9, answersPerSecond: Double(count - lastCount) / max(Double(now - lastTime) / 1e9, 1e-9))
+            samples.append(sample)
+            (lastCount, lastTime) = (count, now)
+            if isatty(2) == 1 {
+                FileHandleWriter.write(String(format: "\rsoak: %.0f s, %.0f answers/s, RSS %.1f MiB, %d open files%@\u{1B}[K", sample.seconds, sample.answersPerSecond,
+                                              Double(sample.rssBytes) / 1_048_576, sample.openFiles, sample.receiptBytes.map { String(format: ", receipts %.1f MiB", Double($0) / 1_048_576) } ?? ""), fd: 2)
+            }
+        }
+        if isatty(2) == 1 { FileHandleWriter.write("\r\u{1B}[K", fd: 2) }
+        let result: LoadResult
+        do {
+            result = try outcome.withLock { $0! }.get()
+        } catch let error as ConsentClientError {
+            printError("consentctl: soak: \(error)")
+            throw ExitCode(69)
+        }
+        let errors = result.errors.values.reduce(0, +)
+        let verdict = SoakVerdict(samples: samples, baselineAfter: min(60, seconds / 10), bytesPerRecord: bytesPerRecord, slack: rssSlack << 20, receiptBudget: receiptBudget, errors: errors)
+        let figures = BenchReport.Figures(result, errorName: errorName)
+        print("soak: \(Int(rate)) requests/s (\(mix.description)) on \(connections) connection\(connections == 1 ? "" : "s"), \(Int(seconds)) s, \(subjectIDs.count) subjects; machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, load average \(loadAverage())")
+        print(String(format: "latency µs: p50 %.1f, p99 %.1f, p99.9 %.1f, max %.1f; %.0f requests/s; generator send lag p99 %.1f µs", figures.latencyMicroseconds.p50, figures.latencyMicroseconds.p99,
+                     figures.latencyMicroseconds.p999, figures.latencyMicroseconds.max, figures.requestsPerSecond, figures.sendLagMicroseconds?.p99 ?? 0))
+        print("")
+        print(SoakText.table(samples))
+        print("")
+        print("RSS MiB      " + SoakText.sparkline(samples.map { Double($0.rssBytes) }))
+        print("open files   " + SoakText.sparkline(samples.map { Double($0.openFiles) }))
+        if samples.contains(where: { $0.receiptBytes != nil }) { print("receipts MiB " + SoakText.sparkline(samples.map { Double($0.receiptBytes ?? 0) })) }
+        print("answers/s    " + SoakText.sparkline(samples.dropFirst().map(\.answersPerSecond)))
+        print("")
+        print("memory after \(Int(verdict.baselineSeconds)) s: grew \(verdict.rssGrowthBytes >> 10) KiB for \(verdict.recordsAdded) new records"
+              + (verdict.bytesPerNewRecord.map { String(format: " (%.0f bytes per new record)", $0) } ?? "") + "; allowed \(verdict.allowedGrowthBytes >> 20) MiB")
+        if let largest = verdict.largestReceiptBytes {
+            print("receipts: at most \(largest >> 10) KiB on disk" + (receiptBudget.map { " (budget \($0 >> 10) KiB)" } ?? ""))
+        }
+        print("errors: \(errors == 0 ? "none" : figures.errors.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+        if let json {
+            struct SoakJSON: Encodable { var samples: [SoakSample]; var verdict: SoakVerdict; var latency: BenchReport.Figures }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            try encoder.encode(SoakJSON(samples: samples, verdict: verdict, latency: figures)).write(to: URL(fileURLWithPath: json))
+        }
+        if let htmlReport {
+            var page = HTMLReport(
+                title: "consentctl bench --soak \(soak ?? ""): \(Int(rate)) requests/s, \(mix.description)",
+                parameters: [("target", "consentd at \(socket) (pid \(pid))"), ("load", "open loop, \(Int(rate)) requests/s, \(connections) connection(s), \(mix.description)"),
+                             ("duration", "\(Int(seconds)) s, a sample every \(sampleEvery) s"), ("machine", "\(ProcessInfo.processInfo.activeProcessorCount) cores, load average \(loadAverage()) at the end"),
+                             ("memory", "grew \(verdict.rssGrowthBytes >> 10) KiB after \(Int(verdict.baselineSeconds)) s for \(verdict.recordsAdded) new records" + (verdict.bytesPerNewRecord.map { String(format: " (%.0f bytes per record)", $0) } ?? "")),
+                             ("errors", errors == 0 ? "none" : "\(errors)"), ("verdict", verdict.problems.isEmpty ? "every bound held" : verdict.problems.joined(separator: "; ")),
+                             ("command", (["consentctl"] + CommandLine.arguments.dropFirst()).joined(separator: " "))],
+                series: [.init(name: "consentd", color: "#d62728", histogram: result.histogram, perSecond: result.perSecond)])
+            page.timeSeries = [
+                .init(title: "resident memory", unit: "MiB", color: "#1f77b4", points: samples.map { ($0.seconds, Double($0.rssBytes) / 1_048_576) }),
+                .init(title: "open files", unit: "descriptors", color: "#9467bd", points: samples.map { ($0.seconds, Double($0.openFiles)) }),
+                .init(title: "consent records", unit: "records", color: "#2ca02c", points: samples.map { ($0.seconds, Double($0.records)) }),
+            ]
+            if samples.contains(where: { $0.receiptBytes != nil }) {
+                page.timeSeries.append(.init(title: "receipts on disk", unit: "MiB", color: "#ff7f0e", points: samples.map { ($0.seconds, Double($0.receiptBytes ?? 0) / 1_048_576) },
+                                             limit: receiptBudget.map { Double($0) / 1_048_576 }))
+            }
+            do { try page.html.write(toFile: htmlReport, atomically: true, encoding: .utf8) } catch {
+                printError("consentctl: cannot write \(htmlReport): \(error.localizedDescription)")
+                throw ExitCode(73)
+            }
+        }
+        if !verdict.problems.isEmpty {
+            for problem in verdict.problems { print("SOAK FAILED: \(problem)") }
+            throw ExitCode(1)
+        }
+        print("soak passed: every bound held")
     }
 
     /// `--report`: the page of one run (`HTMLReport`).

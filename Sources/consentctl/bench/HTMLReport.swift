@@ -14,10 +14,21 @@ struct HTMLReport {
         var perSecond: [Int]
     }
 
+    /// A curve over the run's seconds (a soak's samples).
+    struct TimeSeries {
+        var title: String
+        var unit: String
+        var color: String
+        var points: [(seconds: Double, value: Double)]
+        /// A limit to draw as a dashed line (a budget), if any.
+        var limit: Double?
+    }
+
     var title: String
     var parameters: [(String, String)]
     var series: [Series]
     var notes: [String] = []
+    var timeSeries: [TimeSeries] = []
 
     /// Points of the percentile curve: (x = log10(1 / (1 − p)), latency µs), from p = 0 to the
     /// largest percentile the sample can show (1 − 1/count), every 0.05 decade.
@@ -108,6 +119,33 @@ struct HTMLReport {
         return svg + "</svg>"
     }
 
+    /// One sampled curve over the run.
+    func timeSeriesSVG(_ curve: TimeSeries, index: Int) -> String {
+        let width = 880.0, height = 200.0, left = 70.0, right = 40.0, top = 16.0, bottom = 36.0
+        let seconds = max(1, curve.points.map(\.seconds).max() ?? 1)
+        let yMax = Self.niceCeiling(max(curve.points.map(\.value).max() ?? 1, curve.limit ?? 0) * 1.05)
+        func px(_ x: Double) -> Double { left + x / seconds * (width - left - right) }
+        func py(_ y: Double) -> Double { height - bottom - y / yMax * (height - top - bottom) }
+        var svg = #"<svg id="series-\#(index)" xmlns="http://www.w3.org/2000/svg" width="\#(Int(width))" height="\#(Int(height))" viewBox="0 0 \#(Int(width)) \#(Int(height))" role="img" aria-label="\#(Self.escape(curve.title))">"#
+        svg += #"<rect x="\#(left)" y="\#(top)" width="\#(width - left - right)" height="\#(height - top - bottom)" fill="white" stroke="rgb(153,153,153)"/>"#
+        for step in 0...4 {
+            let value = yMax * Double(step) / 4
+            svg += #"<line x1="\#(left)" y1="\#(py(value))" x2="\#(width - right)" y2="\#(py(value))" stroke="rgb(238,238,238)"/>"#
+            svg += #"<text x="\#(left - 6)" y="\#(py(value) + 4)" text-anchor="end" class="tick">\#(Self.number(value))</text>"#
+        }
+        for step in 0...6 {
+            let second = seconds * Double(step) / 6
+            svg += #"<text x="\#(px(second))" y="\#(height - bottom + 16)" text-anchor="middle" class="tick">\#(Int(second)) s</text>"#
+        }
+        svg += #"<text x="\#(left + 8)" y="\#(top + 14)" class="axis">\#(Self.escape(curve.title)) (\#(Self.escape(curve.unit)))</text>"#
+        if let limit = curve.limit {
+            svg += #"<line x1="\#(left)" y1="\#(py(limit))" x2="\#(width - right)" y2="\#(py(limit))" stroke="rgb(120,120,120)" stroke-dasharray="6 4"/>"#
+        }
+        let points = curve.points.map { Self.number(px($0.seconds)) + "," + Self.number(py($0.value)) }.joined(separator: " ")
+        svg += #"<polyline class="sample" points="\#(points)" fill="none" stroke="\#(curve.color)" stroke-width="2"/>"#
+        return svg + "</svg>"
+    }
+
     var html: String {
         let legend = series.map { #"<span class="key"><span class="swatch" style="background:\#($0.color)"></span>\#(Self.escape($0.name))</span>"# }.joined(separator: " ")
         let rows = parameters.map { "<tr><th>\(Self.escape($0.0))</th><td>\(Self.escape($0.1))</td></tr>" }.joined(separator: "\n")
@@ -130,6 +168,7 @@ struct HTMLReport {
             \(percentileSVG())
             <h2>Answers per second</h2>
             \(throughputSVG())
+            \(timeSeries.isEmpty ? "" : "<h2>The daemon over the run</h2>\n" + timeSeries.enumerated().map { timeSeriesSVG($0.element, index: $0.offset) }.joined(separator: "\n"))
             \(noteList)
             <h2>Run</h2>
             <table>
@@ -137,7 +176,7 @@ struct HTMLReport {
             </table>
             <script>
             // Records what the browser drew (path lengths, sizes) for tests; the page needs none of it.
-            for (const el of document.querySelectorAll('path.curve, polyline.rate')) {
+            for (const el of document.querySelectorAll('path.curve, polyline.rate, polyline.sample')) {
               const box = el.getBoundingClientRect();
               el.setAttribute('data-drawn', el.getTotalLength().toFixed(1) + ' ' + box.width.toFixed(1) + 'x' + box.height.toFixed(1));
             }
