@@ -27,7 +27,8 @@ struct PostgresDaemonTests {
         try client.check(subject: subject, purpose: targeted, dataCategory: browsing, context: eea)
     }
 
-    /// Polls `condition` every 10 ms for at most `seconds`; whether it came true.
+    /// Polls `condition` every 10 ms for at most `seconds`; whether it came true (other suites
+    /// of this target use it too).
     static func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {

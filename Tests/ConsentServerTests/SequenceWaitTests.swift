@@ -26,14 +26,6 @@ import Testing
         return request
     }
 
-    static func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try condition() { return true }
-            usleep(2_000)
-        }
-        return try condition()
-    }
 
     /// 1 600 requests wait at once on 8 connections: the daemon looks at most once a millisecond
     /// per event loop however many wait (the review's per-request timers made 10 240 waiting
@@ -57,7 +49,7 @@ import Testing
             try client.flush()
             clients.append(client)
         }
-        #expect(Self.eventually { waits.waiting == 1_600 }, "waiting: \(waits.waiting)")
+        #expect(PostgresDaemonTests.eventually { waits.waiting == 1_600 }, "waiting: \(waits.waiting)")
         let started = Date(), looksBefore = waits.looks
         #expect(try admin.check(subject: "erin", purpose: "service.essential", dataCategory: "user").reason == .legalBasis)
         usleep(300_000)
@@ -65,7 +57,7 @@ import Testing
         #expect(looks <= 2 * (Int(elapsed) + 2), "\(looks) looks in \(Int(elapsed)) ms for 1 600 waiting requests on 2 loops")
         #expect(looks > 0)
         for client in clients[4...] { client.close() }
-        #expect(Self.eventually { waits.waiting == 800 }, "the waits of closed connections were not forgotten: \(waits.waiting)")
+        #expect(PostgresDaemonTests.eventually { waits.waiting == 800 }, "the waits of closed connections were not forgotten: \(waits.waiting)")
         _ = try admin.record([grant("erin", Self.targeted)])
         for client in clients[..<4] {
             for _ in 0..<200 {
@@ -79,7 +71,7 @@ import Testing
         }
         #expect(waits.waiting == 0)
         // Cancelled waits left the in-flight count too (review: it leaked one per cancelled wait).
-        #expect(Self.eventually { (try? admin.status().counters.inFlight) == 0 }, "in flight: \(String(describing: try? admin.status().counters.inFlight))")
+        #expect(PostgresDaemonTests.eventually { (try? admin.status().counters.inFlight) == 0 }, "in flight: \(String(describing: try? admin.status().counters.inFlight))")
         try await harness.stop()
     }
 
@@ -118,7 +110,7 @@ import Testing
         let waits = harness.daemon.state.sequenceWaits
         _ = try client.send(Self.check("gina", 1_000_000))
         try client.flush()
-        #expect(Self.eventually { waits.waiting == 1 })
+        #expect(PostgresDaemonTests.eventually { waits.waiting == 1 })
         let stopping = Task { try await harness.stop() }
         let response = try client.receive()
         guard case let .check(answer)? = response.result else {
