@@ -119,6 +119,32 @@ import Testing
         #expect(try store.history(of: "alice").map(\.purpose) == ["personalization"])
     }
 
+    /// The review's SQLite cases: the file restored in place (same inode) from an older backup,
+    /// another process interning a new name under the id this writer cached — the write must be
+    /// stored under its own purpose; and an erasure of the subject whose row is the highest, with
+    /// the counter set back below it, must be refused, not take a sequence already applied.
+    @Test func sqliteRestoredInPlaceAndTopRowErasure() throws {
+        let temporary = TemporaryStore()
+        let store = try temporary.open()
+        _ = try store.append([Self.grant("alice", "marketing")], idempotencyKey: nil, payload: nil, now: .now())
+        let backup = temporary.path + ".bak"
+        let raw = try DatabaseQueue(path: temporary.path)
+        try raw.backup(to: try DatabaseQueue(path: backup))
+        _ = try store.append([Self.grant("bob", "analytics")], idempotencyKey: nil, payload: nil, now: .now())
+        try DatabaseQueue(path: backup).backup(to: raw)
+        _ = try SQLiteConsentStore(path: temporary.path).append([Self.grant("carol", "personalization")], idempotencyKey: nil, payload: nil, now: .now())
+        _ = try store.append([Self.grant("dave", "analytics")], idempotencyKey: nil, payload: nil, now: .now())
+        #expect(try store.history(of: "dave").map(\.purpose) == ["analytics"])
+        #expect(try store.history(of: "carol").map(\.purpose) == ["personalization"])
+
+        _ = try store.append([Self.grant("erin")], idempotencyKey: nil, payload: nil, now: .now())
+        let top = try store.lastSequence()
+        let feed = try ConsentFeed(store: store, vocabulary: Vocabulary())
+        try raw.write { try $0.execute(sql: "UPDATE store_meta SET value = ? WHERE key = 'last_sequence'", arguments: [Int64(top) - 1]) }
+        #expect { _ = try feed.erase(subject: "erin") } throws: { "\($0)".contains("damaged") }
+        #expect(try store.history(of: "erin").count == 1)
+    }
+
     @Test func sqliteCounterSetBackIsADamagedStore() throws {
         let temporary = TemporaryStore()
         let store = try temporary.open()

@@ -268,6 +268,10 @@ public final class SQLiteConsentStore: ConsentStorage {
         try StoreRules.checkSubject(subject)
         let hash = subjectHash(subject)
         let tombstone = try writeTransaction { db, _ in
+            // The counter first, checked against the highest row: deleting first could remove the
+            // row that shows the store damaged (review: an erasure then took a sequence followers
+            // had already applied, and was never applied).
+            let sequence = try Self.counter(db, location: path) + 1
             var sequences: [Int64] = []
             try db.exactQuery("SELECT sequence FROM consent_records WHERE subject = ? ORDER BY sequence", [.text(subject)]) { row in
                 sequences.append(sqlite3_column_int64(row, 0))
@@ -282,7 +286,6 @@ public final class SQLiteConsentStore: ConsentStorage {
                     """, [.int(sequence)])
             }
             try db.exactExecute("DELETE FROM consent_records WHERE subject = ?", [.text(subject)])
-            let sequence = try Self.counter(db, location: path) + 1
             try db.execute(sql: "INSERT INTO erasures (sequence, subject_hash, erased_at, record_count, anchor_sequence) VALUES (?, ?, ?, ?, ?)",
                            arguments: [sequence, hash, now.microseconds, sequences.count, sequences.first])
             try db.execute(sql: "UPDATE store_meta SET value = ? WHERE key = 'last_sequence'", arguments: [sequence])
@@ -496,7 +499,19 @@ final class KeyCache: Sendable {
 
         mutating func id(kind: KeyKind, name: String, db: Database) throws -> Int64 {
             let key = ExactString(name)
-            if let id = added[kind]?[key] ?? cache.ids.withLock({ $0[kind]?[key] }) { return id }
+            if let id = added[kind]?[key] { return id }
+            if let cached = cache.ids.withLock({ $0[kind]?[key] }) {
+                // Checked once per transaction: a file restored in place from an older backup of
+                // this store keeps its inode, and its ids may name other keys (review of issue 14:
+                // a grant of analytics was stored as personalization).
+                var matches = false
+                try db.exactQuery("SELECT 1 FROM keys WHERE id = ? AND kind = ? AND name = ?", [.int(cached), .int(kind.rawValue), .text(name)]) { _ in matches = true }
+                if matches {
+                    added[kind, default: [:]][key] = cached
+                    return cached
+                }
+                cache.ids.withLock { $0 = [:] }
+            }
             try db.exactExecute("INSERT OR IGNORE INTO keys (kind, name) VALUES (?, ?)", [.int(kind.rawValue), .text(name)])
             var found: Int64?
             try db.exactQuery("SELECT id FROM keys WHERE kind = ? AND name = ?", [.int(kind.rawValue), .text(name)]) { found = sqlite3_column_int64($0, 0) }
