@@ -96,7 +96,11 @@ struct SoakVerdict: Encodable {
 
 enum SoakText {
     /// One curve as a line of block characters, scaled to its own range.
-    static func sparkline(_ values: [Double]) -> String {
+    static func sparkline(_ all: [Double], width: Int = 60) -> String {
+        // At most `width` characters: each the largest value of its share of the samples.
+        let values = all.count <= width ? all : (0..<width).map { bucket in
+            all[(bucket * all.count / width)..<max(bucket * all.count / width + 1, (bucket + 1) * all.count / width)].max()!
+        }
         guard let low = values.min(), let high = values.max() else { return "" }
         let blocks = Array("▁▂▃▄▅▆▇█")
         return String(values.map { high > low ? blocks[min(7, Int(($0 - low) / (high - low) * 7.999))] : blocks[0] })
