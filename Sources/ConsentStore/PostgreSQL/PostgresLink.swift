@@ -75,7 +75,7 @@ final class PostgresLink: @unchecked Sendable {
         nextID += 1
         let configuration = address.configuration(applicationName: applicationName, connectTimeout: timeout)
         do {
-            let opened = try PostgresConnection.connect(on: group.next(), configuration: configuration, id: nextID, logger: logger).wait()
+            let opened = try Self.connect(PostgresConnection.connect(on: group.next(), configuration: configuration, id: nextID, logger: logger), within: timeout, address: address)
             // The server gives up on a statement itself within the bound (and rolls it back), so a
             // statement this side stopped waiting for cannot commit later behind the caller's back.
             do {
@@ -91,6 +91,41 @@ final class PostgresLink: @unchecked Sendable {
         } catch {
             throw StoreError(.unavailable, "cannot connect to the consent store \(address): \(Self.describe(error))")
         }
+    }
+
+    /// Waits for a connection at most `timeout` in all: `connectTimeout` bounds only the socket's
+    /// connect, not PostgreSQL's start-up exchange after it, which a server in crash recovery
+    /// under load can leave unanswered. A connection that arrives after the deadline is closed.
+    static func connect(_ future: EventLoopFuture<PostgresConnection>, within timeout: TimeAmount, address: PostgresAddress) throws -> PostgresConnection {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = ConnectOutcome()
+        future.whenComplete { result in
+            let late = outcome.lock.withLock { () -> Bool in
+                let value = outcome.value
+                if value != nil { return true }
+                outcome.value = result
+                return false
+            }
+            if late, case let .success(connection) = result { close(connection) }
+            done.signal()
+        }
+        if done.wait(timeout: .now() + .nanoseconds(Int(timeout.nanoseconds))) == .timedOut {
+            let claimed = outcome.lock.withLock { () -> Bool in
+                if outcome.value != nil { return false }
+                outcome.value = .failure(StoreError(.unavailable, "cannot connect to the consent store \(address): no answer within \(timeout.nanoseconds / 1_000_000) ms"))
+                return true
+            }
+            if claimed {
+                throw StoreError(.unavailable, "cannot connect to the consent store \(address): the server did not finish the connection's start-up within \(timeout.nanoseconds / 1_000_000) ms")
+            }
+        }
+        return try outcome.lock.withLock { outcome.value! }.get()
+    }
+
+    /// The connect future's result, or the deadline's, whichever came first.
+    private final class ConnectOutcome: @unchecked Sendable {
+        let lock = NSLock()
+        var value: Result<PostgresConnection, any Error>?
     }
 
     /// What went wrong, in the server's words where it gave some.
