@@ -65,7 +65,7 @@ public enum ReceiptChain {
             }
         }
         // Every file retired: the chain goes on from the last retired file's last seal.
-        if let last = ReceiptRetirement.ledger(directory).last, let hash = unhex(last.lastSeal) { return hash }
+        if let last = ReceiptRetirement.ledger(directory).last(where: { $0.damage == nil }), let hash = unhex(last.lastSeal) { return hash }
         return genesis
     }
 
@@ -138,6 +138,14 @@ struct ReceiptChainVerifier {
     }
     private var startsAfterRetirement = false
 
+    /// A file could not be read (reported on its own): the chain goes on from the next block
+    /// read, whatever its `prev`, rather than reporting the same break again.
+    mutating func skipUnreadableFile() {
+        pending.removeAll()
+        resumeAnywhere = true
+    }
+    private var resumeAnywhere = false
+
     /// Feeds one non-empty line.
     mutating func line(_ bytes: ArraySlice<UInt8>, file: String, number: Int) {
         guard let seal = ReceiptChain.parse(bytes) else {
@@ -169,7 +177,7 @@ struct ReceiptChainVerifier {
                 block.append(0x0A)
             }
             let previous = ReceiptChain.unhex(seal.prev) ?? []
-            if previous != expected {
+            if previous != expected && !resumeAnywhere {
                 problems.append(Problem(location: location, message: expected == ReceiptChain.genesis && sealedBlocks == 0 && !startsAfterRetirement
                     ? "the chain does not start at the beginning: earlier receipts (files or blocks) are missing"
                     : "the chain is broken before this block: a block or a file before it was removed or altered", isGap: false))
@@ -180,6 +188,7 @@ struct ReceiptChainVerifier {
             }
         }
         expected = ReceiptChain.unhex(seal.hash) ?? expected
+        resumeAnywhere = false
         sealedBlocks += 1
         sealHashes.insert(seal.hash)
         pending.removeAll()

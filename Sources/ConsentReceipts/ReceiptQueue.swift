@@ -47,7 +47,7 @@ public final class ReceiptQueue: Sendable {
         byteLimit = configuration.queueBytes
     }
 
-    /// Receipts waiting for the writer.
+    /// Receipts not yet written: waiting in the queue, or taken by the writer and not yet appended.
     public var queued: Int { queuedCount.load(ordering: .relaxed) }
     /// Receipts appended to the files.
     public var writtenCount: UInt64 { written.load(ordering: .relaxed) }
@@ -106,16 +106,20 @@ public final class ReceiptQueue: Sendable {
             defer { state.count = 0 }
             return state.count
         }
-        if count > 0 { queuedCount.subtract(count, ordering: .relaxed) }
+        // Still counted as queued until the writer has written (or lost) them.
         return count
     }
 
+    /// `count` receipts the writer took were appended to a file.
     func recordWritten(_ count: Int) {
+        queuedCount.subtract(count, ordering: .relaxed)
         written.add(UInt64(count), ordering: .relaxed)
         lastErrorText.withLock { if !$0.isEmpty { $0 = "" } }
     }
 
+    /// `count` receipts the writer took were lost (a failed write, no room on the disk).
     package func recordWriteFailure(lost count: Int, error: String) {
+        queuedCount.subtract(count, ordering: .relaxed)
         dropped.add(UInt64(count), ordering: .relaxed)
         lastErrorText.withLock { $0 = error }
     }

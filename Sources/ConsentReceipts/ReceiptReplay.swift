@@ -96,8 +96,9 @@ public final class ReceiptReplayer {
     private var signalLineOrder: [String] = []
     static let signalLineWindow = 4096
 
-    struct ReplayProblem: Error {
+    struct ReplayProblem: Error, CustomStringConvertible {
         let message: String
+        var description: String { message }
     }
 
     /// - Parameters:
@@ -123,7 +124,7 @@ public final class ReceiptReplayer {
         var contents: [String: [UInt8]] = [:]
         func read(_ file: ReceiptFiles.File) throws -> [UInt8] {
             if let bytes = contents.removeValue(forKey: file.path) { return bytes }
-            do { return try ReceiptFiles.read(file) } catch { throw ReplayProblem(message: "\(error)") }
+            return try ReceiptFiles.read(file)
         }
         try checkRetirements(files: files, chain: &chain, report: &report, progress: progress) { file in
             let bytes = try read(file)
@@ -134,7 +135,16 @@ public final class ReceiptReplayer {
             report.files.append(file.path)
             let name = file.name
             var lineNumber = 0
-            let bytes = try read(file)
+            let bytes: [UInt8]
+            do { bytes = try read(file) } catch {
+                // One unreadable file does not stop the replay: it is a finding, and the chain
+                // check goes on from the next file's first block (the break is this finding).
+                let finding = ReceiptReplayReport.Finding(location: name, id: "", message: "hash chain: this file cannot be read, so none of its receipts can be checked — \(error)")
+                report.mismatches.append(finding)
+                progress(finding, true)
+                chain.skipUnreadableFile()
+                continue
+            }
             for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
                 lineNumber += 1
                 guard !line.isEmpty else { continue }
@@ -221,13 +231,20 @@ public final class ReceiptReplayer {
             report.mismatches.append(finding)
             progress(finding, true)
         }
-        guard !recorded.isEmpty, let first = files.first else { return }
-        let bytes = try read(first)
+        guard !recorded.isEmpty, let first = files.first, let bytes = try? read(first) else { return }
         guard let prev = bytes.split(separator: 0x0A).lazy.compactMap({ ReceiptChain.parse($0) }).first?.prev,
               prev != ReceiptChain.hex(ReceiptChain.genesis),
-              let retired = ReceiptRetirement.chain(endingAt: prev, in: recorded),
+              let retired = ReceiptRetirement.chain(endingAt: prev, in: recorded, firstPresent: first.index),
               let start = ReceiptChain.unhex(prev) else { return }
         report.retired = retired
+        // A file retired unreadable: the chain is taken across it on the store's word, but its
+        // receipts were never proved.
+        for entry in retired {
+            guard let damage = entry.damage else { continue }
+            let finding = ReceiptReplayReport.Finding(location: entry.file, id: "", message: "hash chain: retired at \(entry.retiredAt) (\(entry.reason)) while it could not be read, so its receipts cannot be checked — \(damage)")
+            report.mismatches.append(finding)
+            progress(finding, true)
+        }
         chain.continueAfterRetired(start)
     }
 

@@ -31,9 +31,13 @@ public struct ReceiptRetirement: Codable, Sendable, Equatable {
     /// `budget` (the directory passed --receipt-retention-bytes) or `age` (--receipt-retention-days).
     public var reason: String
     public var retiredAt: String
+    /// Set when the file could not be read when it was retired (not gzip, cut short, no sealed
+    /// block): why. Its place in the chain is then unknown (`firstPrev` and `lastSeal` empty),
+    /// and a replay reports the file as retired unread — its receipts lost to any proof.
+    public var damage: String?
 
     enum CodingKeys: String, CodingKey {
-        case file, index, receipts, lines, firstPrev = "first_prev", lastSeal = "last_seal", bytes, reason, retiredAt = "retired_at"
+        case file, index, receipts, lines, firstPrev = "first_prev", lastSeal = "last_seal", bytes, reason, retiredAt = "retired_at", damage
     }
 
     /// The JSON line (without its newline).
@@ -55,16 +59,36 @@ public struct ReceiptRetirement: Codable, Sendable, Equatable {
     }
 
     /// The retired files that end at `prev` and reach back to the chain's start, oldest first;
-    /// nil when `entries` do not link `prev` back to the genesis.
-    static func chain(endingAt prev: String, in entries: [ReceiptRetirement]) -> [ReceiptRetirement]? {
-        let byLastSeal = Dictionary(entries.map { ($0.lastSeal, $0) }, uniquingKeysWith: { first, _ in first })
+    /// nil when `entries` do not link `prev` back to the genesis. A file retired damaged
+    /// (`damage`) has no known place in the chain: the walk crosses it by file index — it must
+    /// sit just before the oldest file linked so far, and the walk goes on from the last seal of
+    /// the file recorded just before it (or ends, when it was the oldest file of all).
+    /// `firstPresent`: the index of the oldest file still in the directory.
+    static func chain(endingAt prev: String, in entries: [ReceiptRetirement], firstPresent: Int) -> [ReceiptRetirement]? {
+        let intact = entries.filter { $0.damage == nil }
+        let byLastSeal = Dictionary(intact.map { ($0.lastSeal, $0) }, uniquingKeysWith: { first, _ in first })
+        let byIndex = Dictionary(entries.map { ($0.index, $0) }, uniquingKeysWith: { first, _ in first })
+        let oldest = entries.map(\.index).min() ?? 0
         var chain: [ReceiptRetirement] = []
         var seal = prev
+        var below = firstPresent
         let genesis = ReceiptChain.hex(ReceiptChain.genesis)
         while seal != genesis {
-            guard let entry = byLastSeal[seal], chain.count <= entries.count else { return nil }
-            chain.append(entry)
-            seal = entry.firstPrev
+            guard chain.count <= entries.count else { return nil }
+            if let entry = byLastSeal[seal], entry.index < below {
+                chain.append(entry)
+                seal = entry.firstPrev
+                below = entry.index
+            } else if let damaged = byIndex[below - 1], damaged.damage != nil {
+                chain.append(damaged)
+                below = damaged.index
+                if damaged.index == oldest { break }
+                // (Damaged too: its empty seal makes the next round cross it the same way.)
+                guard let before = byIndex[below - 1] else { return nil }
+                seal = before.lastSeal
+            } else {
+                return nil
+            }
         }
         return chain.reversed()
     }
@@ -97,7 +121,10 @@ public struct ReceiptRetirement: Codable, Sendable, Equatable {
 /// yet compressed, and its compressed copy while it is written — and the writer starts a new
 /// file only once the pass for the one before has finished (`waitUntilSettled`; with files of
 /// tens of megabytes it has long finished, with tiny ones the writer waits and its queue takes
-/// the load, as it does for a slow disk).
+/// the load, as it does for a slow disk). The one exception is a shutdown that would take long:
+/// after `ReceiptWriter.shutdownGrace` the writer drains the rest of its queue without waiting (a
+/// daemon asked to stop must stop), so the directory may pass the budget by at most what was
+/// still queued (≤ --receipt-queue-bytes), until the next start's first pass retires it.
 final class ReceiptRetainer: Sendable {
     let directory: String
     let configuration: ReceiptConfiguration
@@ -107,12 +134,17 @@ final class ReceiptRetainer: Sendable {
     private let wake = DispatchSemaphore(value: 0)
     private let current = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    private let hurry = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
     /// The writer's file index when the last whole pass began: every file before it is settled.
     private let settled = Atomic<Int>(0)
     /// Files retired and compressed by this process (status, tests).
     let retired = Atomic<Int>(0)
     let compressed = Atomic<Int>(0)
+    /// Of `retired`, files that could not be read (recorded with their damage).
+    let retiredDamaged = Atomic<Int>(0)
+    /// Files whose compression failed once: kept plain, not tried again by this process.
+    private let uncompressible = Mutex<Set<Int>>([])
 
     init(directory: String, configuration: ReceiptConfiguration, fileMode: UInt16, anchor: ReceiptAnchor?, logger: Logger) {
         self.directory = directory
@@ -125,8 +157,8 @@ final class ReceiptRetainer: Sendable {
     /// Starts the thread; `index` is the file the writer appends to (never touched).
     func start(writing index: Int) {
         current.store(index, ordering: .releasing)
-        // A compression a stopped process left half-written.
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix("receipts-") && name.hasSuffix(".gz.tmp") {
+        // A compression (or a ledger cut) a stopped process left half-written.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix("receipts-") && name.hasSuffix(".tmp") {
             unlink(directory + "/" + name)
         }
         let thread = Thread { [self] in
@@ -150,13 +182,15 @@ final class ReceiptRetainer: Sendable {
     }
 
     /// Waits until the files before `index` are settled (compressed, and the kept ones within the
-    /// policy), so that the writer may close `index` and open the next.
-    func waitUntilSettled(_ index: Int) {
-        while settled.load(ordering: .acquiring) < index && !stopping.load(ordering: .acquiring) { usleep(500) }
+    /// policy), so that the writer may close `index` and open the next — or until `giveUp` (a
+    /// shutdown past its grace).
+    func waitUntilSettled(_ index: Int, giveUp: () -> Bool) {
+        while settled.load(ordering: .acquiring) < index && !stopping.load(ordering: .acquiring) && !giveUp() { usleep(500) }
     }
 
-    /// Finishes the pass under way and stops.
-    func stop() {
+    /// Finishes the pass under way and stops; `promptly`: stops between two files of the pass.
+    func stop(promptly: Bool = false) {
+        if promptly { hurry.store(true, ordering: .releasing) }
         stopping.store(true, ordering: .releasing)
         wake.signal()
         done.wait()
@@ -165,12 +199,15 @@ final class ReceiptRetainer: Sendable {
     /// One pass: compress what is closed, then retire what the policy no longer keeps.
     func pass(writing: Int) {
         let closed = ReceiptFiles.list(directory).filter { $0.index < writing }
-        for file in closed where !file.compressed {
+        for file in closed where !file.compressed && !uncompressible.withLock({ $0.contains(file.index) }) {
+            // Stopping in a hurry: the pass stops between files; the next start goes on.
+            if hurry.load(ordering: .acquiring) { return }
             do {
                 try compress(file)
                 compressed.add(1, ordering: .relaxed)
             } catch {
-                logger.error("cannot compress a receipts file; it stays as it is", metadata: ["file": "\(file.path)", "error": "\(error)"])
+                uncompressible.withLock { _ = $0.insert(file.index) }
+                logger.error("cannot compress a receipts file; it stays as it is (and counts in the budget as it is)", metadata: ["file": "\(file.path)", "error": "\(error)"])
             }
         }
         retire(writing: writing)
@@ -190,6 +227,11 @@ final class ReceiptRetainer: Sendable {
             throw ReceiptWriteError(message: "the compressed copy of \(file.path) does not decompress to the file")
         }
         let target = file.path + ".gz"
+        if access(target, F_OK) == 0 {
+            // A compression a stopped process finished without removing the plain file (or a
+            // copy put there): the plain file is the file, and its copy replaces the other.
+            logger.notice("a receipts file is there both plain and compressed; the plain one is compressed again and replaces the other", metadata: ["file": "\(file.path)"])
+        }
         let temporary = target + ".tmp"
         unlink(temporary)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode_t(fileMode))
@@ -223,10 +265,12 @@ final class ReceiptRetainer: Sendable {
         let age = configuration.retentionDays * 86_400
         guard budget > 0 || age > 0 else { return }
         var closed = ReceiptFiles.list(directory).filter { $0.index < writing }
-        var total = closed.reduce(0) { $0 + Self.size($1.path) }
+        var files = closed.reduce(0) { $0 + Self.size($1.path) }
         let reserve = 3 * configuration.maximumFileSize
         let now = Date()
-        while let oldest = closed.first {
+        while let oldest = closed.first, !hurry.load(ordering: .acquiring) {
+            // The ledger is in the directory, so in the budget (it grows with each retirement).
+            let total = files + Self.size(directory + "/" + ReceiptFiles.ledgerName)
             let tooMuch = budget > 0 && total + reserve > budget
             let tooOld = age > 0 && now.timeIntervalSince(Self.modified(oldest.path)) > age
             guard tooMuch || tooOld else { return }
@@ -237,33 +281,78 @@ final class ReceiptRetainer: Sendable {
                 logger.error("cannot retire a receipts file; it is kept", metadata: ["file": "\(oldest.path)", "error": "\(error)"])
                 return
             }
-            total -= bytes
+            files -= bytes
             closed.removeFirst()
         }
     }
 
-    /// Records the retirement (the store first, then the ledger), then deletes the file.
+    /// Records the retirement (the store first, then the ledger), then deletes the file. A file
+    /// that cannot be read (not gzip, cut short, no sealed block) is retired all the same — the
+    /// policy must hold whatever the files hold — with the damage recorded, logged as an error and
+    /// counted: a replay reports it.
     func retire(_ file: ReceiptFiles.File, reason: String, bytes: Int) throws {
-        let summary = ReceiptRetirement.summary(of: try ReceiptFiles.read(file))
-        guard let firstPrev = summary.firstPrev, let lastSeal = summary.lastSeal else {
-            throw ReceiptWriteError(message: "\(file.path) holds no sealed block")
+        var summary = (lines: 0, receipts: 0, firstPrev: "", lastSeal: "")
+        var damage: String?
+        do {
+            let read = ReceiptRetirement.summary(of: try ReceiptFiles.read(file))
+            if let firstPrev = read.firstPrev, let lastSeal = read.lastSeal {
+                summary = (read.lines, read.receipts, firstPrev, lastSeal)
+            } else {
+                damage = "it holds no sealed block (\(read.lines) lines)"
+            }
+        } catch {
+            damage = "\(error)"
         }
         let entry = ReceiptRetirement(
-            file: file.name, index: file.index, receipts: summary.receipts, lines: summary.lines, firstPrev: firstPrev, lastSeal: lastSeal,
-            bytes: bytes, reason: reason, retiredAt: Timestamp.now().description)
+            file: file.name, index: file.index, receipts: summary.receipts, lines: summary.lines, firstPrev: summary.firstPrev,
+            lastSeal: summary.lastSeal, bytes: bytes, reason: reason, retiredAt: Timestamp.now().description, damage: damage)
         try anchor?.recordRetirement(entry.line)
+        try appendToLedger(entry.line)
+        guard unlink(file.path) == 0 else { throw ReceiptWriteError(message: "cannot delete \(file.path): \(String(cString: strerror(errno)))") }
+        syncDirectory()
+        retired.add(1, ordering: .relaxed)
+        if let damage {
+            retiredDamaged.add(1, ordering: .relaxed)
+            logger.error("retired a receipts file that cannot be read; its receipts are lost to any proof (recorded in the store)",
+                         metadata: ["file": "\(file.name)", "reason": "\(reason)", "damage": "\(damage)", "bytes": "\(bytes)"])
+        } else {
+            logger.notice("retired a receipts file", metadata: ["file": "\(file.name)", "reason": "\(reason)", "receipts": "\(summary.receipts)", "bytes": "\(bytes)"])
+        }
+    }
+
+    /// The most bytes the directory's ledger takes: a small share of the budget (it counts in
+    /// it), at most 256 KiB. The store keeps every retirement; the ledger is the directory's copy
+    /// of the newest ones (what a start-up reads: the chain's head once every file is retired).
+    var ledgerLimit: Int {
+        configuration.retentionBytes > 0 ? min(256 << 10, configuration.retentionBytes / 16) : 256 << 10
+    }
+
+    /// Appends one line to the directory's ledger, durably; past `ledgerLimit` it is cut to its
+    /// newest entries (half the limit, at least the newest one).
+    private func appendToLedger(_ text: String) throws {
         let ledger = directory + "/" + ReceiptFiles.ledgerName
         let fd = open(ledger, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, mode_t(fileMode))
         guard fd >= 0 else { throw ReceiptWriteError(message: "cannot open \(ledger): \(String(cString: strerror(errno)))") }
-        let line = Array((entry.line + "\n").utf8)
+        let line = Array((text + "\n").utf8)
         let n = line.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
         let synced = fsync(fd) == 0
         close(fd)
         guard n == line.count, synced else { throw ReceiptWriteError(message: "cannot write \(ledger): \(String(cString: strerror(errno)))") }
-        guard unlink(file.path) == 0 else { throw ReceiptWriteError(message: "cannot delete \(file.path): \(String(cString: strerror(errno)))") }
-        syncDirectory()
-        retired.add(1, ordering: .relaxed)
-        logger.notice("retired a receipts file", metadata: ["file": "\(file.name)", "reason": "\(reason)", "receipts": "\(summary.receipts)", "bytes": "\(bytes)"])
+        guard Self.size(ledger) > ledgerLimit, let whole = FileManager.default.contents(atPath: ledger) else { return }
+        var kept: [UInt8] = []
+        for entry in whole.split(separator: 0x0A).reversed() {
+            guard kept.isEmpty || kept.count + entry.count + 1 <= ledgerLimit / 2 else { break }
+            kept.insert(0x0A, at: 0)
+            kept.insert(contentsOf: entry, at: 0)
+        }
+        let temporary = ledger + ".tmp"
+        unlink(temporary)
+        let out = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode_t(fileMode))
+        guard out >= 0 else { return }
+        let written = kept.withUnsafeBytes { write(out, $0.baseAddress!, $0.count) }
+        let durable = written == kept.count && fsync(out) == 0
+        close(out)
+        if durable && rename(temporary, ledger) == 0 { syncDirectory() } else { unlink(temporary) }
     }
 
     private func syncDirectory() {

@@ -20,6 +20,17 @@ public final class ReceiptWriter: Service, Sendable {
     let directory: String
     let logger: Logger
     private let stopping = Atomic<Bool>(false)
+    /// When shutdown began (`DispatchTime` nanoseconds; 0: running).
+    private let stopRequestedAt = Atomic<UInt64>(0)
+    /// How long, at shutdown, the writer still waits for retirement passes between files (the
+    /// budget holds through an ordinary shutdown); past it, the rest of the queue is written
+    /// without waiting, so that a daemon asked to stop stops — a supervisor's kill would lose
+    /// the receipts still queued, unmarked.
+    static let shutdownGrace: UInt64 = 5_000_000_000
+    private var shutdownGraceOver: Bool {
+        let since = stopRequestedAt.load(ordering: .acquiring)
+        return since != 0 && DispatchTime.now().uptimeNanoseconds - since > Self.shutdownGrace
+    }
     private let paused = Atomic<Bool>(false)
     private let startIndex: Int
     private let fileMode: UInt16
@@ -68,6 +79,7 @@ public final class ReceiptWriter: Service, Sendable {
             thread.start()
         }
         try? await gracefulShutdown()
+        stopRequestedAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .releasing)
         stopping.store(true, ordering: .releasing)
         await finished
     }
@@ -75,7 +87,7 @@ public final class ReceiptWriter: Service, Sendable {
     private func loop() {
         var file = ReceiptFile(directory: directory, index: startIndex, mode: fileMode, device: device)
         retainer?.start(writing: startIndex)
-        defer { retainer?.stop() }
+        defer { retainer?.stop(promptly: shutdownGraceOver) }
         var space = FreeSpace(directory: directory, floor: queue.configuration.minimumFreeBytes)
         var head = startHead
         var anchorPending = false
@@ -105,7 +117,9 @@ public final class ReceiptWriter: Service, Sendable {
             let sealed = ReceiptChain.seal(&block, from: blockStart, previous: head)
             let writing = file.index
             let maximumSize = queue.configuration.maximumFileSize
-            if file.rotates(adding: block.count, maximumSize: maximumSize) { retainer?.waitUntilSettled(writing) }
+            if file.rotates(adding: block.count, maximumSize: maximumSize) {
+                retainer?.waitUntilSettled(writing) { shutdownGraceOver }
+            }
             switch file.append(block, maximumSize: maximumSize) {
             case .success:
                 head = sealed

@@ -191,7 +191,7 @@ struct StatusCommand: ParsableCommand {
             print("receipts: off")
         } else {
             var line = "receipts: \(counters.receiptsWritten) written to \(status.receiptsDirectory), \(status.receiptsQueued) queued, \(counters.receiptsDropped) dropped"
-            if counters.receiptsDropped > 0 { line += " (LOST: see the gap markers in the receipts files)" }
+            if counters.receiptsDropped > 0 { line += " (LOST: each loss is marked in the receipts files by a gap line, written with the next receipts that reach the disk)" }
             print(line)
             if !status.receiptsError.isEmpty { print("  last receipts error: \(status.receiptsError)") }
         }

@@ -146,4 +146,27 @@ import Testing
             #expect(written == Timestamp(microseconds: micros).rfc3339(fraction: .microseconds), "\(micros)")
         }
     }
+
+    /// `queued` counts every receipt not yet on disk: in the queue, and taken by the writer but
+    /// not yet appended (a writer waiting between files holds them in hand).
+    @Test func queuedCountsReceiptsTheWriterHoldsUntilWrittenOrLost() {
+        let queue = ReceiptQueue(configuration: ReceiptConfiguration(), instance: "t", hasher: nil)
+        let lines = ReceiptLines()
+        for index in 0..<5 {
+            let text = Array("{\"id\":\"\(index)\"}\n".utf8)
+            lines.reserve(text.count)
+            var cursor = RawCursor(lines.end)
+            for byte in text { cursor.put(byte) }
+            lines.commit(until: cursor.position)
+        }
+        queue.enqueue(lines)
+        #expect(queue.queued == 5)
+        var taken: [UInt8] = []
+        #expect(queue.take(swapping: &taken) == 5)
+        #expect(queue.queued == 5, "taken, not yet written")
+        queue.recordWritten(3)
+        #expect(queue.queued == 2)
+        queue.recordWriteFailure(lost: 2, error: "test")
+        #expect(queue.queued == 0 && queue.writtenCount == 3 && queue.droppedCount == 2)
+    }
 }

@@ -6,6 +6,7 @@ import ConsentStore
 import ConsentTesting
 import ConsentWire
 import Foundation
+import Logging
 import Testing
 
 /// Receipts over months: closed files compressed, the directory kept within its byte budget (at
@@ -16,10 +17,10 @@ import Testing
 @Suite(.serialized) struct ReceiptRetentionTests {
     static let targeted = "marketing.advertising.targeted", browsing = "user.behavior.browsing"
 
-    /// Bytes of the receipts files in `directory` (the policy archive and the retirement ledger,
-    /// ~300 bytes per retired file, apart).
+    /// Bytes of the receipts files and the retirement ledger in `directory` (the policy archive
+    /// apart).
     static func used(_ directory: String) -> Int {
-        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix("receipts-") && $0 != "receipts-retired.jsonl" }.reduce(0) { total, name in
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix("receipts-") }.reduce(0) { total, name in
             total + ((try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)[.size] as? Int) ?? 0)
         }
     }
@@ -45,6 +46,13 @@ import Testing
         }
     }
 
+    /// Waits until the daemon has written every receipt it queued (status counts those the
+    /// writer holds in hand as queued too).
+    static func drained(_ client: ConsentClient) async throws {
+        for _ in 0..<6000 where try client.status().receiptsQueued > 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(try client.status().receiptsQueued == 0)
+    }
+
     @Test func theBudgetHoldsThroughoutAndReplayReportsRetiredFiles() async throws {
         let receipts = "/tmp/cd-retention-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: receipts) }
@@ -67,7 +75,7 @@ import Testing
         }
         let decisions = 6_000
         try Self.load(try harness.client(), count: decisions)
-        try await Task.sleep(for: .milliseconds(300))
+        try await Self.drained(admin)
         sampling.cancel()
         let largest = await sampling.value
         let status = try admin.status()
@@ -78,15 +86,16 @@ import Testing
         #expect(Self.used(receipts) <= budget)
         let files = ReceiptFiles.list(receipts)
         #expect(files.dropLast().allSatisfy { $0.compressed }, "closed files were not compressed: \(files.map(\.name))")
-        let ledger = ReceiptRetirement.ledger(receipts)
-        #expect(ledger.count > 3, "\(ledger.count) files retired")
-        #expect(ledger.allSatisfy { $0.reason == "budget" })
-
         let store = try SQLiteConsentStore(path: harness.daemon.state.configuration.store)
-        #expect(try store.receiptLog(.retirements).compactMap(ReceiptRetirement.parse) == ledger)
+        let recorded = try store.receiptLog(.retirements).compactMap(ReceiptRetirement.parse)
+        #expect(recorded.count > 3, "\(recorded.count) files retired")
+        #expect(recorded.allSatisfy { $0.reason == "budget" && $0.damage == nil })
+        // The directory's ledger: the newest of them, within its share of the budget.
+        let ledger = ReceiptRetirement.ledger(receipts)
+        #expect(!ledger.isEmpty && ledger == Array(recorded.suffix(ledger.count)))
         let report = try ReceiptReplayer(directory: receipts, store: store).run()
         #expect(report.isClean, "\(report.mismatches.prefix(3))")
-        #expect(report.retired == ledger)
+        #expect(report.retired == recorded)
         #expect(report.matched == report.receipts && report.unsealed.isEmpty)
         // Every decision has its receipt: reproduced, or in a retired file.
         #expect(report.receipts + report.retiredReceipts == decisions, "\(report.receipts) + \(report.retiredReceipts) retired")
@@ -165,5 +174,141 @@ import Testing
         defer { try? FileManager.default.removeItem(at: harness.directory) }
         let directory = ReceiptDirectory(path: receipts)
         #expect(directory.receipts.isEmpty, "receipts were written below the floor")
+    }
+
+    /// Receipts files that cannot be read — one not gzip at all, one gzip holding no sealed block
+    /// — neither stop retiring (the budget holds whatever the files hold: each is retired with
+    /// its damage recorded in the store and the ledger) nor stop a replay: it reports each as a
+    /// finding, checks the chain across it and reproduces every other receipt.
+    @Test func unreadableFilesAreRetiredWithTheirDamageAndReplayGoesOnPastThem() async throws {
+        let receipts = "/tmp/cd-retention-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: receipts) }
+        let fileSize = 8 << 10
+        let harness = try await DaemonHarness {
+            $0.receipts.directory = receipts
+            $0.receipts.maximumFileSize = fileSize
+        }
+        let client = try harness.client()
+        try Self.load(client, count: 3_000)
+        try await Self.drained(client)
+        try await harness.stop(keepFiles: true)
+        defer { try? FileManager.default.removeItem(at: harness.directory) }
+        let store = try SQLiteConsentStore(path: harness.daemon.state.configuration.store)
+        let files = ReceiptFiles.list(receipts)
+        try #require(files.count > 12, "\(files.count) files")
+        #expect(files.dropLast().allSatisfy { $0.compressed })
+        let clean = try ReceiptReplayer(directory: receipts, store: store).run()
+        try #require(clean.isClean && clean.receipts == 3_000)
+
+        // A file in the middle that is not gzip: the replay reports it and goes on.
+        let middle = receipts + "-middle"
+        defer { try? FileManager.default.removeItem(atPath: middle) }
+        try FileManager.default.copyItem(atPath: receipts, toPath: middle)
+        let spoiled = ReceiptFiles.list(middle)[5]
+        let lost = ReceiptRetirement.summary(of: try ReceiptFiles.read(spoiled)).receipts
+        try Data("not gzip at all\n".utf8).write(to: URL(fileURLWithPath: spoiled.path))
+        let middleReport = try ReceiptReplayer(directory: middle, store: store).run()
+        #expect(middleReport.mismatches.count == 1, "\(middleReport.mismatches)")
+        #expect(middleReport.mismatches.first?.location == spoiled.name)
+        #expect(middleReport.mismatches.first?.message.contains("cannot be read") == true)
+        #expect(middleReport.matched == middleReport.receipts && middleReport.receipts == 3_000 - lost)
+
+        // The two oldest files damaged, then a pass under a budget that must retire them.
+        let oldest = files[0], second = files[1]
+        let secondLost = ReceiptRetirement.summary(of: try ReceiptFiles.read(second)).receipts
+        try Data("not gzip at all\n".utf8).write(to: URL(fileURLWithPath: oldest.path))
+        var configuration = ReceiptConfiguration()
+        configuration.maximumFileSize = fileSize
+        configuration.retentionBytes = 8 * fileSize
+        let retainer = ReceiptRetainer(directory: receipts, configuration: configuration, fileMode: 0o600, anchor: ReceiptAnchor(store: store), logger: Logger(label: "test"))
+        // (gzip holding a line and no seal: compressed by the retainer's own code.)
+        let plain = receipts + "/" + second.name.replacingOccurrences(of: ".gz", with: "")
+        try FileManager.default.removeItem(atPath: second.path)
+        try Data("{\"id\":\"unsealed\"}\n".utf8).write(to: URL(fileURLWithPath: plain))
+        try retainer.compress(ReceiptFiles.File(index: second.index, path: plain, compressed: false))
+        retainer.pass(writing: Int.max)
+        #expect(Self.used(receipts) + 3 * fileSize <= configuration.retentionBytes, "\(Self.used(receipts)) bytes kept: \(((try? FileManager.default.contentsOfDirectory(atPath: receipts)) ?? []).sorted().map { "\($0)=\(ReceiptRetainer.size(receipts + "/" + $0))" })")
+        #expect(retainer.retiredDamaged.load(ordering: .relaxed) == 2)
+        let recorded = try store.receiptLog(.retirements).compactMap(ReceiptRetirement.parse)
+        #expect(recorded.count == retainer.retired.load(ordering: .relaxed) && recorded.count > 4)
+        #expect(recorded.prefix(2).map(\.file) == [oldest.name, second.name])
+        #expect(recorded.prefix(2).allSatisfy { $0.damage != nil && $0.lastSeal.isEmpty })
+        #expect(recorded.dropFirst(2).allSatisfy { $0.damage == nil })
+
+        let report = try ReceiptReplayer(directory: receipts, store: store).run()
+        #expect(report.retired == recorded)
+        #expect(report.mismatches.count == 2, "\(report.mismatches)")
+        #expect(report.mismatches.map(\.location) == [oldest.name, second.name])
+        #expect(report.mismatches.allSatisfy { $0.message.contains("could not be read") })
+        #expect(report.matched == report.receipts && report.unsealed.isEmpty)
+        // Every other decision is reproduced or in an intact retired file.
+        let firstLost = clean.receipts - secondLost - report.receipts - report.retiredReceipts
+        #expect(firstLost > 0 && firstLost < 3_000 / 10, "\(firstLost) receipts in the first file")
+    }
+
+    /// The retirement ledger is in the budget, and cut to its newest entries so that it stays
+    /// small however many tiny files are retired.
+    @Test func theLedgerStaysSmall() async throws {
+        let receipts = "/tmp/cd-retention-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: receipts) }
+        try FileManager.default.createDirectory(atPath: receipts, withIntermediateDirectories: true)
+        var configuration = ReceiptConfiguration()
+        configuration.maximumFileSize = 4096
+        configuration.retentionBytes = 4 * 4096
+        let retainer = ReceiptRetainer(directory: receipts, configuration: configuration, fileMode: 0o600, anchor: nil, logger: Logger(label: "test"))
+        let ledgerPath = receipts + "/" + ReceiptFiles.ledgerName
+        #expect(retainer.ledgerLimit == 1024)
+        var largest = 0
+        for index in 1...200 {
+            let path = receipts + "/" + ReceiptFiles.name(index)
+            try Data("{\"id\":\"x\"}\n".utf8).write(to: URL(fileURLWithPath: path))
+            try retainer.retire(ReceiptFiles.File(index: index, path: path, compressed: false), reason: "budget", bytes: 12)
+            largest = max(largest, ReceiptRetainer.size(ledgerPath))
+        }
+        let ledger = ReceiptRetirement.ledger(receipts)
+        #expect(largest <= retainer.ledgerLimit + 400, "the ledger reached \(largest) bytes")
+        #expect(!ledger.isEmpty && ledger.last?.index == 200, "the newest entry is kept")
+        #expect(ledger.map(\.index) == Array((201 - ledger.count)...200))
+        #expect(ReceiptFiles.list(receipts).isEmpty)
+        // The ledger counts in the budget: a closed file that fits only without it is retired.
+        let path = receipts + "/" + ReceiptFiles.name(5000)
+        let room = 4 * 4096 - 3 * 4096 - ReceiptRetainer.size(ledgerPath)
+        try Data(repeating: 0x41, count: room + 1).write(to: URL(fileURLWithPath: path))
+        retainer.retire(writing: 6000)
+        #expect(ReceiptFiles.list(receipts).isEmpty)
+    }
+
+    /// At shutdown the writer drains its queue without waiting for retirement passes between
+    /// tiny files (every queued receipt is written), and the next pass brings the directory back
+    /// within its budget.
+    @Test func shutdownWritesEveryQueuedReceiptAndTheNextPassRestoresTheBudget() async throws {
+        let receipts = "/tmp/cd-retention-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: receipts) }
+        let harness = try await DaemonHarness {
+            $0.receipts.directory = receipts
+            $0.receipts.maximumFileSize = 4096
+            $0.receipts.retentionBytes = 4 * 4096
+        }
+        let writer = try #require(harness.daemon.receiptWriter)
+        writer.setPaused(true)
+        try Self.load(try harness.client(), count: 2_000)
+        let queue = try #require(harness.daemon.state.receipts)
+        #expect(queue.queued == 2_000)
+        writer.setPaused(false)
+        try await harness.stop(keepFiles: true)
+        defer { try? FileManager.default.removeItem(at: harness.directory) }
+        #expect(queue.writtenCount == 2_000 && queue.droppedCount == 0 && queue.queued == 0)
+        var configuration = ReceiptConfiguration()
+        configuration.maximumFileSize = 4096
+        configuration.retentionBytes = 4 * 4096
+        let next = ReceiptRetainer(directory: receipts, configuration: configuration, fileMode: 0o600, anchor: ReceiptAnchor(store: try SQLiteConsentStore(path: harness.daemon.state.configuration.store)), logger: Logger(label: "test"))
+        next.pass(writing: Int.max)
+        #expect(Self.used(receipts) + 3 * 4096 <= 4 * 4096, "\(Self.used(receipts)) bytes kept")
+        let report = try ReceiptReplayer(directory: receipts, store: try SQLiteConsentStore(path: harness.daemon.state.configuration.store)).run()
+        #expect(report.isClean, "\(report.mismatches.prefix(3))")
+        #expect(report.receipts + report.retiredReceipts == 2_000)
+        // A shutdown past its grace gives up waiting for a pass that has not settled.
+        let idle = ReceiptRetainer(directory: receipts, configuration: configuration, fileMode: 0o600, anchor: nil, logger: Logger(label: "test"))
+        idle.waitUntilSettled(1) { true }
     }
 }

@@ -57,7 +57,9 @@ import Testing
     @Test func badArgumentsAreUsageErrors() throws {
         for arguments in [["--connections", "0"], ["--depth", "0"], ["--rate", "-5"], ["--rate", "100", "--depth", "8"], ["--mix", "check=0"], ["--subjects", "5", "--population", "x"],
                           ["--rate", "inf"], ["--rate", "nan"], ["--duration", "inf"], ["--visibility", "consentd.sock"],
-                          ["--soak", "5s"], ["--soak", "forever"], ["--soak", "1m", "--sample-every", "0"], ["--spin", "5"]] {
+                          ["--soak", "5s"], ["--soak", "forever"], ["--soak", "1m", "--sample-every", "0"], ["--spin", "5"],
+                          // Output files that cannot be written are refused before the run, not after it.
+                          ["--soak", "30m", "--rate", "100", "--report", "/nonexistent-dir/soak.html"], ["--json", "/etc/hostname/consentd.json"], ["--hdr", "/"]] {
             let output = try CLI.run(["bench"] + arguments)
             #expect(output.status == 64, "\(arguments): \(output.stderr)")
         }

@@ -96,6 +96,25 @@ struct BenchCommand: ParsableCommand {
             guard depth == 1 else { throw ValidationError("--soak is an open loop: give --rate, not --depth") }
         }
         if rate != nil && depth != 1 { throw ValidationError("--depth is for the closed loop; with --rate the schedule decides what is in flight") }
+        // Output files are checked before a run that may last hours, not after it.
+        for (option, path) in [("--json", json), ("--hdr", hdr), ("--report", htmlReport), ("--write-requests", writeRequests)] {
+            guard let path else { continue }
+            if let problem = Self.unwritable(path) { throw ValidationError("\(option) \(path): \(problem)") }
+        }
+    }
+
+    /// Why `path` cannot be written (nil: it can): its directory is missing or not writable, or it
+    /// is a directory or a file that cannot be written.
+    static func unwritable(_ path: String) -> String? {
+        var info = stat()
+        if stat(path, &info) == 0 {
+            if info.st_mode & S_IFMT == S_IFDIR { return "is a directory" }
+            return access(path, W_OK) == 0 ? nil : "cannot be written (\(String(cString: strerror(errno))))"
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        let directory = parent.isEmpty ? "." : parent
+        guard stat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return "no directory \(directory) to write it in" }
+        return access(directory, W_OK) == 0 ? nil : "cannot write in \(directory) (\(String(cString: strerror(errno))))"
     }
 
     var workloadMix: WorkloadMix {
@@ -272,7 +291,7 @@ struct BenchCommand: ParsableCommand {
         if samples.contains(where: { $0.receiptBytes != nil }) { print("receipts MiB " + SoakText.sparkline(samples.map { Double($0.receiptBytes ?? 0) })) }
         print("answers/s    " + SoakText.sparkline(samples.dropFirst().map(\.answersPerSecond)))
         print("")
-        print("memory after \(Int(verdict.baselineSeconds)) s: grew \(verdict.rssGrowthBytes >> 10) KiB for \(verdict.recordsAdded) new records"
+        print("memory from the sample at \(String(format: "%.1f", verdict.baselineSeconds)) s (the warm-up: a tenth of the run, at most 60 s) to the end: grew \(verdict.rssGrowthBytes >> 10) KiB for \(verdict.recordsAdded) new records"
               + (verdict.bytesPerNewRecord.map { String(format: " (%.0f bytes per new record)", $0) } ?? "") + "; allowed \(verdict.allowedGrowthBytes >> 20) MiB")
         if let largest = verdict.largestReceiptBytes {
             print("receipts: at most \(largest >> 10) KiB on disk" + (receiptBudget.map { " (budget \($0 >> 10) KiB)" } ?? ""))
