@@ -221,11 +221,38 @@ package struct ReceiptAnchor: Sendable {
     let save: @Sendable (String) throws -> Void
     let recordBreak: @Sendable (String) throws -> Void
     let recordRetirement: @Sendable (String) throws -> Void
+    /// Every retirement the store recorded (`ReceiptRetirement` lines).
+    let retirements: @Sendable () throws -> [String]
 
     package init(store: any ConsentStorage) {
         load = { try store.receiptAnchor() }
         save = { try store.setReceiptAnchor($0) }
         recordBreak = { try store.recordReceiptChainBreak($0) }
         recordRetirement = { try store.appendReceiptLog(.retirements, $0) }
+        retirements = { try store.receiptLog(.retirements) }
+    }
+
+    /// The anchored head: a seal's hash, and the receipts file it is in (`HASH FILE-INDEX`; an
+    /// anchor written before the index was kept has none).
+    struct Head: Equatable {
+        var hash: String
+        var file: Int?
+
+        init(hash: String, file: Int?) {
+            self.hash = hash
+            self.file = file
+        }
+
+        init(_ text: String) {
+            let parts = text.split(separator: " ")
+            hash = parts.first.map(String.init) ?? ""
+            file = parts.count > 1 ? Int(parts[1]) : nil
+        }
+
+        var text: String { file.map { "\(hash) \($0)" } ?? hash }
+
+        /// Whether the file the anchor is in was retired (`retired`: file indexes the store
+        /// recorded): its seals are gone with it, so the anchor can no longer be looked for.
+        func isRetired(_ retired: Set<Int>) -> Bool { file.map { retired.contains($0) } ?? false }
     }
 }

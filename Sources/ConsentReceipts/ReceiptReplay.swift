@@ -116,8 +116,11 @@ public final class ReceiptReplayer {
     public func run(progress: (ReceiptReplayReport.Finding, Bool) -> Void = { _, _ in }) throws -> ReceiptReplayReport {
         var report = ReceiptReplayReport()
         let files = ReceiptFiles.list(directory)
-        guard !files.isEmpty else {
-            throw ReplayProblem(message: "no receipts files (receipts-NNNNNN.jsonl) in \(directory)")
+        let recorded = ((try? store.receiptLog(.retirements)) ?? []).compactMap(ReceiptRetirement.parse)
+        // A directory whose files were all retired has nothing to replay, but its retirements
+        // are still checked and reported.
+        guard !files.isEmpty || !recorded.isEmpty else {
+            throw ReplayProblem(message: "no receipts files (receipts-NNNNNN.jsonl or .jsonl.gz) in \(directory), and the store records none retired")
         }
         let decoder = JSONDecoder()
         var chain = ReceiptChainVerifier()
@@ -126,7 +129,7 @@ public final class ReceiptReplayer {
             if let bytes = contents.removeValue(forKey: file.path) { return bytes }
             return try ReceiptFiles.read(file)
         }
-        try checkRetirements(files: files, chain: &chain, report: &report, progress: progress) { file in
+        try checkRetirements(files: files, recorded: recorded, chain: &chain, report: &report, progress: progress) { file in
             let bytes = try read(file)
             contents[file.path] = bytes
             return bytes
@@ -194,8 +197,10 @@ public final class ReceiptReplayer {
         report.sealedBlocks = chain.sealedBlocks
         // The head the daemon anchored in the store must be in the files: otherwise sealed
         // blocks were removed from their end (which the chain alone cannot show).
-        if let anchored = try? store.receiptAnchor(), !chain.sealHashes.contains(anchored) {
-            let finding = ReceiptReplayReport.Finding(location: "store", id: "", message: "hash chain: the store anchored seal \(anchored.prefix(16))…, which is not in the receipts: sealed receipts were removed from the end of the files")
+        // (Unless the file it is in was retired since: its seals went with it.)
+        if let text = try? store.receiptAnchor(), case let anchored = ReceiptAnchor.Head(text), !chain.sealHashes.contains(anchored.hash),
+           !anchored.isRetired(Set(recorded.map(\.index))) {
+            let finding = ReceiptReplayReport.Finding(location: "store", id: "", message: "hash chain: the store anchored seal \(anchored.hash.prefix(16))…, which is not in the receipts: sealed receipts were removed from the end of the files")
             report.mismatches.append(finding)
             progress(finding, true)
         }
@@ -221,9 +226,8 @@ public final class ReceiptReplayer {
     /// could write). When the chain of the first file still here starts after the genesis, the
     /// store's retirements must link it back to the genesis; the chain check then continues from
     /// there, and the retired files are reported as retired, not as removed.
-    private func checkRetirements(files: [ReceiptFiles.File], chain: inout ReceiptChainVerifier, report: inout ReceiptReplayReport,
+    private func checkRetirements(files: [ReceiptFiles.File], recorded: [ReceiptRetirement], chain: inout ReceiptChainVerifier, report: inout ReceiptReplayReport,
                                   progress: (ReceiptReplayReport.Finding, Bool) -> Void, read: (ReceiptFiles.File) throws -> [UInt8]) throws {
-        let recorded = ((try? store.receiptLog(.retirements)) ?? []).compactMap(ReceiptRetirement.parse)
         let ledger = ReceiptRetirement.ledger(directory)
         let confirmed = Set(recorded.map(\.lastSeal))
         for entry in ledger where !confirmed.contains(entry.lastSeal) {
@@ -231,20 +235,34 @@ public final class ReceiptReplayer {
             report.mismatches.append(finding)
             progress(finding, true)
         }
-        guard !recorded.isEmpty, let first = files.first, let bytes = try? read(first) else { return }
-        guard let prev = bytes.split(separator: 0x0A).lazy.compactMap({ ReceiptChain.parse($0) }).first?.prev,
-              prev != ReceiptChain.hex(ReceiptChain.genesis),
-              let retired = ReceiptRetirement.chain(endingAt: prev, in: recorded, firstPresent: first.index),
-              let start = ReceiptChain.unhex(prev) else { return }
-        report.retired = retired
-        // A file retired unreadable: the chain is taken across it on the store's word, but its
-        // receipts were never proved.
-        for entry in retired {
+        // A file retired unreadable: its receipts were never proved, whether or not the chain
+        // can be followed across it.
+        for entry in recorded {
             guard let damage = entry.damage else { continue }
             let finding = ReceiptReplayReport.Finding(location: entry.file, id: "", message: "hash chain: retired at \(entry.retiredAt) (\(entry.reason)) while it could not be read, so its receipts cannot be checked — \(damage)")
             report.mismatches.append(finding)
             progress(finding, true)
         }
+        guard !recorded.isEmpty else { return }
+        guard let first = files.first else {
+            // Every file retired: the chain runs from the genesis to the newest retirement.
+            let newest = recorded.max { $0.index < $1.index }!
+            let end = recorded.filter { $0.damage == nil }.max { $0.index < $1.index }?.lastSeal ?? ""
+            if let retired = ReceiptRetirement.chain(endingAt: end, in: recorded, firstPresent: newest.index + 1) {
+                report.retired = retired
+            } else {
+                let finding = ReceiptReplayReport.Finding(location: "store", id: "", message: "hash chain: the retirements the store recorded do not link back to the beginning: files were removed before them")
+                report.mismatches.append(finding)
+                progress(finding, true)
+            }
+            return
+        }
+        guard let bytes = try? read(first) else { return }
+        guard let prev = bytes.split(separator: 0x0A).lazy.compactMap({ ReceiptChain.parse($0) }).first?.prev,
+              prev != ReceiptChain.hex(ReceiptChain.genesis),
+              let retired = ReceiptRetirement.chain(endingAt: prev, in: recorded, firstPresent: first.index),
+              let start = ReceiptChain.unhex(prev) else { return }
+        report.retired = retired
         chain.continueAfterRetired(start)
     }
 

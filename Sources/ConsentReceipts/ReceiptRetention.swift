@@ -124,7 +124,8 @@ public struct ReceiptRetirement: Codable, Sendable, Equatable {
 /// the load, as it does for a slow disk). The one exception is a shutdown that would take long:
 /// after `ReceiptWriter.shutdownGrace` the writer drains the rest of its queue without waiting (a
 /// daemon asked to stop must stop), so the directory may pass the budget by at most what was
-/// still queued (≤ --receipt-queue-bytes), until the next start's first pass retires it.
+/// still queued (the queue and the block the writer had taken: about twice
+/// --receipt-queue-bytes), until the next start's first pass retires it.
 final class ReceiptRetainer: Sendable {
     let directory: String
     let configuration: ReceiptConfiguration
@@ -143,6 +144,12 @@ final class ReceiptRetainer: Sendable {
     let compressed = Atomic<Int>(0)
     /// Of `retired`, files that could not be read (recorded with their damage).
     let retiredDamaged = Atomic<Int>(0)
+    /// Files that could not be retired (not a regular file, or not deletable): left, counted in
+    /// the budget, not tried again by this process.
+    private let stuck = Mutex<Set<Int>>([])
+    struct CannotDelete: Error {
+        let message: String
+    }
     /// Files whose compression failed once: kept plain, not tried again by this process.
     private let uncompressible = Mutex<Set<Int>>([])
 
@@ -248,6 +255,12 @@ final class ReceiptRetainer: Sendable {
             }
             written += n
         }
+        // The copy keeps the file's time: age is counted from the last receipt written to it.
+        var info = stat()
+        if stat(file.path, &info) == 0 {
+            var times = [info.st_atim, info.st_mtim]
+            _ = futimens(fd, &times)
+        }
         let synced = fsync(fd) == 0
         close(fd)
         guard synced, rename(temporary, target) == 0 else {
@@ -264,8 +277,11 @@ final class ReceiptRetainer: Sendable {
         let budget = configuration.retentionBytes
         let age = configuration.retentionDays * 86_400
         guard budget > 0 || age > 0 else { return }
-        var closed = ReceiptFiles.list(directory).filter { $0.index < writing }
-        var files = closed.reduce(0) { $0 + Self.size($1.path) }
+        let listed = ReceiptFiles.list(directory).filter { $0.index < writing }
+        let stuck = self.stuck.withLock { $0 }
+        // Files that cannot be retired still take their room; the others retire around them.
+        var closed = listed.filter { !stuck.contains($0.index) }
+        var files = listed.reduce(0) { $0 + Self.size($1.path) }
         let reserve = 3 * configuration.maximumFileSize
         let now = Date()
         while let oldest = closed.first, !hurry.load(ordering: .acquiring) {
@@ -277,11 +293,17 @@ final class ReceiptRetainer: Sendable {
             let bytes = Self.size(oldest.path)
             do {
                 try retire(oldest, reason: tooMuch ? "budget" : "age", bytes: bytes)
+                files -= bytes
+            } catch let error as CannotDelete {
+                // Not retired, or recorded but still there: set aside (never recorded twice), and
+                // the next files retire around it.
+                self.stuck.withLock { _ = $0.insert(oldest.index) }
+                logger.error("cannot remove a receipts file; it is left where it is, counted in the budget, and newer files are retired around it", metadata: ["file": "\(oldest.path)", "error": "\(error.message)"])
             } catch {
+                // The store could not record it: no retirement without its proof.
                 logger.error("cannot retire a receipts file; it is kept", metadata: ["file": "\(oldest.path)", "error": "\(error)"])
                 return
             }
-            files -= bytes
             closed.removeFirst()
         }
     }
@@ -291,6 +313,10 @@ final class ReceiptRetainer: Sendable {
     /// policy must hold whatever the files hold — with the damage recorded, logged as an error and
     /// counted: a replay reports it.
     func retire(_ file: ReceiptFiles.File, reason: String, bytes: Int) throws {
+        var info = stat()
+        guard lstat(file.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            throw CannotDelete(message: "\(file.name) is not a regular file (a directory, link or device put in its place); nothing recorded")
+        }
         var summary = (lines: 0, receipts: 0, firstPrev: "", lastSeal: "")
         var damage: String?
         do {
@@ -307,8 +333,11 @@ final class ReceiptRetainer: Sendable {
             file: file.name, index: file.index, receipts: summary.receipts, lines: summary.lines, firstPrev: summary.firstPrev,
             lastSeal: summary.lastSeal, bytes: bytes, reason: reason, retiredAt: Timestamp.now().description, damage: damage)
         try anchor?.recordRetirement(entry.line)
-        try appendToLedger(entry.line)
-        guard unlink(file.path) == 0 else { throw ReceiptWriteError(message: "cannot delete \(file.path): \(String(cString: strerror(errno)))") }
+        do { try appendToLedger(entry.line) } catch {
+            // The ledger is the directory's copy; the store's record is the proof.
+            logger.error("cannot add to the retirement ledger; the store holds the record", metadata: ["error": "\(error)"])
+        }
+        guard unlink(file.path) == 0 else { throw CannotDelete(message: "cannot delete \(file.path) (its retirement is recorded): \(String(cString: strerror(errno)))") }
         syncDirectory()
         retired.add(1, ordering: .relaxed)
         if let damage {

@@ -56,14 +56,20 @@ public final class ReceiptWriter: Service, Sendable {
         self.fileMode = fileMode
         self.anchor = anchor
         try ReceiptFiles.prepare(directory, fileMode: fileMode)
-        startIndex = (ReceiptFiles.list(directory).last?.index ?? 0) + 1
+        // Numbering goes on after every file there ever was: the files still here, and those
+        // retired (the store's record, and the ledger's copy), so that a directory whose files
+        // were all retired does not start again at 1.
+        let recorded = ((try? anchor?.retirements()) ?? []).compactMap(ReceiptRetirement.parse)
+        let retiredIndexes = Set(recorded.map(\.index) + ReceiptRetirement.ledger(directory).map(\.index))
+        startIndex = max(ReceiptFiles.list(directory).last?.index ?? 0, retiredIndexes.max() ?? 0) + 1
         retainer = device == nil ? ReceiptRetainer(directory: directory, configuration: queue.configuration, fileMode: fileMode, anchor: anchor, logger: logger) : nil
         startHead = ReceiptChain.head(of: directory)
         // The files must still hold the head the store anchored; if they do not, sealed receipts
         // were removed from their end. Say so where a replay will find it, then go on.
-        if let anchor, let anchored = try? anchor.load(), ReceiptChain.hex(startHead) != anchored,
-           !ReceiptChain.contains(seal: anchored, in: directory) {
-            let text = "at \(Timestamp.now()): the receipts in \(directory) end at seal \(ReceiptChain.hex(startHead).prefix(16))… but the store anchored seal \(anchored.prefix(16))…: sealed receipts were removed from the end of the files"
+        // An anchor in a file since retired cannot be looked for (its seals went with the file).
+        if let anchor, let text = try? anchor.load(), case let anchored = ReceiptAnchor.Head(text), ReceiptChain.hex(startHead) != anchored.hash,
+           !anchored.isRetired(retiredIndexes), !ReceiptChain.contains(seal: anchored.hash, in: directory) {
+            let text = "at \(Timestamp.now()): the receipts in \(directory) end at seal \(ReceiptChain.hex(startHead).prefix(16))… but the store anchored seal \(anchored.hash.prefix(16))…: sealed receipts were removed from the end of the files"
             logger.error("receipts hash chain broken", metadata: ["detail": "\(text)"])
             try? anchor.recordBreak(text)
         }
@@ -90,6 +96,7 @@ public final class ReceiptWriter: Service, Sendable {
         defer { retainer?.stop(promptly: shutdownGraceOver) }
         var space = FreeSpace(directory: directory, floor: queue.configuration.minimumFreeBytes)
         var head = startHead
+        var headFile = startIndex
         var anchorPending = false
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1 << 20)
@@ -123,6 +130,7 @@ public final class ReceiptWriter: Service, Sendable {
             switch file.append(block, maximumSize: maximumSize) {
             case .success:
                 head = sealed
+                headFile = file.index
                 failedGap = nil
                 queue.recordWritten(count)
                 dirty = true
@@ -142,16 +150,17 @@ public final class ReceiptWriter: Service, Sendable {
                 usleep(1000)
                 continue
             }
+            // At most a second behind, idle or under load: synced, then the head anchored (only
+            // once the sealed block is synced to its file).
+            if dirty && ContinuousClock.now - lastSync > .seconds(1) {
+                file.sync()
+                dirty = false
+                lastSync = ContinuousClock.now
+                if anchorPending, let anchor, (try? anchor.save(ReceiptAnchor.Head(hash: ReceiptChain.hex(head), file: headFile).text)) != nil { anchorPending = false }
+            }
             let count = queue.take(swapping: &buffer)
             if buffer.isEmpty {
                 if stop { break }
-                if dirty && ContinuousClock.now - lastSync > .seconds(1) {
-                    file.sync()
-                    dirty = false
-                    lastSync = ContinuousClock.now
-                    // Anchored only once the sealed block is synced to its file.
-                    if anchorPending, let anchor, (try? anchor.save(ReceiptChain.hex(head))) != nil { anchorPending = false }
-                }
                 usleep(1000)
                 continue
             }
@@ -180,7 +189,7 @@ public final class ReceiptWriter: Service, Sendable {
         }
         file.sync()
         file.close()
-        if anchorPending, let anchor { try? anchor.save(ReceiptChain.hex(head)) }
+        if anchorPending, let anchor { try? anchor.save(ReceiptAnchor.Head(hash: ReceiptChain.hex(head), file: headFile).text) }
         logger.info("receipts flushed", metadata: ["written": "\(queue.writtenCount)", "dropped": "\(queue.droppedCount)"])
     }
 }
@@ -219,13 +228,23 @@ public enum ReceiptFiles {
             throw ReceiptWriteError(message: "cannot read \(file.path)")
         }
         guard file.compressed else { return [UInt8](data) }
+        let plain: [UInt8]
         do {
             var buffer = ByteBuffer(bytes: data)
-            var plain = try buffer.decompress(with: .gzip(), maxSize: 1 << 34)
-            return plain.readBytes(length: plain.readableBytes) ?? []
+            var decompressed = try buffer.decompress(with: .gzip(), maxSize: 1 << 34)
+            plain = decompressed.readBytes(length: decompressed.readableBytes) ?? []
         } catch {
             throw ReceiptWriteError(message: "cannot decompress \(file.path): \(error)")
         }
+        // zlib hands back what it could of a stream cut short, without an error: the gzip
+        // trailer's length (the last four bytes, little-endian, modulo 2^32) must be the length
+        // decompressed.
+        guard data.count >= 18 else { throw ReceiptWriteError(message: "cannot decompress \(file.path): \(data.count) bytes are too few for gzip") }
+        let trailer = data.suffix(4).reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        guard trailer == UInt32(truncatingIfNeeded: plain.count) else {
+            throw ReceiptWriteError(message: "cannot decompress \(file.path): it is cut short (\(plain.count) bytes decompressed, the gzip trailer says \(trailer))")
+        }
+        return plain
     }
 
     /// Makes `directory` ready for receipts: created if missing; an existing one must be a

@@ -49,24 +49,31 @@ public final class ConsentFeed: Sendable {
     /// A read that found nothing newer confirms the index current as of the read's start.
     @discardableResult
     public func catchUp() throws -> Int {
-        try cursor.withLock { cursor in
-            var applied = 0
-            while true {
-                let started = ContinuousClock.now
-                let (changes, through) = try store.changes(after: cursor.sequence, limit: 20_000, mapper: cursor.mapper)
-                guard through > cursor.sequence else {
-                    // A counter gone back is not "nothing new": the next poll loads the store
-                    // whole (or finds it damaged); until then the index is not confirmed.
-                    if through < cursor.sequence {
-                        throw StoreError(.database, "the consent store's sequence counter went back from \(cursor.sequence) to \(through)")
-                    }
-                    index.freshness.confirm(started, bound: maximumStaleness)
-                    return applied
+        try cursor.withLock { cursor in try catchUp(&cursor) }
+    }
+
+    /// `catchUp`, unless a catch-up or reload is under way (nil: nothing done).
+    func tryCatchUp() throws -> Int? {
+        try cursor.withLockIfAvailable { cursor in try catchUp(&cursor) }
+    }
+
+    private func catchUp(_ cursor: inout Cursor) throws -> Int {
+        var applied = 0
+        while true {
+            let started = ContinuousClock.now
+            let (changes, through) = try store.changes(after: cursor.sequence, limit: 20_000, mapper: cursor.mapper)
+            guard through > cursor.sequence else {
+                // A counter gone back is not "nothing new": the next poll loads the store
+                // whole (or finds it damaged); until then the index is not confirmed.
+                if through < cursor.sequence {
+                    throw StoreError(.database, "the consent store's sequence counter went back from \(cursor.sequence) to \(through)")
                 }
-                index.apply(changes, through: through)
-                applied += changes.count
-                cursor.sequence = through
+                index.freshness.confirm(started, bound: maximumStaleness)
+                return applied
             }
+            index.apply(changes, through: through)
+            applied += changes.count
+            cursor.sequence = through
         }
     }
 
@@ -187,17 +194,29 @@ public final class ConsentFeed: Sendable {
     /// that committed is reported as such even if the index update after it fails (the follower
     /// retries it; `acknowledgedSequence` holds decisions until it is applied).
     public func record(_ records: [ConsentRecord], idempotencyKey: String? = nil, payload: [UInt8]? = nil, now: Timestamp = .now()) throws -> AppendResult {
-        let result = try nudgingOnStoreChange { try store.append(records, idempotencyKey: idempotencyKey, payload: payload, now: now) }
-        committed(result.sequences.max() ?? 0)
-        return result
+        try StoreDeadline.within(Self.writeDeadline) {
+            let result = try nudgingOnStoreChange { try store.append(records, idempotencyKey: idempotencyKey, payload: payload, now: now) }
+            committed(result.sequences.max() ?? 0)
+            return result
+        }
     }
 
     /// Erases a subject durably, then updates the index (as `record`).
     public func erase(subject: String, now: Timestamp = .now()) throws -> ErasureTombstone {
-        let tombstone = try nudgingOnStoreChange { try store.erase(subject: subject, now: now) }
-        committed(tombstone.sequence)
-        return tombstone
+        try StoreDeadline.within(Self.writeDeadline) {
+            let tombstone = try nudgingOnStoreChange { try store.erase(subject: subject, now: now) }
+            committed(tombstone.sequence)
+            return tombstone
+        }
     }
+
+    /// A write through the feed is answered within about this long, whatever the store does: it
+    /// waits for the connection, connects, writes and applies the write to the index under this
+    /// one deadline (`StoreDeadline`), each step begun only with time left for a statement's
+    /// whole bound (7 s); past it the write fails `unavailable` with nothing sent (retry with the
+    /// same idempotency key), or, once committed, is acknowledged and applied by the follower.
+    /// Clients should wait longer than this (`consentctl` waits 30 s).
+    public static let writeDeadline: Duration = .seconds(12)
 
     /// Runs a write; one refused because the store was replaced asks the follower to look now
     /// (and load the new store whole), so the caller's retry finds it.
@@ -212,9 +231,20 @@ public final class ConsentFeed: Sendable {
 
     /// A write through this feed committed `sequence`: apply it now; if that fails, hold later
     /// decisions until the follower has (before the write is acknowledged to its caller).
+    /// Waits for a look the follower has under way at most a second (a look at a healthy store
+    /// takes well under a millisecond; one at a store in trouble can take seconds): past that,
+    /// the follower applies the write instead.
     private func committed(_ sequence: UInt64) {
         do {
-            try catchUp()
+            let giveUp = ContinuousClock.now + .seconds(1)
+            while try tryCatchUp() == nil {
+                guard ContinuousClock.now < giveUp else {
+                    holdDecisions(until: sequence)
+                    nudge()
+                    return
+                }
+                usleep(200)
+            }
         } catch {
             holdDecisions(until: sequence)
             nudge()

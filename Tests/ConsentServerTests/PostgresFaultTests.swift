@@ -104,4 +104,98 @@ struct PostgresFaultTests {
         #expect(try client.status().consentStale == false)
         try await daemon.stop()
     }
+
+    /// The server frozen whole (SIGSTOP: connections accepted by the kernel and never answered,
+    /// statements under way never finishing) while four clients write at once: every write is
+    /// answered by the daemon — with UNAVAILABLE — within the clients' 20 s, however many steps
+    /// (the connection held by another write, connecting, the statement, the index update) it
+    /// would have waited for one bound each; the server let go, writes succeed again, and what
+    /// was acknowledged is stored once.
+    @Test func aFrozenServerGetsEveryWriteAnAnswerWithinTheDeadline() async throws {
+        let database = try TemporaryPostgres(serverURI: FaultPostgres.serverURI)
+        let daemon = try await DaemonHarness {
+            $0.store = database.uri
+            $0.storePollInterval = 0.05
+        }
+        let clients = try (0..<4).map { _ in try daemon.client(timeout: 20) }
+        // Each write the same request every time it is sent (a retry with its key must match).
+        let instant = Timestamp.now()
+        let records = (0..<4).map { index in ConsentRecord(subject: "f\(index)", purpose: Self.targeted, choice: .deny, recordedAt: instant, source: "test") }
+        _ = try clients[0].record([ConsentRecord(subject: "f0", purpose: Self.targeted, choice: .grant, recordedAt: .now(), source: "test")], idempotencyKey: "before")
+        try FaultPostgres.signal(SIGSTOP)
+        let outcomes: [[ConsentClientError?]]
+        do {
+            defer { try? FaultPostgres.signal(SIGCONT) }
+            outcomes = try await offThePool(threads: clients.count) { index in
+                var seen: [ConsentClientError?] = []
+                for write in 0..<2 {
+                    do {
+                        _ = try clients[index].record([records[index]], idempotencyKey: "frozen-\(index)-\(write)")
+                        seen.append(nil)
+                    } catch let error as ConsentClientError {
+                        seen.append(error)
+                    }
+                }
+                return seen
+            }
+        }
+        for (index, seen) in outcomes.enumerated() {
+            #expect(seen.count == 2)
+            for case let error? in seen {
+                // An answer from the daemon (UNAVAILABLE: nothing sent, or the write's fate
+                // unknown), never the client giving up.
+                #expect(error.kind == .server(.unavailable), "client \(index): \(error.kind) \(error)")
+            }
+        }
+        #expect(outcomes.joined().contains { $0 != nil }, "no write met the frozen server: the test did not test it")
+        // Let go, the same writes retried with their keys are stored exactly once.
+        for index in 0..<clients.count {
+            for write in 0..<2 {
+                var last = ""
+                #expect(PostgresDaemonTests.eventually(20) {
+                    do { _ = try clients[index].record([records[index]], idempotencyKey: "frozen-\(index)-\(write)") } catch {
+                        last = "\(error)"
+                        return false
+                    }
+                    return true
+                }, "\(last)")
+            }
+        }
+        let store = try PostgresConsentStore(address: database.address)
+        var stored = 0
+        try store.forEachRecord { _ in stored += 1 }
+        #expect(stored == 1 + 2 * clients.count)
+        try await daemon.stop()
+    }
+
+    /// One deadline bounds a store operation's every step (`StoreDeadline`), and a step is not
+    /// begun without a statement's whole bound (7 s) still ahead — so that a statement is never
+    /// cut short after the server may have committed it. Against a frozen server: a write with
+    /// 3 s left is refused before anything is sent; one that would wait for the connection
+    /// another stuck write holds waits only what its deadline leaves (9 s: 2 s), not the 5 s a
+    /// wait may take on its own.
+    @Test func aStoreDeadlineBoundsEveryStepAndSendsNothingItCannotWaitFor() async throws {
+        let database = try TemporaryPostgres(serverURI: FaultPostgres.serverURI)
+        let store = try PostgresConsentStore(address: database.address)
+        let record = ConsentRecord(subject: "d", purpose: Self.targeted, choice: .grant, recordedAt: .now(), source: "test")
+        _ = try store.append([record], idempotencyKey: nil, payload: nil, now: .now()) // connected, keys interned
+        try FaultPostgres.signal(SIGSTOP)
+        defer { try? FaultPostgres.signal(SIGCONT) }
+        #expect {
+            try StoreDeadline.within(.seconds(3)) { _ = try store.append([record], idempotencyKey: nil, payload: nil, now: .now()) }
+        } throws: { error in
+            "\(error)".contains("deadline left less than the 7000 ms") && "\(error)".contains("nothing was sent")
+        }
+        // A write without a deadline takes the connection and waits for the frozen server.
+        let holding = Thread { _ = try? store.append([record], idempotencyKey: nil, payload: nil, now: .now()) }
+        holding.start()
+        usleep(300_000)
+        #expect {
+            try StoreDeadline.within(.seconds(9)) { _ = try store.append([record], idempotencyKey: nil, payload: nil, now: .now()) }
+        } throws: { error in
+            let text = "\(error)"
+            let waited = text.components(separatedBy: "the connection was not free within ").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) }
+            return waited.map { (1_500...2_000).contains($0) } == true && text.contains("nothing was sent")
+        }
+    }
 }

@@ -311,4 +311,107 @@ import Testing
         let idle = ReceiptRetainer(directory: receipts, configuration: configuration, fileMode: 0o600, anchor: nil, logger: Logger(label: "test"))
         idle.waitUntilSettled(1) { true }
     }
+
+    /// Retired files and what points into them: an anchor in a file since retired is not taken
+    /// for receipts removed from the end (at start-up or in a replay), while one in a file still
+    /// there must be found; a directory whose files were all retired goes on numbering after the
+    /// retired ones, and its replay reports them rather than refusing to run.
+    @Test func retiredFilesKeepTheAnchorAndTheNumberingHonest() async throws {
+        let receipts = "/tmp/cd-retention-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: receipts) }
+        let harness = try await DaemonHarness {
+            $0.receipts.directory = receipts
+            $0.receipts.maximumFileSize = 8 << 10
+        }
+        let client = try harness.client()
+        try Self.load(client, count: 2_000)
+        try await Self.drained(client)
+        try await harness.stop(keepFiles: true)
+        defer { try? FileManager.default.removeItem(at: harness.directory) }
+        let storePath = harness.daemon.state.configuration.store
+        let store = try SQLiteConsentStore(path: storePath)
+        let anchored = try #require(try store.receiptAnchor())
+        let head = ReceiptAnchor.Head(anchored)
+        #expect(head.file == ReceiptFiles.list(receipts).last?.index, "the anchor names the file it is in: \(anchored)")
+
+        // Every file retired (by age).
+        var configuration = ReceiptConfiguration()
+        configuration.maximumFileSize = 8 << 10
+        configuration.retentionDays = 0.2 / 86_400
+        try await Task.sleep(for: .milliseconds(300))
+        let retainer = ReceiptRetainer(directory: receipts, configuration: configuration, fileMode: 0o600, anchor: ReceiptAnchor(store: store), logger: Logger(label: "test"))
+        retainer.pass(writing: Int.max)
+        #expect(ReceiptFiles.list(receipts).isEmpty)
+        let recorded = try store.receiptLog(.retirements).compactMap(ReceiptRetirement.parse)
+        let lastIndex = try #require(recorded.map(\.index).max())
+        let allRetired = try ReceiptReplayer(directory: receipts, store: store).run()
+        #expect(allRetired.isClean, "\(allRetired.mismatches.prefix(3))")
+        #expect(allRetired.retired == recorded && allRetired.retiredReceipts == 2_000)
+
+        // A daemon started on the emptied directory: no break recorded, numbering goes on.
+        let again = try await DaemonHarness {
+            $0.store = storePath
+            $0.receipts.directory = receipts
+            $0.receipts.maximumFileSize = 8 << 10
+        }
+        let next = try again.client()
+        try Self.load(next, count: 100)
+        try await Self.drained(next)
+        try await again.stop()
+        let breaks = try store.receiptChainBreaks()
+        #expect(breaks.isEmpty, "\(breaks)")
+        #expect(ReceiptFiles.list(receipts).first.map { $0.index > lastIndex } == true, "\(ReceiptFiles.list(receipts).map(\.name)) after \(lastIndex)")
+        let report = try ReceiptReplayer(directory: receipts, store: store).run()
+        #expect(report.isClean, "\(report.mismatches.prefix(3))")
+        #expect(report.receipts == 100 && report.retiredReceipts == 2_000)
+
+        // An anchor in a file still there that is not in it: sealed receipts were removed.
+        let present = try #require(ReceiptFiles.list(receipts).last)
+        try store.setReceiptAnchor(ReceiptAnchor.Head(hash: String(repeating: "ab", count: 32), file: present.index).text)
+        #expect(try ReceiptReplayer(directory: receipts, store: store).run().mismatches.contains { $0.message.contains("store anchored seal abab") })
+    }
+
+    /// What gets in the way of retiring does not stop it: a directory put in place of the oldest
+    /// file (nothing recorded for it; the files after it retire around it), a ledger that cannot
+    /// be written (the store's record is the proof), a gzip file cut short (damage, not a short
+    /// file) — and each damaged retirement is named by a replay even where the chain cannot be
+    /// followed.
+    @Test func obstaclesAreRetiredAroundAndDamageIsNamed() async throws {
+        let receipts = "/tmp/cd-retention-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: receipts) }
+        let harness = try await DaemonHarness {
+            $0.receipts.directory = receipts
+            $0.receipts.maximumFileSize = 8 << 10
+        }
+        let client = try harness.client()
+        try Self.load(client, count: 2_000)
+        try await Self.drained(client)
+        try await harness.stop(keepFiles: true)
+        defer { try? FileManager.default.removeItem(at: harness.directory) }
+        let store = try SQLiteConsentStore(path: harness.daemon.state.configuration.store)
+        let files = ReceiptFiles.list(receipts)
+        // The oldest replaced by a directory; the ledger made a directory; the third cut short.
+        try FileManager.default.removeItem(atPath: files[0].path)
+        try FileManager.default.createDirectory(atPath: files[0].path, withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: receipts + "/" + ReceiptFiles.ledgerName, withIntermediateDirectories: false)
+        let cut = try Data(contentsOf: URL(fileURLWithPath: files[2].path))
+        try cut.prefix(cut.count / 2).write(to: URL(fileURLWithPath: files[2].path))
+        #expect(throws: (any Error).self) { _ = try ReceiptFiles.read(files[2]) }
+
+        var configuration = ReceiptConfiguration()
+        configuration.maximumFileSize = 8 << 10
+        configuration.retentionBytes = 8 * (8 << 10)
+        let retainer = ReceiptRetainer(directory: receipts, configuration: configuration, fileMode: 0o600, anchor: ReceiptAnchor(store: store), logger: Logger(label: "test"))
+        retainer.pass(writing: Int.max)
+        retainer.pass(writing: Int.max)
+        let recorded = try store.receiptLog(.retirements).compactMap(ReceiptRetirement.parse)
+        #expect(!recorded.contains { $0.index == files[0].index }, "the directory in a file's place was recorded as retired")
+        #expect(Set(recorded.map(\.index)).count == recorded.count, "a file was recorded twice")
+        #expect(recorded.first { $0.index == files[2].index }?.damage?.contains("cut short") == true)
+        #expect(recorded.count > 4)
+        let kept = ReceiptFiles.list(receipts).filter { $0.index != files[0].index }.reduce(0) { $0 + ReceiptRetainer.size($1.path) }
+        #expect(kept + ReceiptRetainer.size(files[0].path) + 3 * (8 << 10) <= configuration.retentionBytes)
+        let report = try ReceiptReplayer(directory: receipts, store: store).run()
+        #expect(report.mismatches.contains { $0.location == files[2].name && $0.message.contains("could not be read") }, "\(report.mismatches)")
+    }
 }

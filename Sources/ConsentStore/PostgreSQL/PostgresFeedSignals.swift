@@ -115,7 +115,8 @@ final class PostgresListener: ChangeWatch, @unchecked Sendable {
     /// Connects, listens, and returns when the connection ends.
     private func listenOnce() throws {
         let configuration = address.configuration(applicationName: "consentd-listen", connectTimeout: timeout)
-        let connection = try PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 0, logger: logger).wait()
+        let connection = try PostgresLink.connect(PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 0, logger: logger),
+                                                  within: timeout, address: address)
         let keep: Bool = lock.withLock {
             if running { self.connection = connection }
             return running

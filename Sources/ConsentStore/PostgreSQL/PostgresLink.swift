@@ -28,12 +28,33 @@ final class PostgresLink: @unchecked Sendable {
         self.logger = logger
     }
 
+    /// The longest this side waits for one statement: the server's own `statement_timeout`
+    /// (`timeout`) ends a slow statement first; this later bound is for a server that stopped
+    /// answering at all.
+    static func statementBound(_ timeout: TimeAmount) -> TimeAmount { timeout + .seconds(2) }
+
+    /// How long a wait before a statement (for the connection, for connecting) may take: at most
+    /// `timeout`, and under a `StoreDeadline` only what leaves a statement its whole bound; nil
+    /// when not even that is left.
+    static func waitBound(_ timeout: TimeAmount) -> TimeAmount? {
+        guard let remaining = StoreDeadline.remaining else { return timeout }
+        let spare = TimeAmount.nanoseconds(Int64(remaining.components.seconds) * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000) - statementBound(timeout)
+        return spare > .zero ? min(timeout, spare) : nil
+    }
+
+    /// The refusal when a deadline leaves too little time to begin a step.
+    static func outOfTime(_ step: String, timeout: TimeAmount, address: PostgresAddress) -> StoreError {
+        StoreError(.unavailable, "the consent store \(address) could not be used in time: \(step), and the request's deadline left less than the \(statementBound(timeout).nanoseconds / 1_000_000) ms a statement may take; nothing was sent")
+    }
+
     /// Runs `body` with the connection held; a failure that leaves the connection unusable (or
     /// in an unknown transaction state) closes it, and the next call opens a new one.
     func run<T>(_ body: (Session) throws -> T) throws -> T {
         // Waiting for the connection counts against the same bound as a statement: calls queued
         // behind a stuck one fail after `timeout` instead of one bound each, in turn.
-        guard lock.lock(before: Date().addingTimeInterval(Double(timeout.nanoseconds) / 1e9)) else {
+        guard let lockBound = Self.waitBound(timeout) else { throw Self.outOfTime("before waiting for the connection", timeout: timeout, address: address) }
+        guard lock.lock(before: Date().addingTimeInterval(Double(lockBound.nanoseconds) / 1e9)) else {
+            if lockBound < timeout { throw Self.outOfTime("the connection was not free within \(lockBound.nanoseconds / 1_000_000) ms", timeout: timeout, address: address) }
             throw StoreError(.unavailable, "the consent store \(address) is busy: the connection was not free within \(timeout.nanoseconds / 1_000_000) ms; nothing was sent")
         }
         defer { lock.unlock() }
@@ -66,22 +87,35 @@ final class PostgresLink: @unchecked Sendable {
     /// deadlock; the close then completes after this returns).
     static func close(_ connection: PostgresConnection) {
         let closing: EventLoopFuture<Void> = connection.close()
-        if MultiThreadedEventLoopGroup.currentEventLoop == nil { _ = try? closing.wait() }
+        if MultiThreadedEventLoopGroup.currentEventLoop == nil { _ = result(of: closing, within: .seconds(2)) }
     }
 
     private func open() throws -> PostgresConnection {
         if let connection, !connection.isClosed { return connection }
         connection = nil
         nextID += 1
-        let configuration = address.configuration(applicationName: applicationName, connectTimeout: timeout)
+        guard let bound = Self.waitBound(timeout) else { throw Self.outOfTime("a new connection was needed", timeout: timeout, address: address) }
+        let configuration = address.configuration(applicationName: applicationName, connectTimeout: bound)
+        let started = NIODeadline.now()
         do {
-            let opened = try Self.connect(PostgresConnection.connect(on: group.next(), configuration: configuration, id: nextID, logger: logger), within: timeout, address: address)
+            let opened = try Self.connect(PostgresConnection.connect(on: group.next(), configuration: configuration, id: nextID, logger: logger), within: bound, address: address)
             // The server gives up on a statement itself within the bound (and rolls it back), so a
             // statement this side stopped waiting for cannot commit later behind the caller's back.
+            // Setting it is part of connecting: within the same bound.
+            let left = max(bound - (NIODeadline.now() - started), .milliseconds(1))
+            let timer = opened.eventLoop.scheduleTask(in: left) { let _: EventLoopFuture<Void> = opened.close() }
+            defer { timer.cancel() }
             do {
-                _ = try opened.query(PostgresQuery(unsafeSQL: "SET statement_timeout = \(timeout.nanoseconds / 1_000_000)"), logger: logger).wait()
+                let set = opened.query(PostgresQuery(unsafeSQL: "SET statement_timeout = \(timeout.nanoseconds / 1_000_000)"), logger: logger)
+                guard let result = Self.result(of: set, within: left + .seconds(1)) else {
+                    throw StoreError(.unavailable, "cannot connect to the consent store \(address): the server did not finish the connection's set-up within \(bound.nanoseconds / 1_000_000) ms")
+                }
+                _ = try result.get()
             } catch {
                 Self.close(opened)
+                if NIODeadline.now() - started >= bound {
+                    throw StoreError(.unavailable, "cannot connect to the consent store \(address): the server did not finish the connection's set-up within \(bound.nanoseconds / 1_000_000) ms")
+                }
                 throw error
             }
             connection = opened
@@ -97,35 +131,44 @@ final class PostgresLink: @unchecked Sendable {
     /// connect, not PostgreSQL's start-up exchange after it, which a server in crash recovery
     /// under load can leave unanswered. A connection that arrives after the deadline is closed.
     static func connect(_ future: EventLoopFuture<PostgresConnection>, within timeout: TimeAmount, address: PostgresAddress) throws -> PostgresConnection {
+        guard let result = result(of: future, within: timeout, late: { close($0) }) else {
+            throw StoreError(.unavailable, "cannot connect to the consent store \(address): the server did not finish the connection's start-up within \(timeout.nanoseconds / 1_000_000) ms")
+        }
+        return try result.get()
+    }
+
+    /// The future's result, or nil when it has none within `timeout` — a calling thread never
+    /// waits on a future without a bound (a reply that never comes, or a close that never
+    /// completes, must not hold a write or the follower for ever). A result that comes later
+    /// goes to `late`.
+    static func result<T>(of future: EventLoopFuture<T>, within timeout: TimeAmount, late: @escaping @Sendable (T) -> Void = { _ in }) -> Result<T, any Error>? {
         let done = DispatchSemaphore(value: 0)
-        let outcome = ConnectOutcome()
+        let outcome = Outcome<T>()
         future.whenComplete { result in
-            let late = outcome.lock.withLock { () -> Bool in
-                let value = outcome.value
-                if value != nil { return true }
+            let isLate = outcome.lock.withLock { () -> Bool in
+                if outcome.abandoned { return true }
                 outcome.value = result
                 return false
             }
-            if late, case let .success(connection) = result { close(connection) }
+            if isLate, case let .success(value) = result { late(value) }
             done.signal()
         }
-        if done.wait(timeout: .now() + .nanoseconds(Int(timeout.nanoseconds))) == .timedOut {
-            let claimed = outcome.lock.withLock { () -> Bool in
+        if done.wait(timeout: .now() + .nanoseconds(Int(max(timeout.nanoseconds, 0)))) == .timedOut {
+            let abandoned = outcome.lock.withLock { () -> Bool in
                 if outcome.value != nil { return false }
-                outcome.value = .failure(StoreError(.unavailable, "cannot connect to the consent store \(address): no answer within \(timeout.nanoseconds / 1_000_000) ms"))
+                outcome.abandoned = true
                 return true
             }
-            if claimed {
-                throw StoreError(.unavailable, "cannot connect to the consent store \(address): the server did not finish the connection's start-up within \(timeout.nanoseconds / 1_000_000) ms")
-            }
+            if abandoned { return nil }
         }
-        return try outcome.lock.withLock { outcome.value! }.get()
+        return outcome.lock.withLock { outcome.value }
     }
 
-    /// The connect future's result, or the deadline's, whichever came first.
-    private final class ConnectOutcome: @unchecked Sendable {
+    /// A future's result, or that the caller stopped waiting for it.
+    private final class Outcome<T>: @unchecked Sendable {
         let lock = NSLock()
-        var value: Result<PostgresConnection, any Error>?
+        var value: Result<T, any Error>?
+        var abandoned = false
     }
 
     /// What went wrong, in the server's words where it gave some.
@@ -149,18 +192,27 @@ final class PostgresLink: @unchecked Sendable {
         let logger: Logger
         let address: PostgresAddress
 
-        /// Runs one statement and returns its rows.
+        /// Runs one statement and returns its rows. Under a `StoreDeadline`, a statement is sent
+        /// only with its whole bound still ahead.
         @discardableResult
         func query(_ query: PostgresQuery) throws -> PostgresQueryResult {
+            if PostgresLink.waitBound(timeout) == nil { throw PostgresLink.outOfTime("the statement's turn came late", timeout: timeout, address: address) }
             let started = NIODeadline.now()
             let connection = self.connection
-            // The server's statement_timeout ends a slow statement first; this later bound is for
-            // a server that stopped answering at all.
-            let bound = timeout + .seconds(2)
+            let bound = PostgresLink.statementBound(timeout)
             let timer = connection.eventLoop.scheduleTask(in: bound) { let _: EventLoopFuture<Void> = connection.close() }
             defer { timer.cancel() }
             do {
-                return try connection.query(query, logger: logger).wait()
+                // Closing the connection at `bound` fails the statement; should even that not
+                // come, the thread stops waiting a second later.
+                guard let result = PostgresLink.result(of: connection.query(query, logger: logger), within: bound + .seconds(1)) else {
+                    PostgresLink.close(connection)
+                    throw StoreError(.unavailable, "the consent store \(address) did not answer within \(bound.nanoseconds / 1_000_000) ms and the connection did not close; "
+                                     + "whether a write sent on it committed is unknown: retry it with the same idempotency key")
+                }
+                return try result.get()
+            } catch let error as StoreError {
+                throw error
             } catch {
                 if NIODeadline.now() - started >= bound {
                     throw StoreError(.unavailable, "the consent store \(address) did not answer within \(bound.nanoseconds / 1_000_000) ms; the connection was closed, "

@@ -121,6 +121,28 @@ public enum FaultPostgres {
         guard status == 0 else { throw StoreError(.unavailable, "pg_ctl \(arguments) failed (status \(status))") }
     }
 
+    /// Sends `signal` to the fault server's postmaster and every process it started: SIGSTOP
+    /// freezes the server whole (connections accepted by the kernel, never answered; statements
+    /// under way never finish), SIGCONT lets it go on. The data directory is the `-D` of
+    /// CONSENTD_TEST_POSTGRES_CTL.
+    public static func signal(_ signal: Int32) throws {
+        let words = (control ?? "").split(separator: " ").map(String.init)
+        guard let flag = words.firstIndex(of: "-D"), flag + 1 < words.count,
+              let pidFile = try? String(contentsOfFile: words[flag + 1] + "/postmaster.pid", encoding: .utf8),
+              let postmaster = pidFile.split(separator: "\n").first.flatMap({ Int32($0.trimmingCharacters(in: .whitespaces)) }) else {
+            throw StoreError(.unavailable, "cannot find the fault server's postmaster (no -D DIR with a postmaster.pid in CONSENTD_TEST_POSTGRES_CTL)")
+        }
+        var targets: [Int32] = [postmaster]
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            // After "pid (comm) state ppid …".
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, Int32(fields[1]) == postmaster { targets.append(pid) }
+        }
+        for pid in targets { _ = kill(pid, signal) }
+    }
+
     private static func value(_ name: String) -> String? {
         guard let text = ProcessInfo.processInfo.environment[name], !text.isEmpty else { return nil }
         return text

@@ -109,7 +109,12 @@ struct BenchCommand: ParsableCommand {
         var info = stat()
         if stat(path, &info) == 0 {
             if info.st_mode & S_IFMT == S_IFDIR { return "is a directory" }
-            return access(path, W_OK) == 0 ? nil : "cannot be written (\(String(cString: strerror(errno))))"
+            guard info.st_mode & S_IFMT == S_IFREG else { return "is not a regular file" }
+            // Opened for writing (not truncated): what access(2) says is not what root may do.
+            let fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY)
+            guard fd >= 0 else { return "cannot be written (\(String(cString: strerror(errno))))" }
+            close(fd)
+            return nil
         }
         let parent = (path as NSString).deletingLastPathComponent
         let directory = parent.isEmpty ? "." : parent

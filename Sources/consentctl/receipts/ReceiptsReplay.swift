@@ -35,6 +35,11 @@ struct ReceiptsReplay: ParsableCommand {
         and receipts that cannot be re-decided by design (the subject was erased after the \
         decision, or the receipts omit the subject). --strict makes those fail too.
 
+        Replay a stopped daemon's directory, or a copy of it: a running daemon compresses and \
+        retires files under the replay. Files retired under the retention policy are reported as \
+        retired (the store's record is the proof); a file retired unreadable, and a file that \
+        cannot be read now, are mismatches, and the replay goes on past them.
+
         Exit status: 0 clean, 1 mismatches (or, with --strict, gaps or unverifiable receipts), \
         66 when DIR or the store cannot be read.
         """
