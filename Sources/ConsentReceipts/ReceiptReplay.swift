@@ -129,12 +129,14 @@ public final class ReceiptReplayer {
             if let bytes = contents.removeValue(forKey: file.path) { return bytes }
             return try ReceiptFiles.read(file)
         }
-        try checkRetirements(files: files, recorded: recorded, chain: &chain, report: &report, progress: progress) { file in
+        let resume = try checkRetirements(files: files, recorded: recorded, report: &report, progress: progress) { file in
+            if let bytes = contents[file.path] { return bytes }
             let bytes = try read(file)
             contents[file.path] = bytes
             return bytes
         }
         for file in files {
+            if let resume, resume.file == file.index { chain.continueAfterRetired(resume.head) }
             report.files.append(file.path)
             let name = file.name
             var lineNumber = 0
@@ -226,8 +228,8 @@ public final class ReceiptReplayer {
     /// could write). When the chain of the first file still here starts after the genesis, the
     /// store's retirements must link it back to the genesis; the chain check then continues from
     /// there, and the retired files are reported as retired, not as removed.
-    private func checkRetirements(files: [ReceiptFiles.File], recorded: [ReceiptRetirement], chain: inout ReceiptChainVerifier, report: inout ReceiptReplayReport,
-                                  progress: (ReceiptReplayReport.Finding, Bool) -> Void, read: (ReceiptFiles.File) throws -> [UInt8]) throws {
+    private func checkRetirements(files: [ReceiptFiles.File], recorded: [ReceiptRetirement], report: inout ReceiptReplayReport,
+                                  progress: (ReceiptReplayReport.Finding, Bool) -> Void, read: (ReceiptFiles.File) throws -> [UInt8]) throws -> (file: Int, head: [UInt8])? {
         let ledger = ReceiptRetirement.ledger(directory)
         let confirmed = Set(recorded.map(\.lastSeal))
         for entry in ledger where !confirmed.contains(entry.lastSeal) {
@@ -243,7 +245,7 @@ public final class ReceiptReplayer {
             report.mismatches.append(finding)
             progress(finding, true)
         }
-        guard !recorded.isEmpty else { return }
+        guard !recorded.isEmpty else { return nil }
         guard let first = files.first else {
             // Every file retired: the chain runs from the genesis to the newest retirement.
             let newest = recorded.max { $0.index < $1.index }!
@@ -255,15 +257,26 @@ public final class ReceiptReplayer {
                 report.mismatches.append(finding)
                 progress(finding, true)
             }
-            return
+            return nil
         }
-        guard let bytes = try? read(first) else { return }
+        // Files still here that the store records as retired (a file the daemon could not
+        // delete, retired around): replayed as they are, and the chain taken up again at the
+        // first file not retired.
+        let retiredHere = Set(recorded.filter { $0.damage == nil }.map(\.lastSeal))
+        var live = first
+        for file in files {
+            live = file
+            guard let bytes = try? read(file),
+                  let last = bytes.split(separator: 0x0A).last(where: { ReceiptChain.parse($0) != nil }).flatMap({ ReceiptChain.parse($0) }),
+                  retiredHere.contains(last.hash) else { break }
+        }
+        guard let bytes = try? read(live) else { return nil }
         guard let prev = bytes.split(separator: 0x0A).lazy.compactMap({ ReceiptChain.parse($0) }).first?.prev,
               prev != ReceiptChain.hex(ReceiptChain.genesis),
-              let retired = ReceiptRetirement.chain(endingAt: prev, in: recorded, firstPresent: first.index),
-              let start = ReceiptChain.unhex(prev) else { return }
+              let retired = ReceiptRetirement.chain(endingAt: prev, in: recorded, firstPresent: live.index),
+              let start = ReceiptChain.unhex(prev) else { return nil }
         report.retired = retired
-        chain.continueAfterRetired(start)
+        return (live.index, start)
     }
 
     enum Outcome {

@@ -40,6 +40,10 @@ public struct ReceiptRetirement: Codable, Sendable, Equatable {
         case file, index, receipts, lines, firstPrev = "first_prev", lastSeal = "last_seal", bytes, reason, retiredAt = "retired_at", damage
     }
 
+    /// What names the file whatever the directory (daemons sharing a store record into one
+    /// log): its last seal, or for a damaged one its name, size and damage.
+    var identity: String { damage == nil ? lastSeal : "\(file)|\(bytes)|\(damage ?? "")" }
+
     /// The JSON line (without its newline).
     public var line: String {
         let encoder = JSONEncoder()
@@ -49,7 +53,9 @@ public struct ReceiptRetirement: Codable, Sendable, Equatable {
 
     /// The retirement in a ledger or store line, if it is one.
     public static func parse(_ line: some StringProtocol) -> ReceiptRetirement? {
-        (try? JSONDecoder().decode([String: ReceiptRetirement].self, from: Data(line.utf8)))?["retired"]
+        guard let entry = (try? JSONDecoder().decode([String: ReceiptRetirement].self, from: Data(line.utf8)))?["retired"],
+              ReceiptFiles.validIndexes.contains(entry.index) else { return nil }
+        return entry
     }
 
     /// The directory's ledger, oldest first.
@@ -144,6 +150,9 @@ final class ReceiptRetainer: Sendable {
     let compressed = Atomic<Int>(0)
     /// Of `retired`, files that could not be read (recorded with their damage).
     let retiredDamaged = Atomic<Int>(0)
+    /// Files whose retirement the store holds (one that could not be deleted then is not
+    /// recorded again when deleting it is tried again, by this process or the next).
+    private let recorded = Mutex<Set<String>>([])
     /// Files that could not be retired (not a regular file, or not deletable): left, counted in
     /// the budget, not tried again by this process.
     private let stuck = Mutex<Set<Int>>([])
@@ -164,6 +173,7 @@ final class ReceiptRetainer: Sendable {
     /// Starts the thread; `index` is the file the writer appends to (never touched).
     func start(writing index: Int) {
         current.store(index, ordering: .releasing)
+        learnRecorded()
         // A compression (or a ledger cut) a stopped process left half-written.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix("receipts-") && name.hasSuffix(".tmp") {
             unlink(directory + "/" + name)
@@ -180,6 +190,12 @@ final class ReceiptRetainer: Sendable {
         }
         thread.name = "consentd-receipts-retention"
         thread.start()
+    }
+
+    /// Learns the retirements the store already holds.
+    func learnRecorded() {
+        let recorded = ((try? anchor?.retirements()) ?? []).compactMap(ReceiptRetirement.parse).map(\.identity)
+        self.recorded.withLock { $0.formUnion(recorded) }
     }
 
     /// The writer moved on to file `index`: every file before it is closed.
@@ -332,10 +348,13 @@ final class ReceiptRetainer: Sendable {
         let entry = ReceiptRetirement(
             file: file.name, index: file.index, receipts: summary.receipts, lines: summary.lines, firstPrev: summary.firstPrev,
             lastSeal: summary.lastSeal, bytes: bytes, reason: reason, retiredAt: Timestamp.now().description, damage: damage)
-        try anchor?.recordRetirement(entry.line)
-        do { try appendToLedger(entry.line) } catch {
-            // The ledger is the directory's copy; the store's record is the proof.
-            logger.error("cannot add to the retirement ledger; the store holds the record", metadata: ["error": "\(error)"])
+        if !recorded.withLock({ $0.contains(entry.identity) }) {
+            try anchor?.recordRetirement(entry.line)
+            recorded.withLock { _ = $0.insert(entry.identity) }
+            do { try appendToLedger(entry.line) } catch {
+                // The ledger is the directory's copy; the store's record is the proof.
+                logger.error("cannot add to the retirement ledger; the store holds the record", metadata: ["error": "\(error)"])
+            }
         }
         guard unlink(file.path) == 0 else { throw CannotDelete(message: "cannot delete \(file.path) (its retirement is recorded): \(String(cString: strerror(errno)))") }
         syncDirectory()

@@ -215,7 +215,8 @@ public enum ReceiptFiles {
         for name in names where name.hasPrefix("receipts-") {
             let compressed = name.hasSuffix(".jsonl.gz")
             guard compressed || name.hasSuffix(".jsonl"),
-                  let index = Int(name.dropFirst("receipts-".count).dropLast(compressed ? ".jsonl.gz".count : ".jsonl".count)) else { continue }
+                  let index = Int(name.dropFirst("receipts-".count).dropLast(compressed ? ".jsonl.gz".count : ".jsonl".count)),
+                  validIndexes.contains(index) else { continue }
             if let existing = files[index], !existing.compressed { continue }
             files[index] = File(index: index, path: directory + "/" + name, compressed: compressed)
         }
@@ -283,6 +284,9 @@ public enum ReceiptFiles {
         // to a file elsewhere.
         for file in list(directory) {
             var entry = stat()
+            // (One that vanished since the listing — compressed or retired by a daemon still
+            // stopping — is not in the way.)
+            if lstat(file.path, &entry) != 0 && errno == ENOENT { continue }
             guard lstat(file.path, &entry) == 0, entry.st_mode & S_IFMT == S_IFREG else {
                 throw ReceiptDirectoryError(description: "the receipts directory \(directory) holds \((file.path as NSString).lastPathComponent), which is not a regular file (a symbolic link, directory or device); remove it or give receipts another directory")
             }
@@ -309,6 +313,10 @@ public enum ReceiptFiles {
         let digits = String(index)
         return "receipts-" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".jsonl"
     }
+
+    /// The file indexes the writer uses (a name or a record outside them is not a receipts
+    /// file's: numbering after it must not overflow).
+    static let validIndexes = 1...999_999_999
 
     /// The retirement ledger's name (`ReceiptRetirement`); not a receipts file.
     static let ledgerName = "receipts-retired.jsonl"

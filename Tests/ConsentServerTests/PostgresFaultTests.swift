@@ -148,19 +148,22 @@ struct PostgresFaultTests {
             }
         }
         #expect(outcomes.joined().contains { $0 != nil }, "no write met the frozen server: the test did not test it")
-        // Let go, the same writes retried with their keys are stored exactly once.
-        for index in 0..<clients.count {
-            for write in 0..<2 {
+        // Let go, the same writes retried with their keys are stored exactly once (off the
+        // cooperative pool: these calls block, and other suites' tasks need its threads).
+        let retried = try await offThePool(threads: clients.count) { index in
+            (0..<2).map { write -> String? in
                 var last = ""
-                #expect(PostgresDaemonTests.eventually(20) {
+                let stored = PostgresDaemonTests.eventually(20) {
                     do { _ = try clients[index].record([records[index]], idempotencyKey: "frozen-\(index)-\(write)") } catch {
                         last = "\(error)"
                         return false
                     }
                     return true
-                }, "\(last)")
+                }
+                return stored ? nil : last
             }
         }
+        #expect(retried.joined().allSatisfy { $0 == nil }, "\(retried)")
         let store = try PostgresConsentStore(address: database.address)
         var stored = 0
         try store.forEachRecord { _ in stored += 1 }
@@ -181,21 +184,24 @@ struct PostgresFaultTests {
         _ = try store.append([record], idempotencyKey: nil, payload: nil, now: .now()) // connected, keys interned
         try FaultPostgres.signal(SIGSTOP)
         defer { try? FaultPostgres.signal(SIGCONT) }
-        #expect {
-            try StoreDeadline.within(.seconds(3)) { _ = try store.append([record], idempotencyKey: nil, payload: nil, now: .now()) }
-        } throws: { error in
-            "\(error)".contains("deadline left less than the 7000 ms") && "\(error)".contains("nothing was sent")
-        }
-        // A write without a deadline takes the connection and waits for the frozen server.
-        let holding = Thread { _ = try? store.append([record], idempotencyKey: nil, payload: nil, now: .now()) }
-        holding.start()
-        usleep(300_000)
-        #expect {
-            try StoreDeadline.within(.seconds(9)) { _ = try store.append([record], idempotencyKey: nil, payload: nil, now: .now()) }
-        } throws: { error in
-            let text = "\(error)"
-            let waited = text.components(separatedBy: "the connection was not free within ").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) }
-            return waited.map { (1_500...2_000).contains($0) } == true && text.contains("nothing was sent")
-        }
+        // Off the cooperative pool: these calls block.
+        let errors = try await offThePool { _ -> [String] in
+            var errors: [String] = []
+            do {
+                try StoreDeadline.within(.seconds(3)) { _ = try store.append([record], idempotencyKey: nil, payload: nil, now: .now()) }
+            } catch { errors.append("\(error)") }
+            // A write without a deadline takes the connection and waits for the frozen server.
+            let holding = Thread { _ = try? store.append([record], idempotencyKey: nil, payload: nil, now: .now()) }
+            holding.start()
+            usleep(300_000)
+            do {
+                try StoreDeadline.within(.seconds(9)) { _ = try store.append([record], idempotencyKey: nil, payload: nil, now: .now()) }
+            } catch { errors.append("\(error)") }
+            return errors
+        }[0]
+        try #require(errors.count == 2, "a write under a deadline did not fail: \(errors)")
+        #expect(errors[0].contains("deadline left less than the 7000 ms") && errors[0].contains("nothing was sent"), "\(errors[0])")
+        let waited = errors[1].components(separatedBy: "the connection was not free within ").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) }
+        #expect(waited.map { (1_500...2_000).contains($0) } == true && errors[1].contains("nothing was sent"), "\(errors[1])")
     }
 }

@@ -414,4 +414,69 @@ import Testing
         let report = try ReceiptReplayer(directory: receipts, store: store).run()
         #expect(report.mismatches.contains { $0.location == files[2].name && $0.message.contains("could not be read") }, "\(report.mismatches)")
     }
+
+    /// A file the store records as retired but that is still there (the daemon could not delete
+    /// it and retired the newer ones around it): a replay checks it as it is and takes the chain
+    /// up again after it; a later process deleting it does not record it a second time.
+    @Test func aRetiredFileStillThereIsNeitherTamperingNorRecordedTwice() async throws {
+        let receipts = "/tmp/cd-retention-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: receipts) }
+        let harness = try await DaemonHarness {
+            $0.receipts.directory = receipts
+            $0.receipts.maximumFileSize = 8 << 10
+        }
+        let client = try harness.client()
+        try Self.load(client, count: 1_000)
+        try await Self.drained(client)
+        try await harness.stop(keepFiles: true)
+        defer { try? FileManager.default.removeItem(at: harness.directory) }
+        let store = try SQLiteConsentStore(path: harness.daemon.state.configuration.store)
+        let files = ReceiptFiles.list(receipts)
+        try #require(files.count > 8)
+        // What a daemon that could not delete the first file leaves: all of 1…5 recorded, 2…5 gone.
+        for file in files[0..<5] {
+            let summary = ReceiptRetirement.summary(of: try ReceiptFiles.read(file))
+            let entry = ReceiptRetirement(file: file.name, index: file.index, receipts: summary.receipts, lines: summary.lines, firstPrev: summary.firstPrev!,
+                                          lastSeal: summary.lastSeal!, bytes: 1, reason: "budget", retiredAt: Timestamp.now().description)
+            try store.appendReceiptLog(.retirements, entry.line)
+            if file.index != files[0].index { try FileManager.default.removeItem(atPath: file.path) }
+        }
+        let report = try ReceiptReplayer(directory: receipts, store: store).run()
+        #expect(report.isClean, "\(report.mismatches.prefix(3))")
+        #expect(report.retired.map(\.index) == files[0..<5].map(\.index))
+
+        // The next process deletes it without a second record.
+        var configuration = ReceiptConfiguration()
+        configuration.maximumFileSize = 8 << 10
+        configuration.retentionBytes = 1 << 30
+        let retainer = ReceiptRetainer(directory: receipts, configuration: configuration, fileMode: 0o600, anchor: ReceiptAnchor(store: store), logger: Logger(label: "test"))
+        retainer.learnRecorded()
+        try retainer.retire(files[0], reason: "budget", bytes: 1)
+        #expect(!FileManager.default.fileExists(atPath: files[0].path))
+        #expect(try store.receiptLog(.retirements).compactMap(ReceiptRetirement.parse).filter { $0.index == files[0].index }.count == 1)
+        #expect(try ReceiptReplayer(directory: receipts, store: store).run().isClean)
+    }
+
+    /// A ledger line or a file name with an index no writer uses (Int.max) is not a receipts
+    /// file's: numbering after it would overflow. The daemon starts and numbers as before.
+    @Test func absurdIndexesAreIgnored() async throws {
+        let receipts = "/tmp/cd-retention-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: receipts) }
+        try FileManager.default.createDirectory(atPath: receipts, withIntermediateDirectories: true)
+        let absurd = ReceiptRetirement(file: "receipts-9223372036854775807.jsonl.gz", index: Int.max, receipts: 1, lines: 2, firstPrev: "00", lastSeal: "11",
+                                       bytes: 1, reason: "budget", retiredAt: Timestamp.now().description)
+        try Data((absurd.line + "\n").utf8).write(to: URL(fileURLWithPath: receipts + "/" + ReceiptFiles.ledgerName))
+        try Data().write(to: URL(fileURLWithPath: receipts + "/receipts-9223372036854775806.jsonl"))
+        #expect(ReceiptRetirement.parse(absurd.line) == nil)
+        #expect(ReceiptFiles.list(receipts).isEmpty)
+        let harness = try await DaemonHarness {
+            $0.receipts.directory = receipts
+            $0.receipts.maximumFileSize = 4096
+        }
+        let client = try harness.client()
+        try Self.load(client, count: 100)
+        try await Self.drained(client)
+        try await harness.stop()
+        #expect(ReceiptFiles.list(receipts).first?.index == 1)
+    }
 }

@@ -258,6 +258,24 @@ struct PostgresStoreTests {
             #expect(Array(loaded.index.snapshot().records(of: subject)) == Array(feed.index.snapshot().records(of: subject)), "\(subject)")
         }
     }
+
+    /// Migration v3 on a store that kept its receipts logs as `store_meta` values: the lines
+    /// become rows, in order; appending after is one insert.
+    @Test func receiptLogsMoveToRowsOfTheirOwn() throws {
+        let database = try TemporaryPostgres()
+        _ = try PostgresConsentStore(address: database.address)
+        let raw = try database.connect()
+        // As before v3.
+        try raw.execute("DROP TABLE receipt_log")
+        try raw.execute("DELETE FROM consentd_migrations WHERE name = 'v3-receipt-log-rows'")
+        try raw.execute("INSERT INTO store_meta (key, value) VALUES ('receipt_retired', E'one\\ntwo\\nthree'), ('receipt_breaks', 'broken')")
+        let store = try PostgresConsentStore(address: database.address)
+        #expect(try store.receiptLog(.retirements) == ["one", "two", "three"])
+        #expect(try store.receiptChainBreaks() == ["broken"])
+        try store.appendReceiptLog(.retirements, "four\nlines")
+        #expect(try store.receiptLog(.retirements) == ["one", "two", "three", "four lines"])
+        #expect(try raw.column("SELECT count(*)::text FROM store_meta WHERE key IN ('receipt_retired', 'receipt_breaks')") == ["0"])
+    }
 }
 
 /// PostgreSQL store addresses (no server needed).

@@ -29,6 +29,24 @@ func record(_ subject: String, _ purpose: String, _ choice: Choice = .grant, dat
 }
 
 @Suite struct SQLiteStoreTests {
+    /// The receipts logs a store kept as one newline-separated `store_meta` value each (before
+    /// migration v3) become rows of their own, in order; appending after is one insert.
+    @Test func receiptLogsMoveToRowsOfTheirOwn() throws {
+        let temporary = TemporaryStore()
+        let queue = try DatabaseQueue(path: temporary.path)
+        try StoreSchema.migrator.migrate(queue, upTo: "v2-idempotency-payloads")
+        try queue.write { db in
+            try db.execute(sql: "INSERT INTO store_meta (key, value) VALUES ('receipt_retired', ?), ('receipt_breaks', ?)", arguments: ["one\ntwo\nthree", "broken"])
+        }
+        try queue.close()
+        let store = try temporary.open()
+        #expect(try store.receiptLog(.retirements) == ["one", "two", "three"])
+        #expect(try store.receiptChainBreaks() == ["broken"])
+        try store.appendReceiptLog(.retirements, "four\nlines")
+        #expect(try store.receiptLog(.retirements) == ["one", "two", "three", "four lines"])
+        #expect(try store.receiptChainBreaks() == ["broken"])
+    }
+
     @Test func appendsGetIncreasingSequencesAndHistoryIsInSequenceOrder() throws {
         let temporary = TemporaryStore()
         let store = try temporary.open()

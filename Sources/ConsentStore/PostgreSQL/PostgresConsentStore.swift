@@ -300,16 +300,14 @@ public final class PostgresConsentStore: ConsentStorage {
     }
 
     public func receiptLog(_ log: ReceiptLog) throws -> [String] {
-        (try meta(log.rawValue) ?? "").split(separator: "\n").map(String.init)
+        let rows = try reader.run { session in try session.query("SELECT line FROM receipt_log WHERE kind = \(log.rawValue) ORDER BY id") }
+        return try rows.map { try Self.decode($0, String.self) }
     }
 
     public func appendReceiptLog(_ log: ReceiptLog, _ text: String) throws {
         let line = text.replacingOccurrences(of: "\n", with: " ")
         try writer.run { session in
-            try session.query("""
-                INSERT INTO store_meta (key, value) VALUES (\(log.rawValue), \(line))
-                ON CONFLICT (key) DO UPDATE SET value = store_meta.value || E'\\n' || excluded.value
-                """)
+            try session.query("INSERT INTO receipt_log (kind, line) VALUES (\(log.rawValue), \(line))")
         }
     }
 

@@ -286,5 +286,23 @@ enum PostgresSchema {
                     p_choices, p_recorded, p_expires, p_bases, p_sources, p_notices, p_jurisdictions, p_evidence, p_has_evidence);
             END $$;
             """),
+        ("v3-receipt-log-rows", """
+            -- The receipts logs (chain breaks found at start-up, retired receipts files), one row
+            -- per line: appending is one insert, not a rewrite of the whole log (a retirement
+            -- every few seconds for months).
+            CREATE TABLE receipt_log (
+                id bigserial PRIMARY KEY,
+                kind text COLLATE "C" NOT NULL,
+                line text NOT NULL
+            );
+            CREATE INDEX receipt_log_by_kind ON receipt_log (kind, id);
+            -- The lines kept before, as one newline-separated store_meta value per log.
+            INSERT INTO receipt_log (kind, line)
+                SELECT m.key, l.line FROM store_meta m,
+                       LATERAL unnest(string_to_array(m.value, E'\\n')) WITH ORDINALITY AS l(line, n)
+                WHERE m.key IN ('receipt_breaks', 'receipt_retired') AND l.line <> ''
+                ORDER BY m.key, l.n;
+            DELETE FROM store_meta WHERE key IN ('receipt_breaks', 'receipt_retired');
+            """),
     ]
 }

@@ -357,7 +357,7 @@ public final class SQLiteConsentStore: ConsentStorage {
     public func receiptLog(_ log: ReceiptLog) throws -> [String] {
         try withDatabaseErrors {
             try pool.read { db in
-                (try String.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = ?", arguments: [log.rawValue]) ?? "").split(separator: "\n").map(String.init)
+                try String.fetchAll(db, sql: "SELECT line FROM receipt_log WHERE kind = ? ORDER BY id", arguments: [log.rawValue])
             }
         }
     }
@@ -366,10 +366,7 @@ public final class SQLiteConsentStore: ConsentStorage {
     public func appendReceiptLog(_ log: ReceiptLog, _ text: String) throws {
         try withDatabaseErrors {
             try pool.write { db in
-                let old = try String.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = ?", arguments: [log.rawValue]) ?? ""
-                let line = text.replacingOccurrences(of: "\n", with: " ")
-                try db.execute(sql: "INSERT INTO store_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                               arguments: [log.rawValue, old.isEmpty ? line : old + "\n" + line])
+                try db.execute(sql: "INSERT INTO receipt_log (kind, line) VALUES (?, ?)", arguments: [log.rawValue, text.replacingOccurrences(of: "\n", with: " ")])
             }
         }
     }

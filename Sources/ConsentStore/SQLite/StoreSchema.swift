@@ -71,6 +71,27 @@ enum StoreSchema {
                 CREATE INDEX idempotency_keys_by_first_sequence ON idempotency_keys (first_sequence);
                 """)
         }
+        migrator.registerMigration("v3-receipt-log-rows") { db in
+            try db.execute(sql: """
+                -- The receipts logs (chain breaks found at start-up, retired receipts files), one
+                -- row per line: appending is one insert, not a rewrite of the whole log (a
+                -- retirement every few seconds for months).
+                CREATE TABLE receipt_log (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    kind TEXT NOT NULL,
+                    line TEXT NOT NULL
+                );
+                CREATE INDEX receipt_log_by_kind ON receipt_log (kind, id);
+                """)
+            // The lines kept before, as one newline-separated store_meta value per log.
+            for kind in ["receipt_breaks", "receipt_retired"] {
+                let old = try String.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = ?", arguments: [kind]) ?? ""
+                for line in old.split(separator: "\n") {
+                    try db.execute(sql: "INSERT INTO receipt_log (kind, line) VALUES (?, ?)", arguments: [kind, String(line)])
+                }
+                try db.execute(sql: "DELETE FROM store_meta WHERE key = ?", arguments: [kind])
+            }
+        }
         return migrator
     }
 }
